@@ -1,0 +1,47 @@
+# Two commands for a newcomer: `make demo` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test unit integration stack-up stack-down stack-status clean-state schemas
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## setup: venv, Python packages, Debian packages, Kafka jars (starts nothing)
+setup: $(STAMP)
+	$(BIN)/referrals stack prepare --test-tools
+
+## demo: set everything up, start the stack and run the demo
+demo: $(STAMP)
+	$(BIN)/referrals demo
+
+## test: set everything up and run every test (the stack is started if needed, and stopped again if the tests started it)
+test: setup
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+stack-up: $(STAMP)
+	$(BIN)/referrals stack up
+
+stack-down: $(STAMP)
+	$(BIN)/referrals stack down
+
+stack-status: $(STAMP)
+	$(BIN)/referrals stack status
+
+schemas: $(STAMP)
+	$(BIN)/referrals schemas export
+
+clean-state: $(STAMP)
+	$(BIN)/referrals stack reset --yes

@@ -1,0 +1,1 @@
+"""Consumers: metrics exporter, read API and sinks."""

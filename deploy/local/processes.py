@@ -1,0 +1,138 @@
+"""Processes the local stack starts: pid files that prove ownership, ports, log tails.
+
+A pid file holds the pid *and* the process start time, so ``down`` never signals a
+process that merely inherited a recycled pid: only what ``up`` started is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+class StackError(RuntimeError):
+    """The local stack could not do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedProcess:
+    pid: int
+    started: float
+
+    def alive(self) -> bool:
+        try:
+            proc = psutil.Process(self.pid)
+            return abs(proc.create_time() - self.started) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+
+def read_pidfile(path: Path) -> OwnedProcess | None:
+    try:
+        data = json.loads(path.read_text())
+        return OwnedProcess(int(data["pid"]), float(data["started"]))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def running(path: Path) -> OwnedProcess | None:
+    """The process recorded in the pid file if it is still the one we started."""
+    owned = read_pidfile(path)
+    return owned if owned is not None and owned.alive() else None
+
+
+def spawn(argv: Sequence[str], *, pidfile: Path, output: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start a detached process (own session: Ctrl-C in the shell does not reach it) and record it."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    started = psutil.Process(proc.pid).create_time()
+    pidfile.write_text(json.dumps({"pid": proc.pid, "started": started, "argv": list(argv)}))
+    return proc
+
+
+def stop(pidfile: Path, *, timeout_s: float) -> bool:
+    """SIGTERM what the pid file names (if it is ours), SIGKILL after ``timeout_s``. True if it was running."""
+    owned = running(pidfile)
+    if owned is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    proc = psutil.Process(owned.pid)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=timeout_s)
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    except psutil.NoSuchProcess:
+        pass
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def port_owner(port: int) -> str:
+    """Best effort: which process listens on the port, for an error message."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                proc = psutil.Process(conn.pid)
+                return f"pid {conn.pid} ({proc.name()})"
+    except (psutil.Error, OSError):
+        pass
+    return "another process"
+
+
+def ensure_port_free(host: str, port: int, what: str, setting: str) -> None:
+    if port_open(host, port):
+        raise StackError(
+            f"{what}: port {port} on {host} is taken by {port_owner(port)}, which the local stack did not start. "
+            f"Stop it, or choose another port with {setting}=<port>."
+        )
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until(check, *, timeout_s: float, interval_s: float = 0.25, alive=None) -> bool:
+    """Poll ``check`` until it is true; give up early when ``alive`` says the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        if alive is not None and not alive():
+            return False
+        time.sleep(interval_s)
+    return False

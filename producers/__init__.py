@@ -1,0 +1,1 @@
+"""Producers: what puts events on Kafka (gateway, client, simulator)."""

@@ -1,0 +1,1 @@
+"""referral-pipeline: the `referrals` command and the typed settings every part shares."""

@@ -1,0 +1,61 @@
+"""Creating and describing the project's topics on a real broker (kafka-python admin client)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from referrals.settings import Settings
+
+
+class TopicMismatch(RuntimeError):
+    """An existing topic does not have the partition count the project needs for co-partitioning."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    name: str
+    partitions: int
+    created: bool
+
+
+def admin_client(settings: Settings, client_id: str = "referrals-admin") -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap, client_id=client_id, request_timeout_ms=15000)
+
+
+def ensure_topics(settings: Settings, names: Iterable[str], partitions: int | None = None) -> list[TopicState]:
+    """Create the topics that do not exist; check that the ones that do have the right partition count."""
+    want = partitions or settings.kafka.partitions
+    names = list(dict.fromkeys(names))
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(n, want, 1) for n in missing], timeout_ms=30000)
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another process: checked below like any existing topic
+        counts = partition_counts(admin, names)
+    finally:
+        admin.close()
+    wrong = {n: c for n, c in counts.items() if c != want}
+    if wrong:
+        raise TopicMismatch(
+            ", ".join(f"{n} has {c} partitions" for n, c in wrong.items())
+            + f"; the project needs {want} on every topic so that keys stay co-partitioned"
+        )
+    return [TopicState(n, counts[n], n in missing) for n in names]
+
+
+def partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
+    counts = {}
+    for topic in admin.describe_topics(names):
+        if topic.get("error_code"):
+            raise RuntimeError(f"cannot describe topic {topic.get('name')}: error code {topic['error_code']}")
+        counts[topic["name"]] = len(topic["partitions"])
+    return counts

@@ -1,0 +1,73 @@
+"""Topic names, and the partition key of every topic with the reason it was chosen.
+
+Every topic has the same number of partitions (``Settings.kafka.partitions``) and every
+producer uses Kafka's default murmur2 partitioner (kafka-python, aiokafka and the Java
+client agree), so the same key lands on the same partition number in every topic: the
+topics are co-partitioned, and a worker that owns partition *n* of ``shop.orders`` also
+owns partition *n* of ``customers.signups`` and ``referrals.attributions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    key_field: str
+    why: str
+    event_type: str | None = None  # the inbound event type it carries; None for derived topics
+
+
+SHARES = TopicSpec(
+    "referrals.shares",
+    "referrer_id",
+    "share counts are per referrer (funnel, leaderboard); one referrer's shares stay in order in one partition",
+    "share",
+)
+CLICKS = TopicSpec(
+    "referrals.clicks",
+    "visitor_id",
+    "click attribution looks up one visitor's clicks; all clicks of a visitor are in one partition, in order",
+    "click",
+)
+SIGNUPS = TopicSpec(
+    "customers.signups",
+    "customer_id",
+    "'attributed at most once' is a per-customer decision; signups, orders, refunds and attributions of one "
+    "customer share a partition (visitor-based attribution re-keys the signup by visitor_id inside the worker)",
+    "signup",
+)
+ORDERS = TopicSpec(
+    "shop.orders",
+    "customer_id",
+    "the first qualifying order is per customer and must be decided next to the customer's attribution",
+    "order",
+)
+REFUNDS = TopicSpec(
+    "shop.refunds",
+    "customer_id",
+    "a refund is judged against the customer's qualifying order, which sits in the same partition",
+    "refund",
+)
+ATTRIBUTIONS = TopicSpec(
+    "referrals.attributions",
+    "referee_id",
+    "keyed like signups and orders (the referee is the customer), so qualification reads it locally",
+)
+REWARDS = TopicSpec(
+    "referrals.rewards",
+    "referrer_id",
+    "monthly caps and milestones are per referrer; all reward changes of one referrer are in one partition",
+)
+DEADLETTER = TopicSpec(
+    "referrals.deadletter",
+    "source_topic",
+    "kept per source topic in order; nothing downstream joins on it",
+)
+
+INBOUND: tuple[TopicSpec, ...] = (SHARES, CLICKS, SIGNUPS, ORDERS, REFUNDS)
+DERIVED: tuple[TopicSpec, ...] = (ATTRIBUTIONS, REWARDS, DEADLETTER)
+ALL: tuple[TopicSpec, ...] = INBOUND + DERIVED
+BY_EVENT_TYPE: dict[str, TopicSpec] = {spec.event_type: spec for spec in INBOUND if spec.event_type}
