@@ -27,7 +27,13 @@ app.add_typer(schemas_app, name="schemas")
 
 
 def _settings() -> Settings:
-    return Settings()
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        _fail(f"invalid configuration:\n{exc}", code=2)
+        raise  # unreachable: _fail exits
 
 
 def _echo(message: str) -> None:

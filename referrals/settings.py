@@ -9,9 +9,10 @@ Environment variables use the prefix ``REFERRALS_`` and ``__`` for nesting, e.g.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 class KafkaSettings(BaseModel):
     """Where clients find Kafka, and how the local stack runs its broker."""
+
+    model_config = ConfigDict(extra="forbid")
 
     host: str = Field("127.0.0.1", description="address the local broker binds to")
     port: int = Field(9092, ge=1, le=65535, description="client (PLAINTEXT) port of the local broker")
@@ -40,6 +43,8 @@ class KafkaSettings(BaseModel):
 
 class RedisSettings(BaseModel):
     """Where clients find Redis, and how the local stack runs it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = Field(6379, ge=1, le=65535)
@@ -65,3 +70,17 @@ class Settings(BaseSettings):
     event_source: str = Field(
         "referrals-cli", description="CloudEvents `source` of records this process produces"
     )
+
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> Settings:
+        """A mistyped REFERRALS_ variable is an error, not a silently ignored setting."""
+        prefix = self.model_config["env_prefix"]
+        for name in os.environ:
+            if name.upper().startswith(prefix):
+                top = name[len(prefix):].split("__", 1)[0].lower()
+                if top not in type(self).model_fields:
+                    raise ValueError(
+                        f"unknown setting {name}; known: "
+                        + ", ".join(prefix + f.upper() for f in type(self).model_fields)
+                    )
+        return self

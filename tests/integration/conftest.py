@@ -1,0 +1,121 @@
+"""Fixtures for tests against the real stack: Kafka 4 (KRaft) and Redis.
+
+The session's stack is the one `referrals stack up` runs (settings from the
+environment). If it is not running, the ``stack`` fixture starts it, and stops it again
+at the end of the session; if it cannot start, every test that needs it fails with the
+cause. Nothing here skips.
+
+Every test gets names of its own (topics, consumer groups, Redis keys), so tests never
+see each other's data.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis as redis_lib
+from kafka import KafkaAdminClient
+
+from deploy.local.processes import StackError
+from deploy.local.stack import LocalStack
+from referrals.kafka_admin import ensure_topics
+from referrals.settings import Settings
+
+STACK_FACTS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[LocalStack]:
+    local = LocalStack(settings)
+    try:
+        started = local.up(echo=lambda message: None)
+    except StackError as exc:
+        pytest.fail(f"the local stack could not start, so the integration tests cannot run:\n{exc}", pytrace=False)
+    STACK_FACTS["kafka"] = (
+        f"Apache Kafka {local.kafka.running_version()} (KRaft, single node) at {settings.kafka.bootstrap}, "
+        f"{'started for this run' if started['kafka'] else 'already running'}; "
+        f"version as logged by the broker in {local.kafka.server_log}"
+    )
+    STACK_FACTS["redis"] = (
+        f"Redis {local.redis.version()} at {settings.redis.host}:{settings.redis.port}, "
+        f"{'started for this run' if started['redis'] else 'already running'}"
+    )
+    yield local
+    if started["kafka"]:
+        local.kafka.down()
+    if started["redis"]:
+        local.redis.down()
+
+
+def _slug(request: pytest.FixtureRequest) -> str:
+    name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:60]
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """unique_name("group") -> "group.<test name>-<random>": for topics, groups, keys."""
+    slug = _slug(request)
+    return lambda prefix: f"{prefix}.{slug}"
+
+
+@pytest.fixture
+def topic_factory(stack: LocalStack, settings: Settings, unique_name) -> Iterator[Callable[..., str]]:
+    """Creates topics with names of this test's own on the real broker; deletes them afterwards."""
+    created: list[str] = []
+
+    def make(purpose: str = "topic", partitions: int | None = None) -> str:
+        name = unique_name(f"test.{purpose}")
+        ensure_topics(settings, [name], partitions)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+        try:
+            admin.delete_topics(created)
+        finally:
+            admin.close()
+
+
+@pytest.fixture
+def redis_client(stack: LocalStack) -> Iterator[redis_lib.Redis]:
+    client = stack.redis.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_keys(redis_client: redis_lib.Redis, unique_name) -> Iterator[Callable[[str], str]]:
+    """redis_keys("counter") -> a key of this test's own; all of them are deleted afterwards."""
+    prefix = unique_name("test")
+    yield lambda name: f"{prefix}:{name}"
+    keys = list(redis_client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        redis_client.delete(*keys)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def isolated_settings(tmp_path) -> Settings:
+    """Settings for a second, throw-away stack: own state folder, own free ports."""
+    return Settings(
+        state_dir=tmp_path / "state",
+        kafka={"port": free_port(), "controller_port": free_port(), "start_timeout_s": 90},
+        redis={"port": free_port()},
+    )
