@@ -6,6 +6,7 @@ reports success to its own client never reports an event that Kafka does not hav
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from kafka import KafkaProducer
@@ -24,6 +25,7 @@ class PublishError(RuntimeError):
 class EventPublisher:
     def __init__(self, settings: Settings, *, source: str | None = None, **producer_options):
         self.source = source or settings.event_source
+        self.topic_prefix = settings.kafka.topic_prefix
         options = {
             "bootstrap_servers": settings.kafka.bootstrap,
             "client_id": self.source,
@@ -38,18 +40,29 @@ class EventPublisher:
         options.update(producer_options)
         self._producer = KafkaProducer(**options)
 
-    def send_records(self, records: Iterable[Record], *, timeout_s: float = 30.0) -> list[RecordMetadata]:
-        futures = [
-            self._producer.send(r.topic, key=r.key, value=r.value, headers=r.headers) for r in records
-        ]
+    def send_records(
+        self, records: Iterable[Record], *, timeout_s: float = 30.0, flush: bool = True
+    ) -> list[RecordMetadata]:
+        """Send and wait until Kafka acknowledged every record, at most ``timeout_s`` in all.
+
+        ``flush=False`` leaves batching to ``linger_ms`` (for concurrent callers such as the
+        gateway, where one caller's flush would wait for everybody's records).
+        """
+        deadline = time.monotonic() + timeout_s
         try:
-            self._producer.flush(timeout=timeout_s)
-            return [f.get(timeout=timeout_s) for f in futures]
+            futures = [
+                self._producer.send(r.topic, key=r.key, value=r.value, headers=r.headers) for r in records
+            ]
+            if flush:
+                self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+            return [f.get(timeout=max(0.001, deadline - time.monotonic())) for f in futures]
         except KafkaError as exc:
             raise PublishError(f"Kafka did not acknowledge every record: {exc}") from exc
 
     def publish(self, events: Iterable[InboundEventBase], *, timeout_s: float = 30.0) -> list[RecordMetadata]:
-        return self.send_records((inbound_record(e, self.source) for e in events), timeout_s=timeout_s)
+        return self.send_records(
+            (inbound_record(e, self.source, self.topic_prefix) for e in events), timeout_s=timeout_s
+        )
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._producer.close(timeout=timeout_s)

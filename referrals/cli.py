@@ -119,11 +119,11 @@ def topics_create(
     partitions: int = typer.Option(None, help="partitions per topic (default: REFERRALS_KAFKA__PARTITIONS, 6)"),
 ) -> None:
     """Create every topic of the project (existing ones are checked, not changed)."""
-    from referrals.kafka_admin import TopicMismatch, ensure_topics
-    from schemas.topics import ALL
+    from referrals.kafka_admin import TopicMismatch, ensure_topics, project_topics
 
+    settings = _settings()
     try:
-        states = ensure_topics(_settings(), [t.name for t in ALL], partitions)
+        states = ensure_topics(settings, project_topics(settings), partitions)
     except TopicMismatch as exc:
         _fail(str(exc))
     for state in states:
@@ -175,6 +175,30 @@ def validate(path: str = typer.Argument(..., help="a file with one JSON event, o
     typer.echo(event.model_dump_json(indent=2, exclude_none=True))
 
 
+@app.command("api")
+def api(
+    host: str = typer.Option(None, help="bind address (default REFERRALS_GATEWAY__HOST, 127.0.0.1)"),
+    port: int = typer.Option(None, help="port (default REFERRALS_GATEWAY__PORT, 8080)"),
+) -> None:
+    """Run the HTTP gateway: POST /v1/events, referral links /r/{code}, /healthz, /readyz, /docs."""
+    import logging
+
+    import uvicorn
+
+    from producers.gateway.app import create_app
+
+    settings = _settings()
+    if not settings.gateway.api_keys and not settings.gateway.webhook_secrets:
+        _echo("warning: no API keys or webhook secrets configured: every POST /v1/events gets 401 "
+              "(set REFERRALS_GATEWAY__API_KEYS)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    uvicorn.run(
+        create_app(settings), host=host or settings.gateway.host, port=port or settings.gateway.port,
+        access_log=False, log_level="info", server_header=False,
+    )
+
+
 @app.command("demo")
 def demo() -> None:
     """Start the stack, create the topics, send one referral story through Kafka and read it back."""
@@ -183,9 +207,8 @@ def demo() -> None:
     from deploy.local.processes import StackError
     from producers.publisher import EventPublisher
     from producers.samples import referral_story
-    from referrals.kafka_admin import ensure_topics
+    from referrals.kafka_admin import ensure_topics, project_topics
     from schemas.parsing import parse_event_json
-    from schemas.topics import ALL
 
     settings = _settings()
     stack = _stack(settings)
@@ -194,8 +217,8 @@ def demo() -> None:
     except StackError as exc:
         _fail(str(exc))
     _print_status(stack.status())
-    ensure_topics(settings, [t.name for t in ALL])
-    _echo("topics ready: " + ", ".join(t.name for t in ALL))
+    ensure_topics(settings, project_topics(settings))
+    _echo("topics ready: " + ", ".join(project_topics(settings)))
 
     run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     events = referral_story(datetime.now(UTC), prefix=f"demo-{run}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,6 +22,13 @@ class TopicState:
     name: str
     partitions: int
     created: bool
+
+
+def project_topics(settings: Settings) -> list[str]:
+    """The names of every project topic, with the configured prefix."""
+    from schemas.topics import ALL
+
+    return [settings.kafka.topic_prefix + spec.name for spec in ALL]
 
 
 def admin_client(settings: Settings, client_id: str = "referrals-admin") -> KafkaAdminClient:
@@ -52,10 +60,25 @@ def ensure_topics(settings: Settings, names: Iterable[str], partitions: int | No
     return [TopicState(n, counts[n], n in missing) for n in names]
 
 
-def partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
-    counts = {}
-    for topic in admin.describe_topics(names):
-        if topic.get("error_code"):
-            raise RuntimeError(f"cannot describe topic {topic.get('name')}: error code {topic['error_code']}")
-        counts[topic["name"]] = len(topic["partitions"])
-    return counts
+UNKNOWN_TOPIC_OR_PARTITION = 3
+
+
+def partition_counts(admin: KafkaAdminClient, names: list[str], wait_s: float = 15.0) -> dict[str, int]:
+    """Partition count per topic. A topic created a moment ago may take a moment to be known
+    to the broker's metadata; that is waited for (bounded), any other error is raised."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        counts, unknown = {}, []
+        for topic in admin.describe_topics(names):
+            code = topic.get("error_code")
+            if code == UNKNOWN_TOPIC_OR_PARTITION:
+                unknown.append(topic["name"])
+            elif code:
+                raise RuntimeError(f"cannot describe topic {topic.get('name')}: error code {code}")
+            else:
+                counts[topic["name"]] = len(topic["partitions"])
+        if not unknown:
+            return counts
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics not known to the broker after {wait_s:.0f} s: {', '.join(unknown)}")
+        time.sleep(0.1)

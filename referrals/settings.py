@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +37,10 @@ class KafkaSettings(BaseModel):
     extra_properties: dict[str, str] = Field(
         default_factory=dict, description="additional server.properties entries for the local broker"
     )
+    topic_prefix: str = Field(
+        "", pattern=r"^[A-Za-z0-9._-]*$",
+        description="prepended to every topic name (isolates tests or tenants; empty in production)",
+    )
 
     @property
     def bootstrap(self) -> str:
@@ -52,6 +58,56 @@ class RedisSettings(BaseModel):
     username: str | None = None
     password: str | None = Field(None, repr=False)
     start_timeout_s: float = Field(30.0, gt=0)
+    key_prefix: str = Field(
+        "rp:", pattern=r"^[A-Za-z0-9._:-]*$", description="prepended to every key the pipeline writes"
+    )
+
+
+EventType = Literal["share", "click", "signup", "order", "refund"]
+
+
+class ApiKey(BaseModel):
+    """A client of the gateway: a name for logs and limits, the secret key, and what it may send."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    key: SecretStr = Field(min_length=16)
+    types: frozenset[EventType] = Field(min_length=1)
+
+
+class WebhookSecret(BaseModel):
+    """A shop that signs its webhooks (X-Signature) with a shared secret instead of sending a key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    secret: SecretStr = Field(min_length=16)
+    types: frozenset[EventType] = Field(min_length=1)
+
+
+class GatewaySettings(BaseModel):
+    """The HTTP ingest gateway and referral-link redirector (`referrals api`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    public_url: str = Field("http://127.0.0.1:8080", description="base of share URLs (…/r/<code>)")
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    webhook_secrets: list[WebhookSecret] = Field(default_factory=list)
+    rate_limit_per_s: float = Field(200.0, gt=0, description="sustained requests per second per key")
+    rate_limit_burst: int = Field(400, ge=1, description="requests a key may send at once")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_batch: int = Field(500, ge=1)
+    kafka_timeout_s: float = Field(5.0, gt=0, description="longest wait for Kafka's acks before 503")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503")
+    signature_tolerance_s: int = Field(300, ge=1, description="oldest accepted X-Signature timestamp")
+    default_landing_url: str = "https://shop.example.com/"
+    landing_urls: dict[str, str] = Field(default_factory=dict, description="campaign_id -> landing URL")
+    click_dedup_window_s: int = Field(1800, ge=1, description="a reload within this window is not a new click")
+    visitor_cookie: str = "rp_vid"
+    cookie_secure: bool = Field(False, description="mark the visitor cookie Secure (behind HTTPS)")
 
 
 class Settings(BaseSettings):
@@ -67,6 +123,7 @@ class Settings(BaseSettings):
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     event_source: str = Field(
         "referrals-cli", description="CloudEvents `source` of records this process produces"
     )

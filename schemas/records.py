@@ -45,31 +45,34 @@ def _rfc3339(model: InboundEventBase | Attribution | RewardChange) -> str:
     return model.occurred_at.isoformat().replace("+00:00", "Z")
 
 
-def inbound_record(event: InboundEventBase, source: str) -> Record:
-    """The record an inbound event is produced as. The value is the event's canonical JSON."""
+def inbound_record(event: InboundEventBase, source: str, topic_prefix: str = "") -> Record:
+    """The record an inbound event is produced as. The value is the event's canonical JSON.
+
+    ``topic_prefix`` isolates test runs (and tenants); it is empty in production.
+    """
     kind = event.type  # type: ignore[attr-defined]
     spec = BY_EVENT_TYPE[kind]
     key = getattr(event, spec.key_field)
     return Record(
-        topic=spec.name,
+        topic=topic_prefix + spec.name,
         key=key.encode(),
         value=event.model_dump_json(exclude_none=True).encode(),
         headers=_headers(event.event_id, kind, source, _rfc3339(event)),
     )
 
 
-def attribution_record(attribution: Attribution, source: str) -> Record:
+def attribution_record(attribution: Attribution, source: str, topic_prefix: str = "") -> Record:
     return Record(
-        topic=ATTRIBUTIONS.name,
+        topic=topic_prefix + ATTRIBUTIONS.name,
         key=attribution.referee_id.encode(),
         value=attribution.model_dump_json(exclude_none=True).encode(),
         headers=_headers(attribution.event_id, "attribution", source, _rfc3339(attribution)),
     )
 
 
-def reward_record(change: RewardChange, referrer_id: str, source: str) -> Record:
+def reward_record(change: RewardChange, referrer_id: str, source: str, topic_prefix: str = "") -> Record:
     return Record(
-        topic=REWARDS.name,
+        topic=topic_prefix + REWARDS.name,
         key=referrer_id.encode(),
         value=change.model_dump_json(exclude_none=True).encode(),
         headers=_headers(change.event_id, "reward", source, _rfc3339(change)),

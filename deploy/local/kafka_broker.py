@@ -180,6 +180,7 @@ class KafkaBroker:
                 bootstrap_servers=f"{self.cfg.host}:{self.cfg.port}",
                 client_id="referrals-stack",
                 request_timeout_ms=int(timeout_s * 1000),
+                bootstrap_timeout_ms=int(timeout_s * 1000),
             )
             try:
                 return bool(admin.describe_cluster().get("brokers"))

@@ -119,3 +119,97 @@ def isolated_settings(tmp_path) -> Settings:
         kafka={"port": free_port(), "controller_port": free_port(), "start_timeout_s": 90},
         redis={"port": free_port()},
     )
+
+
+# -- the gateway -----------------------------------------------------------------------------------
+
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import uvicorn  # noqa: E402
+
+APP_KEY = "app-key-for-tests-0123456789"
+SHOP_KEY = "shop-key-for-tests-0123456789"
+WEBHOOK_SECRET = "webhook-secret-for-tests-0123456789"
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    settings: Settings
+    server: uvicorn.Server
+    thread: threading.Thread
+    topics: list[str] = field(default_factory=list)
+
+    def topic(self, base: str) -> str:
+        return self.settings.kafka.topic_prefix + base
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def gateway_settings(settings: Settings, unique_name, **gateway) -> Settings:
+    """The session's settings with topics and Redis keys of this test's own, and test keys."""
+    base = {
+        "port": free_port(),
+        "api_keys": [
+            {"name": "app", "key": APP_KEY, "types": ["share", "click", "signup"]},
+            {"name": "shop", "key": SHOP_KEY, "types": ["signup", "order", "refund"]},
+        ],
+        "webhook_secrets": [{"name": "shop-webhook", "secret": WEBHOOK_SECRET, "types": ["order", "refund"]}],
+        "default_landing_url": "http://127.0.0.1:9/default",
+    }
+    base.update(gateway)
+    prefix = unique_name("t").replace(".", "-") + "."
+    return settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"topic_prefix": prefix}),
+        "redis": settings.redis.model_copy(update={"key_prefix": prefix}),
+        "gateway": settings.gateway.model_validate({**settings.gateway.model_dump(), **base}),
+    })
+
+
+@pytest.fixture
+def app_factory(stack: LocalStack, settings: Settings, unique_name) -> Iterator[Callable[..., RunningGateway]]:
+    """Starts the real gateway (uvicorn, on a free loopback port) with topics and keys of this test's own."""
+    from producers.gateway.app import create_app
+    from referrals.kafka_admin import project_topics
+
+    running: list[RunningGateway] = []
+
+    def make(create_topics: bool = True, kafka_bootstrap: str | None = None, **gateway) -> RunningGateway:
+        own = gateway_settings(settings, unique_name, **gateway)
+        if kafka_bootstrap is not None:
+            own = own.model_copy(update={"kafka": own.kafka.model_copy(update={"bootstrap_servers": kafka_bootstrap})})
+        if create_topics:
+            ensure_topics(own, project_topics(own))
+        server = uvicorn.Server(uvicorn.Config(create_app(own), host="127.0.0.1", port=own.gateway.port,
+                                               log_level="warning", access_log=False))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                pytest.fail("the gateway did not start")
+            time.sleep(0.05)
+        gw = RunningGateway(f"http://127.0.0.1:{own.gateway.port}", own, server, thread,
+                            project_topics(own) if create_topics else [])
+        running.append(gw)
+        return gw
+
+    yield make
+    for gw in running:
+        gw.stop()
+    topics = [t for gw in running for t in gw.topics]
+    if topics:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+        try:
+            admin.delete_topics(topics)
+        finally:
+            admin.close()
+    with stack.redis.client() as client:
+        for gw in running:
+            keys = list(client.scan_iter(match=f"{gw.settings.redis.key_prefix}*"))
+            if keys:
+                client.delete(*keys)

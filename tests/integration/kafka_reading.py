@@ -1,0 +1,46 @@
+"""Reading what tests produced, straight from the real broker (a test sink)."""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+from referrals.settings import Settings
+
+
+def end_offsets(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Records per topic (sum of end offsets over its partitions)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
+    try:
+        out = {}
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+            out[topic] = sum(ends.values())
+        return out
+    finally:
+        consumer.close()
+
+
+def read_topic(settings: Settings, topic: str, *, expected: int, timeout_s: float = 15.0) -> list:
+    """Every record of the topic from the beginning; waits for ``expected`` records, no more than timeout."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False,
+                             isolation_level="read_committed")
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            if len(records) >= expected:
+                # a short extra poll: anything beyond `expected` is a duplicate the test must see
+                for batch in consumer.poll(timeout_ms=500).values():
+                    records.extend(batch)
+                break
+        return records
+    finally:
+        consumer.close()
