@@ -1,7 +1,8 @@
 """Debian packages the local stack and the tests need, installed when missing.
 
 The stack needs Java 17+ and Maven (for the Kafka broker) and ``redis-server``; the
-tests also need ``docker-compose`` (to validate the Compose file). On a machine that
+tests also need ``docker-compose`` (to validate the Compose file) and ``chromium`` (headless,
+for the referral-link browser test). On a machine that
 already has them nothing is installed. Installing needs root or password-less sudo.
 """
 
@@ -22,6 +23,7 @@ STACK_PACKAGES: dict[str, str] = {
 }
 TEST_PACKAGES: dict[str, str] = {
     "docker-compose": "docker-compose",
+    "chromium": "chromium",
 }
 
 
