@@ -82,6 +82,18 @@ class CodeRegistry:
                 return IssuedCode(code.decode(), referrer_id, campaign, bool(created))
         raise RuntimeError("could not find a free referral code in 20 tries")  # 31^9 codes: practically never
 
+    def claim(self, referrer_id: str, code: str, campaign_id: str | None = None) -> IssuedCode:
+        """Issue a given, well-formed code (the simulator's deterministic codes). If the customer already
+        has a code for the campaign, or the code belongs to someone else, the existing state wins."""
+        campaign = campaign_id or DEFAULT_CAMPAIGN
+        if not is_well_formed(code):
+            raise ValueError("not a well-formed referral code")
+        got, created = self._issue(keys=[self._referrer_key(referrer_id), self._code_key(code)],
+                                   args=[campaign, referrer_id, code])
+        if not got:
+            raise ValueError("that code belongs to another customer")
+        return IssuedCode(got.decode(), referrer_id, campaign, bool(created))
+
     def resolve(self, code: str) -> CodeOwner | None:
         """Who owns the code; None for a malformed or unknown code."""
         code = normalize(code)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from kafka.producer.future import RecordMetadata
+from kafka.producer.future import FutureRecordMetadata, RecordMetadata
 
 from referrals.settings import Settings
 from schemas.events import InboundEventBase
@@ -50,9 +50,20 @@ class EventPublisher:
         """
         deadline = time.monotonic() + timeout_s
         try:
-            futures = [
-                self._producer.send(r.topic, key=r.key, value=r.value, headers=r.headers) for r in records
-            ]
+            futures = [self.send_nowait(r) for r in records]
+        except KafkaError as exc:
+            raise PublishError(f"Kafka did not take every record: {exc}") from exc
+        return self.wait(futures, deadline=deadline, flush=flush)
+
+    def send_nowait(self, record: Record) -> FutureRecordMetadata:
+        """Hand one record to the producer; the returned future resolves on Kafka's ack."""
+        return self._producer.send(record.topic, key=record.key, value=record.value, headers=record.headers)
+
+    def wait(
+        self, futures: list[FutureRecordMetadata], *, deadline: float, flush: bool = True
+    ) -> list[RecordMetadata]:
+        """Wait (until the monotonic ``deadline``) for Kafka to acknowledge every future."""
+        try:
             if flush:
                 self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
             return [f.get(timeout=max(0.001, deadline - time.monotonic())) for f in futures]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from referrals.settings import Settings
+from referrals.settings import ApiKey, Settings
 
 app = typer.Typer(
     help="referral-pipeline: event-driven referral tracking on Kafka, Faust and Redis.",
@@ -199,16 +199,109 @@ def api(
     )
 
 
-@app.command("demo")
-def demo() -> None:
-    """Start the stack, create the topics, send one referral story through Kafka and read it back."""
-    from kafka import KafkaConsumer, TopicPartition
+def _simulate(settings: Settings, *, to: str, gateway_url: str | None, rate: float, count: int | None,
+              duration: float | None, seed: int, customers: int, time_compression: float, campaign: str):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
 
-    from deploy.local.processes import StackError
-    from producers.publisher import EventPublisher
-    from producers.samples import referral_story
+    from producers.simulate import GatewayTarget, KafkaTarget, SimulationError, register_codes, run
+    from producers.simulator import Simulation, SimulationConfig
+
+    config = SimulationConfig(customers=customers, time_compression=time_compression, campaign_id=campaign)
+    try:
+        target = (GatewayTarget(settings, gateway_url or f"http://{settings.gateway.host}:{settings.gateway.port}")
+                  if to == "gateway" else KafkaTarget(settings))
+    except SimulationError as exc:
+        _fail(str(exc))
+    console = Console(stderr=True)
+    total = count if count is not None else None
+    columns = [TextColumn("[bold]simulating[/] → " + to), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]:>7.0f} events/s"), TimeElapsedColumn()]
+    try:
+        from datetime import UTC, datetime, timedelta
+
+        nominal = rate if rate > 0 else 1000.0
+        span = (count or nominal * (duration or 0)) / nominal
+        start = datetime.now(UTC) if rate > 0 else datetime.now(UTC) - timedelta(seconds=span)
+        simulation = Simulation(config, seed, start, nominal / config.events_per_share())
+        new_codes = register_codes(settings, simulation)
+        console.print(f"{len(simulation.customers)} referrers with codes ({new_codes} newly issued), seed {seed}")
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("sim", total=total or duration, rate=0.0)
+
+            def report(summary, live_rate):
+                progress.update(task, completed=summary.sent + summary.rejected if total else None, rate=live_rate)
+
+            summary = run(config, seed=seed, target=target, rate=rate, count=count, duration_s=duration,
+                          on_progress=report, simulation=simulation)
+            if total:
+                progress.update(task, completed=summary.sent + summary.rejected)
+    except SimulationError as exc:
+        _fail(str(exc))
+    finally:
+        target.close()
+    typer.echo(f"sent {summary.sent} events in {summary.elapsed_s:.1f} s "
+               f"({summary.sent / max(summary.elapsed_s, 1e-9):.0f}/s), "
+               f"{summary.rejected} rejected, {summary.retries} retries")
+    table = Table()
+    table.add_column("type")
+    table.add_column("events", justify="right")
+    for kind in ("share", "click", "signup", "order", "refund"):
+        table.add_row(kind, str(summary.by_type.get(kind, 0)))
+    Console().print(table)
+    channels = Table()
+    for col in ("channel", "shares", "clicks"):
+        channels.add_column(col, justify="right" if col != "channel" else "left")
+    names = sorted({k.split(":", 1)[1] for k in summary.by_channel}, key=lambda c: -summary.by_channel[f"share:{c}"])
+    for name in names:
+        channels.add_row(name, str(summary.by_channel.get(f"share:{name}", 0)),
+                         str(summary.by_channel.get(f"click:{name}", 0)))
+    Console().print(channels)
+    return summary
+
+
+@app.command("simulate")
+def simulate(
+    to: str = typer.Option("gateway", help="gateway (HTTP, default) or kafka (straight to the topics)"),
+    gateway_url: str = typer.Option(None, help="default http://<REFERRALS_GATEWAY__HOST>:<PORT>"),
+    rate: float = typer.Option(200.0, help="events per second; 0 sends as fast as possible"),
+    count: int = typer.Option(None, help="how many events"),
+    duration: float = typer.Option(None, help="for how many seconds"),
+    seed: int = typer.Option(1, help="the same seed gives the same events"),
+    customers: int = typer.Option(1000, help="size of the customer base (the referrers)"),
+    time_compression: float = typer.Option(60.0, help="divide funnel delays by this (60: minutes become seconds)"),
+    campaign: str = typer.Option("default", help="campaign id on shares, clicks and codes"),
+) -> None:
+    """Generate realistic referral traffic (share → click → signup → order, refunds, some fraud)."""
+    if to not in ("gateway", "kafka"):
+        _fail("--to is gateway or kafka", code=2)
+    if count is None and duration is None:
+        _fail("give --count or --duration", code=2)
+    _simulate(_settings(), to=to, gateway_url=gateway_url, rate=rate, count=count, duration=duration, seed=seed,
+              customers=customers, time_compression=time_compression, campaign=campaign)
+
+
+@app.command("demo")
+def demo(
+    count: int = typer.Option(3000, help="how many simulated events to send through the gateway"),
+    rate: float = typer.Option(500.0, help="events per second"),
+    seed: int = typer.Option(1, help="simulator seed"),
+) -> None:
+    """Start the stack and the gateway, follow a referral link, send simulated traffic through the gateway."""
+    import json as json_lib
+    import os
+    import secrets
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from deploy.local.processes import StackError, port_open, tail
+    from producers.code_registry import CodeRegistry
     from referrals.kafka_admin import ensure_topics, project_topics
-    from schemas.parsing import parse_event_json
 
     settings = _settings()
     stack = _stack(settings)
@@ -220,35 +313,54 @@ def demo() -> None:
     ensure_topics(settings, project_topics(settings))
     _echo("topics ready: " + ", ".join(project_topics(settings)))
 
-    run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    events = referral_story(datetime.now(UTC), prefix=f"demo-{run}")
-    with EventPublisher(settings, source="referrals-demo") as publisher:
-        acks = publisher.publish(events)
-    typer.echo("\nproduced (acknowledged by Kafka):")
-    for event, meta in zip(events, acks, strict=True):
-        typer.echo(f"  {event.type:<7} -> {meta.topic}[{meta.partition}]@{meta.offset}")  # type: ignore[attr-defined]
-
-    typer.echo("\nread back:")
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
+    # Keys of this demo run only: the gateway gets them from its environment, like in production.
+    keys = [{"name": "demo-app", "key": secrets.token_urlsafe(24), "types": ["share", "click", "signup"]},
+            {"name": "demo-shop", "key": secrets.token_urlsafe(24), "types": ["signup", "order", "refund"]}]
+    settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(update={
+        "api_keys": [ApiKey(**k) for k in keys]})})
+    gw = settings.gateway
+    url = f"http://{gw.host}:{gw.port}"
+    if port_open(gw.host, gw.port):
+        _fail(f"port {gw.port} is taken: stop what runs there or set REFERRALS_GATEWAY__PORT")
+    log_path = settings.state_dir / "gateway-demo.log"
+    env = {**os.environ, "REFERRALS_GATEWAY__API_KEYS": json_lib.dumps(keys)}
+    with log_path.open("ab") as log_file:
+        gateway = subprocess.Popen([sys.executable, "-m", "referrals.cli", "api"], env=env, stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        for event, meta in zip(events, acks, strict=True):
-            tp = TopicPartition(meta.topic, meta.partition)
-            consumer.assign([tp])
-            consumer.seek(tp, meta.offset)
-            record = next(iter(consumer.poll(timeout_ms=10000, max_records=1).get(tp, [])), None)
-            if record is None:
-                _fail(f"could not read back {meta.topic}[{meta.partition}]@{meta.offset}")
-            back = parse_event_json(record.value)
-            headers = dict(record.headers)
-            typer.echo(
-                f"  {meta.topic:<20} ce_type={headers['ce_type'].decode():<33} "
-                f"ce_id={headers['ce_id'].decode()} valid={back == event}"
-            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if gateway.poll() is not None or time.monotonic() > deadline:
+                _fail(f"the gateway did not become ready:\n{tail(log_path, 20)}")
+            time.sleep(0.2)
+        _echo(f"gateway ready at {url} (OpenAPI: {url}/docs, log: {log_path})")
+
+        issued = CodeRegistry.from_settings(settings).issue("demo-anna", "default")
+        share_url = f"{gw.public_url.rstrip('/')}/r/{issued.code}?c=whatsapp"
+        hop = httpx.get(share_url, follow_redirects=False, timeout=10)
+        typer.echo(f"\ncustomer demo-anna shares {share_url}")
+        typer.echo(f"  a friend opens it: {hop.status_code} -> {hop.headers.get('location')}, "
+                   f"visitor cookie {'set' if 'set-cookie' in hop.headers else 'missing'}, click on referrals.clicks\n")
+
+        summary = _simulate(settings, to="gateway", gateway_url=url, rate=rate, count=count, duration=None,
+                            seed=seed, customers=1000, time_compression=60.0, campaign="default")
     finally:
-        consumer.close()
+        gateway.send_signal(signal.SIGTERM)
+        try:
+            gateway.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+    if summary.rejected:
+        _fail(f"{summary.rejected} simulated events were rejected by the gateway: {summary.errors[:3]}")
     typer.echo(
-        "\nThe stack keeps running: `referrals stack status`, `referrals stack down` to stop it."
-        "\n(Attribution, rewards, counters and metrics arrive with the stream, consumer and API issues.)"
+        "\nEvery event above was acknowledged by Kafka before the gateway answered 202."
+        "\nThe stack keeps running: `referrals stack status`; stop it with `referrals stack down`."
+        "\n(Attribution, rewards, counters and metrics arrive with the stream and consumer issues.)"
     )
 
 

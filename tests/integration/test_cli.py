@@ -20,7 +20,7 @@ def run(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subp
 
 def test_help_lists_every_command():
     out = run("--help").stdout
-    for command in ("stack", "topics", "schemas", "validate", "demo"):
+    for command in ("stack", "topics", "schemas", "validate", "demo", "api", "simulate"):
         assert command in out
     assert all(c in run("stack", "--help").stdout for c in ("up", "down", "status", "prepare", "reset"))
 
@@ -43,11 +43,15 @@ def test_second_up_is_a_no_op(stack):
     assert {s.name: s.pid for s in stack.status()} == before
 
 
-def test_demo_sends_a_referral_story_through_kafka(stack):
-    done = run("demo")
+def test_demo_runs_the_simulator_through_the_gateway_and_stops_the_gateway(stack, settings):
+    from deploy.local.processes import port_open
+
+    done = run("demo", "--count", "400", "--rate", "0", "--seed", "77")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("valid=True") == 5
-    assert "valid=False" not in done.stdout
+    assert "sent 400 events" in done.stdout and "0 rejected" in done.stdout
+    assert "a friend opens it: 302 -> " in done.stdout and "visitor cookie set" in done.stdout
+    assert "simulating" in done.stderr and "400/400" in done.stderr  # the progress bar
+    assert not port_open(settings.gateway.host, settings.gateway.port)
 
 
 def test_validate_prints_problems_as_json():
