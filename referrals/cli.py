@@ -24,6 +24,8 @@ schemas_app = typer.Typer(help="Event contracts as JSON Schema files.", no_args_
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
+codes_app = typer.Typer(help="Referral codes: issue and resolve (kept in Redis).", no_args_is_help=True)
+app.add_typer(codes_app, name="codes")
 
 
 def _settings() -> Settings:
@@ -157,6 +159,37 @@ def schemas_check() -> None:
     if out:
         _fail(f"out of date: {', '.join(out)}; run `referrals schemas export`")
     typer.echo("JSON Schema files are up to date")
+
+
+@codes_app.command("issue")
+def codes_issue(
+    customer_id: str = typer.Argument(..., help="the referrer"),
+    campaign: str = typer.Option("default", help="campaign id"),
+) -> None:
+    """Print the customer's referral code and share URL for the campaign, issuing one if needed."""
+    import redis
+
+    from producers.code_registry import CodeRegistry
+
+    settings = _settings()
+    try:
+        issued = CodeRegistry.from_settings(settings).issue(customer_id, campaign)
+    except redis.RedisError as exc:
+        _fail(f"Redis is not reachable ({exc}); is the stack up?")
+    typer.echo(json.dumps({"referral_code": issued.code, "campaign_id": issued.campaign_id,
+                           "share_url": f"{settings.gateway.public_url.rstrip('/')}/r/{issued.code}",
+                           "newly_issued": issued.new}))
+
+
+@codes_app.command("resolve")
+def codes_resolve(code: str = typer.Argument(..., help="a referral code as typed")) -> None:
+    """Print who owns a code (exit 1 for an unknown or malformed code)."""
+    from producers.code_registry import CodeRegistry
+
+    owner = CodeRegistry.from_settings(_settings()).resolve(code)
+    if owner is None:
+        _fail("unknown or malformed referral code")
+    typer.echo(json.dumps({"referrer_id": owner.referrer_id, "campaign_id": owner.campaign_id}))
 
 
 @app.command("validate")

@@ -72,3 +72,20 @@ def test_bad_configuration_is_reported_not_a_traceback():
     assert done.returncode == 2
     assert "invalid configuration" in done.stderr and "redis.port" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_codes_issue_is_stable_and_resolves(stack, unique_name):
+    customer = unique_name("cust")
+    first = run("codes", "issue", customer, "--campaign", "spring")
+    assert first.returncode == 0, first.stderr
+    issued = json.loads(first.stdout)
+    assert issued["newly_issued"] and issued["share_url"].endswith(f"/r/{issued['referral_code']}")
+    again = json.loads(run("codes", "issue", customer, "--campaign", "spring").stdout)
+    assert again["referral_code"] == issued["referral_code"] and not again["newly_issued"]
+    owner = json.loads(run("codes", "resolve", issued["referral_code"].lower()).stdout)
+    assert owner == {"referrer_id": customer, "campaign_id": "spring"}
+    assert run("codes", "resolve", "NOTACODE00").returncode == 1
+    from producers.code_registry import CodeRegistry
+    from referrals.settings import Settings
+
+    CodeRegistry.from_settings(Settings()).forget(customer)
