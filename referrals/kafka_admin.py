@@ -82,3 +82,18 @@ def partition_counts(admin: KafkaAdminClient, names: list[str], wait_s: float = 
         if time.monotonic() > deadline:
             raise RuntimeError(f"topics not known to the broker after {wait_s:.0f} s: {', '.join(unknown)}")
         time.sleep(0.1)
+
+
+def delete_topics(settings: Settings, names: Iterable[str]) -> None:
+    """Delete topics (the tests' own); names that do not exist are ignored."""
+    names = list(names)
+    if not names:
+        return
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        doomed = [n for n in names if n in existing]
+        if doomed:
+            admin.delete_topics(doomed)
+    finally:
+        admin.close()

@@ -81,7 +81,8 @@ class _MoneyEvent(InboundEventBase):
                 {"currency": self.currency, "allowed": allowed, "field": "amount"},
             )
         canonical = self.amount.quantize(Decimal(1).scaleb(-allowed))
-        if canonical != self.amount or str(canonical) != str(self.amount):
+        if str(canonical) != str(self.amount):
+            # the model is frozen; this is its own validator settling the canonical form
             object.__setattr__(self, "amount", canonical)
         return self
 

@@ -207,9 +207,10 @@ def create_app(
             return _errors(503, [error(None, BODY, "kafka_unavailable", str(exc))], retry_503)
         return JSONResponse({"accepted": accepted}, status_code=202)
 
-    @app.get("/r/{code}", summary="Referral link: redirect to the landing page and record the click",
+    @app.get("/r/{code:path}", summary="Referral link: redirect to the landing page and record the click",
              response_class=RedirectResponse, status_code=302)
     async def referral_link(code: str, request: Request, c: str | None = None) -> RedirectResponse:
+        """Any path below /r/ redirects: an unknown, malformed or empty code goes to the default landing page."""
         now = clock()
         visitor = request.cookies.get(cfg.visitor_cookie)
         new_visitor = not valid_visitor_id(visitor)

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import pytest
 import redis as redis_lib
-from kafka import KafkaAdminClient
+import uvicorn
 
 from deploy.local.processes import StackError
 from deploy.local.stack import LocalStack
-from referrals.kafka_admin import ensure_topics
+from referrals.kafka_admin import delete_topics, ensure_topics
 from referrals.settings import Settings
 
 STACK_FACTS: dict[str, str] = {}
@@ -80,12 +83,7 @@ def topic_factory(stack: LocalStack, settings: Settings, unique_name) -> Iterato
         return name
 
     yield make
-    if created:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
-        try:
-            admin.delete_topics(created)
-        finally:
-            admin.close()
+    delete_topics(settings, created)
 
 
 @pytest.fixture
@@ -122,12 +120,6 @@ def isolated_settings(tmp_path) -> Settings:
 
 
 # -- the gateway -----------------------------------------------------------------------------------
-
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-
-import uvicorn  # noqa: E402
 
 APP_KEY = "app-key-for-tests-0123456789"
 SHOP_KEY = "shop-key-for-tests-0123456789"
@@ -201,13 +193,7 @@ def app_factory(stack: LocalStack, settings: Settings, unique_name) -> Iterator[
     yield make
     for gw in running:
         gw.stop()
-    topics = [t for gw in running for t in gw.topics]
-    if topics:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
-        try:
-            admin.delete_topics(topics)
-        finally:
-            admin.close()
+    delete_topics(settings, [t for gw in running for t in gw.topics])
     with stack.redis.client() as client:
         for gw in running:
             keys = list(client.scan_iter(match=f"{gw.settings.redis.key_prefix}*"))

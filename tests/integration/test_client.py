@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from producers.client import InvalidEvent, ReferralEvents
-from referrals.kafka_admin import ensure_topics, project_topics
+from referrals.kafka_admin import delete_topics, ensure_topics, project_topics
 from tests.integration.kafka_reading import read_topic
 
 
@@ -18,7 +18,8 @@ def client_settings(settings, unique_name):
     prefix = unique_name("c").replace(".", "-") + "."
     own = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topic_prefix": prefix})})
     ensure_topics(own, project_topics(own))
-    return own
+    yield own
+    delete_topics(own, project_topics(own))
 
 
 def test_signup_order_refund_reach_their_topics(client_settings):

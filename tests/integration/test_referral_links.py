@@ -80,7 +80,7 @@ def test_another_visitor_is_another_click(app_factory):
 
 def test_unknown_or_malformed_codes_go_to_the_default_landing_without_a_click(app_factory):
     gw = app_factory()
-    for code in (new_code(), "HELLO", "a" * 300, "%00%0a"):
+    for code in (new_code(), "HELLO", "a" * 300, "%00%0a", "", "ABC/DEF", "..%2Fadmin"):
         response = httpx.get(f"{gw.url}/r/{code}")
         assert response.status_code == 302, code
         assert response.headers["location"] == "http://127.0.0.1:9/default"
