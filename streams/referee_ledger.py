@@ -1,0 +1,252 @@
+"""Attribution and qualification, per customer (the referee). Pure: (state, fact) -> (state, outputs).
+
+Keyed by ``customer_id``: the customer's signups, orders and refunds, and the click
+candidates the visitor stage sends, are all in one partition. The decisions are
+recomputed from the history sorted by event time on every fact; only changed outputs
+are returned. A fact seen twice (same event id) changes nothing; any delivery order of
+the same facts ends in the same outputs.
+
+The rules:
+
+- **Attribution**, at most once per customer: the customer's first signup (by time)
+  decides: its own ``referral_code`` (method ``signup_code``), else its visitor's
+  clicks (the candidate from the visitor stage). A customer whose first signup had
+  neither is attributed by the first order carrying a ``referral_code`` (``order_code``,
+  coupon-code attribution). Any other code or click for the same customer is a
+  ``duplicate_attribution`` rejection, listed but never rewarded.
+- A code that resolves to no referrer does not attribute (``unknown_code``); a code of
+  the customer themself is a ``self_referral`` rejection; a code used outside its
+  campaign's start/end is ``campaign_inactive``.
+- **Existing customer**: an order before the attribution means the customer was not
+  new: ``existing_customer``, no reward.
+- **Qualification**: the first order (by time) at or after the attribution, within the
+  qualification window after the signup (or after the attribution, without a signup),
+  whose amount is at or above the campaign's minimum in its currency.
+- **Refunds** of the qualifying order up to the end of the hold period (order time +
+  hold) that bring it below the minimum revoke the qualification (``refunded_in_hold``);
+  refunds after that are recorded (``refunded_after_hold``) and do not revoke.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from schemas.derived import ReasonCode
+from streams.campaigns import CampaignBook
+from streams.visitor_attribution import Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class CodeOwner:
+    referrer_id: str
+    campaign_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Signup:
+    event_id: str
+    at: datetime
+    referral_code: str | None
+    owner: CodeOwner | None  # the code's owner, resolved by the shell (None: unknown code or no code)
+    visitor_id: str | None
+    email_hash: str | None
+    device_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    event_id: str
+    at: datetime
+    order_id: str
+    amount: Decimal
+    currency: str
+    referral_code: str | None
+    owner: CodeOwner | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    event_id: str
+    at: datetime
+    order_id: str
+    amount: Decimal
+    currency: str
+
+
+Status = Literal["attributed", "qualified", "revoked", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    """What the referrer stage needs to know about one referee; keyed by referrer_id."""
+
+    referral_id: str
+    referee_id: str
+    referrer_id: str
+    code: str
+    campaign_id: str
+    method: str
+    attributed_at: datetime
+    source_event_id: str
+    status: Status
+    reason: ReasonCode | None = None
+    referee_email_hash: str | None = None
+    referee_device_id: str | None = None
+    qualifying_order_id: str | None = None
+    qualified_at: datetime | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    refunded_after_hold: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The customer as a (future) referrer: what self-referral checks compare against."""
+
+    customer_id: str
+    email_hash: str | None
+    device_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    signups: dict[str, Signup] = field(default_factory=dict)
+    orders: dict[str, Order] = field(default_factory=dict)  # by event id
+    refunds: dict[str, Refund] = field(default_factory=dict)
+    candidates: dict[str, Candidate] = field(default_factory=dict)  # by source (signup) event id
+    outputs: dict[str, Referral | Profile] = field(default_factory=dict)
+
+
+Fact = Signup | Order | Refund | Candidate
+
+
+def _key(fact: Fact) -> str:
+    return fact.source_event_id if isinstance(fact, Candidate) else fact.event_id
+
+
+def _bucket(state: CustomerState, fact: Fact) -> str:
+    return {Signup: "signups", Order: "orders", Refund: "refunds", Candidate: "candidates"}[type(fact)]
+
+
+def _referral_id(campaign_id: str, referee_id: str) -> str:
+    return f"{campaign_id}:{referee_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    at: datetime
+    source_event_id: str
+    code: str
+    owner: CodeOwner | None
+    method: str
+
+
+def _claims(state: CustomerState) -> tuple[_Claim | None, list[_Claim]]:
+    """The claim that attributes the customer, and every other claim. Unknown codes claim nothing."""
+    signups = sorted(state.signups.values(), key=lambda s: (s.at, s.event_id))
+    claims: list[_Claim] = []
+    for s in signups:
+        if s.referral_code and s.owner is not None:
+            claims.append(_Claim(s.at, s.event_id, s.referral_code, s.owner, "signup_code"))
+        elif not s.referral_code and s.event_id in state.candidates:
+            c = state.candidates[s.event_id]
+            claims.append(_Claim(s.at, s.event_id, c.code, CodeOwner(c.referrer_id, c.campaign_id), c.method))
+    order_claims = [_Claim(o.at, o.event_id, o.referral_code or "", o.owner, "order_code")
+                    for o in sorted(state.orders.values(), key=lambda o: (o.at, o.event_id))
+                    if o.referral_code and o.owner is not None]
+    primary: _Claim | None = None
+    if signups:
+        primary = next((c for c in claims if c.source_event_id == signups[0].event_id), None)
+        if primary is None and not signups[0].referral_code and order_claims:
+            primary = order_claims[0]  # signed up without a code: a code at checkout attributes
+    elif order_claims:
+        primary = order_claims[0]
+    others = [c for c in claims + order_claims if c is not primary]
+    return primary, others
+
+
+def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> dict[str, Referral | Profile]:
+    out: dict[str, Referral | Profile] = {}
+    signups = sorted(state.signups.values(), key=lambda s: (s.at, s.event_id))
+    if signups:
+        first = signups[0]
+        out["profile"] = Profile(customer_id, first.email_hash, first.device_id)
+    primary, others = _claims(state)
+    if primary is None:
+        return out
+    referee_email = signups[0].email_hash if signups else None
+    referee_device = signups[0].device_id if signups else None
+
+    def rejected(claim: _Claim, reason: ReasonCode, *, key: str) -> None:
+        owner = claim.owner
+        assert owner is not None
+        campaign_id = owner.campaign_id
+        out[key] = Referral(
+            referral_id=f"{_referral_id(campaign_id, customer_id)}:{claim.source_event_id}", referee_id=customer_id,
+            referrer_id=owner.referrer_id, code=claim.code, campaign_id=campaign_id, method=claim.method,
+            attributed_at=claim.at, source_event_id=claim.source_event_id, status="rejected", reason=reason,
+            referee_email_hash=referee_email, referee_device_id=referee_device)
+
+    for claim in others:
+        if claim.owner != primary.owner:  # another referrer (or campaign) claims an attributed customer
+            rejected(claim, ReasonCode.DUPLICATE_ATTRIBUTION, key=f"dup:{claim.source_event_id}")
+    owner = primary.owner
+    assert owner is not None
+    campaign = campaigns.get(owner.campaign_id)
+    if owner.referrer_id == customer_id:
+        rejected(primary, ReasonCode.SELF_REFERRAL, key="referral")
+        return out
+    if campaign is None or not campaign.active(primary.at):
+        rejected(primary, ReasonCode.CAMPAIGN_INACTIVE, key="referral")
+        return out
+    orders = sorted(state.orders.values(), key=lambda o: (o.at, o.event_id))
+    base = dict(
+        referral_id=_referral_id(campaign.id, customer_id), referee_id=customer_id, referrer_id=owner.referrer_id,
+        code=primary.code, campaign_id=campaign.id, method=primary.method, attributed_at=primary.at,
+        source_event_id=primary.source_event_id, referee_email_hash=referee_email, referee_device_id=referee_device,
+    )
+    if any(o.at < primary.at for o in orders):
+        out["referral"] = Referral(**base, status="rejected", reason=ReasonCode.EXISTING_CUSTOMER)
+        return out
+    window_start = signups[0].at if signups else primary.at
+    qualifying = None
+    for o in orders:
+        minimum = campaign.minimum_for(o.currency)
+        if (minimum is not None and o.amount >= minimum
+                and window_start <= o.at <= window_start + campaign.qualification_window):
+            qualifying = o
+            break
+    if qualifying is None:
+        out["referral"] = Referral(**base, status="attributed")
+        return out
+    hold_end = qualifying.at + campaign.hold_period
+    refunds = [r for r in state.refunds.values()
+               if r.order_id == qualifying.order_id and r.currency == qualifying.currency]
+    in_hold = sum((r.amount for r in refunds if r.at <= hold_end), Decimal(0))
+    after_hold = any(r.at > hold_end for r in refunds)
+    minimum = campaign.minimum_for(qualifying.currency) or Decimal(0)
+    revoked = in_hold > 0 and qualifying.amount - in_hold < minimum
+    out["referral"] = Referral(
+        **base, status="revoked" if revoked else "qualified",
+        reason=ReasonCode.REFUNDED_IN_HOLD if revoked else None, qualifying_order_id=qualifying.order_id,
+        qualified_at=qualifying.at, amount=qualifying.amount, currency=qualifying.currency,
+        refunded_after_hold=after_hold,
+    )
+    return out
+
+
+def step(
+    state: CustomerState, customer_id: str, fact: Fact, campaigns: CampaignBook
+) -> tuple[CustomerState, list[Referral | Profile]]:
+    """Add one fact; return the new state and the outputs that are new or changed."""
+    bucket = _bucket(state, fact)
+    current = getattr(state, bucket)
+    if _key(fact) in current:
+        return state, []
+    state = replace(state, **{bucket: {**current, _key(fact): fact}})
+    decided = _decide(state, customer_id, campaigns)
+    changed = [v for k, v in sorted(decided.items()) if state.outputs.get(k) != v]
+    return replace(state, outputs=decided), changed

@@ -1,0 +1,105 @@
+"""The three stages composed in memory: what the Faust agents compute, without Kafka or Redis.
+
+Used by the tests (and the end-to-end check) as the expected result for a stream of
+events: route each inbound event to its stage(s) the way the topics' keys do, pass each
+stage's outputs on to the next, and keep every stage's state. Pure apart from the
+``resolve`` function the caller provides (code -> owner; the registry in production).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas.events import ClickEvent, InboundEventBase, OrderEvent, RefundEvent, ShareEvent, SignupEvent
+from streams import referee_ledger, referrer_rewards, visitor_attribution
+from streams.campaigns import CampaignBook
+from streams.referee_ledger import CodeOwner, CustomerState, Profile, Referral
+from streams.referrer_rewards import ReferrerState, Reward, Tick
+from streams.visitor_attribution import Candidate, VisitorState
+
+Resolve = Callable[[str], CodeOwner | None]
+
+
+@dataclass
+class ReferencePipeline:
+    campaigns: CampaignBook
+    resolve: Resolve
+    visitors: dict[str, VisitorState] = field(default_factory=dict)
+    customers: dict[str, CustomerState] = field(default_factory=dict)
+    referrers: dict[str, ReferrerState] = field(default_factory=dict)
+    changes: list[Reward] = field(default_factory=list)  # every reward change, in emission order
+
+    # -- stages ------------------------------------------------------------------------------------
+
+    def _visitor(self, visitor_id: str, fact) -> None:
+        state, candidates = visitor_attribution.step(self.visitors.get(visitor_id, VisitorState()), fact,
+                                                     self.campaigns)
+        self.visitors[visitor_id] = state
+        for candidate in candidates:
+            self._customer(candidate.customer_id, candidate)
+
+    def _customer(self, customer_id: str, fact) -> None:
+        state, outputs = referee_ledger.step(self.customers.get(customer_id, CustomerState()), customer_id, fact,
+                                             self.campaigns)
+        self.customers[customer_id] = state
+        for output in outputs:
+            key = output.customer_id if isinstance(output, Profile) else output.referrer_id
+            self._referrer(key, output)
+
+    def _referrer(self, referrer_id: str, fact: Referral | Profile | Tick) -> None:
+        state, changes = referrer_rewards.step(self.referrers.get(referrer_id, ReferrerState()), referrer_id, fact,
+                                               self.campaigns)
+        self.referrers[referrer_id] = state
+        self.changes.extend(changes)
+
+    # -- input -------------------------------------------------------------------------------------
+
+    def feed(self, event: InboundEventBase) -> None:
+        if isinstance(event, ShareEvent):
+            return  # shares feed counters only
+        if isinstance(event, ClickEvent):
+            owner = self.resolve(event.referral_code)
+            self._visitor(event.visitor_id, visitor_attribution.Click(
+                event.event_id, event.occurred_at, event.referral_code, owner.referrer_id if owner else None,
+                owner.campaign_id if owner else (event.campaign_id or "default")))
+        elif isinstance(event, SignupEvent):
+            owner = self.resolve(event.referral_code) if event.referral_code else None
+            self._customer(event.customer_id, referee_ledger.Signup(
+                event.event_id, event.occurred_at, event.referral_code, owner, event.visitor_id, event.email_hash,
+                event.device_id))
+            if event.visitor_id and not event.referral_code:
+                self._visitor(event.visitor_id, visitor_attribution.VisitorSignup(
+                    event.event_id, event.occurred_at, event.customer_id))
+        elif isinstance(event, OrderEvent):
+            owner = self.resolve(event.referral_code) if event.referral_code else None
+            self._customer(event.customer_id, referee_ledger.Order(
+                event.event_id, event.occurred_at, event.order_id, event.amount, event.currency,
+                event.referral_code, owner))
+        elif isinstance(event, RefundEvent):
+            self._customer(event.customer_id, referee_ledger.Refund(
+                event.event_id, event.occurred_at, event.order_id, event.amount, event.currency))
+
+    def tick(self, now: datetime) -> None:
+        for referrer_id in sorted(self.referrers):
+            self._referrer(referrer_id, Tick(now))
+
+    # -- results -----------------------------------------------------------------------------------
+
+    def rewards(self) -> dict[str, Reward]:
+        return {k: w for state in self.referrers.values() for k, w in state.rewards.items()}
+
+    def referrals(self) -> dict[str, Referral]:
+        return {k: r for state in self.referrers.values() for k, r in state.referrals.items()}
+
+
+def rebuild_from_changes(changes: list[Reward]) -> dict[str, Reward]:
+    """The reward log alone rebuilds every reward: the last change of each wins."""
+    out: dict[str, Reward] = {}
+    for change in changes:
+        out[change.reward_id] = change
+    return out
+
+
+__all__ = ["Candidate", "ReferencePipeline", "rebuild_from_changes"]

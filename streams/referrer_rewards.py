@@ -1,0 +1,204 @@
+"""Rewards, per referrer. Pure: (state, fact or tick) -> (state, reward changes).
+
+Keyed by ``referrer_id``: every referral of one referrer (from the referee stage), the
+referrer's own profile, and the clock ticks that end hold periods. The rewards are
+recomputed from the referrals sorted by event time; only changes are returned, each as
+a ``RewardChange`` with a deterministic reward id (``<referral_id>:referrer``,
+``<referral_id>:referee``, ``<referrer>:<campaign>:milestone:<n>``).
+
+The rules:
+
+- a qualified referral gives two rewards, referrer and referee, ``pending``;
+- ``held_for_review`` (both rewards, no points) when the referee shares the referrer's
+  ``email_hash`` (``shared_email``) or ``device_id`` (``shared_device``) as seen on the
+  referrer's own signup, or when more than ``velocity_limit`` referrals used the same code
+  within ``velocity_window`` up to this one (``velocity_limit``);
+- the referrer's reward is ``capped`` (visible, no points) beyond ``monthly_cap`` rewarded
+  referrals in the calendar month (UTC) of the qualifying order; the referee's is not:
+  the friend keeps the welcome bonus;
+- a revoked qualification (refund within the hold period) makes both ``revoked``;
+- ticks: once ``qualified_at + hold period + lateness`` has passed, a referral's rewards
+  are final: ``pending`` becomes ``confirmed``, and nothing changes them any more (a
+  refund reported later is recorded on the referral, not revoked);
+- milestone bonuses: at the n-th confirmed referral (by confirmation order), a confirmed
+  reward of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from schemas.derived import ReasonCode, RewardRole, RewardStatus
+from streams.campaigns import Campaign, CampaignBook
+from streams.referee_ledger import Profile, Referral
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The clock: the worker's timer sends it; replays use the times recorded."""
+
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reward:
+    reward_id: str
+    referral_id: str
+    role: RewardRole
+    customer_id: str
+    points: int
+    status: RewardStatus
+    reason: ReasonCode | None
+    campaign_id: str
+    at: datetime  # event time of the decision's cause
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerState:
+    profile: Profile | None = None
+    referrals: dict[str, Referral] = field(default_factory=dict)
+    final: dict[str, Reward] = field(default_factory=dict)  # rewards that no longer change
+    final_order: tuple[str, ...] = ()  # referral ids in the order their hold ended
+    rewards: dict[str, Reward] = field(default_factory=dict)
+    changes: dict[str, int] = field(default_factory=dict)  # reward id -> changes emitted
+
+
+def _due(referral: Referral, campaign: Campaign) -> datetime | None:
+    if referral.qualified_at is None or referral.status not in ("qualified", "revoked"):
+        return None
+    return referral.qualified_at + campaign.hold_period + campaign.lateness
+
+
+def _decide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) -> dict[str, Reward]:
+    out: dict[str, Reward] = dict(state.final)
+    ordered = sorted(state.referrals.values(), key=lambda r: (r.attributed_at, r.referral_id))
+    profile = state.profile
+    # velocity: referrals per code within the window up to and including each one
+    held: dict[str, ReasonCode] = {}
+    for i, r in enumerate(ordered):
+        campaign = campaigns.get(r.campaign_id)
+        if campaign is None or r.status == "rejected":
+            continue
+        if profile is not None and r.referee_email_hash and r.referee_email_hash == profile.email_hash:
+            held[r.referral_id] = ReasonCode.SHARED_EMAIL
+            continue
+        if profile is not None and r.referee_device_id and r.referee_device_id == profile.device_id:
+            held[r.referral_id] = ReasonCode.SHARED_DEVICE
+            continue
+        recent = [o for o in ordered[: i + 1] if o.code == r.code and o.status != "rejected"
+                  and r.attributed_at - campaign.velocity_window < o.attributed_at <= r.attributed_at]
+        if len(recent) > campaign.velocity_limit:
+            held[r.referral_id] = ReasonCode.VELOCITY_LIMIT
+    # monthly cap: rewarded referrals by month of the qualifying order
+    rewarded_in_month: dict[tuple[str, str], int] = {}
+    for r in sorted((r for r in ordered if r.qualified_at is not None),
+                    key=lambda r: (r.qualified_at, r.referral_id)):
+        campaign = campaigns.get(r.campaign_id)
+        if campaign is None or r.status not in ("qualified", "revoked"):
+            continue
+        ids = (f"{r.referral_id}:referrer", f"{r.referral_id}:referee")
+        month = (r.campaign_id, r.qualified_at.strftime("%Y-%m"))
+        final_referrer = state.final.get(ids[0])
+        if final_referrer is not None:
+            if final_referrer.status is RewardStatus.CONFIRMED:
+                rewarded_in_month[month] = rewarded_in_month.get(month, 0) + 1
+            continue
+
+        def reward(role: RewardRole, status: RewardStatus, reason: ReasonCode | None, points: int) -> Reward:
+            customer = referrer_id if role is RewardRole.REFERRER else r.referee_id
+            return Reward(f"{r.referral_id}:{role.value}", r.referral_id, role, customer, points, status, reason,
+                          r.campaign_id, r.qualified_at)
+
+        if r.referral_id in held:
+            reason = held[r.referral_id]
+            out[ids[0]] = reward(RewardRole.REFERRER, RewardStatus.HELD_FOR_REVIEW, reason, 0)
+            out[ids[1]] = reward(RewardRole.REFEREE, RewardStatus.HELD_FOR_REVIEW, reason, 0)
+        elif r.status == "revoked":  # the points shown are the ones taken back
+            out[ids[0]] = reward(RewardRole.REFERRER, RewardStatus.REVOKED, ReasonCode.REFUNDED_IN_HOLD,
+                                 campaign.referrer_points)
+            out[ids[1]] = reward(RewardRole.REFEREE, RewardStatus.REVOKED, ReasonCode.REFUNDED_IN_HOLD,
+                                 campaign.referee_points)
+        else:
+            count = rewarded_in_month.get(month, 0)
+            if count < campaign.monthly_cap:
+                rewarded_in_month[month] = count + 1
+                out[ids[0]] = reward(RewardRole.REFERRER, RewardStatus.PENDING, None, campaign.referrer_points)
+            else:
+                out[ids[0]] = reward(RewardRole.REFERRER, RewardStatus.CAPPED, ReasonCode.MONTHLY_CAP, 0)
+            out[ids[1]] = reward(RewardRole.REFEREE, RewardStatus.PENDING, None, campaign.referee_points)
+    return out
+
+
+def _emit(state: ReferrerState, decided: dict[str, Reward]) -> tuple[ReferrerState, list[Reward]]:
+    changed = [w for k, w in sorted(decided.items()) if state.rewards.get(k) != w]
+    counts = dict(state.changes)
+    for w in changed:
+        counts[w.reward_id] = counts.get(w.reward_id, 0) + 1
+    return replace(state, rewards=decided, changes=counts), changed
+
+
+def step(
+    state: ReferrerState, referrer_id: str, fact: Referral | Profile | Tick, campaigns: CampaignBook
+) -> tuple[ReferrerState, list[Reward]]:
+    """Add one fact (or a tick); return the new state and the rewards that are new or changed."""
+    if isinstance(fact, Profile):
+        if fact == state.profile:
+            return state, []
+        state = replace(state, profile=fact)
+    elif isinstance(fact, Referral):
+        if state.referrals.get(fact.referral_id) == fact:
+            return state, []
+        state = replace(state, referrals={**state.referrals, fact.referral_id: fact})
+    else:
+        state = _finalise(state, referrer_id, fact.now, campaigns)
+    return _emit(state, _decide(state, referrer_id, campaigns))
+
+
+def _finalise(state: ReferrerState, referrer_id: str, now: datetime, campaigns: CampaignBook) -> ReferrerState:
+    """End the hold of every referral whose due time has passed: its rewards become final."""
+    current = _decide(state, referrer_id, campaigns)
+    due = []
+    for r in state.referrals.values():
+        campaign = campaigns.get(r.campaign_id)
+        when = _due(r, campaign) if campaign else None
+        if when is not None and when <= now and f"{r.referral_id}:referee" not in state.final:
+            due.append((when, r.referral_id))
+    if not due:
+        return state
+    final = dict(state.final)
+    order = list(state.final_order)
+    for when, referral_id in sorted(due):
+        for role in ("referrer", "referee"):
+            w = current.get(f"{referral_id}:{role}")
+            if w is None:
+                continue
+            if w.status is RewardStatus.PENDING:
+                w = replace(w, status=RewardStatus.CONFIRMED, at=when)
+            final[w.reward_id] = w
+        order.append(referral_id)
+    # milestones: the n-th confirmed referral (by the end of its hold) earns the bonus
+    confirmed = [rid for rid in order if final.get(f"{rid}:referrer") is not None
+                 and final[f"{rid}:referrer"].status is RewardStatus.CONFIRMED]
+    for rid in confirmed:
+        r = state.referrals[rid]
+        campaign = campaigns.get(r.campaign_id)
+        if campaign is None:
+            continue
+        n = sum(1 for x in confirmed[: confirmed.index(rid) + 1] if state.referrals[x].campaign_id == r.campaign_id)
+        if n in campaign.milestones:
+            mid = f"{referrer_id}:{r.campaign_id}:milestone:{n}"
+            if mid not in final:
+                final[mid] = Reward(mid, rid, RewardRole.REFERRER, referrer_id, campaign.milestones[n],
+                                    RewardStatus.CONFIRMED, None, r.campaign_id, final[f"{rid}:referrer"].at)
+    return replace(state, final=final, final_order=tuple(order))
+
+
+def balances(rewards: dict[str, Reward]) -> dict[str, dict[str, int]]:
+    """Points per customer and status (pending, confirmed, revoked)."""
+    out: dict[str, dict[str, int]] = {}
+    for w in rewards.values():
+        per = out.setdefault(w.customer_id, {"pending": 0, "confirmed": 0, "revoked": 0})
+        if w.status.value in per:
+            per[w.status.value] += w.points
+    return out
