@@ -56,6 +56,7 @@ class ReasonCode(StrEnum):
     EXISTING_CUSTOMER = "existing_customer"  # the referee had ordered before being referred
     UNKNOWN_CODE = "unknown_code"  # the referral code resolves to no referrer
     CAMPAIGN_INACTIVE = "campaign_inactive"  # outside the campaign's start/end
+    LATE_EVENT = "late_event"  # a late event voided a reward that, in time order, would never have existed
 
 
 class _Derived(BaseModel):

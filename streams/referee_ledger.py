@@ -76,7 +76,9 @@ class Refund:
     currency: str
 
 
-Status = Literal["attributed", "qualified", "revoked", "rejected"]
+#: ``withdrawn``: an earlier output no longer holds (a late event changed who the referrer is);
+#: sent to the referrer that had it, so that stage forgets it.
+Status = Literal["attributed", "qualified", "revoked", "rejected", "withdrawn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +133,9 @@ def _bucket(state: CustomerState, fact: Fact) -> str:
     return {Signup: "signups", Order: "orders", Refund: "refunds", Candidate: "candidates"}[type(fact)]
 
 
-def _referral_id(campaign_id: str, referee_id: str) -> str:
-    return f"{campaign_id}:{referee_id}"
+def _referral_id(campaign_id: str, referrer_id: str, referee_id: str) -> str:
+    """Deterministic, and distinct per referrer: a late event may move a referee to another referrer."""
+    return f"{campaign_id}:{referrer_id}:{referee_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +187,11 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
         owner = claim.owner
         assert owner is not None
         campaign_id = owner.campaign_id
+        referral_id = _referral_id(campaign_id, owner.referrer_id, customer_id)
+        if key != "referral":  # a duplicate claim is listed beside the customer's one referral
+            referral_id += f":{claim.source_event_id}"
         out[key] = Referral(
-            referral_id=f"{_referral_id(campaign_id, customer_id)}:{claim.source_event_id}", referee_id=customer_id,
+            referral_id=referral_id, referee_id=customer_id,
             referrer_id=owner.referrer_id, code=claim.code, campaign_id=campaign_id, method=claim.method,
             attributed_at=claim.at, source_event_id=claim.source_event_id, status="rejected", reason=reason,
             referee_email_hash=referee_email, referee_device_id=referee_device)
@@ -204,7 +210,7 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
         return out
     orders = sorted(state.orders.values(), key=lambda o: (o.at, o.event_id))
     base = dict(
-        referral_id=_referral_id(campaign.id, customer_id), referee_id=customer_id, referrer_id=owner.referrer_id,
+        referral_id=_referral_id(campaign.id, owner.referrer_id, customer_id), referee_id=customer_id, referrer_id=owner.referrer_id,
         code=primary.code, campaign_id=campaign.id, method=primary.method, attributed_at=primary.at,
         source_event_id=primary.source_event_id, referee_email_hash=referee_email, referee_device_id=referee_device,
     )
@@ -244,9 +250,18 @@ def step(
     """Add one fact; return the new state and the outputs that are new or changed."""
     bucket = _bucket(state, fact)
     current = getattr(state, bucket)
-    if _key(fact) in current:
+    # Events are kept once by event id. A candidate is the visitor stage's latest word on one signup
+    # (a late click can change it), so a changed candidate replaces the one before.
+    if (current.get(_key(fact)) == fact) if isinstance(fact, Candidate) else (_key(fact) in current):
         return state, []
     state = replace(state, **{bucket: {**current, _key(fact): fact}})
     decided = _decide(state, customer_id, campaigns)
-    changed = [v for k, v in sorted(decided.items()) if state.outputs.get(k) != v]
+    changed: list[Referral | Profile] = []
+    for key, old in sorted(state.outputs.items()):
+        new = decided.get(key)
+        if isinstance(old, Referral) and not (
+            isinstance(new, Referral) and (new.referrer_id, new.referral_id) == (old.referrer_id, old.referral_id)
+        ):
+            changed.append(replace(old, status="withdrawn", reason=None))
+    changed += [v for k, v in sorted(decided.items()) if state.outputs.get(k) != v]
     return replace(state, outputs=decided), changed

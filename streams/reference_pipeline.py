@@ -91,7 +91,9 @@ class ReferencePipeline:
         return {k: w for state in self.referrers.values() for k, w in state.rewards.items()}
 
     def referrals(self) -> dict[str, Referral]:
-        return {k: r for state in self.referrers.values() for k, r in state.referrals.items()}
+        """Every referral as its referrer sees it (withdrawn ones left out)."""
+        return {k: r for state in self.referrers.values() for k, r in state.referrals.items()
+                if r.status != "withdrawn"}
 
 
 def rebuild_from_changes(changes: list[Reward]) -> dict[str, Reward]:

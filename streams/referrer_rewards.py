@@ -21,7 +21,10 @@ The rules:
   are final: ``pending`` becomes ``confirmed``, and nothing changes them any more (a
   refund reported later is recorded on the referral, not revoked);
 - milestone bonuses: at the n-th confirmed referral (by confirmation order), a confirmed
-  reward of its own.
+  reward of its own;
+- a reward already announced that a late event voids (its referral was reattributed,
+  rejected, or no longer qualifies) stays visible as ``revoked`` with 0 points and the
+  referral's reason, or ``late_event``.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def _decide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) -> 
     held: dict[str, ReasonCode] = {}
     for i, r in enumerate(ordered):
         campaign = campaigns.get(r.campaign_id)
-        if campaign is None or r.status == "rejected":
+        if campaign is None or r.status in ("rejected", "withdrawn"):
             continue
         if profile is not None and r.referee_email_hash and r.referee_email_hash == profile.email_hash:
             held[r.referral_id] = ReasonCode.SHARED_EMAIL
@@ -86,7 +89,7 @@ def _decide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) -> 
         if profile is not None and r.referee_device_id and r.referee_device_id == profile.device_id:
             held[r.referral_id] = ReasonCode.SHARED_DEVICE
             continue
-        recent = [o for o in ordered[: i + 1] if o.code == r.code and o.status != "rejected"
+        recent = [o for o in ordered[: i + 1] if o.code == r.code and o.status not in ("rejected", "withdrawn")
                   and r.attributed_at - campaign.velocity_window < o.attributed_at <= r.attributed_at]
         if len(recent) > campaign.velocity_limit:
             held[r.referral_id] = ReasonCode.VELOCITY_LIMIT
@@ -131,6 +134,14 @@ def _decide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) -> 
 
 
 def _emit(state: ReferrerState, decided: dict[str, Reward]) -> tuple[ReferrerState, list[Reward]]:
+    # A reward already announced never silently disappears: if a late event voids it (its referral
+    # was withdrawn, rejected or no longer qualifies), it stays visible as revoked with 0 points.
+    for key, old in state.rewards.items():
+        if key not in decided:
+            referral = state.referrals.get(old.referral_id)
+            reason = referral.reason if referral is not None and referral.status == "rejected" else None
+            decided[key] = replace(old, status=RewardStatus.REVOKED, points=0,
+                                   reason=reason or ReasonCode.LATE_EVENT)
     changed = [w for k, w in sorted(decided.items()) if state.rewards.get(k) != w]
     counts = dict(state.changes)
     for w in changed:
