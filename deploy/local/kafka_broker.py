@@ -67,6 +67,7 @@ class KafkaBroker:
         self.properties = self.home / "server.properties"
         self.log4j = self.home / "log4j2.properties"
         self.pidfile = self.home / "kafka.pid"
+        self.version_file = self.home / "running.version"
 
     # -- preparing -----------------------------------------------------------------------------
 
@@ -216,6 +217,7 @@ class KafkaBroker:
             message = self._failure(f"Kafka did not start: {reason}")
             stop(self.pidfile, timeout_s=10)
             raise StackError(message)
+        self.version_file.write_text(self._logged_version() or "")
         return True
 
     def _failure(self, headline: str) -> str:
@@ -227,14 +229,21 @@ class KafkaBroker:
     def down(self) -> bool:
         return stop(self.pidfile, timeout_s=60)
 
-    def running_version(self) -> str | None:
-        """The version the running broker logged at start-up ("Kafka version: 4.4.0")."""
+    def _logged_version(self) -> str | None:
+        """The version the broker logged at start-up ("Kafka version: 4.4.0")."""
         try:
             text = self.server_log.read_text(errors="replace")
         except FileNotFoundError:
             return None
         found = _VERSION_LINE.findall(text)
         return found[-1] if found else None
+
+    def running_version(self) -> str | None:
+        """The version the running broker logged when `up` started it (kept, as the log rolls over)."""
+        try:
+            return self.version_file.read_text().strip() or None
+        except FileNotFoundError:
+            return self._logged_version()
 
     def status(self) -> ServiceStatus:
         owned = running(self.pidfile)

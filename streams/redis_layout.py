@@ -1,0 +1,63 @@
+"""Where the live counters live in Redis. Pure: names only.
+
+Every counter is written by the referrer stage, which is keyed by ``referrer_id``; the
+keys of one Kafka partition ``p`` of that stage share the hash tag ``{ref:p}``, so one
+atomic script per batch touches one Redis Cluster slot. Readers that need a campaign
+total add up the ``partitions`` shards (six by default).
+
+    <prefix>{ref:<p>}:fence                      hash  source topic-partition -> last applied offset
+    <prefix>{ref:<p>}:referrer:<referrer_id>     hash  shares:<channel>, clicks, signups, conversions,
+                                                       points:pending|confirmed|revoked
+    <prefix>{ref:<p>}:referrals:<referrer_id>    hash  referee -> JSON {status, reward status, reason}
+    <prefix>{ref:<p>}:funnel:<campaign>          hash  <stage>:<channel> -> count (stage: share, click,
+                                                       signup, conversion)
+    <prefix>{ref:<p>}:funnel:<campaign>:<day>    hash  the same per UTC day (YYYY-MM-DD)
+    <prefix>{ref:<p>}:leaderboard:<campaign>     zset  referrer_id -> confirmed referrals
+
+``p`` is the partition Kafka's default partitioner gives the referrer id (murmur2, as
+kafka-python, aiokafka and the Java client compute it), so a reader finds a referrer's
+keys without asking anyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafka.partitioner.default import murmur2
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """Kafka's default partition for a record key (positive murmur2 modulo the partition count)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLayout:
+    prefix: str = "rp:"
+    partitions: int = 6
+
+    def tag(self, partition: int) -> str:
+        return f"{self.prefix}{{ref:{partition}}}"
+
+    def fence(self, partition: int) -> str:
+        return f"{self.tag(partition)}:fence"
+
+    def referrer(self, referrer_id: str) -> str:
+        return f"{self.tag(partition_of(referrer_id, self.partitions))}:referrer:{referrer_id}"
+
+    def referrals(self, referrer_id: str) -> str:
+        return f"{self.tag(partition_of(referrer_id, self.partitions))}:referrals:{referrer_id}"
+
+    def funnel(self, partition: int, campaign_id: str, day: str | None = None) -> str:
+        base = f"{self.tag(partition)}:funnel:{campaign_id}"
+        return f"{base}:{day}" if day else base
+
+    def leaderboard(self, partition: int, campaign_id: str) -> str:
+        return f"{self.tag(partition)}:leaderboard:{campaign_id}"
+
+    def all_funnels(self, campaign_id: str, day: str | None = None) -> list[str]:
+        """The shards a reader adds up for a campaign total."""
+        return [self.funnel(p, campaign_id, day) for p in range(self.partitions)]
+
+    def all_leaderboards(self, campaign_id: str) -> list[str]:
+        return [self.leaderboard(p, campaign_id) for p in range(self.partitions)]
