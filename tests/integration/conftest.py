@@ -170,8 +170,9 @@ def app_factory(stack: LocalStack, settings: Settings, unique_name) -> Iterator[
 
     running: list[RunningGateway] = []
 
-    def make(create_topics: bool = True, kafka_bootstrap: str | None = None, **gateway) -> RunningGateway:
-        own = gateway_settings(settings, unique_name, **gateway)
+    def make(create_topics: bool = True, kafka_bootstrap: str | None = None, base: Settings | None = None,
+             **gateway) -> RunningGateway:
+        own = gateway_settings(base or settings, unique_name, **gateway)
         if kafka_bootstrap is not None:
             own = own.model_copy(update={"kafka": own.kafka.model_copy(update={"bootstrap_servers": kafka_bootstrap})})
         if create_topics:
@@ -193,9 +194,13 @@ def app_factory(stack: LocalStack, settings: Settings, unique_name) -> Iterator[
     yield make
     for gw in running:
         gw.stop()
-    delete_topics(settings, [t for gw in running for t in gw.topics])
+    for gw in running:
+        if gw.topics and gw.settings.kafka.bootstrap == settings.kafka.bootstrap:
+            delete_topics(settings, gw.topics)
     with stack.redis.client() as client:
         for gw in running:
+            if (gw.settings.redis.host, gw.settings.redis.port) != (settings.redis.host, settings.redis.port):
+                continue
             keys = list(client.scan_iter(match=f"{gw.settings.redis.key_prefix}*"))
             if keys:
                 client.delete(*keys)
