@@ -22,7 +22,7 @@ from typing import Literal
 
 import redis
 
-Op = Literal["hincrby", "hset", "zincrby", "hdel"]
+Op = Literal["hincrby", "hset", "zincrby", "zadd", "hdel"]
 
 _APPLY = """
 local fence = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
@@ -33,8 +33,10 @@ local i = 3
 while i <= #ARGV do
   local op, value = ARGV[i], ARGV[i + 3]
   if op == 'hincrby' and not string.match(value, '^-?%d+$') then return redis.error_reply('bad integer ' .. value) end
-  if op == 'zincrby' and not tonumber(value) then return redis.error_reply('bad number ' .. value) end
-  if op ~= 'hincrby' and op ~= 'hset' and op ~= 'hdel' and op ~= 'zincrby' then
+  if (op == 'zincrby' or op == 'zadd') and not tonumber(value) then
+    return redis.error_reply('bad number ' .. value)
+  end
+  if op ~= 'hincrby' and op ~= 'hset' and op ~= 'hdel' and op ~= 'zincrby' and op ~= 'zadd' then
     return redis.error_reply('unknown op ' .. op)
   end
   if not KEYS[tonumber(ARGV[i + 1])] then return redis.error_reply('bad key index') end
@@ -46,6 +48,7 @@ while i <= #ARGV do
   if op == 'hincrby' then redis.call('HINCRBY', key, field, value)
   elseif op == 'hset' then redis.call('HSET', key, field, value)
   elseif op == 'hdel' then redis.call('HDEL', key, field)
+  elseif op == 'zadd' then redis.call('ZADD', key, value, field)
   else redis.call('ZINCRBY', key, value, field) end
   i = i + 4
 end

@@ -102,6 +102,7 @@ class Referral:
     amount: Decimal | None = None
     currency: str | None = None
     refunded_after_hold: bool = False
+    channel: str | None = None  # of the attributing click; None for codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,7 @@ class _Claim:
     code: str
     owner: CodeOwner | None
     method: str
+    channel: str | None = None
 
 
 def _claims(state: CustomerState) -> tuple[_Claim | None, list[_Claim]]:
@@ -156,7 +158,8 @@ def _claims(state: CustomerState) -> tuple[_Claim | None, list[_Claim]]:
             claims.append(_Claim(s.at, s.event_id, s.referral_code, s.owner, "signup_code"))
         elif not s.referral_code and s.event_id in state.candidates:
             c = state.candidates[s.event_id]
-            claims.append(_Claim(s.at, s.event_id, c.code, CodeOwner(c.referrer_id, c.campaign_id), c.method))
+            claims.append(_Claim(s.at, s.event_id, c.code, CodeOwner(c.referrer_id, c.campaign_id), c.method,
+                                 c.channel))
     order_claims = [_Claim(o.at, o.event_id, o.referral_code or "", o.owner, "order_code")
                     for o in sorted(state.orders.values(), key=lambda o: (o.at, o.event_id))
                     if o.referral_code and o.owner is not None]
@@ -213,6 +216,7 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
         referral_id=_referral_id(campaign.id, owner.referrer_id, customer_id), referee_id=customer_id, referrer_id=owner.referrer_id,
         code=primary.code, campaign_id=campaign.id, method=primary.method, attributed_at=primary.at,
         source_event_id=primary.source_event_id, referee_email_hash=referee_email, referee_device_id=referee_device,
+        channel=primary.channel,
     )
     if any(o.at < primary.at for o in orders):
         out["referral"] = Referral(**base, status="rejected", reason=ReasonCode.EXISTING_CUSTOMER)

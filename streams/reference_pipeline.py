@@ -63,7 +63,8 @@ class ReferencePipeline:
             owner = self.resolve(event.referral_code)
             self._visitor(event.visitor_id, visitor_attribution.Click(
                 event.event_id, event.occurred_at, event.referral_code, owner.referrer_id if owner else None,
-                owner.campaign_id if owner else (event.campaign_id or "default")))
+                owner.campaign_id if owner else (event.campaign_id or "default"),
+                event.channel.value if event.channel else None))
         elif isinstance(event, SignupEvent):
             owner = self.resolve(event.referral_code) if event.referral_code else None
             self._customer(event.customer_id, referee_ledger.Signup(

@@ -65,6 +65,7 @@ class ReferrerState:
     final_order: tuple[str, ...] = ()  # referral ids in the order their hold ended
     rewards: dict[str, Reward] = field(default_factory=dict)
     changes: dict[str, int] = field(default_factory=dict)  # reward id -> changes emitted
+    shares: frozenset[str] = frozenset()  # share event ids counted (a share sent twice counts once)
 
 
 def _due(referral: Referral, campaign: Campaign) -> datetime | None:

@@ -27,6 +27,7 @@ class Click:
     code: str
     referrer_id: str | None  # None: the code resolves to no referrer
     campaign_id: str
+    channel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class Candidate:
     campaign_id: str
     method: Literal["last_click", "first_click"]
     click_event_id: str
+    channel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ def _decide(state: VisitorState, campaigns: CampaignBook) -> dict[str, Candidate
         out[signup.event_id] = None if best is None else Candidate(
             customer_id=signup.customer_id, source_event_id=signup.event_id, at=signup.at, code=best.code,
             referrer_id=best.referrer_id or "", campaign_id=best.campaign_id, method=policy or "last_click",
-            click_event_id=best.event_id,
+            click_event_id=best.event_id, channel=best.channel,
         )
     return out
 

@@ -56,6 +56,11 @@ def test_a_batch_is_applied_once_and_replays_change_nothing(redis_client, writer
     assert redis_client.hget(layout.referrer("anna"), "shares:whatsapp") == b"3"
     assert redis_client.zscore(layout.leaderboard(p, "spring"), "anna") == 3
     assert writer.fence(layout.fence(p), "referrer-facts:2") == 11
+    # absolute values (hset, zadd) and removals (hdel) go through the same fence
+    assert writer.apply(layout.fence(p), "referrer-facts:2", 12, [
+        Change("zadd", layout.leaderboard(p, "spring"), "anna", 7), Change("hdel", layout.referrals("anna"), "eva")])
+    assert redis_client.zscore(layout.leaderboard(p, "spring"), "anna") == 7
+    assert redis_client.hget(layout.referrals("anna"), "eva") is None
 
 
 def test_a_failing_batch_changes_nothing_not_even_the_fence(redis_client, writer, layout):
