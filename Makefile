@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test unit integration stack-up stack-down stack-status clean-state schemas
+.PHONY: setup demo test lint unit integration stack-up stack-down stack-status clean-state schemas
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version)'
@@ -22,8 +22,12 @@ demo: $(STAMP)
 	$(BIN)/referrals demo
 
 ## test: set everything up and run every test (the stack is started if needed, and stopped again if the tests started it)
-test: setup
+test: setup lint
 	$(BIN)/pytest
+
+## lint: pyflakes and bugbear checks (ruff) on code and tests
+lint: $(STAMP)
+	$(BIN)/ruff check --quiet referrals schemas producers streams consumers deploy tests
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

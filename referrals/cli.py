@@ -6,7 +6,6 @@ Built with Typer, so every sub-command documents itself under ``--help``.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import typer
 

@@ -109,7 +109,8 @@ def _decide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) -> 
                 rewarded_in_month[month] = rewarded_in_month.get(month, 0) + 1
             continue
 
-        def reward(role: RewardRole, status: RewardStatus, reason: ReasonCode | None, points: int) -> Reward:
+        def reward(role: RewardRole, status: RewardStatus, reason: ReasonCode | None, points: int,
+                   r: Referral = r) -> Reward:
             customer = referrer_id if role is RewardRole.REFERRER else r.referee_id
             return Reward(f"{r.referral_id}:{role.value}", r.referral_id, role, customer, points, status, reason,
                           r.campaign_id, r.qualified_at)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 
 from schemas import EVENT_MODELS, Channel, EventRejected, parse_event, parse_event_json
 from schemas.fields import PAYMENT_CURRENCIES
@@ -375,7 +376,7 @@ def test_a_field_given_twice_is_rejected():
 
 def test_events_are_immutable():
     parsed = parse_event(event("order"), now=NOW)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         parsed.amount = Decimal("1")  # type: ignore[misc]
 
 

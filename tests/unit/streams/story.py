@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from schemas import parse_event
@@ -84,5 +83,3 @@ def statuses(pipeline: ReferencePipeline) -> dict[str, tuple[str, int, str | Non
     return {k: (w.status.value, w.points, w.reason.value if w.reason else None)
             for k, w in sorted(pipeline.rewards().items())}
 
-
-Decimal  # re-exported for tests

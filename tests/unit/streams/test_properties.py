@@ -3,7 +3,6 @@ the reward log rebuilds every reward, every withheld reward says why."""
 
 from __future__ import annotations
 
-import random
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, note, settings
@@ -111,5 +110,3 @@ def test_every_withheld_reward_has_a_reason_and_no_points_are_paid_for_it(story)
             if w.status.value in ("capped", "held_for_review") or w.reason.value == "late_event":
                 assert w.points == 0
 
-
-random  # noqa: B018 (hypothesis' randoms are seeded through it)
