@@ -129,6 +129,18 @@ def register_codes(settings: Settings, simulation: Simulation) -> int:
     return created
 
 
+def new_simulation(
+    config: SimulationConfig, *, seed: int, rate: float, count: int | None, duration_s: float | None,
+    now: datetime,
+) -> Simulation:
+    """A simulation whose virtual clock fits the run: paced runs start now; unpaced runs are back-dated by
+    their expected span, so no event lies in the future when it is sent."""
+    nominal = rate if rate > 0 else NOMINAL_UNPACED_RATE
+    span = (count or nominal * (duration_s or 0)) / nominal
+    start = now if rate > 0 else now - timedelta(seconds=span)
+    return Simulation(config, seed, start, nominal / config.events_per_share())
+
+
 def run(
     simulation_config: SimulationConfig,
     *,
@@ -146,12 +158,9 @@ def run(
     if count is None and duration_s is None:
         raise SimulationError("give --count or --duration")
     paced = rate > 0
-    nominal = rate if paced else NOMINAL_UNPACED_RATE
-    share_rate = nominal / simulation_config.events_per_share()
     if simulation is None:
-        span = (count or nominal * (duration_s or 0)) / nominal
-        start = now() if paced else now() - timedelta(seconds=span)
-        simulation = Simulation(simulation_config, seed, start, share_rate)
+        simulation = new_simulation(simulation_config, seed=seed, rate=rate, count=count, duration_s=duration_s,
+                                    now=now())
     summary = Summary()
     began = clock()
     pending: list[dict[str, Any]] = []

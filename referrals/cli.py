@@ -237,8 +237,8 @@ def _simulate(settings: Settings, *, to: str, gateway_url: str | None, rate: flo
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from producers.simulate import GatewayTarget, KafkaTarget, SimulationError, register_codes, run
-    from producers.simulator import Simulation, SimulationConfig
+    from producers.simulate import GatewayTarget, KafkaTarget, SimulationError, new_simulation, register_codes, run
+    from producers.simulator import SimulationConfig
 
     config = SimulationConfig(customers=customers, time_compression=time_compression, campaign_id=campaign)
     try:
@@ -251,12 +251,10 @@ def _simulate(settings: Settings, *, to: str, gateway_url: str | None, rate: flo
     columns = [TextColumn("[bold]simulating[/] → " + to), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:>7.0f} events/s"), TimeElapsedColumn()]
     try:
-        from datetime import UTC, datetime, timedelta
+        from datetime import UTC, datetime
 
-        nominal = rate if rate > 0 else 1000.0
-        span = (count or nominal * (duration or 0)) / nominal
-        start = datetime.now(UTC) if rate > 0 else datetime.now(UTC) - timedelta(seconds=span)
-        simulation = Simulation(config, seed, start, nominal / config.events_per_share())
+        simulation = new_simulation(config, seed=seed, rate=rate, count=count, duration_s=duration,
+                                    now=datetime.now(UTC))
         new_codes = register_codes(settings, simulation)
         console.print(f"{len(simulation.customers)} referrers with codes ({new_codes} newly issued), seed {seed}")
         with Progress(*columns, console=console, transient=False) as progress:
