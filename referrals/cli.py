@@ -247,7 +247,7 @@ def _simulate(settings: Settings, *, to: str, gateway_url: str | None, rate: flo
     except SimulationError as exc:
         _fail(str(exc))
     console = Console(stderr=True)
-    total = count if count is not None else None
+    total = count
     columns = [TextColumn("[bold]simulating[/] → " + to), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:>7.0f} events/s"), TimeElapsedColumn()]
     try:

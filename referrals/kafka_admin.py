@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
 
 from referrals.settings import Settings
 
@@ -29,6 +29,24 @@ def project_topics(settings: Settings) -> list[str]:
     from schemas.topics import ALL
 
     return [settings.kafka.topic_prefix + spec.name for spec in ALL]
+
+
+def broker_answers(bootstrap: str, *, client_id: str, timeout_s: float) -> bool:
+    """Does the broker answer a metadata request within ``timeout_s``? A wrong client setting raises."""
+    ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=ms,
+                                 bootstrap_timeout_ms=ms)
+    except KafkaConfigurationError:
+        raise
+    except (KafkaError, OSError):
+        return False
+    try:
+        return bool(admin.describe_cluster().get("brokers"))
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
 
 
 def admin_client(settings: Settings, client_id: str = "referrals-admin") -> KafkaAdminClient:

@@ -170,27 +170,14 @@ class KafkaBroker:
         """True when the broker answers a metadata request."""
         if not port_open(self.cfg.host, self.cfg.port):
             return False
-        from kafka import KafkaAdminClient
-        from kafka.errors import KafkaConfigurationError, KafkaError
+        from referrals.kafka_admin import broker_answers
 
-        quiet = logging.getLogger("kafka")
+        quiet = logging.getLogger("kafka")  # refused connections while the broker starts are expected
         level = quiet.level
         quiet.setLevel(logging.CRITICAL)
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=f"{self.cfg.host}:{self.cfg.port}",
-                client_id="referrals-stack",
-                request_timeout_ms=int(timeout_s * 1000),
-                bootstrap_timeout_ms=int(timeout_s * 1000),
-            )
-            try:
-                return bool(admin.describe_cluster().get("brokers"))
-            finally:
-                admin.close()
-        except KafkaConfigurationError:
-            raise
-        except (KafkaError, OSError):
-            return False
+            return broker_answers(f"{self.cfg.host}:{self.cfg.port}", client_id="referrals-stack",
+                                  timeout_s=timeout_s)
         finally:
             quiet.setLevel(level)
 

@@ -165,6 +165,13 @@ def create_app(
         },
     )
     async def post_events(request: Request) -> JSONResponse:
+        def rate_limited(principal: Principal) -> JSONResponse | None:
+            allowed, wait = limiter.allow(principal.name, clock())
+            if allowed:
+                return None
+            return _errors(429, [error(None, BODY, "rate_limited", "too many requests for this key")],
+                           {"Retry-After": str(wait)})
+
         authorization = request.headers.get("authorization")
         signature = request.headers.get("x-signature")
         principal: Principal | None = None
@@ -177,11 +184,8 @@ def create_app(
             return _errors(401, [error(None, "Authorization", "missing_credentials",
                                        "send Authorization: Bearer <key> or a signed X-Signature")],
                            {"WWW-Authenticate": "Bearer"})
-        if principal is not None:
-            allowed, wait = limiter.allow(principal.name, clock())
-            if not allowed:
-                return _errors(429, [error(None, BODY, "rate_limited", "too many requests for this key")],
-                               {"Retry-After": str(wait)})
+        if principal is not None and (limited := rate_limited(principal)):  # before reading the body
+            return limited
         try:
             body = await _read_body(request, cfg.max_body_bytes)
         except _TooLarge:
@@ -191,10 +195,8 @@ def create_app(
                 principal = webhooks.verify(signature or "", body, clock())
             except SignatureProblem as problem:
                 return _errors(401, [error(None, "X-Signature", problem.rule, problem.message)])
-            allowed, wait = limiter.allow(principal.name, clock())
-            if not allowed:
-                return _errors(429, [error(None, BODY, "rate_limited", "too many requests for this key")],
-                               {"Retry-After": str(wait)})
+            if limited := rate_limited(principal):  # a signed request's sender is known only now
+                return limited
         try:
             intake = read_events(body, allowed_types=principal.types, principal=principal.name,
                                  now=datetime.fromtimestamp(clock(), UTC), max_batch=cfg.max_batch)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from producers.publisher import EventPublisher, PublishError
+from referrals.kafka_admin import broker_answers
 from referrals.settings import Settings
 from schemas.records import Record
 
@@ -56,19 +56,7 @@ class KafkaSink:
 
     def ready(self) -> bool:
         """Blocking: does the broker answer a metadata request now?"""
-        try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=self.settings.kafka.bootstrap, client_id=f"{self.source}-readyz",
-                request_timeout_ms=2000, bootstrap_timeout_ms=2000,
-            )
-        except KafkaError:
-            return False
-        try:
-            return bool(admin.describe_cluster().get("brokers"))
-        except KafkaError:
-            return False
-        finally:
-            admin.close()
+        return broker_answers(self.settings.kafka.bootstrap, client_id=f"{self.source}-readyz", timeout_s=2.0)
 
     def close(self) -> None:
         with self._lock:
