@@ -207,6 +207,23 @@ def validate(path: str = typer.Argument(..., help="a file with one JSON event, o
     typer.echo(event.model_dump_json(indent=2, exclude_none=True))
 
 
+@app.command("worker")
+def worker(loglevel: str = typer.Option("warn", help="crit, error, warn, info or debug")) -> None:
+    """Run the stream worker: attribution, rewards, fraud checks and live counters (Faust)."""
+    import logging
+
+    from streams.app import run_worker
+    from streams.campaigns import CampaignError, load_campaigns
+
+    settings = _settings()
+    try:
+        campaigns = load_campaigns(settings.streams.campaigns_file)
+    except CampaignError as exc:
+        _fail(f"the campaign file is not usable:\n{exc}", code=2)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    run_worker(settings, campaigns, loglevel=loglevel)
+
+
 @app.command("api")
 def api(
     host: str = typer.Option(None, help="bind address (default REFERRALS_GATEWAY__HOST, 127.0.0.1)"),

@@ -110,6 +110,27 @@ class GatewaySettings(BaseModel):
     cookie_secure: bool = Field(False, description="mark the visitor cookie Secure (behind HTTPS)")
 
 
+class StreamSettings(BaseModel):
+    """The stream worker (``referrals worker``): its Kafka group, its campaigns and its clock."""
+
+    app_id: str = Field(
+        "referral-pipeline", pattern=r"^[A-Za-z0-9._-]+$",
+        description="Faust app id: the consumer group and the prefix of the worker's changelog topics",
+    )
+    campaigns_file: Path = Field(
+        PROJECT_ROOT / "deploy" / "campaigns" / "example.toml", description="the campaigns (TOML or YAML)"
+    )
+    tick_interval_s: float = Field(
+        5.0, ge=0, description="how often the worker's clock ticks (ends hold periods); 0: no clock"
+    )
+    batch_size: int = Field(500, ge=1, description="most events a stage processes (and writes to Redis) at once")
+    batch_wait_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
+    commit_interval_s: float = Field(1.0, gt=0, description="how often processed input offsets are committed")
+    session_timeout_s: float = Field(
+        10.0, ge=6, description="a worker silent this long (killed, hung) loses its partitions to the others"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="REFERRALS_",
@@ -124,6 +145,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
     event_source: str = Field(
         "referrals-cli", description="CloudEvents `source` of records this process produces"
     )

@@ -67,7 +67,25 @@ DEADLETTER = TopicSpec(
     "kept per source topic in order; nothing downstream joins on it",
 )
 
+# The worker's own topics between its stages (values are pickled facts, read only by the worker).
+VISITOR_FACTS = TopicSpec(
+    "referrals.visitor-facts",
+    "visitor_id",
+    "a signup without a code is re-keyed by its visitor, so it meets that visitor's clicks in one partition",
+)
+CUSTOMER_FACTS = TopicSpec(
+    "referrals.customer-facts",
+    "customer_id",
+    "a click candidate is sent to the customer it would attribute, next to the customer's signups and orders",
+)
+REFERRER_FACTS = TopicSpec(
+    "referrals.referrer-facts",
+    "referrer_id",
+    "referrals, profiles and counted clicks of one referrer, and the clock's ticks (sent to every partition)",
+)
+
 INBOUND: tuple[TopicSpec, ...] = (SHARES, CLICKS, SIGNUPS, ORDERS, REFUNDS)
 DERIVED: tuple[TopicSpec, ...] = (ATTRIBUTIONS, REWARDS, DEADLETTER)
 ALL: tuple[TopicSpec, ...] = INBOUND + DERIVED
+INTERNAL: tuple[TopicSpec, ...] = (VISITOR_FACTS, CUSTOMER_FACTS, REFERRER_FACTS)
 BY_EVENT_TYPE: dict[str, TopicSpec] = {spec.event_type: spec for spec in INBOUND if spec.event_type}

@@ -1,98 +1,114 @@
-"""What a referrer-stage step changes in Redis. Pure: states in, ``Change``s out.
+"""What the live counters of one referrer say, as a snapshot of the referrer's record. Pure.
 
-Per referrer, values derived from the state are written whole (``hset``, ``zadd``):
-writing them again is harmless. Campaign funnel counters are sums over referrers, so a
-step adds the difference between the state before and after (``hincrby``). The fenced
-writer applies the list atomically, once per source offset.
+The referrer stage owns every counter. After a change it writes the referrer's whole
+snapshot (``streams.redis_sink.SnapshotWriter``), fenced by the record's ``seq``:
+
+- per referrer, values are absolute (shares by channel, clicks, signups, conversions,
+  points by status, the list of referrals): writing them twice is harmless;
+- the campaign funnels and leaderboards are sums over referrers, so the snapshot holds
+  the referrer's *contribution* to each funnel field; the script stores the contribution
+  it applied last and adds only the difference. A snapshot applied twice, or one older
+  than what Redis has, changes nothing.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from schemas.derived import RewardRole, RewardStatus
-from schemas.events import ShareEvent
-from streams.redis_layout import RedisLayout
-from streams.redis_sink import Change
+from streams.redis_layout import RedisLayout, partition_of
 from streams.referrer_rewards import ReferrerState
 
-NO_CHANNEL = "unknown"  # a referral attributed by a code, not by a click
+if TYPE_CHECKING:
+    from streams.stages import ReferrerRecord
+
+NO_CHANNEL = "unknown"  # a click without a channel; a referral attributed by a code, not a click
+FunnelCell = tuple[str, str, str, str]  # (stage, campaign, channel, UTC day)
 
 
-def _day(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d")
+def referral_cells(core: ReferrerState) -> Counter:
+    """Signups and conversions this referrer's referrals add to the funnel, per cell.
 
-
-def funnel_increments(layout: RedisLayout, partition: int, campaign_id: str, stage: str, channel: str,
-                      at: datetime, n: int = 1) -> list[Change]:
-    field = f"{stage}:{channel}"
-    return [Change("hincrby", layout.funnel(partition, campaign_id), field, n),
-            Change("hincrby", layout.funnel(partition, campaign_id, _day(at)), field, n)]
-
-
-def share_changes(layout: RedisLayout, partition: int, share: ShareEvent) -> list[Change]:
-    channel = share.channel.value
-    return [Change("hincrby", layout.referrer(share.referrer_id), f"shares:{channel}", 1),
-            *funnel_increments(layout, partition, share.campaign_id or "default", "share", channel,
-                               share.occurred_at)]
-
-
-def click_changes(layout: RedisLayout, partition: int, referrer_id: str, campaign_id: str, channel: str | None,
-                  at: datetime) -> list[Change]:
-    return [Change("hincrby", layout.referrer(referrer_id), "clicks", 1),
-            *funnel_increments(layout, partition, campaign_id, "click", channel or NO_CHANNEL, at)]
-
-
-def _funnel(state: ReferrerState) -> Counter:
-    counts: Counter = Counter()
-    for r in state.referrals.values():
+    Every referral the referrer ever heard of appears (withdrawn and rejected ones with 0),
+    so the cells of a referrer only ever grow; the writer relies on that.
+    """
+    cells: Counter = Counter()
+    for r in core.referrals.values():
         channel = r.channel or NO_CHANNEL
-        if r.status in ("attributed", "qualified", "revoked"):
-            counts[(r.campaign_id, "signup", channel, _day(r.attributed_at))] += 1
-        if r.status in ("qualified", "revoked") and r.qualified_at is not None:
-            counts[(r.campaign_id, "conversion", channel, _day(r.qualified_at))] += 1
-    return counts
+        day = r.attributed_at.strftime("%Y-%m-%d")
+        cells[("signup", r.campaign_id, channel, day)] += int(r.status in ("attributed", "qualified", "revoked"))
+        if r.qualified_at is not None:
+            qualified_day = r.qualified_at.strftime("%Y-%m-%d")
+            cells[("conversion", r.campaign_id, channel, qualified_day)] += int(r.status in ("qualified", "revoked"))
+    return cells
 
 
-def referrer_changes(layout: RedisLayout, partition: int, referrer_id: str, before: ReferrerState,
-                     after: ReferrerState) -> list[Change]:
-    changes: list[Change] = []
-    key = layout.referrer(referrer_id)
-    live = [r for r in after.referrals.values() if r.status != "withdrawn"]
-    points = {"pending": 0, "confirmed": 0, "revoked": 0}
-    for w in after.rewards.values():
-        if w.customer_id == referrer_id and w.status.value in points:
-            points[w.status.value] += w.points
-    changes += [
-        Change("hset", key, "signups", sum(1 for r in live if r.status in ("attributed", "qualified", "revoked"))),
-        Change("hset", key, "conversions", sum(1 for r in live if r.status in ("qualified", "revoked"))),
-        *(Change("hset", key, f"points:{status}", value) for status, value in points.items()),
-    ]
-    referrals = layout.referrals(referrer_id)
-    for r in after.referrals.values():
+def funnel_cells(record: ReferrerRecord) -> dict[FunnelCell, int]:
+    """The referrer's whole contribution: shares and clicks counted, signups and conversions decided."""
+    cells = Counter(record.activity)
+    cells.update(referral_cells(record.core))
+    for cell in record.cells:  # once contributed, a cell stays (with 0)
+        cells[cell] += 0
+    return dict(cells)
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSnapshot:
+    referrer_id: str
+    seq: int
+    referrer_key: str
+    referrals_key: str
+    fields: dict[str, int]
+    referrals: dict[str, str | None]  # referral id -> JSON summary; None: remove (withdrawn)
+    funnel: dict[tuple[str, str], int]  # (funnel key, field) -> this referrer's contribution
+    leaderboard: dict[str, int]  # leaderboard key -> this referrer's confirmed referrals
+
+
+def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> CounterSnapshot:
+    core = record.core
+    p = partition_of(referrer_id, layout.partitions)
+    live = [r for r in core.referrals.values() if r.status != "withdrawn"]
+    fields: dict[str, int] = {"clicks": 0, "signups": 0, "conversions": 0,
+                              "points:pending": 0, "points:confirmed": 0, "points:revoked": 0}
+    for (stage, _campaign, channel, _day), n in record.activity.items():
+        if stage == "share":
+            fields[f"shares:{channel}"] = fields.get(f"shares:{channel}", 0) + n
+        else:
+            fields["clicks"] += n
+    fields["signups"] = sum(1 for r in live if r.status in ("attributed", "qualified", "revoked"))
+    fields["conversions"] = sum(1 for r in live if r.status in ("qualified", "revoked"))
+    for w in core.rewards.values():
+        if w.customer_id == referrer_id and f"points:{w.status.value}" in fields:
+            fields[f"points:{w.status.value}"] += w.points
+    referrals: dict[str, str | None] = {}
+    for r in sorted(core.referrals.values(), key=lambda r: r.referral_id):
         if r.status == "withdrawn":
-            if before.referrals.get(r.referral_id, r).status != "withdrawn":
-                changes.append(Change("hdel", referrals, r.referral_id))
+            referrals[r.referral_id] = None
             continue
-        reward = after.rewards.get(f"{r.referral_id}:{RewardRole.REFERRER.value}")
-        summary = {"referee_id": r.referee_id, "campaign_id": r.campaign_id, "status": r.status,
-                   "reason": (r.reason.value if r.reason else None),
-                   "reward_status": reward.status.value if reward else None,
-                   "reward_reason": reward.reason.value if reward and reward.reason else None}
-        changes.append(Change("hset", referrals, r.referral_id, json.dumps(summary, sort_keys=True)))
-    delta = _funnel(after)
-    delta.subtract(_funnel(before))
-    for (campaign_id, stage, channel, day), n in sorted(delta.items()):
-        if n:
-            field = f"{stage}:{channel}"
-            changes.append(Change("hincrby", layout.funnel(partition, campaign_id), field, n))
-            changes.append(Change("hincrby", layout.funnel(partition, campaign_id, day), field, n))
-    confirmed: Counter = Counter()
-    for w in after.rewards.values():
+        reward = core.rewards.get(f"{r.referral_id}:{RewardRole.REFERRER.value}")
+        if reward is not None and reward.status is RewardStatus.REVOKED and reward.points == 0:
+            reward = None  # announced, then voided by a late event: the referral's own status says why
+        referrals[r.referral_id] = json.dumps({
+            "referee_id": r.referee_id, "campaign_id": r.campaign_id, "status": r.status,
+            "reason": r.reason.value if r.reason else None, "channel": r.channel or NO_CHANNEL,
+            "attributed_at": r.attributed_at.isoformat(),
+            "reward_status": reward.status.value if reward else None,
+            "reward_reason": reward.reason.value if reward and reward.reason else None,
+            "reward_points": reward.points if reward else 0,
+        }, sort_keys=True)
+    funnel: dict[tuple[str, str], int] = {}
+    for (stage, campaign_id, channel, day), n in funnel_cells(record).items():
+        field = f"{stage}:{channel}"
+        for key in (layout.funnel(p, campaign_id), layout.funnel(p, campaign_id, day)):
+            funnel[(key, field)] = funnel.get((key, field), 0) + n
+    confirmed: Counter = Counter({r.campaign_id: 0 for r in core.referrals.values()})
+    for w in core.rewards.values():
         if w.role is RewardRole.REFERRER and w.status is RewardStatus.CONFIRMED and ":milestone:" not in w.reward_id:
             confirmed[w.campaign_id] += 1
-    for campaign_id, n in sorted(confirmed.items()):
-        changes.append(Change("zadd", layout.leaderboard(partition, campaign_id), referrer_id, n))
-    return changes
+    return CounterSnapshot(
+        referrer_id=referrer_id, seq=record.seq, referrer_key=layout.referrer(referrer_id),
+        referrals_key=layout.referrals(referrer_id), fields=fields, referrals=referrals, funnel=funnel,
+        leaderboard={layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())})

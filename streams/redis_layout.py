@@ -5,10 +5,11 @@ keys of one Kafka partition ``p`` of that stage share the hash tag ``{ref:p}``, 
 atomic script per batch touches one Redis Cluster slot. Readers that need a campaign
 total add up the ``partitions`` shards (six by default).
 
-    <prefix>{ref:<p>}:fence                      hash  source topic-partition -> last applied offset
     <prefix>{ref:<p>}:referrer:<referrer_id>     hash  shares:<channel>, clicks, signups, conversions,
-                                                       points:pending|confirmed|revoked
-    <prefix>{ref:<p>}:referrals:<referrer_id>    hash  referee -> JSON {status, reward status, reason}
+                                                       points:pending|confirmed|revoked; and the writer's
+                                                       _seq (snapshot fence), _funnel (contribution applied)
+    <prefix>{ref:<p>}:referrals:<referrer_id>    hash  referral id -> JSON {referee_id, status, reason, channel,
+                                                       attributed_at, reward_status, reward_reason, reward_points}
     <prefix>{ref:<p>}:funnel:<campaign>          hash  <stage>:<channel> -> count (stage: share, click,
                                                        signup, conversion)
     <prefix>{ref:<p>}:funnel:<campaign>:<day>    hash  the same per UTC day (YYYY-MM-DD)
@@ -38,9 +39,6 @@ class RedisLayout:
 
     def tag(self, partition: int) -> str:
         return f"{self.prefix}{{ref:{partition}}}"
-
-    def fence(self, partition: int) -> str:
-        return f"{self.tag(partition)}:fence"
 
     def referrer(self, referrer_id: str) -> str:
         return f"{self.tag(partition_of(referrer_id, self.partitions))}:referrer:{referrer_id}"

@@ -1,91 +1,104 @@
-"""Writing counter changes to Redis exactly once, although Kafka delivers at least once.
+"""Writing counter snapshots to Redis exactly once, although Kafka delivers at least once.
 
-Kafka transactions cover the stage's state and outputs, not Redis. So every batch of
-counter changes is applied by one Lua script that first compares the batch's source
-offset with the fence stored for that source partition, and in the same atomic step
-applies the changes and moves the fence:
+Kafka does not cover Redis, so every write is a snapshot of one referrer's record
+(``streams.counters.CounterSnapshot``) applied by one Lua script that, atomically:
 
-- a batch whose offset is at or below the fence was applied before (a replay after a
-  crash, a rewind, a duplicate delivery): nothing changes;
-- otherwise every change and the new fence are written together, or none is.
+1. compares the snapshot's ``seq`` with the ``_seq`` stored in the referrer's hash and
+   does nothing unless it is newer (a snapshot written twice, or an older one written
+   late after a crash, changes nothing);
+2. checks every value before writing any (Redis does not roll back a failing script);
+3. adds to each campaign funnel field the *difference* between the referrer's new
+   contribution and the one it applied last (stored in ``_funnel``), sets the
+   referrer's absolute values and referral list, and the leaderboard scores;
+4. stores the new ``_seq`` and ``_funnel``.
 
-Because a stage's state is restored with its input offsets (Faust's exactly-once
-changelog), the batch for an offset is the same on every replay, so skipping it is
-right, and the counters end as in an uninterrupted run.
+Every key is passed as KEYS and all share the referrer's hash tag, so the script is
+valid on Redis Cluster. Snapshots of many referrers go in one pipeline: one round trip
+per batch of events, not per event.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import redis
 
-Op = Literal["hincrby", "hset", "zincrby", "zadd", "hdel"]
+from streams.counters import CounterSnapshot
 
 _APPLY = """
-local fence = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-local offset = tonumber(ARGV[2])
-if offset <= fence then return 0 end
--- Redis does not roll a script back when it fails half-way: check every change before writing any.
-local i = 3
-while i <= #ARGV do
-  local op, value = ARGV[i], ARGV[i + 3]
-  if op == 'hincrby' and not string.match(value, '^-?%d+$') then return redis.error_reply('bad integer ' .. value) end
-  if (op == 'zincrby' or op == 'zadd') and not tonumber(value) then
-    return redis.error_reply('bad number ' .. value)
-  end
-  if op ~= 'hincrby' and op ~= 'hset' and op ~= 'hdel' and op ~= 'zincrby' and op ~= 'zadd' then
-    return redis.error_reply('unknown op ' .. op)
-  end
-  if not KEYS[tonumber(ARGV[i + 1])] then return redis.error_reply('bad key index') end
-  i = i + 4
+local seq = tonumber(ARGV[1])
+local stored = tonumber(redis.call('HGET', KEYS[1], '_seq') or '-1')
+if seq <= stored then return 0 end
+local declared = {}
+for i = 3, #KEYS do declared[KEYS[i]] = true end
+local fields = cjson.decode(ARGV[2])
+local referrals = cjson.decode(ARGV[3])
+local new = cjson.decode(ARGV[4])
+local old = cjson.decode(redis.call('HGET', KEYS[1], '_funnel') or '{}')
+local board = cjson.decode(ARGV[5])
+-- check everything before writing anything
+local function cell(k)
+  local key, field = string.match(k, '^(.*)\\t(.*)$')
+  if not key or not declared[key] then error('funnel key not declared: ' .. tostring(k)) end
+  return key, field
 end
-i = 3
-while i <= #ARGV do
-  local op, key, field, value = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
-  if op == 'hincrby' then redis.call('HINCRBY', key, field, value)
-  elseif op == 'hset' then redis.call('HSET', key, field, value)
-  elseif op == 'hdel' then redis.call('HDEL', key, field)
-  elseif op == 'zadd' then redis.call('ZADD', key, value, field)
-  else redis.call('ZINCRBY', key, value, field) end
-  i = i + 4
+for k, n in pairs(new) do cell(k); if type(n) ~= 'number' or n < 0 or n % 1 ~= 0 then error('bad count ' .. k) end end
+for k, _ in pairs(old) do cell(k) end
+for f, v in pairs(fields) do if type(v) ~= 'number' or v % 1 ~= 0 then error('bad field ' .. f) end end
+for key, n in pairs(board) do
+  if not declared[key] or type(n) ~= 'number' then error('bad leaderboard ' .. key) end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+for k, n in pairs(new) do
+  local d = n - (old[k] or 0)
+  if d ~= 0 then local key, field = cell(k); redis.call('HINCRBY', key, field, d) end
+end
+for k, n in pairs(old) do
+  if new[k] == nil and n ~= 0 then local key, field = cell(k); redis.call('HINCRBY', key, field, -n) end
+end
+for f, v in pairs(fields) do redis.call('HSET', KEYS[1], f, v) end
+for id, summary in pairs(referrals) do
+  if summary == false then redis.call('HDEL', KEYS[2], id) else redis.call('HSET', KEYS[2], id, summary) end
+end
+for key, n in pairs(board) do
+  if n > 0 then redis.call('ZADD', key, n, ARGV[6]) else redis.call('ZREM', key, ARGV[6]) end
+end
+redis.call('HSET', KEYS[1], '_seq', ARGV[1], '_funnel', ARGV[4])
 return 1
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    op: Op
-    key: str
-    field: str
-    value: str | int = ""
+def _cell(key: str, field: str) -> str:
+    return f"{key}\t{field}"
 
 
-class FencedWriter:
+class SnapshotWriter:
     def __init__(self, client: redis.Redis):
         self.client = client
         self._apply = client.register_script(_APPLY)
 
-    def apply(self, fence_key: str, source: str, offset: int, changes: Sequence[Change]) -> bool:
-        """Apply ``changes`` unless ``offset`` of ``source`` was applied already. True if applied.
+    def _call(self, snap: CounterSnapshot, client) -> object:
+        keys = [snap.referrer_key, snap.referrals_key]
+        keys += sorted({key for key, _ in snap.funnel} | set(snap.leaderboard))
+        args = [
+            snap.seq,
+            json.dumps(snap.fields, sort_keys=True),
+            json.dumps({k: (v if v is not None else False) for k, v in snap.referrals.items()}, sort_keys=True),
+            json.dumps({_cell(k, f): n for (k, f), n in sorted(snap.funnel.items())}),
+            json.dumps(snap.leaderboard, sort_keys=True),
+            snap.referrer_id,
+        ]
+        return self._apply(keys=keys, args=args, client=client)
 
-        All keys are passed as KEYS (the fence first), so the script is valid on Redis
-        Cluster when they share a hash tag.
-        """
-        keys = [fence_key]
-        index: dict[str, int] = {}
-        args: list[str | int] = [source, offset]
-        for change in changes:
-            if change.key not in index:
-                keys.append(change.key)
-                index[change.key] = len(keys)
-            args += [change.op, index[change.key], change.field, change.value]
-        return bool(self._apply(keys=keys, args=args))
+    def apply(self, snapshots: Sequence[CounterSnapshot]) -> int:
+        """Apply every snapshot (one pipeline, each snapshot atomic); the number that were newer than Redis."""
+        if not snapshots:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for snap in snapshots:
+            self._call(snap, pipe)
+        return sum(int(r) for r in pipe.execute())
 
-    def fence(self, fence_key: str, source: str) -> int:
-        value = self.client.hget(fence_key, source)
+    def seq(self, referrer_key: str) -> int:
+        value = self.client.hget(referrer_key, "_seq")
         return int(value) if value is not None else -1

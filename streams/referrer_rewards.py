@@ -65,7 +65,6 @@ class ReferrerState:
     final_order: tuple[str, ...] = ()  # referral ids in the order their hold ended
     rewards: dict[str, Reward] = field(default_factory=dict)
     changes: dict[str, int] = field(default_factory=dict)  # reward id -> changes emitted
-    shares: frozenset[str] = frozenset()  # share event ids counted (a share sent twice counts once)
 
 
 def _due(referral: Referral, campaign: Campaign) -> datetime | None:
@@ -168,15 +167,26 @@ def step(
     return _emit(state, _decide(state, referrer_id, campaigns))
 
 
-def _finalise(state: ReferrerState, referrer_id: str, now: datetime, campaigns: CampaignBook) -> ReferrerState:
-    """End the hold of every referral whose due time has passed: its rewards become final."""
-    current = _decide(state, referrer_id, campaigns)
+def _due_now(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> list[tuple[datetime, str]]:
+    """(due time, referral id) of every referral whose hold has ended by ``now`` but is not final yet."""
     due = []
     for r in state.referrals.values():
         campaign = campaigns.get(r.campaign_id)
         when = _due(r, campaign) if campaign else None
         if when is not None and when <= now and f"{r.referral_id}:referee" not in state.final:
             due.append((when, r.referral_id))
+    return due
+
+
+def has_due(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> bool:
+    """Whether a tick at ``now`` would end the hold of some referral (cheap: no decisions computed)."""
+    return bool(_due_now(state, now, campaigns))
+
+
+def _finalise(state: ReferrerState, referrer_id: str, now: datetime, campaigns: CampaignBook) -> ReferrerState:
+    """End the hold of every referral whose due time has passed: its rewards become final."""
+    current = _decide(state, referrer_id, campaigns)
+    due = _due_now(state, now, campaigns)
     if not due:
         return state
     final = dict(state.final)

@@ -1,23 +1,16 @@
-"""Counters written exactly once into the real Redis: fenced by source offset, atomic."""
+"""Counter snapshots written exactly once into the real Redis: fenced by the record's seq, atomic."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import redis as redis_lib
 
+from streams.counters import CounterSnapshot
 from streams.redis_layout import RedisLayout, partition_of
-from streams.redis_sink import Change, FencedWriter
+from streams.redis_sink import SnapshotWriter
 from tests.integration.kafka_reading import read_topic
-
-
-def changes(layout, referrer, n=1):
-    p = partition_of(referrer, layout.partitions)
-    return [
-        Change("hincrby", layout.referrer(referrer), "shares:whatsapp", n),
-        Change("hincrby", layout.funnel(p, "spring"), "share:whatsapp", n),
-        Change("zincrby", layout.leaderboard(p, "spring"), referrer, n),
-        Change("hset", layout.referrals(referrer), "eva", '{"status": "qualified"}'),
-    ]
 
 
 @pytest.fixture
@@ -27,13 +20,25 @@ def layout(unique_name):
 
 @pytest.fixture
 def writer(redis_client, layout):
-    yield FencedWriter(redis_client)
+    yield SnapshotWriter(redis_client)
     keys = list(redis_client.scan_iter(match=f"{layout.prefix}*"))
     if keys:
         redis_client.delete(*keys)
 
 
-def snapshot(client, layout) -> dict:
+def snap(layout, referrer, seq, shares=1, signups=0, day="2026-05-04", referrals=None, confirmed=0):
+    p = partition_of(referrer, layout.partitions)
+    funnel = {}
+    for key in (layout.funnel(p, "spring"), layout.funnel(p, "spring", day)):
+        funnel[(key, "share:whatsapp")] = shares
+        funnel[(key, "signup:unknown")] = signups
+    return CounterSnapshot(
+        referrer_id=referrer, seq=seq, referrer_key=layout.referrer(referrer),
+        referrals_key=layout.referrals(referrer), fields={"shares:whatsapp": shares, "signups": signups},
+        referrals=referrals or {}, funnel=funnel, leaderboard={layout.leaderboard(p, "spring"): confirmed})
+
+
+def dump(client, layout) -> dict:
     out = {}
     for key in sorted(client.scan_iter(match=f"{layout.prefix}*")):
         kind = client.type(key)
@@ -41,36 +46,44 @@ def snapshot(client, layout) -> dict:
     return out
 
 
-def test_a_batch_is_applied_once_and_replays_change_nothing(redis_client, writer, layout):
+def funnel(client, layout, referrer="anna"):
+    p = partition_of(referrer, layout.partitions)
+    return {k.decode(): int(v) for k, v in client.hgetall(layout.funnel(p, "spring")).items()}
+
+
+def test_a_snapshot_applies_once_older_ones_change_nothing_and_funnels_add_differences(
+        redis_client, writer, layout):
     p = partition_of("anna", 6)
-    assert writer.apply(layout.fence(p), "referrer-facts:2", 10, changes(layout, "anna"))
-    after = snapshot(redis_client, layout)
-    assert redis_client.hget(layout.referrer("anna"), "shares:whatsapp") == b"1"
-    # the same offset again, and an older one: nothing changes
-    assert not writer.apply(layout.fence(p), "referrer-facts:2", 10, changes(layout, "anna"))
-    assert not writer.apply(layout.fence(p), "referrer-facts:2", 3, changes(layout, "anna", 5))
-    assert snapshot(redis_client, layout) == after
-    # another source partition has its own fence; a newer offset applies
-    assert writer.apply(layout.fence(p), "referrer-facts:4", 3, changes(layout, "anna"))
-    assert writer.apply(layout.fence(p), "referrer-facts:2", 11, changes(layout, "anna"))
+    ben_shares = 2 if partition_of("ben", 6) == p else 0  # ben adds to anna's shard only if they share it
+    assert writer.apply([snap(layout, "anna", 1), snap(layout, "ben", 1, shares=2)]) == 2
+    assert funnel(redis_client, layout) == {"share:whatsapp": 1 + ben_shares}  # a 0 contribution writes nothing
+    first = dump(redis_client, layout)
+    # the same snapshot again (a replay) and an older one (a late write): nothing changes
+    assert writer.apply([snap(layout, "anna", 1), snap(layout, "anna", 0, shares=9)]) == 0
+    assert dump(redis_client, layout) == first
+    # anna's next snapshot: her contribution moves from 1 share to 3 shares and 1 signup; ben's stays
+    assert writer.apply([snap(layout, "anna", 2, shares=3, signups=1, confirmed=1,
+                              referrals={"spring:anna:eva": '{"status": "qualified"}'})]) == 1
+    assert funnel(redis_client, layout) == {"share:whatsapp": 3 + ben_shares, "signup:unknown": 1}
     assert redis_client.hget(layout.referrer("anna"), "shares:whatsapp") == b"3"
-    assert redis_client.zscore(layout.leaderboard(p, "spring"), "anna") == 3
-    assert writer.fence(layout.fence(p), "referrer-facts:2") == 11
-    # absolute values (hset, zadd) and removals (hdel) go through the same fence
-    assert writer.apply(layout.fence(p), "referrer-facts:2", 12, [
-        Change("zadd", layout.leaderboard(p, "spring"), "anna", 7), Change("hdel", layout.referrals("anna"), "eva")])
-    assert redis_client.zscore(layout.leaderboard(p, "spring"), "anna") == 7
-    assert redis_client.hget(layout.referrals("anna"), "eva") is None
+    assert redis_client.hget(layout.referrer("anna"), "_seq") == b"2"
+    assert redis_client.zscore(layout.leaderboard(p, "spring"), "anna") == 1
+    # withdrawn: the referral leaves the list, the contribution goes back to 0, the leaderboard entry goes
+    assert writer.apply([snap(layout, "anna", 3, shares=3, referrals={"spring:anna:eva": None})]) == 1
+    assert redis_client.hgetall(layout.referrals("anna")) == {}
+    assert funnel(redis_client, layout) == {"share:whatsapp": 3 + ben_shares, "signup:unknown": 0}
+    assert redis_client.zscore(layout.leaderboard(p, "spring"), "anna") is None
+    assert writer.seq(layout.referrer("anna")) == 3
 
 
-def test_a_failing_batch_changes_nothing_not_even_the_fence(redis_client, writer, layout):
-    p = partition_of("anna", 6)
-    bad = [*changes(layout, "anna"), Change("hincrby", layout.referrer("anna"), "clicks", "not-a-number")]
-    with pytest.raises(redis_lib.ResponseError, match="bad integer"):
-        writer.apply(layout.fence(p), "referrer-facts:2", 1, bad)
-    # every change is checked before any is written: nothing of the batch, not even the fence
-    assert snapshot(redis_client, layout) == {}
-    assert writer.apply(layout.fence(p), "referrer-facts:2", 1, changes(layout, "anna"))
+def test_a_bad_snapshot_changes_nothing_not_even_the_seq(redis_client, writer, layout):
+    good = snap(layout, "anna", 1)
+    bad = replace(good, fields={**good.fields, "clicks": -1.5})
+    with pytest.raises(redis_lib.ResponseError, match="bad field"):
+        writer.apply([bad])
+    # every value is checked before any is written
+    assert dump(redis_client, layout) == {}
+    assert writer.apply([good]) == 1
 
 
 def test_partition_of_is_kafkas_default_partitioner(settings, topic_factory):

@@ -1,93 +1,126 @@
-"""Counter changes of the referrer stage (pure): absolute per referrer, deltas for campaign funnels."""
+"""Counter snapshots of the referrer stage (pure): absolute per referrer, contributions for campaign funnels."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 
-from schemas import parse_event
-from streams import referrer_rewards
-from streams.counters import NO_CHANNEL, click_changes, referrer_changes, share_changes
+from streams import stages
+from streams.counters import NO_CHANNEL, CounterSnapshot, snapshot
 from streams.redis_layout import RedisLayout, partition_of
-from streams.referrer_rewards import ReferrerState
-from tests.unit.streams.story import FAR, T0, Story
+from streams.referrer_rewards import Tick
+from tests.unit.streams.story import T0, Story
 
 LAYOUT = RedisLayout("rp:", 6)
 
 
-def apply(changes, store: dict) -> dict:
-    """A tiny Redis stand-in: enough to add up what the changes do."""
-    for c in changes:
-        h = store.setdefault(c.key, {})
-        if c.op == "hincrby":
-            h[c.field] = h.get(c.field, 0) + int(c.value)
-        elif c.op in ("hset", "zadd"):
-            h[c.field] = c.value
-        elif c.op == "hdel":
-            h.pop(c.field, None)
-    return store
+class FakeRedis:
+    """What the snapshot script does, in a dict: fenced by seq, funnel by difference of contributions."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[str, dict[str, object]] = {}
+        self.applied: dict[str, CounterSnapshot] = {}
+
+    def apply(self, snap: CounterSnapshot) -> bool:
+        old = self.applied.get(snap.referrer_id)
+        if old is not None and snap.seq <= old.seq:
+            return False
+        before = old.funnel if old else {}
+        for cell in set(before) | set(snap.funnel):
+            key, field = cell
+            h = self.hashes.setdefault(key, {})
+            h[field] = h.get(field, 0) + snap.funnel.get(cell, 0) - before.get(cell, 0)
+        self.hashes[snap.referrer_key] = dict(snap.fields)
+        lst = self.hashes.setdefault(snap.referrals_key, {})
+        for rid, summary in snap.referrals.items():
+            if summary is None:
+                lst.pop(rid, None)
+            else:
+                lst[rid] = json.loads(summary)
+        for key, n in snap.leaderboard.items():
+            board = self.hashes.setdefault(key, {})
+            if n:
+                board[snap.referrer_id] = n
+            else:
+                board.pop(snap.referrer_id, None)
+        self.applied[snap.referrer_id] = snap
+        return True
+
+    def funnel(self, campaign: str = "default") -> Counter:
+        total: Counter = Counter()
+        for key in LAYOUT.all_funnels(campaign):
+            total.update(self.hashes.get(key, {}))
+        return +total
 
 
-def funnel(store: dict) -> Counter:
-    total = Counter()
-    for key in LAYOUT.all_funnels("default"):
-        total.update(store.get(key, {}))
-    return +total
+def feed(record, referrer_id, facts, book):  # noqa: ANN001, ANN201
+    snaps = []
+    for fact in facts:
+        record = stages.referrer_step(record, referrer_id, fact, book).record
+        snaps.append(snapshot(LAYOUT, referrer_id, record))
+    return record, snaps
 
 
-def test_shares_and_clicks_count_per_referrer_and_channel_with_daily_buckets():
-    share = parse_event({"type": "share", "event_id": "s1", "occurred_at": T0.isoformat(), "referrer_id": "anna",
-                         "channel": "whatsapp"}, now=FAR)
+def test_shares_and_clicks_count_once_per_event_per_channel_with_daily_buckets():
+    book = Story().book
+    share = stages.Share("s1", "default", "whatsapp", T0)
+    click = stages.Versioned("click:c1", 0, stages.ClickCounted("c1", "default", None, T0))
+    record, snaps = feed(stages.ReferrerRecord(), "anna", [share, click, share, click], book)
+    redis = FakeRedis()
+    for snap in snaps:
+        redis.apply(snap)
+    assert {k: v for k, v in redis.hashes[LAYOUT.referrer("anna")].items() if v} == {"shares:whatsapp": 1,
+                                                                                      "clicks": 1}
+    assert redis.funnel() == Counter({"share:whatsapp": 1, f"click:{NO_CHANNEL}": 1})
     p = partition_of("anna", 6)
-    store = apply(share_changes(LAYOUT, p, share) + click_changes(LAYOUT, p, "anna", "default", None, T0), {})
-    assert store[LAYOUT.referrer("anna")] == {"shares:whatsapp": 1, "clicks": 1}
-    assert funnel(store) == Counter({"share:whatsapp": 1, f"click:{NO_CHANNEL}": 1})
-    assert store[LAYOUT.funnel(p, "default", "2026-05-04")] == {"share:whatsapp": 1, f"click:{NO_CHANNEL}": 1}
+    assert redis.hashes[LAYOUT.funnel(p, "default", "2026-05-04")] == {"share:whatsapp": 1,
+                                                                        f"click:{NO_CHANNEL}": 1}
+    assert record.seq == 2  # the repeated share and click changed nothing
 
 
-def test_feeding_the_referrer_stage_step_by_step_adds_up_to_its_final_state():
+def referral_facts(story: Story):  # noqa: ANN201
+    pipeline = story.run(tick_days=20)
+    return {referrer: sorted(state.referrals.values(), key=lambda r: r.attributed_at)
+            for referrer, state in pipeline.referrers.items()}
+
+
+def test_snapshots_in_any_order_and_repeated_leave_redis_as_the_last_one_says():
     s = Story()
     s.click("v1", "ANNA")
     s.signup("eva", visitor="v1", minutes=5)
     s.order("eva", "30.00", minutes=60, order_id="o")
     s.signup("finn", code="ANNA", minutes=70)
     s.signup("finn", code="BEN", minutes=80)  # a duplicate claim, listed under ben
-    pipeline = s.run(tick_days=20)
-    store: dict = {}
-    for referrer_id, final in pipeline.referrers.items():
-        p = partition_of(referrer_id, 6)
-        # replay this referrer's facts one by one, as the agent would, applying each step's changes
-        state = ReferrerState()
-        facts = sorted(final.referrals.values(), key=lambda r: r.attributed_at)
-        for fact in facts:
-            after, _ = referrer_rewards.step(state, referrer_id, fact, s.book)
-            apply(referrer_changes(LAYOUT, p, referrer_id, state, after), store)
-            state = after
-        after, _ = referrer_rewards.step(state, referrer_id, referrer_rewards.Tick(T0.replace(year=2027)), s.book)
-        apply(referrer_changes(LAYOUT, p, referrer_id, state, after), store)
-    anna = store[LAYOUT.referrer("anna")]
+    redis = FakeRedis()
+    for referrer, referrals in referral_facts(s).items():
+        facts = [stages.Versioned(f"referral:{r.referral_id}", 1, r) for r in referrals]
+        facts.append(Tick(T0.replace(year=2027)))
+        _, snaps = feed(stages.ReferrerRecord(), referrer, facts, s.book)
+        for snap in [*snaps[::-1], *snaps, snaps[0]]:  # late, repeated, stale: only newer seqs apply
+            redis.apply(snap)
+    anna = redis.hashes[LAYOUT.referrer("anna")]
     assert (anna["signups"], anna["conversions"], anna["points:confirmed"]) == (2, 1, 500)
-    assert funnel(store) == Counter({"signup:unknown": 2, "conversion:unknown": 1})
-    referrals = {k: json.loads(v) for k, v in store[LAYOUT.referrals("anna")].items()}
-    assert referrals["default:anna:eva"]["reward_status"] == "confirmed"
-    assert referrals["default:anna:finn"]["status"] == "attributed"
-    ben = {k: json.loads(v) for k, v in store[LAYOUT.referrals("ben")].items()}
+    assert redis.funnel() == Counter({"signup:unknown": 2, "conversion:unknown": 1})  # story clicks: no channel
+    assert redis.hashes[LAYOUT.referrals("anna")]["default:anna:eva"]["reward_status"] == "confirmed"
+    assert redis.hashes[LAYOUT.referrals("anna")]["default:anna:finn"]["status"] == "attributed"
+    ben = redis.hashes[LAYOUT.referrals("ben")]
     assert [r["reason"] for r in ben.values()] == ["duplicate_attribution"]
-    assert store[LAYOUT.leaderboard(partition_of("anna", 6), "default")] == {"anna": 1}
+    assert redis.hashes[LAYOUT.leaderboard(partition_of("anna", 6), "default")] == {"anna": 1}
 
 
-def test_a_withdrawn_referral_leaves_the_list_and_the_funnel():
-    from dataclasses import replace
-
+def test_a_withdrawn_referral_leaves_the_list_and_the_funnel_and_its_cell_stays_known():
     s = Story()
     s.signup("eva", code="ANNA")
-    referral = s.run().referrers["anna"].referrals["default:anna:eva"]
-    p = partition_of("anna", 6)
-    before, _ = referrer_rewards.step(ReferrerState(), "anna", referral, s.book)
-    store = apply(referrer_changes(LAYOUT, p, "anna", ReferrerState(), before), {})
-    assert funnel(store) == Counter({"signup:unknown": 1})
-    after, _ = referrer_rewards.step(before, "anna", replace(referral, status="withdrawn", reason=None), s.book)
-    apply(referrer_changes(LAYOUT, p, "anna", before, after), store)
-    assert funnel(store) == Counter()
-    assert store[LAYOUT.referrals("anna")] == {}
-    assert store[LAYOUT.referrer("anna")]["signups"] == 0
+    referral = referral_facts(s)["anna"][0]
+    redis = FakeRedis()
+    withdrawn = replace(referral, status="withdrawn", reason=None)
+    record, snaps = feed(stages.ReferrerRecord(), "anna", [
+        stages.Versioned("referral:x", 1, referral), stages.Versioned("referral:x", 2, withdrawn)], s.book)
+    redis.apply(snaps[0])
+    assert redis.funnel() == Counter({"signup:unknown": 1})
+    redis.apply(snaps[1])
+    assert redis.funnel() == Counter()
+    assert redis.hashes[LAYOUT.referrals("anna")] == {}
+    assert redis.hashes[LAYOUT.referrer("anna")]["signups"] == 0
+    assert set(snaps[1].funnel) == set(snaps[0].funnel)  # the cell is still sent, with 0

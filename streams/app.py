@@ -1,0 +1,363 @@
+"""The Faust shell around the pure stages: topics in, decisions out, counters into Redis.
+
+Three agents, one per stage, each over co-partitioned topics and one table of its own:
+
+- ``visitors``  on ``referrals.clicks`` + ``referrals.visitor-facts``              (key visitor_id)
+- ``customers`` on ``customers.signups``, ``shop.orders``, ``shop.refunds``
+  + ``referrals.customer-facts``                                                  (key customer_id)
+- ``referrers`` on ``referrals.shares`` + ``referrals.referrer-facts``             (key referrer_id)
+
+Each agent takes its input in batches. For a batch it: runs every event through the
+pure stage (``streams.stages``), stores the changed records in its table, sends the
+outputs, waits until Kafka has acknowledged all of them and the table changes
+(``producer.flush``), and only then (referrer stage) writes the counter snapshots of
+the referrers that changed to Redis, in one pipeline. Faust commits an input offset only
+after its batch is done, so a crash at any moment leaves state that is at or ahead of the
+committed offsets, never behind; ``streams.stages`` explains why that is enough.
+
+A timer (on the leader) sends clock ticks to every partition of
+``referrals.referrer-facts``, so the end of each hold period is decided from the log like
+any other fact, and a replay confirms exactly what the first run confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import redis
+
+from producers.code_registry import CodeRegistry
+from referrals.kafka_admin import ensure_topics
+from referrals.settings import Settings
+from schemas.derived import Attribution, DeadLetter, RewardChange
+from schemas.events import ClickEvent, OrderEvent, RefundEvent, ShareEvent, SignupEvent
+from schemas.records import attribution_record, reward_record
+from schemas.topics import (
+    ATTRIBUTIONS,
+    CLICKS,
+    CUSTOMER_FACTS,
+    DEADLETTER,
+    INBOUND,
+    INTERNAL,
+    ORDERS,
+    REFERRER_FACTS,
+    REFUNDS,
+    REWARDS,
+    SHARES,
+    SIGNUPS,
+    VISITOR_FACTS,
+)
+from streams import counters, referee_ledger, stages, visitor_attribution
+from streams.campaigns import CampaignBook
+from streams.deadletter import classify
+from streams.redis_layout import RedisLayout, partition_of
+from streams.redis_sink import SnapshotWriter
+from streams.referee_ledger import CodeOwner
+from streams.referrer_rewards import Tick
+
+log = logging.getLogger("referrals.worker")
+TICK_KEY = b"__tick__"
+CRASH_EXIT_CODE = 70
+
+
+class PickleTable(faust.Table):
+    """Keys as raw bytes, values as pickled records (only the worker reads its own changelog)."""
+
+    def _serializer_from_type(self, typ: Any) -> str:
+        return "raw" if typ is bytes else "pickle"
+
+
+def crash(what: str) -> None:
+    """Stop at once, committing nothing: the inputs of the unfinished batch are delivered again."""
+    log.critical("%s; the worker stops without committing (exit %d)", what, CRASH_EXIT_CODE, exc_info=True)
+    logging.shutdown()
+    os._exit(CRASH_EXIT_CODE)
+
+
+class Batch:
+    """What one batch of one agent sends and writes once all its events have been stepped."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]] = []
+        self.dirty: dict[str, None] = {}  # referrers whose counters changed, in order
+
+    def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.records.append((topic, key, value, headers))
+
+
+def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegistry | None = None) -> faust.App:
+    cfg = settings.streams
+    prefix = settings.kafka.topic_prefix
+    partitions = settings.kafka.partitions
+    layout = RedisLayout(settings.redis.key_prefix, partitions)
+    registry = registry or CodeRegistry.from_settings(settings)
+    writer = SnapshotWriter(registry.client)
+    source = f"referrals-worker/{cfg.app_id}"
+
+    app = faust.App(
+        cfg.app_id, broker=f"kafka://{settings.kafka.bootstrap}", store="memory://",
+        processing_guarantee="at_least_once", topic_partitions=partitions, topic_replication_factor=1,
+        web_enabled=False, producer_acks=-1, datadir=str(settings.state_dir / "faust" / cfg.app_id),
+        topic_allow_declare=True, consumer_auto_offset_reset="earliest", broker_commit_every=cfg.batch_size,
+        broker_commit_interval=cfg.commit_interval_s, broker_session_timeout=cfg.session_timeout_s,
+        broker_heartbeat_interval=cfg.session_timeout_s / 5,
+    )
+
+    def name(spec) -> str:  # noqa: ANN001
+        return prefix + spec.name
+
+    raw = {"key_serializer": "raw", "value_serializer": "raw", "partitions": partitions}
+    visitor_in = app.topic(name(CLICKS), name(VISITOR_FACTS), **raw)
+    customer_in = app.topic(name(SIGNUPS), name(ORDERS), name(REFUNDS), name(CUSTOMER_FACTS), **raw)
+    referrer_in = app.topic(name(SHARES), name(REFERRER_FACTS), **raw)
+
+    def table(table_name: str) -> faust.Table:
+        return app.tables.add(PickleTable(app, name=table_name, default=lambda: None, partitions=partitions,
+                                          key_type=bytes, beacon=app.tables.beacon))
+
+    visitors_table = table("visitors")
+    customers_table = table("customers")
+    referrers_table = table("referrers")
+
+    # -- shared plumbing -----------------------------------------------------------------------------
+
+    def parse(event, batch: Batch) -> Any:  # noqa: ANN001
+        """The inbound event, or None after sending the record to the dead-letter topic."""
+        message = event.message
+        # Kafka's record time stands for "now" in the schema's not-in-the-future rule, so a replay judges alike.
+        received = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else datetime.now(UTC)
+        parsed = classify(topic=message.topic, partition=message.partition, offset=message.offset,
+                          key=message.key, value=event.value, received_at=received, topic_prefix=prefix)
+        if isinstance(parsed, DeadLetter):
+            log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset,
+                        parsed.reason)
+            batch.add(name(DEADLETTER), message.topic.encode(), parsed.model_dump_json().encode())
+            return None
+        return parsed
+
+    owners: dict[str, CodeOwner | None] = {}
+
+    def resolve(code: str | None) -> CodeOwner | None:
+        """A code's owner; codes never change owner, so a found owner is cached."""
+        if not code:
+            return None
+        if code in owners:
+            return owners[code]
+        owner = registry.resolve(code)
+        found = CodeOwner(owner.referrer_id, owner.campaign_id) if owner else None
+        if found is not None:
+            owners[code] = found
+        return found
+
+    def emit(batch: Batch, outbound: Iterable[stages.Outbound]) -> None:
+        for out in outbound:
+            if isinstance(out.value, stages.Versioned | visitor_attribution.VisitorSignup):
+                batch.add(prefix + out.topic, out.key.encode(), pickle.dumps(out.value))
+            elif isinstance(out.value, Attribution):
+                r = attribution_record(out.value, source, prefix)
+                batch.add(r.topic, r.key, r.value, r.headers)
+            elif isinstance(out.value, RewardChange):
+                r = reward_record(out.value, out.key, source, prefix)
+                batch.add(r.topic, r.key, r.value, r.headers)
+            else:  # pragma: no cover - a new kind of output without a wire format
+                raise TypeError(f"cannot send {type(out.value).__name__}")
+
+    def apply(table, key: str, step: stages.Step, batch: Batch, refreshed: set[str],  # noqa: ANN001
+              resend: Callable[[Any], list[stages.Outbound]]) -> None:
+        """Store a changed record and send its outputs; on a duplicate, re-send once per key and run."""
+        if step.changed:
+            table[key.encode()] = step.record
+        if step.duplicate:
+            if key in refreshed:
+                return
+            refreshed.add(key)
+            emit(batch, resend(step.record))
+        emit(batch, step.outbound)
+
+    async def finish(batch: Batch, write_counters: Callable[[list[str]], None] | None = None) -> None:
+        """Send the batch's records, wait for Kafka to acknowledge them (and the table changes), then Redis."""
+        for topic, key, value, headers in batch.records:
+            await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
+        await app.producer.flush()
+        if write_counters is not None and batch.dirty:
+            await write_redis(lambda: write_counters(list(batch.dirty)))
+
+    async def write_redis(call: Callable[[], None]) -> None:
+        """Redis unavailable is waited out (nothing is acknowledged meanwhile), not skipped."""
+        delay = 0.2
+        while True:
+            try:
+                await asyncio.to_thread(call)
+                return
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def run_stage(stream, handle: Callable[[Any, Batch], None], after=None) -> None:  # noqa: ANN001
+        """Batches of events; Faust acknowledges a batch's events only after this loop body returns."""
+        async for events in stream.take_events(cfg.batch_size, within=cfg.batch_wait_s):
+            batch = Batch()
+            try:
+                for event in events:
+                    # Table writes go to the changelog partition of Faust's "current event".
+                    stream._set_current_event(event)
+                    handle(event, batch)
+                await finish(batch, after)
+            except Exception:  # noqa: BLE001 - anything unexpected: restart from the committed offsets
+                crash(f"a batch of {stream} failed")
+
+    # -- visitor stage -------------------------------------------------------------------------------
+
+    visitors_refreshed: set[str] = set()
+
+    def visitor_event(event, batch: Batch) -> None:  # noqa: ANN001
+        message = event.message
+        if message.topic == name(CLICKS):
+            click = parse(event, batch)
+            if not isinstance(click, ClickEvent):
+                return
+            owner = resolve(click.referral_code)
+            key = click.visitor_id
+            fact = visitor_attribution.Click(
+                click.event_id, click.occurred_at, click.referral_code, owner.referrer_id if owner else None,
+                owner.campaign_id if owner else (click.campaign_id or "default"),
+                click.channel.value if click.channel else None)
+        else:
+            key = message.key.decode()
+            fact = pickle.loads(event.value)
+        record = visitors_table[key.encode()] or stages.VisitorRecord()
+        apply(visitors_table, key, stages.visitor_step(record, fact, campaigns), batch, visitors_refreshed,
+              stages.visitor_resend)
+
+    @app.agent(visitor_in, name="visitors")
+    async def visitors(stream):  # noqa: ANN001
+        await run_stage(stream, visitor_event)
+
+    # -- referee stage -------------------------------------------------------------------------------
+
+    customers_refreshed: set[str] = set()
+
+    def customer_event(event, batch: Batch) -> None:  # noqa: ANN001
+        message = event.message
+        if message.topic == name(CUSTOMER_FACTS):
+            customer_id = message.key.decode()
+            fact = pickle.loads(event.value)
+        else:
+            parsed = parse(event, batch)
+            if parsed is None:
+                return
+            customer_id = parsed.customer_id
+            if isinstance(parsed, SignupEvent):
+                fact = referee_ledger.Signup(parsed.event_id, parsed.occurred_at, parsed.referral_code,
+                                             resolve(parsed.referral_code), parsed.visitor_id,
+                                             parsed.email_hash, parsed.device_id)
+            elif isinstance(parsed, OrderEvent):
+                fact = referee_ledger.Order(parsed.event_id, parsed.occurred_at, parsed.order_id, parsed.amount,
+                                            parsed.currency, parsed.referral_code, resolve(parsed.referral_code))
+            elif isinstance(parsed, RefundEvent):
+                fact = referee_ledger.Refund(parsed.event_id, parsed.occurred_at, parsed.order_id,
+                                             parsed.amount, parsed.currency)
+            else:  # pragma: no cover - classify() keeps other types off these topics
+                return
+        record = customers_table[customer_id.encode()] or stages.CustomerRecord()
+        apply(customers_table, customer_id, stages.customer_step(record, customer_id, fact, campaigns), batch,
+              customers_refreshed, lambda r: stages.customer_resend(r, customer_id))
+
+    @app.agent(customer_in, name="customers")
+    async def customers(stream):  # noqa: ANN001
+        await run_stage(stream, customer_event)
+
+    # -- referrer stage ------------------------------------------------------------------------------
+
+    referrers_refreshed: set[str] = set()
+    partition_cache: dict[bytes, int] = {}
+
+    def referrer_keys(partition: int) -> list[bytes]:
+        keys = []
+        for key in list(referrers_table.keys()):
+            p = partition_cache.get(key)
+            if p is None:
+                p = partition_cache[key] = partition_of(key.decode(), partitions)
+            if p == partition:
+                keys.append(key)
+        return sorted(keys)
+
+    def referrer_apply(referrer_id: str, fact: Any, batch: Batch) -> None:
+        record = referrers_table[referrer_id.encode()] or stages.ReferrerRecord()
+        step = stages.referrer_step(record, referrer_id, fact, campaigns)
+        if step.changed and step.record.seq != record.seq:
+            batch.dirty[referrer_id] = None
+        if step.duplicate and referrer_id not in referrers_refreshed:
+            batch.dirty[referrer_id] = None  # the snapshot may not have reached Redis: write it again
+        apply(referrers_table, referrer_id, step, batch, referrers_refreshed,
+              lambda r: stages.referrer_resend(r, referrer_id))
+
+    def referrer_event(event, batch: Batch) -> None:  # noqa: ANN001
+        message = event.message
+        if message.topic == name(SHARES):
+            share = parse(event, batch)
+            if not isinstance(share, ShareEvent):
+                return
+            referrer_apply(share.referrer_id, stages.Share(share.event_id, share.campaign_id or "default",
+                                                           share.channel.value, share.occurred_at), batch)
+            return
+        fact = pickle.loads(event.value)
+        if isinstance(fact, Tick):
+            for key in referrer_keys(message.partition):
+                referrer_apply(key.decode(), fact, batch)
+        else:
+            referrer_apply(message.key.decode(), fact, batch)
+
+    def write_counters(referrer_ids: list[str]) -> None:
+        snapshots = []
+        for referrer_id in referrer_ids:
+            record = referrers_table[referrer_id.encode()]
+            if record is not None:
+                snapshots.append(counters.snapshot(layout, referrer_id, record))
+        writer.apply(snapshots)
+
+    @app.agent(referrer_in, name="referrers")
+    async def referrers(stream):  # noqa: ANN001
+        await run_stage(stream, referrer_event, write_counters)
+
+    # -- the clock -----------------------------------------------------------------------------------
+
+    if cfg.tick_interval_s > 0:
+        @app.timer(interval=cfg.tick_interval_s, on_leader=True)
+        async def tick() -> None:
+            await send_ticks(app.producer, name(REFERRER_FACTS), partitions, datetime.now(UTC))
+
+    return app
+
+
+async def send_ticks(producer, topic: str, partitions: int, now: datetime) -> None:  # noqa: ANN001
+    """A tick to every partition: each referrer partition ends its due hold periods at ``now``."""
+    value = pickle.dumps(Tick(now))
+    for p in range(partitions):
+        await producer.send(topic, TICK_KEY, value, partition=p, timestamp=None, headers=None)
+    await producer.flush()
+
+
+def worker_topics(settings: Settings) -> list[str]:
+    prefix = settings.kafka.topic_prefix
+    return [prefix + s.name for s in (*INBOUND, ATTRIBUTIONS, REWARDS, DEADLETTER, *INTERNAL)]
+
+
+def run_worker(settings: Settings, campaigns: CampaignBook, loglevel: str = "warn") -> None:
+    ensure_topics(settings, worker_topics(settings))
+    (settings.state_dir / "faust" / settings.streams.app_id).mkdir(parents=True, exist_ok=True)
+    app = build_app(settings, campaigns)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    started = time.monotonic()
+    log.info("worker %s starting", settings.streams.app_id)
+    worker.execute_from_commandline()
+    log.info("worker stopped after %.0f s", time.monotonic() - started)

@@ -1,0 +1,259 @@
+"""The three stages as the worker runs them: the pure rules plus what at-least-once delivery needs.
+
+Pure: (record, input) -> (record, outbound messages, flags); the Faust agents in
+``streams.app`` only read topics, keep the records in tables and send what comes out.
+
+Kafka delivers at least once, and a worker killed at any moment restarts from its last
+committed input offsets with tables that may be *ahead* of them (a table change can
+reach its changelog while the outputs of the same event did not). So:
+
+- every fact one stage sends another is ``Versioned``: the sender's change counter for
+  that fact id. A receiver keeps the newest version of each fact id and ignores older or
+  equal ones, so a replayed, re-sent or reordered copy never winds a fact back;
+- an input the record already contains (a *duplicate*) changes nothing; the shell then
+  asks ``*_resend`` for the record's current outputs, once per key and process, and
+  sends them again (receivers see equal facts: no-ops). After a crash, every event whose
+  outputs may be lost was not committed, is delivered again, and so is a duplicate;
+- the referrer stage's Redis counters are written as a snapshot of the record, fenced by
+  the record's ``seq`` (see ``streams.redis_sink``), so a snapshot written twice, or an
+  older one written late, changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from schemas.derived import Attribution, AttributionMethod, RewardChange
+from schemas.topics import ATTRIBUTIONS, CUSTOMER_FACTS, REFERRER_FACTS, REWARDS, VISITOR_FACTS
+from streams import referee_ledger, referrer_rewards, visitor_attribution
+from streams.campaigns import CampaignBook
+from streams.counters import NO_CHANNEL, funnel_cells
+from streams.referee_ledger import CustomerState, Profile, Referral
+from streams.referrer_rewards import ReferrerState, Reward, Tick
+from streams.visitor_attribution import Candidate, Click, VisitorSignup, VisitorState
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """A fact sent from one stage to another. Only the newest ``version`` of a ``fact_id`` counts."""
+
+    fact_id: str
+    version: int
+    fact: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ClickCounted:
+    """A click on a referrer's code, for the referrer's counters (counted once per event id)."""
+
+    event_id: str
+    campaign_id: str
+    channel: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    event_id: str
+    campaign_id: str
+    channel: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A record to send: ``topic`` is a ``TopicSpec`` name, ``value`` a ``Versioned`` or a derived event."""
+
+    topic: str
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    record: Any
+    outbound: list[Outbound] = field(default_factory=list)
+    duplicate: bool = False  # the input was in the record already: the shell may re-send (``*_resend``)
+    changed: bool = False  # the record changed (the referrer shell then writes its counters)
+
+
+# -- visitors -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorRecord:
+    core: VisitorState = field(default_factory=VisitorState)
+    seq: int = 0
+
+
+def _visitor_outbound(record: VisitorRecord, candidates: list[Candidate], clicks: list[Click]) -> list[Outbound]:
+    out = [Outbound(CUSTOMER_FACTS.name, c.customer_id, Versioned(f"candidate:{c.source_event_id}", record.seq, c))
+           for c in candidates]
+    out += [Outbound(REFERRER_FACTS.name, c.referrer_id,
+                     Versioned(f"click:{c.event_id}", 0, ClickCounted(c.event_id, c.campaign_id, c.channel, c.at)))
+            for c in clicks if c.referrer_id]
+    return out
+
+
+def visitor_step(record: VisitorRecord, fact: Click | VisitorSignup, campaigns: CampaignBook) -> Step:
+    core, candidates = visitor_attribution.step(record.core, fact, campaigns)
+    if core is record.core:
+        return Step(record, duplicate=True)
+    record = VisitorRecord(core, record.seq + 1)
+    return Step(record, _visitor_outbound(record, candidates, [fact] if isinstance(fact, Click) else []),
+                changed=True)
+
+
+def visitor_resend(record: VisitorRecord) -> list[Outbound]:
+    candidates = sorted((c for c in record.core.candidates.values() if c is not None),
+                        key=lambda c: (c.at, c.source_event_id))
+    clicks = sorted(record.core.clicks.values(), key=lambda c: (c.at, c.event_id))
+    return _visitor_outbound(record, candidates, clicks)
+
+
+# -- customers (referees) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    core: CustomerState = field(default_factory=CustomerState)
+    seq: int = 0
+    seen: dict[str, int] = field(default_factory=dict)  # candidate fact id -> newest version applied
+    sent: dict[str, Referral | Profile] = field(default_factory=dict)  # fact id -> last word sent (withdrawn too)
+
+
+def _fact_id(output: Referral | Profile) -> str:
+    return f"profile:{output.customer_id}" if isinstance(output, Profile) else f"referral:{output.referral_id}"
+
+
+def attribution_event(referral: Referral) -> Attribution:
+    """The attribution event for a customer's referral; its id is stable, so a re-send is the same event."""
+    return Attribution(
+        event_id=f"attribution:{referral.referee_id}:{referral.source_event_id}",
+        occurred_at=referral.attributed_at, referee_id=referral.referee_id, referrer_id=referral.referrer_id,
+        referral_code=referral.code, method=AttributionMethod(referral.method),
+        source_event_id=referral.source_event_id, campaign_id=referral.campaign_id)
+
+
+def _attributes(output: Referral | Profile) -> bool:
+    return isinstance(output, Referral) and output.status in ("attributed", "qualified", "revoked")
+
+
+def _customer_outbound(record: CustomerRecord, outputs: list[Referral | Profile],
+                       before: dict[str, Referral | Profile]) -> list[Outbound]:
+    out: list[Outbound] = []
+    for o in outputs:
+        fact_id = _fact_id(o)
+        target = o.customer_id if isinstance(o, Profile) else o.referrer_id
+        out.append(Outbound(REFERRER_FACTS.name, target, Versioned(fact_id, record.seq, o)))
+        old = before.get(fact_id)
+        if _attributes(o) and not (old is not None and _attributes(old)
+                                   and old.source_event_id == o.source_event_id):  # type: ignore[union-attr]
+            out.append(Outbound(ATTRIBUTIONS.name, o.referee_id, attribution_event(o)))  # type: ignore[union-attr]
+    return out
+
+
+def customer_step(record: CustomerRecord, customer_id: str,
+                  fact: referee_ledger.Signup | referee_ledger.Order | referee_ledger.Refund | Versioned,
+                  campaigns: CampaignBook) -> Step:
+    seen = record.seen
+    if isinstance(fact, Versioned):
+        if seen.get(fact.fact_id, -1) >= fact.version:
+            return Step(record, duplicate=True)
+        seen = {**seen, fact.fact_id: fact.version}
+        fact = fact.fact
+    core, outputs = referee_ledger.step(record.core, customer_id, fact, campaigns)
+    if core is record.core:
+        if seen is record.seen:
+            return Step(record, duplicate=True)
+        return Step(replace(record, seen=seen), changed=True)  # a newer copy of a fact it has
+    before = record.sent
+    record = CustomerRecord(core, record.seq + 1, seen, {**before, **{_fact_id(o): o for o in outputs}})
+    signups = [fact] if isinstance(fact, referee_ledger.Signup) else []
+    return Step(record, _visitor_signups(customer_id, signups) + _customer_outbound(record, outputs, before),
+                changed=True)
+
+
+def _visitor_signups(customer_id: str, signups: list[referee_ledger.Signup]) -> list[Outbound]:
+    """A signup without a code goes to its visitor, to meet the visitor's clicks."""
+    return [Outbound(VISITOR_FACTS.name, s.visitor_id, VisitorSignup(s.event_id, s.at, customer_id))
+            for s in signups if s.visitor_id and not s.referral_code]
+
+
+def customer_resend(record: CustomerRecord, customer_id: str) -> list[Outbound]:
+    signups = sorted(record.core.signups.values(), key=lambda s: (s.at, s.event_id))
+    return (_visitor_signups(customer_id, signups)
+            + _customer_outbound(record, [record.sent[k] for k in sorted(record.sent)], {}))
+
+
+# -- referrers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerRecord:
+    core: ReferrerState = field(default_factory=ReferrerState)
+    seq: int = 0  # bumped on every change the counters show; fences the Redis snapshot
+    versions: dict[str, int] = field(default_factory=dict)  # referral/profile fact id -> newest version applied
+    counted: frozenset[str] = frozenset()  # share and click event ids counted (each counts once)
+    activity: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # (stage, campaign, channel, day)
+    ticked: datetime | None = None  # the last tick that changed the record
+    cells: frozenset[tuple[str, str, str, str]] = frozenset()  # funnel cells ever contributed to
+
+
+def _advance(record: ReferrerRecord, **changes: Any) -> ReferrerRecord:
+    """A change the counters show: a new ``seq``, and the funnel cells it touches remembered."""
+    record = replace(record, seq=record.seq + 1, **changes)
+    return replace(record, cells=record.cells | frozenset(funnel_cells(record)))
+
+
+def reward_event(referrer: ReferrerState, w: Reward) -> RewardChange:
+    """The change event for a reward's current state; its id names the change, so a re-send is the same event."""
+    return RewardChange(
+        event_id=f"{w.reward_id}:{w.status.value}:{referrer.changes.get(w.reward_id, 1)}", occurred_at=w.at,
+        reward_id=w.reward_id, referral_id=w.referral_id, role=w.role, customer_id=w.customer_id, points=w.points,
+        status=w.status, reason=w.reason, campaign_id=w.campaign_id)
+
+
+def _rewards_outbound(referrer_id: str, core: ReferrerState, rewards: list[Reward]) -> list[Outbound]:
+    return [Outbound(REWARDS.name, referrer_id, reward_event(core, w)) for w in rewards]
+
+
+def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, channel: str,
+           at: datetime) -> Step:
+    if event_id in record.counted:
+        return Step(record, duplicate=True)
+    key = (stage, campaign_id, channel, at.strftime("%Y-%m-%d"))
+    return Step(_advance(record, counted=record.counted | {event_id},
+                         activity={**record.activity, key: record.activity.get(key, 0) + 1}), changed=True)
+
+
+def referrer_step(record: ReferrerRecord, referrer_id: str, fact: Share | Versioned | Tick,
+                  campaigns: CampaignBook) -> Step:
+    if isinstance(fact, Share):
+        return _count(record, f"share:{fact.event_id}", "share", fact.campaign_id, fact.channel, fact.at)
+    if isinstance(fact, Tick):
+        if record.ticked is not None and fact.now <= record.ticked:
+            return Step(record, duplicate=True)
+        if not referrer_rewards.has_due(record.core, fact.now, campaigns):
+            return Step(record)
+        core, rewards = referrer_rewards.step(record.core, referrer_id, fact, campaigns)
+        record = _advance(record, core=core, ticked=fact.now)
+        return Step(record, _rewards_outbound(referrer_id, core, rewards), changed=True)
+    if isinstance(fact.fact, ClickCounted):
+        c = fact.fact
+        return _count(record, f"click:{c.event_id}", "click", c.campaign_id, c.channel or NO_CHANNEL, c.at)
+    if record.versions.get(fact.fact_id, -1) >= fact.version:
+        return Step(record, duplicate=True)
+    versions = {**record.versions, fact.fact_id: fact.version}
+    core, rewards = referrer_rewards.step(record.core, referrer_id, fact.fact, campaigns)
+    if core is record.core:
+        return Step(replace(record, versions=versions), changed=True)  # a newer copy of a fact it has
+    record = _advance(record, core=core, versions=versions)
+    return Step(record, _rewards_outbound(referrer_id, core, rewards), changed=True)
+
+
+def referrer_resend(record: ReferrerRecord, referrer_id: str) -> list[Outbound]:
+    core = record.core
+    return _rewards_outbound(referrer_id, core, [core.rewards[k] for k in sorted(core.rewards)])

@@ -1,0 +1,151 @@
+"""The stream worker on the real Kafka and Redis, checked against the pure core's decisions."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from referrals.kafka_admin import delete_topics, ensure_topics
+from schemas.topics import DEADLETTER, INBOUND, INTERNAL
+from streams.app import worker_topics
+from tests.integration.kafka_reading import read_topic
+from tests.integration.worker_support import (
+    WorkerProcess,
+    expected,
+    latest_rewards,
+    matches,
+    redis_dump,
+    send,
+    simulated,
+    wait_for,
+)
+
+
+@pytest.fixture
+def pipeline_factory(stack, settings, unique_name, tmp_path):
+    """Settings with their own topics, Redis keys, consumer group and state; a worker for them."""
+    made: list[tuple[object, WorkerProcess]] = []
+
+    def make(name: str = "w", tick_interval_s: float = 1.0):
+        tag = unique_name(name).replace(".", "-")
+        own = settings.model_copy(update={
+            "kafka": settings.kafka.model_copy(update={"topic_prefix": tag + "."}),
+            "redis": settings.redis.model_copy(update={"key_prefix": tag + ":"}),
+            "streams": settings.streams.model_copy(update={"app_id": tag, "tick_interval_s": tick_interval_s}),
+            "state_dir": tmp_path / tag,
+        })
+        ensure_topics(own, worker_topics(own))
+        worker = WorkerProcess(own, tmp_path / f"{tag}.log")
+        made.append((own, worker))
+        return own, worker
+
+    yield make
+    for own, worker in made:
+        worker.stop()
+        delete_topics(settings, worker_topics(own))
+        from tests.integration.worker_support import client
+
+        with client(own) as c:
+            keys = list(c.scan_iter(match=f"{own.redis.key_prefix}*"))
+            if keys:
+                c.delete(*keys)
+
+
+def test_the_simulated_stream_ends_as_the_pure_core_decides(pipeline_factory):
+    own, worker = pipeline_factory()
+    events = simulated(own, 21, 1500)
+    worker.start()
+    send(own, events)
+    want = expected(own, events)
+    assert want.rewards and want.funnel["share:whatsapp"] > 0
+    assert {"confirmed", "pending"} <= {status for status, _ in want.rewards.values()}
+    wait_for(matches(own, want, worker), timeout_s=120)
+
+
+def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(pipeline_factory):
+    own, worker = pipeline_factory()
+    events = simulated(own, 22, 300)
+    prefix = own.kafka.topic_prefix
+    share = next(e for e in events if e["type"] == "share")
+    bad = [(prefix + "referrals.shares", b"\xff\xfe not json"), (prefix + "shop.orders", b'{"type":"order"}'),
+           (prefix + "customers.signups", json.dumps(share | {"event_id": "share-on-signups"}).encode()),
+           (prefix + "referrals.clicks", b"[1,2,3]")]
+    producer = KafkaProducer(bootstrap_servers=own.kafka.bootstrap)
+    try:
+        for topic, value in bad:
+            producer.send(topic, key=b"k", value=value)
+        producer.flush()
+    finally:
+        producer.close()
+    worker.start()
+    send(own, events)
+    wait_for(matches(own, expected(own, events), worker), timeout_s=120)
+    letters = [json.loads(r.value) for r in read_topic(own, prefix + DEADLETTER.name, expected=4)]
+    assert {(d["source_topic"], d["reason"]) for d in letters} == {
+        (prefix + "referrals.shares", "utf8"), (prefix + "shop.orders", "missing"),
+        (prefix + "customers.signups", "wrong_topic"), (prefix + "referrals.clicks", "object")}
+    share_letter = next(d for d in letters if d["source_topic"] == prefix + "referrals.shares")
+    assert base64.b64decode(share_letter["original_value_b64"]) == b"\xff\xfe not json"
+    assert share_letter["source_offset"] == 0  # the first record of its partition
+
+
+def rewind_group_to_zero(settings) -> None:
+    """Commit offset 0 on every partition the worker's group consumes (the worker is stopped)."""
+    prefix = settings.kafka.topic_prefix
+    topics = [prefix + s.name for s in (*INBOUND, *INTERNAL)]
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=settings.streams.app_id,
+                             enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.kafka.partitions)]
+        consumer.assign(tps)
+        consumer.commit({tp: OffsetAndMetadata(0, "", -1) for tp in tps})
+    finally:
+        consumer.close()
+
+
+def test_replaying_every_topic_from_offset_0_changes_nothing(pipeline_factory):
+    own, worker = pipeline_factory()
+    events = simulated(own, 23, 1200)
+    worker.start()
+    send(own, events)
+    want = expected(own, events)
+    wait_for(matches(own, want, worker), timeout_s=120)
+    worker.stop()
+    before, rewards_before = redis_dump(own), latest_rewards(own)
+
+    rewind_group_to_zero(own)
+    send(own, events[:500])  # and the first 500 events once more, as a retrying producer would
+    worker.start()
+    time.sleep(20)  # longer than the first run took to read everything
+    worker.assert_alive()
+    assert redis_dump(own) == before
+    assert latest_rewards(own) == rewards_before
+
+
+def test_sigkill_at_random_moments_ends_exactly_as_an_uninterrupted_run(pipeline_factory):
+    calm, calm_worker = pipeline_factory("calm")
+    crashy, crashy_worker = pipeline_factory("crashy")
+    events = simulated(calm, 24, 2400)
+    simulated(crashy, 24, 2400)  # the same referrers and codes in the second run's registry
+    rnd = random.Random(7)
+    calm_worker.start()
+    crashy_worker.start()
+    chunks = [events[i:i + 300] for i in range(0, len(events), 300)]
+    for chunk in chunks:
+        send(calm, chunk)
+        crashy_worker.wait_ready()
+        send(crashy, chunk)
+        time.sleep(rnd.uniform(0.0, 0.6))  # the worker is busy with the chunk: kill it mid-work
+        crashy_worker.kill()
+        crashy_worker.start()
+    want = expected(calm, events)
+    wait_for(matches(calm, want, calm_worker), timeout_s=180)
+    wait_for(matches(crashy, want, crashy_worker), timeout_s=180)
+    assert redis_dump(crashy) == redis_dump(calm)
+    assert len(crashy_worker.procs) == len(chunks) + 1  # killed once per chunk, restarted each time

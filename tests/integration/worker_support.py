@@ -1,0 +1,232 @@
+"""Running the real stream worker (`referrals worker`) in tests, and reading what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from producers.code_registry import CodeRegistry
+from producers.simulate import KafkaTarget, Summary, register_codes
+from producers.simulator import Simulation, SimulationConfig
+from referrals.settings import Settings
+from schemas import parse_event
+from streams.campaigns import load_campaigns
+from streams.counters import NO_CHANNEL, referral_cells
+from streams.redis_layout import RedisLayout
+from streams.reference_pipeline import ReferencePipeline
+from streams.referee_ledger import CodeOwner
+from tests.integration.kafka_reading import read_topic
+
+
+@dataclass
+class WorkerProcess:
+    """``referrals worker`` as a child process with the test's own topics, Redis keys and group."""
+
+    settings: Settings
+    log: Path
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        return {**os.environ, "REFERRALS_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
+                "REFERRALS_REDIS__KEY_PREFIX": s.redis.key_prefix, "REFERRALS_STREAMS__APP_ID": s.streams.app_id,
+                "REFERRALS_STREAMS__TICK_INTERVAL_S": str(s.streams.tick_interval_s),
+                "REFERRALS_STATE_DIR": str(s.state_dir)}
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "referrals.cli", "worker", "--loglevel", "info"], env=self.env(),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Until the current process has logged Faust's "Ready" (partitions assigned, tables recovered)."""
+        want = len(self.procs)
+        deadline = time.monotonic() + timeout_s
+        while self.log.read_text(errors="replace").count("[^Worker]: Ready") < want:
+            self.assert_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the worker was not ready within {timeout_s:.0f} s")
+            time.sleep(0.1)
+
+    @property
+    def current(self) -> subprocess.Popen:
+        return self.procs[-1]
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, no commit."""
+        self.current.send_signal(signal.SIGKILL)
+        self.current.wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    def assert_alive(self) -> None:
+        code = self.current.poll()
+        if code is not None:
+            tail = self.log.read_text(errors="replace")[-4000:]
+            raise AssertionError(f"the worker exited with {code}:\n{tail}")
+
+
+def simulated(settings: Settings, seed: int, n: int, customers: int = 40) -> list[dict[str, Any]]:
+    """``n`` simulated events over the last 40 days (so some hold periods have ended), codes registered."""
+    now = datetime.now(UTC)
+    span = timedelta(days=40)
+    sim = Simulation(SimulationConfig(customers=customers), seed, now - span, n / span.total_seconds() / 2.0)
+    register_codes(settings, sim)
+    events = []
+    for at, event in sim.events():
+        if at > span.total_seconds() - 60 or len(events) >= n:
+            break
+        events.append(event)
+    return events
+
+
+def send(settings: Settings, events: list[dict[str, Any]]) -> None:
+    target = KafkaTarget(settings)
+    try:
+        for i in range(0, len(events), 500):
+            target.send(events[i:i + 500], Summary())
+    finally:
+        target.close()
+
+
+@dataclass
+class Expected:
+    funnel: Counter
+    rewards: dict[str, tuple[str, int]]
+    referrals: dict[str, str]
+
+
+def expected(settings: Settings, events: list[dict[str, Any]], now: datetime | None = None) -> Expected:
+    """What the pure core decides for these events (in time order), ticked at ``now``."""
+    registry = CodeRegistry.from_settings(settings)
+    cache: dict[str, CodeOwner | None] = {}
+
+    def resolve(code: str) -> CodeOwner | None:
+        if code not in cache:
+            owner = registry.resolve(code)
+            cache[code] = CodeOwner(owner.referrer_id, owner.campaign_id) if owner else None
+        return cache[code]
+
+    ref = ReferencePipeline(load_campaigns(settings.streams.campaigns_file), resolve)
+    parsed = [parse_event(e) for e in events]
+    for e in parsed:
+        ref.feed(e)
+    ref.tick(now or datetime.now(UTC))
+    funnel: Counter = Counter()
+    seen = set()
+    for e in parsed:
+        if e.event_id in seen:
+            continue
+        seen.add(e.event_id)
+        if e.type == "share":
+            funnel[f"share:{e.channel.value}"] += 1
+        elif e.type == "click" and resolve(e.referral_code):
+            funnel[f"click:{e.channel.value if e.channel else NO_CHANNEL}"] += 1
+    for state in ref.referrers.values():
+        for (stage, _campaign, channel, _day), n in referral_cells(state).items():
+            funnel[f"{stage}:{channel}"] += n
+    rewards = drop_ghosts({k: (w.status.value, w.points) for k, w in ref.rewards().items()})
+    referrals = {k: r.status for k, r in ref.referrals().items()}
+    return Expected(+funnel, rewards, referrals)
+
+
+def drop_ghosts(rewards: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
+    """Leave out rewards revoked with 0 points: announced before a late event voided them, so they
+    exist or not depending on arrival order (documented); every other reward must match exactly."""
+    return {k: v for k, v in rewards.items() if v != ("revoked", 0)}
+
+
+def client(settings: Settings) -> redis.Redis:
+    return redis.Redis(host=settings.redis.host, port=settings.redis.port, decode_responses=True)
+
+
+def redis_funnel(settings: Settings, campaign: str = "default") -> Counter:
+    layout = RedisLayout(settings.redis.key_prefix, settings.kafka.partitions)
+    total: Counter = Counter()
+    with client(settings) as c:
+        for key in layout.all_funnels(campaign):
+            for field_, value in c.hgetall(key).items():
+                total[field_] += int(value)
+    return +total
+
+
+def redis_dump(settings: Settings) -> dict[str, Any]:
+    """Every key of the run, prefix removed; the writer's bookkeeping fields (``_seq``, ``_funnel``) left out."""
+    prefix = settings.redis.key_prefix
+    out: dict[str, Any] = {}
+    with client(settings) as c:
+        for key in sorted(c.scan_iter(match=f"{prefix}{{ref:*")):
+            kind = c.type(key)
+            if kind == "hash":
+                value: Any = {k: v for k, v in c.hgetall(key).items() if not k.startswith("_")}
+            else:
+                value = dict(c.zrange(key, 0, -1, withscores=True))
+            out[key[len(prefix):]] = value
+    return out
+
+
+def redis_referrals(settings: Settings) -> dict[str, str]:
+    prefix = settings.redis.key_prefix
+    out: dict[str, str] = {}
+    with client(settings) as c:
+        for key in c.scan_iter(match=f"{prefix}{{ref:*}}:referrals:*"):
+            out.update({k: json.loads(v)["status"] for k, v in c.hgetall(key).items()})
+    return out
+
+
+def latest_rewards(settings: Settings) -> dict[str, tuple[str, int]]:
+    """The reward log rebuilt: the last change of each reward id wins."""
+    out: dict[str, tuple[str, int]] = {}
+    for record in read_topic(settings, settings.kafka.topic_prefix + "referrals.rewards", expected=0, timeout_s=3):
+        change = json.loads(record.value)
+        out[change["reward_id"]] = (change["status"], change["points"])
+    return drop_ghosts(out)
+
+
+def matches(settings: Settings, want: Expected, worker: WorkerProcess) -> Callable[[], tuple[bool, Any]]:
+    def check() -> tuple[bool, Any]:
+        worker.assert_alive()
+        funnel, referrals, rewards = redis_funnel(settings), redis_referrals(settings), latest_rewards(settings)
+        done = funnel == want.funnel and referrals == want.referrals and rewards == want.rewards
+        return done, {
+            "funnel missing": want.funnel - funnel, "funnel extra": funnel - want.funnel,
+            "referrals differing": {k: (v, referrals.get(k)) for k, v in want.referrals.items()
+                                    if referrals.get(k) != v} | {k: (None, v) for k, v in referrals.items()
+                                                                 if k not in want.referrals},
+            "rewards differing": {k: (v, rewards.get(k)) for k, v in want.rewards.items() if rewards.get(k) != v}
+            | {k: (None, v) for k, v in rewards.items() if k not in want.rewards},
+        }
+    return check
+
+
+def wait_for(check: Callable[[], tuple[bool, Any]], timeout_s: float, interval_s: float = 1.0) -> Any:
+    """Poll ``check`` (returns (done, detail)) until done; fail with the last detail on time-out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, detail = check()
+        if done:
+            return detail
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout_s:.0f} s: {detail}")
+        time.sleep(interval_s)
