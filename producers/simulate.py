@@ -141,6 +141,14 @@ def new_simulation(
     return Simulation(config, seed, start, nominal / config.events_per_share())
 
 
+def backdated_simulation(config: SimulationConfig, *, seed: int, count: int, days: float, now: datetime) -> Simulation:
+    """A simulation whose first ``count`` events spread over about the last ``days`` (in real time, no
+    compression), ending well before ``now``: old enough that some hold periods have already ended."""
+    span_s = days * 86400.0
+    share_rate = count / (0.8 * span_s) / config.events_per_share()
+    return Simulation(config, seed, now - timedelta(seconds=span_s), share_rate)
+
+
 def run(
     simulation_config: SimulationConfig,
     *,

@@ -6,6 +6,7 @@ Built with Typer, so every sub-command documents itself under ``--help``.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import typer
 
@@ -207,6 +208,81 @@ def validate(path: str = typer.Argument(..., help="a file with one JSON event, o
     typer.echo(event.model_dump_json(indent=2, exclude_none=True))
 
 
+def _start_worker(settings: Settings):  # noqa: ANN202
+    """``referrals worker`` in the background, until Faust says it is ready."""
+    import subprocess
+    import sys
+    import time
+
+    from deploy.local.processes import tail
+
+    log_path = settings.state_dir / "worker-demo.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("ab") as log_file:
+        worker = subprocess.Popen([sys.executable, "-m", "referrals.cli", "worker", "--loglevel", "info"],
+                                  stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while "[^Worker]: Ready" not in log_path.read_bytes()[start:].decode(errors="replace"):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            _fail(f"the stream worker did not start:\n{tail(log_path, 30)}")
+        time.sleep(0.3)
+    _echo(f"stream worker ready (group {settings.streams.app_id}, log: {log_path})")
+    return worker
+
+
+def _wait_for_worker(settings: Settings, worker, timeout_s: float = 180.0) -> None:  # noqa: ANN001
+    """Until the worker has committed everything on its topics, twice, a clock tick apart."""
+    import time
+
+    from deploy.local.processes import tail
+    from referrals.kafka_admin import group_lag
+    from schemas.topics import INBOUND, INTERNAL
+
+    topics = [settings.kafka.topic_prefix + s.name for s in (*INBOUND, *INTERNAL)]
+    deadline = time.monotonic() + timeout_s
+    quiet = 0
+    while quiet < 2:
+        if worker.poll() is not None:
+            _fail(f"the stream worker stopped:\n{tail(settings.state_dir / 'worker-demo.log', 30)}")
+        if time.monotonic() > deadline:
+            _fail(f"the stream worker did not catch up within {timeout_s:.0f} s")
+        lag = group_lag(settings, settings.streams.app_id, topics)
+        quiet = quiet + 1 if lag == 0 else 0
+        time.sleep(max(settings.streams.tick_interval_s, 1.0) + 1.0 if lag == 0 else 1.0)
+
+
+def _show_live_counters(settings: Settings, campaign: str = "default") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from consumers.live_counters import funnel, funnel_by_stage, top_referrers
+    from producers.code_registry import CodeRegistry
+    from streams.redis_layout import RedisLayout
+
+    client = CodeRegistry.from_settings(settings).client
+    layout = RedisLayout(settings.redis.key_prefix, settings.kafka.partitions)
+    stages = funnel_by_stage(funnel(client, layout, campaign))
+    channels = sorted({c for per in stages.values() for c in per}, key=lambda c: -stages["share"].get(c, 0))
+    table = Table(title=f"referral funnel, campaign {campaign!r}, live from Redis")
+    table.add_column("channel")
+    for stage in stages:
+        table.add_column(stage, justify="right")
+    for channel in channels:
+        table.add_row(channel, *(str(per.get(channel, 0)) for per in stages.values()))
+    table.add_row("total", *(str(sum(per.values())) for per in stages.values()), style="bold")
+    console = Console(width=max(Console().width, 100))
+    console.print(table)
+    top = Table(title="top referrers: confirmed referrals, then conversions")
+    for column in ("referrer", "confirmed", "signups", "conv.", "points pending/confirmed/revoked", "withheld"):
+        top.add_column(column, justify="left" if column in ("referrer", "withheld") else "right")
+    for line in top_referrers(client, layout, campaign, 10):
+        top.add_row(line.referrer_id, str(line.confirmed_referrals), str(line.signups), str(line.conversions),
+                    " / ".join(str(line.points[s]) for s in ("pending", "confirmed", "revoked")),
+                    ", ".join(f"{k} x{v}" for k, v in sorted(line.withheld.items())) or "-")
+    console.print(top)
+    console.print("Channel 'unknown': referrals attributed by a code (signup or checkout), not by a click.")
+
+
 @app.command("worker")
 def worker(loglevel: str = typer.Option("warn", help="crit, error, warn, info or debug")) -> None:
     """Run the stream worker: attribution, rewards, fraud checks and live counters (Faust)."""
@@ -249,7 +325,8 @@ def api(
 
 
 def _simulate(settings: Settings, *, to: str, gateway_url: str | None, rate: float, count: int | None,
-              duration: float | None, seed: int, customers: int, time_compression: float, campaign: str):
+              duration: float | None, seed: int, customers: int, time_compression: float, campaign: str,
+              simulation=None):  # noqa: ANN001
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -268,10 +345,8 @@ def _simulate(settings: Settings, *, to: str, gateway_url: str | None, rate: flo
     columns = [TextColumn("[bold]simulating[/] → " + to), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:>7.0f} events/s"), TimeElapsedColumn()]
     try:
-        from datetime import UTC, datetime
-
-        simulation = new_simulation(config, seed=seed, rate=rate, count=count, duration_s=duration,
-                                    now=datetime.now(UTC))
+        simulation = simulation or new_simulation(config, seed=seed, rate=rate, count=count, duration_s=duration,
+                                                  now=datetime.now(UTC))
         new_codes = register_codes(settings, simulation)
         console.print(f"{len(simulation.customers)} referrers with codes ({new_codes} newly issued), seed {seed}")
         with Progress(*columns, console=console, transient=False) as progress:
@@ -332,10 +407,10 @@ def simulate(
 @app.command("demo")
 def demo(
     count: int = typer.Option(3000, help="how many simulated events to send through the gateway"),
-    rate: float = typer.Option(500.0, help="events per second"),
-    seed: int = typer.Option(1, help="simulator seed"),
+    days: float = typer.Option(40.0, help="the simulated events spread over this many past days"),
+    seed: int = typer.Option(1, help="simulator seed (the same seed again: the same events, counted once)"),
 ) -> None:
-    """Start the stack and the gateway, follow a referral link, send simulated traffic through the gateway."""
+    """The whole pipeline: stack, gateway, stream worker, simulated traffic, and the live counters from Redis."""
     import json as json_lib
     import os
     import secrets
@@ -357,8 +432,10 @@ def demo(
     except StackError as exc:
         _fail(str(exc))
     _print_status(stack.status())
-    ensure_topics(settings, project_topics(settings))
-    _echo("topics ready: " + ", ".join(project_topics(settings)))
+    from streams.app import worker_topics
+
+    ensure_topics(settings, project_topics(settings) + worker_topics(settings))
+    _echo("topics ready: " + ", ".join(worker_topics(settings)))
 
     # Keys of this demo run only: the gateway gets them from its environment, like in production.
     keys = [{"name": "demo-app", "key": secrets.token_urlsafe(24), "types": ["share", "click", "signup"]},
@@ -374,6 +451,7 @@ def demo(
     with log_path.open("ab") as log_file:
         gateway = subprocess.Popen([sys.executable, "-m", "referrals.cli", "api"], env=env, stdout=log_file,
                                    stderr=subprocess.STDOUT, start_new_session=True)
+    processes = [gateway]
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -394,20 +472,32 @@ def demo(
         typer.echo(f"  a friend opens it: {hop.status_code} -> {hop.headers.get('location')}, "
                    f"visitor cookie {'set' if 'set-cookie' in hop.headers else 'missing'}, click on referrals.clicks\n")
 
-        summary = _simulate(settings, to="gateway", gateway_url=url, rate=rate, count=count, duration=None,
-                            seed=seed, customers=1000, time_compression=60.0, campaign="default")
+        worker = _start_worker(settings)
+        processes.append(worker)
+        from producers.simulate import backdated_simulation
+        from producers.simulator import SimulationConfig
+
+        simulation = backdated_simulation(SimulationConfig(customers=300), seed=seed, count=count, days=days,
+                                          now=datetime.now(UTC))
+        summary = _simulate(settings, to="gateway", gateway_url=url, rate=0, count=count, duration=None,
+                            seed=seed, customers=300, time_compression=1.0, campaign="default",
+                            simulation=simulation)
+        if summary.rejected:
+            _fail(f"{summary.rejected} simulated events were rejected by the gateway: {summary.errors[:3]}")
+        _wait_for_worker(settings, worker)
+        _show_live_counters(settings)
     finally:
-        gateway.send_signal(signal.SIGTERM)
-        try:
-            gateway.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
-    if summary.rejected:
-        _fail(f"{summary.rejected} simulated events were rejected by the gateway: {summary.errors[:3]}")
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
     typer.echo(
-        "\nEvery event above was acknowledged by Kafka before the gateway answered 202."
+        "\nEvery event above was acknowledged by Kafka before the gateway answered 202; the worker decided"
+        "\nattributions, rewards and counters from them (run `make demo` again: nothing is counted twice)."
         "\nThe stack keeps running: `referrals stack status`; stop it with `referrals stack down`."
-        "\n(Attribution, rewards, counters and metrics arrive with the stream and consumer issues.)"
     )
 
 

@@ -115,3 +115,19 @@ def delete_topics(settings: Settings, names: Iterable[str]) -> None:
             admin.delete_topics(doomed)
     finally:
         admin.close()
+
+
+def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
+    """Records of ``topics`` the consumer group has not committed yet (uncommitted partitions count whole)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    admin = admin_client(settings, "referrals-lag")
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, client_id="referrals-lag")
+    try:
+        committed = admin.list_group_offsets(group).get(group, {})
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.kafka.partitions)]
+        ends = consumer.end_offsets(tps)
+        return sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
+    finally:
+        consumer.close()
+        admin.close()

@@ -43,15 +43,55 @@ def test_second_up_is_a_no_op(stack):
     assert {s.name: s.pid for s in stack.status()} == before
 
 
-def test_demo_runs_the_simulator_through_the_gateway_and_stops_the_gateway(stack, settings):
-    from deploy.local.processes import port_open
+def _tables(stdout: str) -> str:
+    return stdout[stdout.index("referral funnel"):stdout.index("Every event above")]
 
-    done = run("demo", "--count", "400", "--rate", "0", "--seed", "77")
-    assert done.returncode == 0, done.stderr
-    assert "sent 400 events" in done.stdout and "0 rejected" in done.stdout
-    assert "a friend opens it: 302 -> " in done.stdout and "visitor cookie set" in done.stdout
-    assert "simulating" in done.stderr and "400/400" in done.stderr  # the progress bar
-    assert not port_open(settings.gateway.host, settings.gateway.port)
+
+def _funnel_rows(tables: str) -> dict[str, list[int]]:
+    """channel -> [share, click, signup, conversion] from the printed funnel table."""
+    rows = {}
+    for line in tables[:tables.index("top referrers")].splitlines():
+        cells = line.replace("│", " ").split()
+        if len(cells) == 5 and all(c.isdigit() for c in cells[1:]):
+            rows[cells[0]] = [int(c) for c in cells[1:]]
+    return rows
+
+
+def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_twice(stack, settings, unique_name):
+    from deploy.local.processes import port_open
+    from referrals.kafka_admin import delete_topics
+    from streams.app import worker_topics
+
+    tag = unique_name("demo").replace(".", "-")
+    own = {"REFERRALS_KAFKA__TOPIC_PREFIX": tag + ".", "REFERRALS_REDIS__KEY_PREFIX": tag + ":",
+           "REFERRALS_STREAMS__APP_ID": tag}
+    try:
+        done = run("demo", "--count", "600", "--seed", "77", env=own)
+        assert done.returncode == 0, done.stderr
+        assert "sent 600 events" in done.stdout and "0 rejected" in done.stdout
+        assert "a friend opens it: 302 -> " in done.stdout and "visitor cookie set" in done.stdout
+        assert "simulating" in done.stderr and "600/600" in done.stderr  # the progress bar
+        assert "stream worker ready" in done.stderr
+        tables = _tables(done.stdout)
+        first = _funnel_rows(tables)
+        shares, clicks, signups, _ = first["total"]
+        assert shares > clicks > signups > 0
+        assert "top referrers" in tables and "s77-cust-" in tables
+        assert not port_open(settings.gateway.host, settings.gateway.port)
+        assert "referrals.cli worker" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                             text=True).stdout.replace(tag, "")  # stopped
+        again = run("demo", "--count", "600", "--seed", "77", env=own)
+        assert again.returncode == 0, again.stderr
+        # The same simulated events again change no counter; the demo's own link is followed once more
+        # by a new visitor: one more WhatsApp click, nothing else.
+        second = _funnel_rows(_tables(again.stdout))
+        first["whatsapp"][1] += 1
+        first["total"][1] += 1
+        assert second == first
+    finally:
+        own_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
+            update={"topic_prefix": tag + "."})})
+        delete_topics(settings, worker_topics(own_settings))
 
 
 def test_validate_prints_problems_as_json():
