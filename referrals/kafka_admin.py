@@ -53,8 +53,9 @@ def admin_client(settings: Settings, client_id: str = "referrals-admin") -> Kafk
     return KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap, client_id=client_id, request_timeout_ms=15000)
 
 
-def ensure_topics(settings: Settings, names: Iterable[str], partitions: int | None = None) -> list[TopicState]:
-    """Create the topics that do not exist; check that the ones that do have the right partition count."""
+def ensure_topics(settings: Settings, names: Iterable[str], partitions: int | None = None,
+                  configs: dict[str, str] | None = None) -> list[TopicState]:
+    """Create the topics that do not exist (with ``configs``); check that every one has the right partition count."""
     want = partitions or settings.kafka.partitions
     names = list(dict.fromkeys(names))
     admin = admin_client(settings)
@@ -63,7 +64,8 @@ def ensure_topics(settings: Settings, names: Iterable[str], partitions: int | No
         missing = [n for n in names if n not in existing]
         if missing:
             try:
-                admin.create_topics([NewTopic(n, want, 1) for n in missing], timeout_ms=30000)
+                admin.create_topics([NewTopic(n, want, 1, topic_configs=configs or {}) for n in missing],
+                                    timeout_ms=30000)
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another process: checked below like any existing topic
         counts = partition_counts(admin, names)
@@ -117,17 +119,24 @@ def delete_topics(settings: Settings, names: Iterable[str]) -> None:
         admin.close()
 
 
-def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
-    """Records of ``topics`` the consumer group has not committed yet (uncommitted partitions count whole)."""
+def group_positions(settings: Settings, group: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (the group's committed offset, 0 if none; the end offset) for ``topics``."""
     from kafka import KafkaConsumer, TopicPartition
 
     admin = admin_client(settings, "referrals-lag")
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, client_id="referrals-lag")
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, client_id="referrals-lag",
+                             enable_auto_commit=False)
     try:
         committed = admin.list_group_offsets(group).get(group, {})
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.kafka.partitions)]
         ends = consumer.end_offsets(tps)
-        return sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
+        return {(tp.topic, tp.partition): (committed[tp].offset if tp in committed else 0, end)
+                for tp, end in ends.items()}
     finally:
         consumer.close()
         admin.close()
+
+
+def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
+    """Records of ``topics`` the consumer group has not committed yet (uncommitted partitions count whole)."""
+    return sum(max(0, end - committed) for committed, end in group_positions(settings, group, topics).values())

@@ -129,6 +129,19 @@ class StreamSettings(BaseModel):
     session_timeout_s: float = Field(
         10.0, ge=6, description="a worker silent this long (killed, hung) loses its partitions to the others"
     )
+    kafka_timeout_s: float = Field(
+        30.0, gt=0, description="longest wait for Kafka to take a batch's outputs; then the worker stops (exit 70) "
+        "and, restarted, processes the batch again",
+    )
+    stall_timeout_s: float = Field(
+        60.0, ge=0, description="records waiting and no offset committed for this long: the worker stops "
+        "(exit 70) to be restarted; 0: no watchdog",
+    )
+    fault_kill_rate: float = Field(
+        0.0, ge=0, le=1,
+        description="fault injection for tests: the chance that the worker SIGKILLs itself at a batch's worst "
+        "moments (outputs half sent; outputs acknowledged but Redis not written). Never set it in production",
+    )
 
 
 class Settings(BaseSettings):

@@ -26,6 +26,8 @@ import asyncio
 import logging
 import os
 import pickle
+import random
+import signal
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -35,7 +37,7 @@ import faust
 import redis
 
 from producers.code_registry import CodeRegistry
-from referrals.kafka_admin import ensure_topics
+from referrals.kafka_admin import ensure_topics, group_positions
 from referrals.settings import Settings
 from schemas.derived import Attribution, DeadLetter, RewardChange
 from schemas.events import ClickEvent, OrderEvent, RefundEvent, ShareEvent, SignupEvent
@@ -88,6 +90,8 @@ class Batch:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]] = []
         self.dirty: dict[str, None] = {}  # referrers whose counters changed, in order
+        self.changelog: list[Any] = []  # futures of the table changes, resolved once Kafka has them
+        self.partition = 0  # of the event being handled: its key's partition in every co-partitioned topic
 
     def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         self.records.append((topic, key, value, headers))
@@ -108,7 +112,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         web_enabled=False, producer_acks=-1, datadir=str(settings.state_dir / "faust" / cfg.app_id),
         topic_allow_declare=True, consumer_auto_offset_reset="earliest", broker_commit_every=cfg.batch_size,
         broker_commit_interval=cfg.commit_interval_s, broker_session_timeout=cfg.session_timeout_s,
-        broker_heartbeat_interval=cfg.session_timeout_s / 5,
+        broker_heartbeat_interval=cfg.session_timeout_s / 5, producer_request_timeout=cfg.kafka_timeout_s,
     )
 
     def name(spec) -> str:  # noqa: ANN001
@@ -123,9 +127,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         return app.tables.add(PickleTable(app, name=table_name, default=lambda: None, partitions=partitions,
                                           key_type=bytes, beacon=app.tables.beacon))
 
-    visitors_table = table("visitors")
-    customers_table = table("customers")
-    referrers_table = table("referrers")
+    visitors_table, customers_table, referrers_table = (table(t) for t in TABLES)
 
     # -- shared plumbing -----------------------------------------------------------------------------
 
@@ -174,7 +176,10 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
               resend: Callable[[Any], list[stages.Outbound]]) -> None:
         """Store a changed record and send its outputs; on a duplicate, re-send once per key and run."""
         if step.changed:
-            table[key.encode()] = step.record
+            # What ``table[key] = record`` does, keeping the changelog write's future: Faust's own flush
+            # may return with changelog writes still buffered, so the batch waits for these futures.
+            batch.changelog.append(table.send_changelog(batch.partition, key.encode(), step.record))
+            table.data[key.encode()] = step.record
         if step.duplicate:
             if key in refreshed:
                 return
@@ -182,15 +187,30 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             emit(batch, resend(step.record))
         emit(batch, step.outbound)
 
-    async def finish(batch: Batch, write_counters: Callable[[list[str]], None] | None = None) -> None:
-        """Send the batch's records, wait for Kafka to acknowledge them (and the table changes), then Redis."""
-        for topic, key, value, headers in batch.records:
-            await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
-        await app.producer.flush()
-        if write_counters is not None and batch.dirty:
-            await write_redis(lambda: write_counters(list(batch.dirty)))
+    chaos = random.Random()
 
-    async def write_redis(call: Callable[[], None]) -> None:
+    async def fault_point() -> None:
+        """Fault injection (``streams.fault_kill_rate``, tests only): die here as a SIGKILL would."""
+        if cfg.fault_kill_rate and chaos.random() < cfg.fault_kill_rate:
+            await asyncio.sleep(chaos.uniform(0, 0.05))  # let some of what is in flight reach Kafka
+            log.warning("fault injection: SIGKILL")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def finish(batch: Batch, snapshots_of: Callable[[list[str]], list] | None = None) -> None:
+        """Send the batch's records, wait for Kafka to acknowledge them (and the table changes), then Redis."""
+        sent = [await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
+                for topic, key, value, headers in batch.records]
+        await fault_point()
+        # Every output and every table change acknowledged by Kafka, or the worker stops (and the batch
+        # comes again): a flush that does not end must not stall it, and a failed send must not pass.
+        await asyncio.wait_for(app.producer.flush(), timeout=2 * cfg.kafka_timeout_s)
+        await asyncio.wait_for(asyncio.gather(*sent, *batch.changelog), timeout=2 * cfg.kafka_timeout_s)
+        await fault_point()
+        if snapshots_of is not None and batch.dirty:
+            snapshots = snapshots_of(list(batch.dirty))  # computed here, in the loop; written in a thread
+            await write_redis(lambda: writer.apply(snapshots))
+
+    async def write_redis(call: Callable[[], object]) -> None:
         """Redis unavailable is waited out (nothing is acknowledged meanwhile), not skipped."""
         delay = 0.2
         while True:
@@ -202,16 +222,26 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def run_stage(stream, handle: Callable[[Any, Batch], None], after=None) -> None:  # noqa: ANN001
+    offsets = OffsetGuard()
+
+    async def run_stage(stream, handle: Callable[[Any, Batch], None], snapshots_of=None) -> None:  # noqa: ANN001
         """Batches of events; Faust acknowledges a batch's events only after this loop body returns."""
         async for events in stream.take_events(cfg.batch_size, within=cfg.batch_wait_s):
             batch = Batch()
             try:
+                new = {(e.message.topic, e.message.partition) for e in events} - offsets.known()
+                if new:
+                    committed = await asyncio.to_thread(group_positions, settings, cfg.app_id,
+                                                        sorted({t for t, _ in new}))
+                    offsets.start({tp: committed[tp][0] for tp in new})
+                gap = offsets.check([(e.message.topic, e.message.partition, e.message.offset) for e in events])
+                if gap:
+                    crash(f"offset gap on {gap[0]}[{gap[1]}]: expected {gap[2]}, got {gap[3]} (records skipped "
+                          "by the consumer would be committed unprocessed)")
                 for event in events:
-                    # Table writes go to the changelog partition of Faust's "current event".
-                    stream._set_current_event(event)
+                    batch.partition = event.message.partition
                     handle(event, batch)
-                await finish(batch, after)
+                await finish(batch, snapshots_of)
             except Exception:  # noqa: BLE001 - anything unexpected: restart from the committed offsets
                 crash(f"a batch of {stream} failed")
 
@@ -317,17 +347,34 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         else:
             referrer_apply(message.key.decode(), fact, batch)
 
-    def write_counters(referrer_ids: list[str]) -> None:
+    def counter_snapshots(referrer_ids: list[str]) -> list[counters.CounterSnapshot]:
         snapshots = []
         for referrer_id in referrer_ids:
             record = referrers_table[referrer_id.encode()]
             if record is not None:
                 snapshots.append(counters.snapshot(layout, referrer_id, record))
-        writer.apply(snapshots)
+        return snapshots
 
     @app.agent(referrer_in, name="referrers")
     async def referrers(stream):  # noqa: ANN001
-        await run_stage(stream, referrer_event, write_counters)
+        await run_stage(stream, referrer_event, counter_snapshots)
+
+    # -- the watchdog --------------------------------------------------------------------------------
+
+    if cfg.stall_timeout_s > 0:
+        watch = StallWatch(cfg.stall_timeout_s)
+        inputs = [name(spec) for spec in (*INBOUND, *INTERNAL)]
+
+        @app.timer(interval=cfg.stall_timeout_s / 4)
+        async def watchdog() -> None:
+            if not app.tables.recovery.completed.is_set():  # restoring tables commits nothing: not a stall
+                watch.reset()
+                return
+            positions = await asyncio.to_thread(group_positions, settings, cfg.app_id, inputs)
+            stalled = watch.stalled(time.monotonic(), positions)
+            if stalled:
+                crash(f"no offset committed for {cfg.stall_timeout_s:.0f} s on {len(stalled)} partitions with "
+                      f"records waiting, first {stalled[0]} (a stalled consumer)")
 
     # -- the clock -----------------------------------------------------------------------------------
 
@@ -347,13 +394,89 @@ async def send_ticks(producer, topic: str, partitions: int, now: datetime) -> No
     await producer.flush()
 
 
+TABLES = ("visitors", "customers", "referrers")
+
+
+class OffsetGuard:
+    """Every record of a partition processed, none skipped: offsets go on one by one from the commit.
+
+    faust-streaming counts a jump in offsets as acknowledged (compacted topics have such gaps), and
+    after a restart its fetcher can, rarely, jump ahead (faust-streaming/faust#216, #221; seen here
+    under repeated SIGKILLs as committed events without effect). The worker's input topics are
+    written without transactions, so their offsets have no gaps: a jump means records would be
+    committed unprocessed, and the worker stops (exit 70) instead.
+    """
+
+    def __init__(self) -> None:
+        self.next: dict[tuple[str, int], int] = {}
+
+    def known(self) -> set[tuple[str, int]]:
+        return set(self.next)
+
+    def start(self, committed: dict[tuple[str, int], int]) -> None:
+        for tp, offset in committed.items():
+            self.next.setdefault(tp, offset)
+
+    def check(self, seen: list[tuple[str, int, int]]) -> tuple[str, int, int, int] | None:
+        """The first gap in ``seen`` (topic, partition, offset) as (topic, partition, expected, got)."""
+        for topic, partition, offset in seen:
+            expected = self.next[(topic, partition)]
+            if offset > expected:
+                return topic, partition, expected, offset
+            self.next[(topic, partition)] = max(expected, offset + 1)  # an earlier offset: a replay
+        return None
+
+
+class StallWatch:
+    """Stalled: a partition with records waiting whose committed offset has not moved for ``timeout_s``.
+
+    faust-streaming can, rarely, come back from a restart with a partition assigned that it never
+    fetches (faust-streaming/faust#523; seen here after SIGKILLs): the other partitions move on, that
+    one does not. Nothing is lost, but nothing moves either; the worker then stops (exit 70) and its
+    restart policy starts it again.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.since: dict[Any, tuple[int, float]] = {}  # partition -> (committed offset, first seen at)
+
+    def reset(self) -> None:
+        self.since.clear()
+
+    def stalled(self, now: float, positions: dict[Any, tuple[int, int]]) -> list[Any]:
+        """The partitions stalled, given each one's (committed offset, end offset)."""
+        out = []
+        for tp, (committed, end) in sorted(positions.items()):
+            seen = self.since.get(tp)
+            if end <= committed:
+                self.since.pop(tp, None)
+            elif seen is None or seen[0] != committed:
+                self.since[tp] = (committed, now)
+            elif now - seen[1] >= self.timeout_s:
+                out.append(tp)
+        return out
+
+
 def worker_topics(settings: Settings) -> list[str]:
     prefix = settings.kafka.topic_prefix
     return [prefix + s.name for s in (*INBOUND, ATTRIBUTIONS, REWARDS, DEADLETTER, *INTERNAL)]
 
 
-def run_worker(settings: Settings, campaigns: CampaignBook, loglevel: str = "warn") -> None:
+def changelog_topics(settings: Settings) -> list[str]:
+    """The tables' changelog topics, named as Faust names them."""
+    return [f"{settings.streams.app_id}-{table}-changelog" for table in TABLES]
+
+
+def prepare_topics(settings: Settings) -> None:
+    """Every topic the worker uses, before it starts. Faust would create the changelogs itself, but a
+    just-created topic can show 0 partitions to its consumer for a moment, and Faust then refuses the
+    table write (``PartitionsMismatch``); created and awaited here, they are complete when it starts."""
     ensure_topics(settings, worker_topics(settings))
+    ensure_topics(settings, changelog_topics(settings), configs={"cleanup.policy": "compact"})
+
+
+def run_worker(settings: Settings, campaigns: CampaignBook, loglevel: str = "warn") -> None:
+    prepare_topics(settings)
     (settings.state_dir / "faust" / settings.streams.app_id).mkdir(parents=True, exist_ok=True)
     app = build_app(settings, campaigns)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

@@ -60,7 +60,7 @@ def _funnel_rows(tables: str) -> dict[str, list[int]]:
 def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_twice(stack, settings, unique_name):
     from deploy.local.processes import port_open
     from referrals.kafka_admin import delete_topics
-    from streams.app import worker_topics
+    from streams.app import changelog_topics, worker_topics
 
     tag = unique_name("demo").replace(".", "-")
     own = {"REFERRALS_KAFKA__TOPIC_PREFIX": tag + ".", "REFERRALS_REDIS__KEY_PREFIX": tag + ":",
@@ -91,7 +91,9 @@ def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_tw
     finally:
         own_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
             update={"topic_prefix": tag + "."})})
-        delete_topics(settings, worker_topics(own_settings))
+        own_settings = own_settings.model_copy(update={"streams": settings.streams.model_copy(
+            update={"app_id": tag})})
+        delete_topics(settings, worker_topics(own_settings) + changelog_topics(own_settings))
 
 
 def test_validate_prints_problems_as_json():
@@ -129,3 +131,13 @@ def test_codes_issue_is_stable_and_resolves(stack, unique_name):
     from referrals.settings import Settings
 
     CodeRegistry.from_settings(Settings()).forget(customer)
+
+
+def test_worker_refuses_a_bad_campaign_file_naming_the_key(tmp_path):
+    bad = tmp_path / "campaigns.toml"
+    example = (PROJECT_ROOT / "deploy" / "campaigns" / "example.toml").read_text()
+    bad.write_text(example.replace("hold_period_days = 14", 'hold_period_days = "two weeks"'))
+    done = run("worker", env={"REFERRALS_STREAMS__CAMPAIGNS_FILE": str(bad)})
+    assert done.returncode == 2
+    assert "campaign file is not usable" in done.stderr and "hold_period_days" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -59,7 +59,7 @@ def test_the_validator_is_real_it_rejects_a_broken_file(tmp_path):
 
 
 def test_compose_has_the_stack_and_the_pipeline_services(compose):
-    assert {"kafka", "redis", "prometheus", "grafana", "topics", "api"} <= set(compose["services"])
+    assert {"kafka", "redis", "prometheus", "grafana", "topics", "api", "worker"} <= set(compose["services"])
 
 
 def test_kafka_image_is_the_pinned_broker_version(compose):
@@ -107,7 +107,7 @@ def test_redis_persists_like_the_local_one(compose, tmp_path):
 
 def test_pipeline_services_are_configured_through_the_typed_settings(compose, monkeypatch):
     kafka = compose["services"]["kafka"]["environment"]
-    for name in ("topics", "api"):
+    for name in ("topics", "api", "worker"):
         env = compose["services"][name]["environment"]
         assert env, f"{name} has no environment"
         for key in list(__import__("os").environ):

@@ -11,12 +11,13 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from referrals.kafka_admin import delete_topics, ensure_topics
+from referrals.kafka_admin import delete_topics
 from schemas.topics import DEADLETTER, INBOUND, INTERNAL
-from streams.app import worker_topics
+from streams.app import changelog_topics, prepare_topics, worker_topics
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import (
     WorkerProcess,
+    supervise,
     expected,
     latest_rewards,
     matches,
@@ -32,15 +33,19 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
     """Settings with their own topics, Redis keys, consumer group and state; a worker for them."""
     made: list[tuple[object, WorkerProcess]] = []
 
-    def make(name: str = "w", tick_interval_s: float = 1.0):
+    def make(name: str = "w", tick_interval_s: float = 1.0, fault_kill_rate: float = 0.0, batch_size: int = 500,
+             stall_timeout_s: float = 60.0):
         tag = unique_name(name).replace(".", "-")
         own = settings.model_copy(update={
             "kafka": settings.kafka.model_copy(update={"topic_prefix": tag + "."}),
             "redis": settings.redis.model_copy(update={"key_prefix": tag + ":"}),
-            "streams": settings.streams.model_copy(update={"app_id": tag, "tick_interval_s": tick_interval_s}),
+            "streams": settings.streams.model_copy(update={"app_id": tag, "tick_interval_s": tick_interval_s,
+                                                           "fault_kill_rate": fault_kill_rate,
+                                                           "batch_size": batch_size,
+                                                           "stall_timeout_s": stall_timeout_s}),
             "state_dir": tmp_path / tag,
         })
-        ensure_topics(own, worker_topics(own))
+        prepare_topics(own)
         worker = WorkerProcess(own, tmp_path / f"{tag}.log")
         made.append((own, worker))
         return own, worker
@@ -48,7 +53,7 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
     yield make
     for own, worker in made:
         worker.stop()
-        delete_topics(settings, worker_topics(own))
+        delete_topics(settings, worker_topics(own) + changelog_topics(own))
         from tests.integration.worker_support import client
 
         with client(own) as c:
@@ -149,3 +154,22 @@ def test_sigkill_at_random_moments_ends_exactly_as_an_uninterrupted_run(pipeline
     wait_for(matches(crashy, want, crashy_worker), timeout_s=180)
     assert redis_dump(crashy) == redis_dump(calm)
     assert len(crashy_worker.procs) == len(chunks) + 1  # killed once per chunk, restarted each time
+
+
+def test_a_worker_killed_at_its_worst_moments_ends_exactly_as_an_uninterrupted_run(pipeline_factory):
+    """Fault injection: the worker SIGKILLs itself with outputs half sent, or acknowledged with Redis not
+    yet written, again and again while it works through a backlog in small batches; restarted each time,
+    it must end where an uninterrupted worker ends."""
+    calm, calm_worker = pipeline_factory("calm")
+    faulty, faulty_worker = pipeline_factory("faulty", fault_kill_rate=0.08, batch_size=40, stall_timeout_s=30)
+    events = simulated(calm, 25, 2400)
+    simulated(faulty, 25, 2400)
+    send(calm, events)
+    send(faulty, events)
+    calm_worker.start()
+    faulty_worker.start()
+    want = expected(calm, events)
+    wait_for(matches(calm, want, calm_worker), timeout_s=180)
+    kills = supervise(faulty_worker, matches(faulty, want, None), faults=10, timeout_s=420)
+    assert kills >= 10  # restarts after the worker's own guards (offset gap, stall) may come on top
+    assert redis_dump(faulty) == redis_dump(calm)

@@ -37,12 +37,16 @@ class WorkerProcess:
     settings: Settings
     log: Path
     procs: list[subprocess.Popen] = field(default_factory=list)
+    stalls: int = 0  # restarts after the worker's own guards stopped it (streams.app.StallWatch, OffsetGuard)
 
     def env(self) -> dict[str, str]:
         s = self.settings
         return {**os.environ, "REFERRALS_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
                 "REFERRALS_REDIS__KEY_PREFIX": s.redis.key_prefix, "REFERRALS_STREAMS__APP_ID": s.streams.app_id,
                 "REFERRALS_STREAMS__TICK_INTERVAL_S": str(s.streams.tick_interval_s),
+                "REFERRALS_STREAMS__FAULT_KILL_RATE": str(s.streams.fault_kill_rate),
+                "REFERRALS_STREAMS__BATCH_SIZE": str(s.streams.batch_size),
+                "REFERRALS_STREAMS__STALL_TIMEOUT_S": str(s.streams.stall_timeout_s),
                 "REFERRALS_STATE_DIR": str(s.state_dir)}
 
     def start(self) -> None:
@@ -204,9 +208,10 @@ def latest_rewards(settings: Settings) -> dict[str, tuple[str, int]]:
     return drop_ghosts(out)
 
 
-def matches(settings: Settings, want: Expected, worker: WorkerProcess) -> Callable[[], tuple[bool, Any]]:
+def matches(settings: Settings, want: Expected, worker: WorkerProcess | None) -> Callable[[], tuple[bool, Any]]:
     def check() -> tuple[bool, Any]:
-        worker.assert_alive()
+        if worker is not None:
+            worker.assert_alive()
         funnel, referrals, rewards = redis_funnel(settings), redis_referrals(settings), latest_rewards(settings)
         done = funnel == want.funnel and referrals == want.referrals and rewards == want.rewards
         return done, {
@@ -218,6 +223,35 @@ def matches(settings: Settings, want: Expected, worker: WorkerProcess) -> Callab
             | {k: (None, v) for k, v in rewards.items() if k not in want.rewards},
         }
     return check
+
+
+def supervise(worker: WorkerProcess, check: Callable[[], tuple[bool, Any]], *, faults: int,
+              timeout_s: float) -> int:
+    """Restart the worker whenever it dies, until ``check`` passes; after ``faults`` SIGKILLs, without faults.
+
+    A death must be a SIGKILL (the fault injection) or the worker's own guards stopping it (exit 70:
+    a stalled consumer, an offset gap), never a crash of another kind. Returns the SIGKILLs.
+    """
+    kills = 0
+    deadline = time.monotonic() + timeout_s
+    while True:
+        code = worker.current.poll()
+        if code is not None:
+            log = worker.log.read_text(errors="replace")[-20000:]
+            guarded = code == 70 and ("a stalled consumer" in log or "offset gap on" in log)
+            assert code == -signal.SIGKILL or guarded, f"the worker exited with {code}:\n{log[-4000:]}"
+            kills += int(code == -signal.SIGKILL)
+            worker.stalls += int(guarded)
+            if kills >= faults:
+                worker.settings = worker.settings.model_copy(update={"streams": worker.settings.streams.model_copy(
+                    update={"fault_kill_rate": 0.0})})
+            worker.start()
+        done, detail = check()
+        if done and worker.current.poll() is None:
+            return kills
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout_s:.0f} s ({kills} SIGKILLs): {detail}")
+        time.sleep(0.5)
 
 
 def wait_for(check: Callable[[], tuple[bool, Any]], timeout_s: float, interval_s: float = 1.0) -> Any:

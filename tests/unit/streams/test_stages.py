@@ -1,0 +1,91 @@
+"""The stages as the worker runs them: versions, duplicates and re-sends, by example."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+from schemas.topics import ATTRIBUTIONS, REFERRER_FACTS, REWARDS, VISITOR_FACTS
+from streams import referee_ledger, stages
+from streams.referee_ledger import CodeOwner
+from streams.referrer_rewards import Tick
+from tests.unit.streams.story import T0, Story
+
+BOOK = Story().book
+ANNA = CodeOwner("anna", "default")
+
+
+def signup(event_id="s1", code="ANNA", owner=ANNA, visitor=None, minutes=0):  # noqa: ANN001, ANN201
+    return referee_ledger.Signup(event_id, T0 + timedelta(minutes=minutes), code, owner, visitor, None, None)
+
+
+def order(event_id="o1", amount="30.00", minutes=60):  # noqa: ANN001, ANN201
+    return referee_ledger.Order(event_id, T0 + timedelta(minutes=minutes), event_id, Decimal(amount), "EUR", None,
+                                None)
+
+
+def topics(outbound):  # noqa: ANN001, ANN201
+    return [o.topic for o in outbound]
+
+
+def test_a_customer_announces_its_attribution_once_and_its_referral_at_every_change():
+    step = stages.customer_step(stages.CustomerRecord(), "eva", signup(), BOOK)
+    assert topics(step.outbound).count(ATTRIBUTIONS.name) == 1
+    attribution = next(o.value for o in step.outbound if o.topic == ATTRIBUTIONS.name)
+    assert attribution.event_id == "attribution:eva:s1" and attribution.referrer_id == "anna"
+    qualified = stages.customer_step(step.record, "eva", order(), BOOK)
+    assert ATTRIBUTIONS.name not in topics(qualified.outbound)  # the same attribution, now qualified
+    referral = next(o.value for o in qualified.outbound if o.topic == REFERRER_FACTS.name and o.key == "anna")
+    assert referral.fact.status == "qualified" and referral.version == qualified.record.seq == 2
+
+
+def test_a_duplicate_event_changes_nothing_and_the_resend_repeats_every_current_output():
+    first = stages.customer_step(stages.CustomerRecord(), "eva", signup(code=None, owner=None, visitor="v1"), BOOK)
+    assert (first.outbound[0].topic, first.outbound[0].key) == (VISITOR_FACTS.name, "v1")
+    again = stages.customer_step(first.record, "eva", signup(code=None, owner=None, visitor="v1"), BOOK)
+    assert again.duplicate and not again.changed and again.outbound == [] and again.record is first.record
+    resend = stages.customer_resend(again.record, "eva")
+    assert [(o.topic, o.key) for o in resend] == [(VISITOR_FACTS.name, "v1"), (REFERRER_FACTS.name, "eva")]
+
+
+def test_a_withdrawn_referral_is_resent_as_withdrawn_so_the_old_referrer_forgets_it():
+    record = stages.customer_step(stages.CustomerRecord(), "eva", signup(minutes=10), BOOK).record
+    ben = CodeOwner("ben", "default")
+    moved = stages.customer_step(record, "eva", signup("s0", "BEN", ben, minutes=0), BOOK)  # an earlier signup
+    facts = {(o.key, o.value.fact.status) for o in moved.outbound if o.topic == REFERRER_FACTS.name
+             and isinstance(o.value.fact, referee_ledger.Referral)}
+    assert ("anna", "withdrawn") in facts and ("ben", "attributed") in facts
+    resent = {(o.key, o.value.fact.status) for o in stages.customer_resend(moved.record, "eva")
+              if o.topic == REFERRER_FACTS.name and isinstance(o.value.fact, referee_ledger.Referral)}
+    assert {("anna", "withdrawn"), ("ben", "attributed")} <= resent
+
+
+def test_an_older_version_of_a_fact_never_winds_the_referrer_back():
+    c1 = stages.customer_step(stages.CustomerRecord(), "eva", signup(), BOOK)
+    c2 = stages.customer_step(c1.record, "eva", order(), BOOK)
+    old = next(o.value for o in c1.outbound if o.key == "anna")
+    new = next(o.value for o in c2.outbound if o.key == "anna")
+    r = stages.referrer_step(stages.ReferrerRecord(), "anna", old, BOOK).record
+    r = stages.referrer_step(r, "anna", new, BOOK)
+    assert {o.value.status.value for o in r.outbound if o.topic == REWARDS.name} == {"pending"}
+    replayed = stages.referrer_step(r.record, "anna", old, BOOK)  # a replay delivers the older copy again
+    assert replayed.duplicate and replayed.outbound == [] and replayed.record is r.record
+    equal_newer = stages.referrer_step(r.record, "anna", replace(new, version=9), BOOK)
+    assert not equal_newer.duplicate and equal_newer.outbound == [] and equal_newer.record.seq == r.record.seq
+
+
+def test_ticks_confirm_once_and_a_replayed_tick_is_a_duplicate():
+    c = stages.customer_step(stages.CustomerRecord(), "eva", signup(), BOOK)
+    c = stages.customer_step(c.record, "eva", order(), BOOK)
+    fact = next(o.value for o in c.outbound if o.key == "anna")
+    r = stages.referrer_step(stages.ReferrerRecord(), "anna", fact, BOOK).record
+    early = stages.referrer_step(r, "anna", Tick(T0 + timedelta(days=1)), BOOK)
+    assert not early.duplicate and not early.changed and early.record is r  # nothing due yet
+    late = Tick(T0 + timedelta(days=20))
+    done = stages.referrer_step(r, "anna", late, BOOK)
+    assert {o.value.status.value for o in done.outbound} == {"confirmed"} and done.record.ticked == late.now
+    assert stages.referrer_step(done.record, "anna", late, BOOK).duplicate
+    assert stages.referrer_step(done.record, "anna", Tick(late.now + timedelta(days=1)), BOOK).outbound == []
+    resend = stages.referrer_resend(done.record, "anna")
+    assert {o.value.event_id for o in resend} == {o.value.event_id for o in done.outbound}  # same ids again
