@@ -224,6 +224,11 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     offsets = OffsetGuard()
 
+    @app.on_partitions_assigned.connect
+    async def forget_positions(app, assigned, **kwargs) -> None:  # noqa: ANN001, ARG001
+        """After a rebalance a partition goes on from its committed offset, wherever it was before."""
+        offsets.forget({(tp.topic, tp.partition) for tp in assigned})
+
     async def run_stage(stream, handle: Callable[[Any, Batch], None], snapshots_of=None) -> None:  # noqa: ANN001
         """Batches of events; Faust acknowledges a batch's events only after this loop body returns."""
         async for events in stream.take_events(cfg.batch_size, within=cfg.batch_wait_s):
@@ -412,6 +417,10 @@ class OffsetGuard:
 
     def known(self) -> set[tuple[str, int]]:
         return set(self.next)
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        for tp in partitions:
+            self.next.pop(tp, None)
 
     def start(self, committed: dict[tuple[str, int], int]) -> None:
         for tp, offset in committed.items():
