@@ -224,10 +224,20 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     offsets = OffsetGuard()
 
+    inputs = [name(spec) for spec in (*INBOUND, *INTERNAL)]
+
+    async def committed_offsets(partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        topics = sorted({t for t, _ in partitions})
+        positions = await asyncio.to_thread(group_positions, settings, cfg.app_id, topics)
+        return {tp: positions[tp][0] for tp in partitions}
+
     @app.on_partitions_assigned.connect
-    async def forget_positions(app, assigned, **kwargs) -> None:  # noqa: ANN001, ARG001
-        """After a rebalance a partition goes on from its committed offset, wherever it was before."""
-        offsets.forget({(tp.topic, tp.partition) for tp in assigned})
+    async def restart_positions(app, assigned, **kwargs) -> None:  # noqa: ANN001, ARG001
+        """On every assignment, before anything is fetched: each partition goes on from its committed offset
+        (read now, so that a gap Faust commits later cannot move the starting point)."""
+        mine = {(tp.topic, tp.partition) for tp in assigned if tp.topic in inputs}
+        offsets.forget(mine)
+        offsets.start(await committed_offsets(mine))
 
     async def run_stage(stream, handle: Callable[[Any, Batch], None], snapshots_of=None) -> None:  # noqa: ANN001
         """Batches of events; Faust acknowledges a batch's events only after this loop body returns."""
@@ -235,10 +245,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             batch = Batch()
             try:
                 new = {(e.message.topic, e.message.partition) for e in events} - offsets.known()
-                if new:
-                    committed = await asyncio.to_thread(group_positions, settings, cfg.app_id,
-                                                        sorted({t for t, _ in new}))
-                    offsets.start({tp: committed[tp][0] for tp in new})
+                if new:  # not seen at assignment (should not happen): from the commit as it is now
+                    offsets.start(await committed_offsets(new))
                 gap = offsets.check([(e.message.topic, e.message.partition, e.message.offset) for e in events])
                 if gap:
                     crash(f"offset gap on {gap[0]}[{gap[1]}]: expected {gap[2]}, got {gap[3]} (records skipped "
@@ -368,7 +376,6 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     if cfg.stall_timeout_s > 0:
         watch = StallWatch(cfg.stall_timeout_s)
-        inputs = [name(spec) for spec in (*INBOUND, *INTERNAL)]
 
         @app.timer(interval=cfg.stall_timeout_s / 4)
         async def watchdog() -> None:

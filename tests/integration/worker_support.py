@@ -55,12 +55,26 @@ class WorkerProcess:
                 [sys.executable, "-m", "referrals.cli", "worker", "--loglevel", "info"], env=self.env(),
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
 
+    def guarded_exit(self, code: int | None) -> bool:
+        """Exit 70 from the worker's own guards (a stalled consumer, an offset gap): restart it, as a
+        restart policy would."""
+        log = self.log.read_text(errors="replace")[-20000:]
+        return code == 70 and ("a stalled consumer" in log or "offset gap on" in log)
+
+    def keep_alive(self) -> None:
+        """Restart the worker if its own guards stopped it; fail on any other exit."""
+        code = self.current.poll()
+        if code is not None and self.guarded_exit(code):
+            self.stalls += 1
+            self.start()
+        else:
+            self.assert_alive()
+
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Until the current process has logged Faust's "Ready" (partitions assigned, tables recovered)."""
-        want = len(self.procs)
         deadline = time.monotonic() + timeout_s
-        while self.log.read_text(errors="replace").count("[^Worker]: Ready") < want:
-            self.assert_alive()
+        while self.log.read_text(errors="replace").count("[^Worker]: Ready") < len(self.procs):
+            self.keep_alive()
             if time.monotonic() > deadline:
                 raise AssertionError(f"the worker was not ready within {timeout_s:.0f} s")
             time.sleep(0.1)
@@ -237,9 +251,9 @@ def supervise(worker: WorkerProcess, check: Callable[[], tuple[bool, Any]], *, f
     while True:
         code = worker.current.poll()
         if code is not None:
-            log = worker.log.read_text(errors="replace")[-20000:]
-            guarded = code == 70 and ("a stalled consumer" in log or "offset gap on" in log)
-            assert code == -signal.SIGKILL or guarded, f"the worker exited with {code}:\n{log[-4000:]}"
+            guarded = worker.guarded_exit(code)
+            assert code == -signal.SIGKILL or guarded, f"the worker exited with {code}:\n" + \
+                worker.log.read_text(errors="replace")[-4000:]
             kills += int(code == -signal.SIGKILL)
             worker.stalls += int(guarded)
             if kills >= faults:
