@@ -230,8 +230,10 @@ def _start_worker(settings: Settings):  # noqa: ANN202
     return worker
 
 
-def _wait_for_worker(settings: Settings, worker, timeout_s: float = 180.0) -> None:  # noqa: ANN001
-    """Until the worker has committed everything on its topics, twice, a clock tick apart."""
+def _wait_for_worker(settings: Settings, processes: list, timeout_s: float = 180.0) -> None:
+    """Until the worker (the last of ``processes``) has committed everything on its topics, twice, a clock
+    tick apart. A worker that stopped itself with exit 70 (its guards: see the README) is started again,
+    as a restart policy would."""
     import time
 
     from deploy.local.processes import tail
@@ -241,8 +243,15 @@ def _wait_for_worker(settings: Settings, worker, timeout_s: float = 180.0) -> No
     topics = [settings.kafka.topic_prefix + s.name for s in (*INBOUND, *INTERNAL)]
     deadline = time.monotonic() + timeout_s
     quiet = 0
+    restarts = 0
     while quiet < 2:
-        if worker.poll() is not None:
+        code = processes[-1].poll()
+        if code == 70 and restarts < 3:
+            restarts += 1
+            _echo("the stream worker stopped itself (exit 70, see its log); starting it again")
+            processes.append(_start_worker(settings))
+            continue
+        if code is not None:
             _fail(f"the stream worker stopped:\n{tail(settings.state_dir / 'worker-demo.log', 30)}")
         if time.monotonic() > deadline:
             _fail(f"the stream worker did not catch up within {timeout_s:.0f} s")
@@ -484,7 +493,7 @@ def demo(
                             simulation=simulation)
         if summary.rejected:
             _fail(f"{summary.rejected} simulated events were rejected by the gateway: {summary.errors[:3]}")
-        _wait_for_worker(settings, worker)
+        _wait_for_worker(settings, processes)
         _show_live_counters(settings)
     finally:
         for process in processes:
