@@ -9,11 +9,16 @@ Three agents, one per stage, each over co-partitioned topics and one table of it
 
 Each agent takes its input in batches. For a batch it: runs every event through the
 pure stage (``streams.stages``), stores the changed records in its table, sends the
-outputs, waits until Kafka has acknowledged all of them and the table changes
-(``producer.flush``), and only then (referrer stage) writes the counter snapshots of
-the referrers that changed to Redis, in one pipeline. Faust commits an input offset only
+outputs, waits until Kafka has acknowledged all of them and the table changes (the
+futures of each), and only then (referrer stage) writes the counter snapshots of the
+referrers that changed to Redis, in one pipeline. Faust commits an input offset only
 after its batch is done, so a crash at any moment leaves state that is at or ahead of the
 committed offsets, never behind; ``streams.stages`` explains why that is enough.
+
+Two guards stop the worker (exit 70, to be restarted) where faust-streaming itself would
+commit records nobody processed or stop moving: ``OffsetGuard`` (a partition's offsets
+must go on one by one from the committed one) and ``StallWatch`` (a partition with
+records waiting whose committed offset does not move).
 
 A timer (on the leader) sends clock ticks to every partition of
 ``referrals.referrer-facts``, so the end of each hold period is decided from the log like
