@@ -62,9 +62,10 @@ from schemas.topics import (
     SIGNUPS,
     VISITOR_FACTS,
 )
-from streams import counters, referee_ledger, stages, visitor_attribution
+from streams import counters, stages, visitor_attribution
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify
+from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
 from streams.referee_ledger import CodeOwner
@@ -273,12 +274,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             click = parse(event, batch)
             if not isinstance(click, ClickEvent):
                 return
-            owner = resolve(click.referral_code)
-            key = click.visitor_id
-            fact = visitor_attribution.Click(
-                click.event_id, click.occurred_at, click.referral_code, owner.referrer_id if owner else None,
-                owner.campaign_id if owner else (click.campaign_id or "default"),
-                click.channel.value if click.channel else None)
+            key, fact = to_fact(click, resolve)
         else:
             key = message.key.decode()
             fact = pickle.loads(event.value)
@@ -301,21 +297,9 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             fact = pickle.loads(event.value)
         else:
             parsed = parse(event, batch)
-            if parsed is None:
+            if not isinstance(parsed, SignupEvent | OrderEvent | RefundEvent):  # None: dead-lettered
                 return
-            customer_id = parsed.customer_id
-            if isinstance(parsed, SignupEvent):
-                fact = referee_ledger.Signup(parsed.event_id, parsed.occurred_at, parsed.referral_code,
-                                             resolve(parsed.referral_code), parsed.visitor_id,
-                                             parsed.email_hash, parsed.device_id)
-            elif isinstance(parsed, OrderEvent):
-                fact = referee_ledger.Order(parsed.event_id, parsed.occurred_at, parsed.order_id, parsed.amount,
-                                            parsed.currency, parsed.referral_code, resolve(parsed.referral_code))
-            elif isinstance(parsed, RefundEvent):
-                fact = referee_ledger.Refund(parsed.event_id, parsed.occurred_at, parsed.order_id,
-                                             parsed.amount, parsed.currency)
-            else:  # pragma: no cover - classify() keeps other types off these topics
-                return
+            customer_id, fact = to_fact(parsed, resolve)
         record = customers_table[customer_id.encode()] or stages.CustomerRecord()
         apply(customers_table, customer_id, stages.customer_step(record, customer_id, fact, campaigns), batch,
               customers_refreshed, lambda r: stages.customer_resend(r, customer_id))
@@ -355,8 +339,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             share = parse(event, batch)
             if not isinstance(share, ShareEvent):
                 return
-            referrer_apply(share.referrer_id, stages.Share(share.event_id, share.campaign_id or "default",
-                                                           share.channel.value, share.occurred_at), batch)
+            referrer_apply(*to_fact(share, resolve), batch)
             return
         fact = pickle.loads(event.value)
         if isinstance(fact, Tick):

@@ -8,18 +8,17 @@ stage's outputs on to the next, and keep every stage's state. Pure apart from th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.events import ClickEvent, InboundEventBase, OrderEvent, RefundEvent, ShareEvent, SignupEvent
+from schemas.events import InboundEventBase, ShareEvent, SignupEvent
 from streams import referee_ledger, referrer_rewards, visitor_attribution
 from streams.campaigns import CampaignBook
-from streams.referee_ledger import CodeOwner, CustomerState, Profile, Referral
+from streams.inbound import Resolve, to_fact
+from streams.referee_ledger import CustomerState, Profile, Referral
 from streams.referrer_rewards import ReferrerState, Reward, Tick
 from streams.visitor_attribution import Candidate, VisitorState
 
-Resolve = Callable[[str], CodeOwner | None]
 
 
 @dataclass
@@ -59,28 +58,14 @@ class ReferencePipeline:
     def feed(self, event: InboundEventBase) -> None:
         if isinstance(event, ShareEvent):
             return  # shares feed counters only
-        if isinstance(event, ClickEvent):
-            owner = self.resolve(event.referral_code)
-            self._visitor(event.visitor_id, visitor_attribution.Click(
-                event.event_id, event.occurred_at, event.referral_code, owner.referrer_id if owner else None,
-                owner.campaign_id if owner else (event.campaign_id or "default"),
-                event.channel.value if event.channel else None))
-        elif isinstance(event, SignupEvent):
-            owner = self.resolve(event.referral_code) if event.referral_code else None
-            self._customer(event.customer_id, referee_ledger.Signup(
-                event.event_id, event.occurred_at, event.referral_code, owner, event.visitor_id, event.email_hash,
-                event.device_id))
-            if event.visitor_id and not event.referral_code:
-                self._visitor(event.visitor_id, visitor_attribution.VisitorSignup(
-                    event.event_id, event.occurred_at, event.customer_id))
-        elif isinstance(event, OrderEvent):
-            owner = self.resolve(event.referral_code) if event.referral_code else None
-            self._customer(event.customer_id, referee_ledger.Order(
-                event.event_id, event.occurred_at, event.order_id, event.amount, event.currency,
-                event.referral_code, owner))
-        elif isinstance(event, RefundEvent):
-            self._customer(event.customer_id, referee_ledger.Refund(
-                event.event_id, event.occurred_at, event.order_id, event.amount, event.currency))
+        key, fact = to_fact(event, self.resolve)
+        if isinstance(fact, visitor_attribution.Click):
+            self._visitor(key, fact)
+            return
+        self._customer(key, fact)
+        if isinstance(event, SignupEvent) and event.visitor_id and not event.referral_code:
+            self._visitor(event.visitor_id, visitor_attribution.VisitorSignup(
+                event.event_id, event.occurred_at, event.customer_id))
 
     def tick(self, now: datetime) -> None:
         for referrer_id in sorted(self.referrers):

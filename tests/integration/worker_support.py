@@ -18,8 +18,8 @@ from typing import Any
 import redis
 
 from producers.code_registry import CodeRegistry
-from producers.simulate import KafkaTarget, Summary, register_codes
-from producers.simulator import Simulation, SimulationConfig
+from producers.simulate import KafkaTarget, Summary, backdated_simulation, register_codes
+from producers.simulator import SimulationConfig
 from referrals.settings import Settings
 from schemas import parse_event
 from streams.campaigns import load_campaigns
@@ -106,14 +106,13 @@ class WorkerProcess:
 
 
 def simulated(settings: Settings, seed: int, n: int, customers: int = 40) -> list[dict[str, Any]]:
-    """``n`` simulated events over the last 40 days (so some hold periods have ended), codes registered."""
+    """``n`` simulated events over about the last 40 days (so some hold periods have ended), codes registered."""
     now = datetime.now(UTC)
-    span = timedelta(days=40)
-    sim = Simulation(SimulationConfig(customers=customers), seed, now - span, n / span.total_seconds() / 2.0)
+    sim = backdated_simulation(SimulationConfig(customers=customers), seed=seed, count=n, days=40, now=now)
     register_codes(settings, sim)
     events = []
     for at, event in sim.events():
-        if at > span.total_seconds() - 60 or len(events) >= n:
+        if sim.start + timedelta(seconds=at) > now - timedelta(minutes=1) or len(events) >= n:
             break
         events.append(event)
     return events

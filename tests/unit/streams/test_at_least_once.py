@@ -16,8 +16,9 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import ClickEvent, OrderEvent, RefundEvent, ShareEvent, SignupEvent
-from streams import counters, referee_ledger, stages, visitor_attribution
+from schemas.events import ClickEvent, ShareEvent
+from streams import counters, stages
+from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
 from tests.unit.streams.story import T0, Story, resolve
@@ -48,27 +49,9 @@ class Shell:
     crashes: int = 0
 
     def inbound(self, event) -> None:  # noqa: ANN001 - what the agents make of each inbound event
-        if isinstance(event, ShareEvent):
-            self.stages["referrer"].log.append((event.referrer_id, stages.Share(
-                event.event_id, "default", event.channel.value, event.occurred_at)))
-        elif isinstance(event, ClickEvent):
-            owner = resolve(event.referral_code)
-            self.stages["visitor"].log.append((event.visitor_id, visitor_attribution.Click(
-                event.event_id, event.occurred_at, event.referral_code, owner.referrer_id if owner else None,
-                owner.campaign_id if owner else "default", event.channel.value if event.channel else None)))
-        elif isinstance(event, SignupEvent):
-            owner = resolve(event.referral_code) if event.referral_code else None
-            self.stages["customer"].log.append((event.customer_id, referee_ledger.Signup(
-                event.event_id, event.occurred_at, event.referral_code, owner, event.visitor_id, event.email_hash,
-                event.device_id)))
-        elif isinstance(event, OrderEvent):
-            owner = resolve(event.referral_code) if event.referral_code else None
-            self.stages["customer"].log.append((event.customer_id, referee_ledger.Order(
-                event.event_id, event.occurred_at, event.order_id, event.amount, event.currency,
-                event.referral_code, owner)))
-        elif isinstance(event, RefundEvent):
-            self.stages["customer"].log.append((event.customer_id, referee_ledger.Refund(
-                event.event_id, event.occurred_at, event.order_id, event.amount, event.currency)))
+        key, fact = to_fact(event, resolve)
+        stage = {ShareEvent: "referrer", ClickEvent: "visitor"}.get(type(event), "customer")
+        self.stages[stage].log.append((key, fact))
 
     def _step(self, name: str, key: str, fact) -> tuple[stages.Step, list[stages.Outbound]]:  # noqa: ANN001
         book = self.story.book
