@@ -67,13 +67,21 @@ EventType = Literal["share", "click", "signup", "order", "refund"]
 
 
 class ApiKey(BaseModel):
-    """A client of the gateway: a name for logs and limits, the secret key, and what it may send."""
+    """A client of the gateway: a name for logs and limits, the secret key, and what it may do: send
+    events of ``types``, and (``read``) use the read API."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     key: SecretStr = Field(min_length=16)
-    types: frozenset[EventType] = Field(min_length=1)
+    types: frozenset[EventType] = Field(default_factory=frozenset, description="event types it may send")
+    read: bool = Field(False, description="may read referrers, funnels and leaderboards (GET /v1/...)")
+
+    @model_validator(mode="after")
+    def _may_do_something(self) -> ApiKey:
+        if not self.types and not self.read:
+            raise ValueError(f"API key {self.name!r} may do nothing: give it event types, read: true, or both")
+        return self
 
 
 class WebhookSecret(BaseModel):
@@ -108,6 +116,8 @@ class GatewaySettings(BaseModel):
     click_dedup_window_s: int = Field(1800, ge=1, description="a reload within this window is not a new click")
     visitor_cookie: str = "rp_vid"
     cookie_secure: bool = Field(False, description="mark the visitor cookie Secure (behind HTTPS)")
+    metrics_host: str = Field("127.0.0.1", description="address of the gateway's Prometheus endpoint")
+    metrics_port: int = Field(9109, ge=0, le=65535, description="port of /metrics (requests, latency); 0: off")
 
 
 class StreamSettings(BaseModel):
@@ -137,10 +147,37 @@ class StreamSettings(BaseModel):
         60.0, ge=0, description="records waiting and no offset committed for this long: the worker stops "
         "(exit 70) to be restarted; 0: no watchdog",
     )
+    metrics_host: str = Field("127.0.0.1", description="address of the worker's Prometheus endpoint")
+    metrics_port: int = Field(
+        9110, ge=0, le=65535, description="port of the worker's /metrics (events per agent, batch time, "
+        "freshness); 0: off. Give every worker on one host its own"
+    )
     fault_kill_rate: float = Field(
         0.0, ge=0, le=1,
         description="fault injection for tests: the chance that the worker SIGKILLs itself at a batch's worst "
         "moments (outputs half sent; outputs acknowledged but Redis not written). Never set it in production",
+    )
+
+
+class ExporterSettings(BaseModel):
+    """``referrals exporter``: the pipeline's global state (Redis, Kafka) for Prometheus."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="address of the exporter's /metrics")
+    port: int = Field(9108, ge=1, le=65535)
+    redis_timeout_s: float = Field(5.0, gt=0, description="a scrape gives up on Redis after this long")
+
+
+class PrivacySettings(BaseModel):
+    """How personal data is kept out of views and answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pseudonym_key: SecretStr = Field(
+        SecretStr("local-development-pseudonym-key-change-me"), min_length=16,
+        description="HMAC key of the pseudonymous ids the read API shows for other customers and erasure keeps; "
+        "set your own in production (changing it changes every pseudonym)",
     )
 
 
@@ -159,6 +196,8 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
+    exporter: ExporterSettings = Field(default_factory=ExporterSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     event_source: str = Field(
         "referrals-cli", description="CloudEvents `source` of records this process produces"
     )

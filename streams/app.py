@@ -40,6 +40,7 @@ from typing import Any
 
 import faust
 import redis
+from prometheus_client import start_http_server
 
 from producers.code_registry import CodeRegistry
 from referrals.kafka_admin import ensure_topics, group_positions
@@ -62,7 +63,7 @@ from schemas.topics import (
     SIGNUPS,
     VISITOR_FACTS,
 )
-from streams import counters, stages, visitor_attribution
+from streams import counters, deadletter_counts, redis_views, stages, visitor_attribution, worker_metrics
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify
 from streams.inbound import to_fact
@@ -98,6 +99,8 @@ class Batch:
         self.dirty: dict[str, None] = {}  # referrers whose counters changed, in order
         self.changelog: list[Any] = []  # futures of the table changes, resolved once Kafka has them
         self.partition = 0  # of the event being handled: its key's partition in every co-partitioned topic
+        self.deadletters: list[tuple[str, str, int, int]] = []  # (source topic, reason, partition, offset)
+        self.caused_at: list[datetime] = []  # event times of the events whose counters this batch writes
 
     def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         self.records.append((topic, key, value, headers))
@@ -107,7 +110,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     cfg = settings.streams
     prefix = settings.kafka.topic_prefix
     partitions = settings.kafka.partitions
-    layout = RedisLayout(settings.redis.key_prefix, partitions)
+    key_prefix = settings.redis.key_prefix
     registry = registry or CodeRegistry.from_settings(settings)
     writer = SnapshotWriter(registry.client)
     source = f"referrals-worker/{cfg.app_id}"
@@ -148,6 +151,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset,
                         parsed.reason)
             batch.add(name(DEADLETTER), message.topic.encode(), parsed.model_dump_json().encode())
+            batch.deadletters.append((message.topic, parsed.reason, message.partition, message.offset))
             return None
         return parsed
 
@@ -202,7 +206,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             log.warning("fault injection: SIGKILL")
             os.kill(os.getpid(), signal.SIGKILL)
 
-    async def finish(batch: Batch, snapshots_of: Callable[[list[str]], list] | None = None) -> None:
+    async def finish(batch: Batch, snapshots_of: Callable[[list[str], RedisLayout], list] | None = None) -> None:
         """Send the batch's records, wait for Kafka to acknowledge them (and the table changes), then Redis."""
         sent = [await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
                 for topic, key, value, headers in batch.records]
@@ -212,17 +216,24 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         await asyncio.wait_for(app.producer.flush(), timeout=2 * cfg.kafka_timeout_s)
         await asyncio.wait_for(asyncio.gather(*sent, *batch.changelog), timeout=2 * cfg.kafka_timeout_s)
         await fault_point()
+        if batch.deadletters:
+            await write_redis(lambda: deadletter_counts.record(registry.client, key_prefix, batch.deadletters))
         if snapshots_of is not None and batch.dirty:
-            snapshots = snapshots_of(list(batch.dirty))  # computed here, in the loop; written in a thread
+            # the view live now (``referrals rebuild`` may switch it), read before every batch it writes
+            layout = await write_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
+            snapshots = snapshots_of(list(batch.dirty), layout)  # computed here, in the loop; written in a thread
             await write_redis(lambda: writer.apply(snapshots))
+        if batch.caused_at:
+            now = datetime.now(UTC)
+            for at in batch.caused_at:
+                worker_metrics.FRESHNESS.observe(max(0.0, (now - at).total_seconds()))
 
-    async def write_redis(call: Callable[[], object]) -> None:
+    async def write_redis(call: Callable[[], Any]) -> Any:
         """Redis unavailable is waited out (nothing is acknowledged meanwhile), not skipped."""
         delay = 0.2
         while True:
             try:
-                await asyncio.to_thread(call)
-                return
+                return await asyncio.to_thread(call)
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
@@ -245,9 +256,14 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         offsets.forget(mine)
         offsets.start(await committed_offsets(mine))
 
-    async def run_stage(stream, handle: Callable[[Any, Batch], None], snapshots_of=None) -> None:  # noqa: ANN001
+    async def run_stage(stream, agent: str, handle: Callable[[Any, Batch], None],  # noqa: ANN001
+                        snapshots_of=None) -> None:  # noqa: ANN001
         """Batches of events; Faust acknowledges a batch's events only after this loop body returns."""
+        events_done, batches_done = worker_metrics.EVENTS.labels(agent), worker_metrics.BATCHES.labels(agent)
+        batch_seconds = worker_metrics.BATCH_SECONDS.labels(agent)
+        deadletters_sent = worker_metrics.DEADLETTERS.labels(agent)
         async for events in stream.take_events(cfg.batch_size, within=cfg.batch_wait_s):
+            started = time.perf_counter()
             batch = Batch()
             try:
                 new = {(e.message.topic, e.message.partition) for e in events} - offsets.known()
@@ -261,6 +277,10 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                     batch.partition = event.message.partition
                     handle(event, batch)
                 await finish(batch, snapshots_of)
+                events_done.inc(len(events))
+                batches_done.inc()
+                deadletters_sent.inc(len(batch.deadletters))
+                batch_seconds.observe(time.perf_counter() - started)
             except Exception:  # noqa: BLE001 - anything unexpected: restart from the committed offsets
                 crash(f"a batch of {stream} failed")
 
@@ -284,7 +304,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     @app.agent(visitor_in, name="visitors")
     async def visitors(stream):  # noqa: ANN001
-        await run_stage(stream, visitor_event)
+        await run_stage(stream, "visitors", visitor_event)
 
     # -- referee stage -------------------------------------------------------------------------------
 
@@ -306,7 +326,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     @app.agent(customer_in, name="customers")
     async def customers(stream):  # noqa: ANN001
-        await run_stage(stream, customer_event)
+        await run_stage(stream, "customers", customer_event)
 
     # -- referrer stage ------------------------------------------------------------------------------
 
@@ -328,6 +348,9 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         step = stages.referrer_step(record, referrer_id, fact, campaigns)
         if step.changed and step.record.seq != record.seq:
             batch.dirty[referrer_id] = None
+            caused_at = stages.caused_at(fact)
+            if caused_at is not None:
+                batch.caused_at.append(caused_at)
         if step.duplicate and referrer_id not in referrers_refreshed:
             batch.dirty[referrer_id] = None  # the snapshot may not have reached Redis: write it again
         apply(referrers_table, referrer_id, step, batch, referrers_refreshed,
@@ -348,7 +371,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         else:
             referrer_apply(message.key.decode(), fact, batch)
 
-    def counter_snapshots(referrer_ids: list[str]) -> list[counters.CounterSnapshot]:
+    def counter_snapshots(referrer_ids: list[str], layout: RedisLayout) -> list[counters.CounterSnapshot]:
         snapshots = []
         for referrer_id in referrer_ids:
             record = referrers_table[referrer_id.encode()]
@@ -358,7 +381,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     @app.agent(referrer_in, name="referrers")
     async def referrers(stream):  # noqa: ANN001
-        await run_stage(stream, referrer_event, counter_snapshots)
+        await run_stage(stream, "referrers", referrer_event, counter_snapshots)
 
     # -- the watchdog --------------------------------------------------------------------------------
 
@@ -483,6 +506,8 @@ def run_worker(settings: Settings, campaigns: CampaignBook, loglevel: str = "war
     prepare_topics(settings)
     (settings.state_dir / "faust" / settings.streams.app_id).mkdir(parents=True, exist_ok=True)
     app = build_app(settings, campaigns)
+    if settings.streams.metrics_port:
+        start_http_server(settings.streams.metrics_port, addr=settings.streams.metrics_host)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     started = time.monotonic()
     log.info("worker %s starting", settings.streams.app_id)

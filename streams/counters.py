@@ -5,10 +5,15 @@ snapshot (``streams.redis_sink.SnapshotWriter``), fenced by the record's ``seq``
 
 - per referrer, values are absolute (shares by channel, clicks, signups, conversions,
   points by status, the list of referrals): writing them twice is harmless;
-- the campaign funnels and leaderboards are sums over referrers, so the snapshot holds
-  the referrer's *contribution* to each funnel field; the script stores the contribution
-  it applied last and adds only the difference. A snapshot applied twice, or one older
-  than what Redis has, changes nothing.
+- the campaign funnels, ledgers (rewards by role and status, rejections by reason) and
+  leaderboards are sums over referrers, so the snapshot holds the referrer's
+  *contribution* to each of their fields; the script stores the contribution it applied
+  last and adds only the difference. A snapshot applied twice, or one older than what
+  Redis has, changes nothing.
+
+The ledger counts what was *reached*: a reward that went from pending to confirmed counts
+once under each, so every ledger field only grows (Prometheus counters, see
+``consumers.exporter``).
 """
 
 from __future__ import annotations
@@ -63,8 +68,21 @@ class CounterSnapshot:
     referrals_key: str
     fields: dict[str, int]
     referrals: dict[str, str | None]  # referral id -> JSON summary; None: remove (withdrawn)
-    funnel: dict[tuple[str, str], int]  # (funnel key, field) -> this referrer's contribution
+    sums: dict[tuple[str, str], int]  # (funnel or ledger key, field) -> this referrer's contribution
     leaderboard: dict[str, int]  # leaderboard key -> this referrer's confirmed referrals
+    campaigns_key: str  # the shard's set of campaigns
+    campaigns: tuple[str, ...]  # the campaigns this referrer contributes to
+
+
+def ledger_cells(record: ReferrerRecord) -> dict[tuple[str, str], int]:
+    """(campaign, field) -> the referrer's contribution to the campaign's ledger (see the module docstring)."""
+    cells: Counter = Counter()
+    for (_reward_id, status), (role, campaign_id, points) in record.reached.items():
+        cells[(campaign_id, f"rewards:{role}:{status}")] += 1
+        cells[(campaign_id, f"points:{role}:{status}")] += points
+    for (_referral_id, reason), campaign_id in record.withheld.items():
+        cells[(campaign_id, f"rejections:{reason}")] += 1
+    return dict(cells)
 
 
 def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> CounterSnapshot:
@@ -99,16 +117,20 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> C
             "reward_reason": reward.reason.value if reward and reward.reason else None,
             "reward_points": reward.points if reward else 0,
         }, sort_keys=True)
-    funnel: dict[tuple[str, str], int] = {}
+    sums: dict[tuple[str, str], int] = {}
     for (stage, campaign_id, channel, day), n in funnel_cells(record).items():
         field = f"{stage}:{channel}"
         for key in (layout.funnel(p, campaign_id), layout.funnel(p, campaign_id, day)):
-            funnel[(key, field)] = funnel.get((key, field), 0) + n
+            sums[(key, field)] = sums.get((key, field), 0) + n
+    for (campaign_id, field), n in ledger_cells(record).items():
+        sums[(layout.ledger(p, campaign_id), field)] = n
     confirmed: Counter = Counter({r.campaign_id: 0 for r in core.referrals.values()})
     for w in core.rewards.values():
         if w.role is RewardRole.REFERRER and w.status is RewardStatus.CONFIRMED and ":milestone:" not in w.reward_id:
             confirmed[w.campaign_id] += 1
+    campaigns = {c for (_, c, _, _) in record.cells} | {c for c, _ in ledger_cells(record)} | set(confirmed)
     return CounterSnapshot(
         referrer_id=referrer_id, seq=record.seq, referrer_key=layout.referrer(referrer_id),
-        referrals_key=layout.referrals(referrer_id), fields=fields, referrals=referrals, funnel=funnel,
-        leaderboard={layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())})
+        referrals_key=layout.referrals(referrer_id), fields=fields, referrals=referrals, sums=sums,
+        leaderboard={layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())},
+        campaigns_key=layout.campaigns(p), campaigns=tuple(sorted(campaigns)))

@@ -14,6 +14,10 @@ total add up the ``partitions`` shards (six by default).
                                                        signup, conversion)
     <prefix>{ref:<p>}:funnel:<campaign>:<day>    hash  the same per UTC day (YYYY-MM-DD)
     <prefix>{ref:<p>}:leaderboard:<campaign>     zset  referrer_id -> confirmed referrals
+    <prefix>{ref:<p>}:ledger:<campaign>          hash  rewards:<role>:<status> -> rewards that reached the
+                                                       status, points:<role>:<status> -> their points,
+                                                       rejections:<reason> -> referrals withheld for it
+    <prefix>{ref:<p>}:campaigns                  set   the campaigns the shard has counters for
 
 ``p`` is the partition Kafka's default partitioner gives the referrer id (murmur2, as
 kafka-python, aiokafka and the Java client compute it), so a reader finds a referrer's
@@ -52,6 +56,18 @@ class RedisLayout:
 
     def leaderboard(self, partition: int, campaign_id: str) -> str:
         return f"{self.tag(partition)}:leaderboard:{campaign_id}"
+
+    def ledger(self, partition: int, campaign_id: str) -> str:
+        return f"{self.tag(partition)}:ledger:{campaign_id}"
+
+    def campaigns(self, partition: int) -> str:
+        return f"{self.tag(partition)}:campaigns"
+
+    def all_ledgers(self, campaign_id: str) -> list[str]:
+        return [self.ledger(p, campaign_id) for p in range(self.partitions)]
+
+    def all_campaign_sets(self) -> list[str]:
+        return [self.campaigns(p) for p in range(self.partitions)]
 
     def all_funnels(self, campaign_id: str, day: str | None = None) -> list[str]:
         """The shards a reader adds up for a campaign total."""

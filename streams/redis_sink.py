@@ -7,7 +7,7 @@ Kafka does not cover Redis, so every write is a snapshot of one referrer's recor
    does nothing unless it is newer (a snapshot written twice, or an older one written
    late after a crash, changes nothing);
 2. checks every value before writing any (Redis does not roll back a failing script);
-3. adds to each campaign funnel field the *difference* between the referrer's new
+3. adds to each campaign funnel and ledger field the *difference* between the referrer's new
    contribution and the one it applied last (stored in ``_funnel``), sets the
    referrer's absolute values and referral list, and the leaderboard scores;
 4. stores the new ``_seq`` and ``_funnel``.
@@ -31,7 +31,7 @@ local seq = tonumber(ARGV[1])
 local stored = tonumber(redis.call('HGET', KEYS[1], '_seq') or '-1')
 if seq <= stored then return 0 end
 local declared = {}
-for i = 3, #KEYS do declared[KEYS[i]] = true end
+for i = 4, #KEYS do declared[KEYS[i]] = true end
 local fields = cjson.decode(ARGV[2])
 local referrals = cjson.decode(ARGV[3])
 local new = cjson.decode(ARGV[4])
@@ -63,6 +63,8 @@ end
 for key, n in pairs(board) do
   if n > 0 then redis.call('ZADD', key, n, ARGV[6]) else redis.call('ZREM', key, ARGV[6]) end
 end
+local campaigns = cjson.decode(ARGV[7])
+if #campaigns > 0 then redis.call('SADD', KEYS[3], unpack(campaigns)) end
 redis.call('HSET', KEYS[1], '_seq', ARGV[1], '_funnel', ARGV[4])
 return 1
 """
@@ -78,15 +80,16 @@ class SnapshotWriter:
         self._apply = client.register_script(_APPLY)
 
     def _call(self, snap: CounterSnapshot, client) -> object:
-        keys = [snap.referrer_key, snap.referrals_key]
-        keys += sorted({key for key, _ in snap.funnel} | set(snap.leaderboard))
+        keys = [snap.referrer_key, snap.referrals_key, snap.campaigns_key]
+        keys += sorted({key for key, _ in snap.sums} | set(snap.leaderboard))
         args = [
             snap.seq,
             json.dumps(snap.fields, sort_keys=True),
             json.dumps({k: (v if v is not None else False) for k, v in snap.referrals.items()}, sort_keys=True),
-            json.dumps({_cell(k, f): n for (k, f), n in sorted(snap.funnel.items())}),
+            json.dumps({_cell(k, f): n for (k, f), n in sorted(snap.sums.items())}),
             json.dumps(snap.leaderboard, sort_keys=True),
             snap.referrer_id,
+            json.dumps(list(snap.campaigns)),
         ]
         return self._apply(keys=keys, args=args, client=client)
 

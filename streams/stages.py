@@ -42,6 +42,7 @@ class Versioned:
     fact_id: str
     version: int
     fact: Any
+    caused_at: datetime | None = None  # event time of the inbound event behind this version (freshness); None on re-send
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,10 @@ class VisitorRecord:
     seq: int = 0
 
 
-def _visitor_outbound(record: VisitorRecord, candidates: list[Candidate], clicks: list[Click]) -> list[Outbound]:
-    out = [Outbound(CUSTOMER_FACTS.name, c.customer_id, Versioned(f"candidate:{c.source_event_id}", record.seq, c))
+def _visitor_outbound(record: VisitorRecord, candidates: list[Candidate], clicks: list[Click],
+                      caused_at: datetime | None = None) -> list[Outbound]:
+    out = [Outbound(CUSTOMER_FACTS.name, c.customer_id,
+                    Versioned(f"candidate:{c.source_event_id}", record.seq, c, caused_at))
            for c in candidates]
     out += [Outbound(REFERRER_FACTS.name, c.referrer_id,
                      Versioned(f"click:{c.event_id}", 0, ClickCounted(c.event_id, c.campaign_id, c.channel, c.at)))
@@ -102,7 +105,7 @@ def visitor_step(record: VisitorRecord, fact: Click | VisitorSignup, campaigns: 
     if core is record.core:
         return Step(record, duplicate=True)
     record = VisitorRecord(core, record.seq + 1)
-    return Step(record, _visitor_outbound(record, candidates, [fact] if isinstance(fact, Click) else []),
+    return Step(record, _visitor_outbound(record, candidates, [fact] if isinstance(fact, Click) else [], fact.at),
                 changed=True)
 
 
@@ -142,12 +145,12 @@ def _attributes(output: Referral | Profile) -> bool:
 
 
 def _customer_outbound(record: CustomerRecord, outputs: list[Referral | Profile],
-                       before: dict[str, Referral | Profile]) -> list[Outbound]:
+                       before: dict[str, Referral | Profile], caused_at: datetime | None = None) -> list[Outbound]:
     out: list[Outbound] = []
     for o in outputs:
         fact_id = _fact_id(o)
         target = o.customer_id if isinstance(o, Profile) else o.referrer_id
-        out.append(Outbound(REFERRER_FACTS.name, target, Versioned(fact_id, record.seq, o)))
+        out.append(Outbound(REFERRER_FACTS.name, target, Versioned(fact_id, record.seq, o, caused_at)))
         old = before.get(fact_id)
         if _attributes(o) and not (old is not None and _attributes(old)
                                    and old.source_event_id == o.source_event_id):  # type: ignore[union-attr]
@@ -163,7 +166,10 @@ def customer_step(record: CustomerRecord, customer_id: str,
         if seen.get(fact.fact_id, -1) >= fact.version:
             return Step(record, duplicate=True)
         seen = {**seen, fact.fact_id: fact.version}
+        caused_at = fact.caused_at
         fact = fact.fact
+    else:
+        caused_at = fact.at
     core, outputs = referee_ledger.step(record.core, customer_id, fact, campaigns)
     if core is record.core:
         if seen is record.seen:
@@ -172,7 +178,8 @@ def customer_step(record: CustomerRecord, customer_id: str,
     before = record.sent
     record = CustomerRecord(core, record.seq + 1, seen, {**before, **{_fact_id(o): o for o in outputs}})
     signups = [fact] if isinstance(fact, referee_ledger.Signup) else []
-    return Step(record, _visitor_signups(customer_id, signups) + _customer_outbound(record, outputs, before),
+    return Step(record,
+                _visitor_signups(customer_id, signups) + _customer_outbound(record, outputs, before, caused_at),
                 changed=True)
 
 
@@ -200,12 +207,27 @@ class ReferrerRecord:
     activity: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # (stage, campaign, channel, day)
     ticked: datetime | None = None  # the last tick that changed the record
     cells: frozenset[tuple[str, str, str, str]] = frozenset()  # funnel cells ever contributed to
+    reached: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)
+    # ^ (reward id, status) -> (role, campaign, points): every status a reward has been in (metrics count these)
+    withheld: dict[tuple[str, str], str] = field(default_factory=dict)
+    # ^ (referral id, reason code) -> campaign: every reason a referral or its rewards were ever withheld for
 
 
 def _advance(record: ReferrerRecord, **changes: Any) -> ReferrerRecord:
-    """A change the counters show: a new ``seq``, and the funnel cells it touches remembered."""
+    """A change the counters show: a new ``seq``; the funnel cells it touches, the reward statuses and
+    withholding reasons it reached remembered (metrics are counters: what was reached stays counted)."""
     record = replace(record, seq=record.seq + 1, **changes)
-    return replace(record, cells=record.cells | frozenset(funnel_cells(record)))
+    reached, withheld = record.reached, record.withheld
+    new_reached = {(w.reward_id, w.status.value): (w.role.value, w.campaign_id, w.points)
+                   for w in record.core.rewards.values() if (w.reward_id, w.status.value) not in reached}
+    new_withheld = {(r.referral_id, r.reason.value): r.campaign_id for r in record.core.referrals.values()
+                    if r.status == "rejected" and r.reason is not None}
+    new_withheld.update({(w.referral_id, w.reason.value): w.campaign_id for w in record.core.rewards.values()
+                         if w.reason is not None})
+    new_withheld = {k: v for k, v in new_withheld.items() if k not in withheld}
+    return replace(record, cells=record.cells | frozenset(funnel_cells(record)),
+                   reached={**reached, **new_reached} if new_reached else reached,
+                   withheld={**withheld, **new_withheld} if new_withheld else withheld)
 
 
 def reward_event(referrer: ReferrerState, w: Reward) -> RewardChange:
@@ -252,6 +274,15 @@ def referrer_step(record: ReferrerRecord, referrer_id: str, fact: Share | Versio
         return Step(replace(record, versions=versions), changed=True)  # a newer copy of a fact it has
     record = _advance(record, core=core, versions=versions)
     return Step(record, _rewards_outbound(referrer_id, core, rewards), changed=True)
+
+
+def caused_at(fact: Share | Versioned | Tick) -> datetime | None:
+    """The event time of the inbound event behind a referrer-stage input (None: a tick or a re-send)."""
+    if isinstance(fact, Share):
+        return fact.at
+    if isinstance(fact, Versioned):
+        return fact.fact.at if isinstance(fact.fact, ClickCounted) else fact.caused_at
+    return None
 
 
 def referrer_resend(record: ReferrerRecord, referrer_id: str) -> list[Outbound]:

@@ -204,3 +204,46 @@ def app_factory(stack: LocalStack, settings: Settings, unique_name) -> Iterator[
             keys = list(client.scan_iter(match=f"{gw.settings.redis.key_prefix}*"))
             if keys:
                 client.delete(*keys)
+
+
+# -- the stream worker ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pipeline_factory(stack, settings, unique_name, tmp_path):
+    """Settings with their own topics, Redis keys, consumer group and state; a worker for them."""
+    made: list = []  # (settings, WorkerProcess)
+
+    def make(name: str = "w", tick_interval_s: float = 1.0, fault_kill_rate: float = 0.0, batch_size: int = 500,
+             stall_timeout_s: float = 60.0, metrics_port: int = 0):
+        tag = unique_name(name).replace(".", "-")
+        own = settings.model_copy(update={
+            "kafka": settings.kafka.model_copy(update={"topic_prefix": tag + "."}),
+            "redis": settings.redis.model_copy(update={"key_prefix": tag + ":"}),
+            "streams": settings.streams.model_copy(update={"app_id": tag, "tick_interval_s": tick_interval_s,
+                                                           "fault_kill_rate": fault_kill_rate,
+                                                           "batch_size": batch_size,
+                                                           "stall_timeout_s": stall_timeout_s,
+                                                           "metrics_port": metrics_port}),
+            "state_dir": tmp_path / tag,
+        })
+        from streams.app import prepare_topics
+        from tests.integration.worker_support import WorkerProcess
+
+        prepare_topics(own)
+        worker = WorkerProcess(own, tmp_path / f"{tag}.log")
+        made.append((own, worker))
+        return own, worker
+
+    yield make
+    for own, worker in made:
+        worker.stop()
+        from streams.app import changelog_topics, worker_topics
+        from tests.integration.worker_support import client
+
+        delete_topics(settings, worker_topics(own) + changelog_topics(own))
+
+        with client(own) as c:
+            keys = list(c.scan_iter(match=f"{own.redis.key_prefix}*"))
+            if keys:
+                c.delete(*keys)

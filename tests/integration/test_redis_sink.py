@@ -35,14 +35,16 @@ def snap(layout, referrer, seq, shares=1, signups=0, day="2026-05-04", referrals
     return CounterSnapshot(
         referrer_id=referrer, seq=seq, referrer_key=layout.referrer(referrer),
         referrals_key=layout.referrals(referrer), fields={"shares:whatsapp": shares, "signups": signups},
-        referrals=referrals or {}, funnel=funnel, leaderboard={layout.leaderboard(p, "spring"): confirmed})
+        referrals=referrals or {}, sums=funnel, leaderboard={layout.leaderboard(p, "spring"): confirmed},
+        campaigns_key=layout.campaigns(p), campaigns=("spring",))
 
 
 def dump(client, layout) -> dict:
     out = {}
     for key in sorted(client.scan_iter(match=f"{layout.prefix}*")):
         kind = client.type(key)
-        out[key] = client.hgetall(key) if kind == b"hash" else client.zrange(key, 0, -1, withscores=True)
+        out[key] = (client.hgetall(key) if kind == b"hash" else client.smembers(key) if kind == b"set"
+                    else client.zrange(key, 0, -1, withscores=True))
     return out
 
 

@@ -7,16 +7,13 @@ import json
 import random
 import time
 
-import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from referrals.kafka_admin import delete_topics, group_lag
+from referrals.kafka_admin import group_lag
 from schemas.topics import DEADLETTER, INBOUND, INTERNAL
-from streams.app import changelog_topics, prepare_topics, worker_topics
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import (
-    WorkerProcess,
     supervise,
     expected,
     latest_rewards,
@@ -26,40 +23,6 @@ from tests.integration.worker_support import (
     simulated,
     wait_for,
 )
-
-
-@pytest.fixture
-def pipeline_factory(stack, settings, unique_name, tmp_path):
-    """Settings with their own topics, Redis keys, consumer group and state; a worker for them."""
-    made: list[tuple[object, WorkerProcess]] = []
-
-    def make(name: str = "w", tick_interval_s: float = 1.0, fault_kill_rate: float = 0.0, batch_size: int = 500,
-             stall_timeout_s: float = 60.0):
-        tag = unique_name(name).replace(".", "-")
-        own = settings.model_copy(update={
-            "kafka": settings.kafka.model_copy(update={"topic_prefix": tag + "."}),
-            "redis": settings.redis.model_copy(update={"key_prefix": tag + ":"}),
-            "streams": settings.streams.model_copy(update={"app_id": tag, "tick_interval_s": tick_interval_s,
-                                                           "fault_kill_rate": fault_kill_rate,
-                                                           "batch_size": batch_size,
-                                                           "stall_timeout_s": stall_timeout_s}),
-            "state_dir": tmp_path / tag,
-        })
-        prepare_topics(own)
-        worker = WorkerProcess(own, tmp_path / f"{tag}.log")
-        made.append((own, worker))
-        return own, worker
-
-    yield make
-    for own, worker in made:
-        worker.stop()
-        delete_topics(settings, worker_topics(own) + changelog_topics(own))
-        from tests.integration.worker_support import client
-
-        with client(own) as c:
-            keys = list(c.scan_iter(match=f"{own.redis.key_prefix}*"))
-            if keys:
-                c.delete(*keys)
 
 
 def test_the_simulated_stream_ends_as_the_pure_core_decides(pipeline_factory):

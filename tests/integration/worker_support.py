@@ -47,6 +47,7 @@ class WorkerProcess:
                 "REFERRALS_STREAMS__FAULT_KILL_RATE": str(s.streams.fault_kill_rate),
                 "REFERRALS_STREAMS__BATCH_SIZE": str(s.streams.batch_size),
                 "REFERRALS_STREAMS__STALL_TIMEOUT_S": str(s.streams.stall_timeout_s),
+                "REFERRALS_STREAMS__METRICS_PORT": str(s.streams.metrics_port),
                 "REFERRALS_STATE_DIR": str(s.state_dir)}
 
     def start(self) -> None:
@@ -197,6 +198,8 @@ def redis_dump(settings: Settings) -> dict[str, Any]:
             kind = c.type(key)
             if kind == "hash":
                 value: Any = {k: v for k, v in c.hgetall(key).items() if not k.startswith("_")}
+            elif kind == "set":
+                value = sorted(c.smembers(key))
             else:
                 value = dict(c.zrange(key, 0, -1, withscores=True))
             out[key[len(prefix):]] = value

@@ -26,11 +26,11 @@ class FakeRedis:
         old = self.applied.get(snap.referrer_id)
         if old is not None and snap.seq <= old.seq:
             return False
-        before = old.funnel if old else {}
-        for cell in set(before) | set(snap.funnel):
+        before = old.sums if old else {}
+        for cell in set(before) | set(snap.sums):
             key, field = cell
             h = self.hashes.setdefault(key, {})
-            h[field] = h.get(field, 0) + snap.funnel.get(cell, 0) - before.get(cell, 0)
+            h[field] = h.get(field, 0) + snap.sums.get(cell, 0) - before.get(cell, 0)
         self.hashes[snap.referrer_key] = dict(snap.fields)
         lst = self.hashes.setdefault(snap.referrals_key, {})
         for rid, summary in snap.referrals.items():
@@ -123,4 +123,40 @@ def test_a_withdrawn_referral_leaves_the_list_and_the_funnel_and_its_cell_stays_
     assert redis.funnel() == Counter()
     assert redis.hashes[LAYOUT.referrals("anna")] == {}
     assert redis.hashes[LAYOUT.referrer("anna")]["signups"] == 0
-    assert set(snaps[1].funnel) == set(snaps[0].funnel)  # the cell is still sent, with 0
+    assert set(snaps[1].sums) == set(snaps[0].sums)  # the cell is still sent, with 0
+
+
+def ledger(redis: FakeRedis, campaign: str = "default") -> Counter:
+    total: Counter = Counter()
+    for key in LAYOUT.all_ledgers(campaign):
+        total.update(redis.hashes.get(key, {}))
+    return +total
+
+
+def test_the_ledger_counts_every_status_a_reward_reached_and_every_reason_once():
+    s = Story()
+    s.signup("eva", code="ANNA")
+    s.order("eva", "30.00", minutes=60, order_id="o1")
+    s.signup("finn", code="ANNA", minutes=70)
+    s.order("finn", "30.00", minutes=80, order_id="o2")
+    s.refund("finn", "o2", "30.00", days=2)  # within the hold: both of finn's rewards revoked
+    s.signup("gus", code="ANNA", minutes=90)
+    s.signup("gus", code="BEN", minutes=95)  # a duplicate claim: ben's referral rejected
+    redis = FakeRedis()
+    for referrer, referrals in referral_facts(s).items():
+        facts = [stages.Versioned(f"referral:{r.referral_id}", 1, r) for r in referrals]
+        facts.append(Tick(T0.replace(year=2027)))
+        _, snaps = feed(stages.ReferrerRecord(), referrer, facts, s.book)
+        for snap in [*snaps, *snaps[::-1]]:
+            redis.apply(snap)
+    assert ledger(redis) == Counter({
+        # eva: pending, then confirmed at the tick: counted under both
+        "rewards:referrer:pending": 1, "points:referrer:pending": 500,
+        "rewards:referee:pending": 1, "points:referee:pending": 500,
+        "rewards:referrer:confirmed": 1, "points:referrer:confirmed": 500,
+        "rewards:referee:confirmed": 1, "points:referee:confirmed": 500,
+        # finn: refunded within the hold before any tick: revoked, the points shown are the ones taken back
+        "rewards:referrer:revoked": 1, "points:referrer:revoked": 500,
+        "rewards:referee:revoked": 1, "points:referee:revoked": 500,
+        "rejections:refunded_in_hold": 1, "rejections:duplicate_attribution": 1,
+    })

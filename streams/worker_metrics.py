@@ -1,0 +1,31 @@
+"""What one worker process publishes for Prometheus (``streams.metrics_port``).
+
+Process-local figures only: what this worker did. The pipeline's global state (funnel,
+rewards, rejections, dead letters, consumer lag) is published by ``referrals exporter``
+from Redis and Kafka, so it is right however many workers run. Labels are bounded: the
+agent's name, never a customer id or a code.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+AGENTS = ("visitors", "customers", "referrers")
+
+EVENTS = Counter("referral_worker_events", "Records an agent processed (inputs, including internal facts)",
+                 ["agent"])
+BATCHES = Counter("referral_worker_batches", "Batches an agent finished (outputs acknowledged, Redis written)",
+                  ["agent"])
+BATCH_SECONDS = Histogram(
+    "referral_worker_batch_seconds", "Time from a batch taken to its outputs acknowledged (and counters written)",
+    ["agent"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+DEADLETTERS = Counter("referral_worker_deadletters", "Records this worker sent to the dead-letter topic", ["agent"])
+FRESHNESS = Histogram(
+    "referral_event_freshness_seconds",
+    "From an event's occurred_at to the live counters it changes being written to Redis",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, 604800))
+
+for _agent in AGENTS:  # every series exists from the start, so rate() has a zero to begin with
+    for _metric in (EVENTS, BATCHES, DEADLETTERS):
+        _metric.labels(_agent)
+    BATCH_SECONDS.labels(_agent)
