@@ -1,8 +1,9 @@
 """Debian packages the local stack and the tests need, installed when missing.
 
 The stack needs Java 17+ and Maven (for the Kafka broker) and ``redis-server``; the
-tests also need ``docker-compose`` (to validate the Compose file) and ``chromium`` (headless,
-for the referral-link browser test). On a machine that
+tests also need ``docker-compose`` (to validate the Compose file), ``chromium`` (headless,
+for the referral-link browser test) and ``prometheus`` with ``promtool`` (the metrics,
+dashboard and alert-rule tests). On a machine that
 already has them nothing is installed. Installing needs root or password-less sudo.
 """
 
@@ -24,6 +25,8 @@ STACK_PACKAGES: dict[str, str] = {
 TEST_PACKAGES: dict[str, str] = {
     "docker-compose": "docker-compose",
     "chromium": "chromium",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
 }
 
 
