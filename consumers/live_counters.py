@@ -71,3 +71,49 @@ def top_referrers(client: redis.Redis, layout: RedisLayout, campaign_id: str, n:
             {s: int(h.get(f"points:{s}", 0)) for s in ("pending", "confirmed", "revoked")}, dict(withheld)))
     lines.sort(key=lambda x: (-x.confirmed_referrals, -x.conversions, -x.signups, x.referrer_id))
     return lines[:n]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerView:
+    """One referrer's live counters and referrals, as the referrer stage last wrote them."""
+
+    shares: dict[str, int]  # channel -> shares
+    clicks: int
+    signups: int
+    conversions: int
+    points: dict[str, int]  # pending, confirmed, revoked
+    referrals: list[dict]  # the summaries (streams.counters.snapshot), by attribution time
+
+    @property
+    def empty(self) -> bool:
+        return not (self.shares or self.clicks or self.signups or self.conversions or self.referrals
+                    or any(self.points.values()))
+
+
+def referrer_view(client: redis.Redis, layout: RedisLayout, referrer_id: str) -> ReferrerView:
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(layout.referrer(referrer_id))
+    pipe.hvals(layout.referrals(referrer_id))
+    fields, summaries = pipe.execute()
+    h = {_text(k): int(v) for k, v in fields.items() if not _text(k).startswith("_")}
+    referrals = sorted((json.loads(s) for s in summaries), key=lambda r: (r["attributed_at"], r["referee_id"]))
+    return ReferrerView(
+        shares={k.split(":", 1)[1]: n for k, n in sorted(h.items()) if k.startswith("shares:") and n},
+        clicks=h.get("clicks", 0), signups=h.get("signups", 0), conversions=h.get("conversions", 0),
+        points={s: h.get(f"points:{s}", 0) for s in ("pending", "confirmed", "revoked")}, referrals=referrals)
+
+
+def leaderboard(client: redis.Redis, layout: RedisLayout, campaign_id: str, limit: int) -> list[tuple[str, int]]:
+    """(referrer id, confirmed referrals), most first (ties by id), merged over the shards."""
+    keys = layout.all_leaderboards(campaign_id)
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.zrevrange(key, 0, limit - 1, withscores=True)  # a shard's top ``limit`` holds every global top one
+    shards = pipe.execute()
+    pipe = client.pipeline(transaction=False)
+    full = [(key, shard[-1][1]) for key, shard in zip(keys, shards, strict=True) if len(shard) == limit]
+    for key, lowest in full:  # ... but for ties with its last one, which may sort first by id
+        pipe.zrangebyscore(key, lowest, lowest, withscores=True)
+    ties = pipe.execute() if full else []
+    merged = {_text(member): int(score) for shard in [*shards, *ties] for member, score in shard}
+    return sorted(merged.items(), key=lambda x: (-x[1], x[0]))[:limit]

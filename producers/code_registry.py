@@ -94,6 +94,11 @@ class CodeRegistry:
             raise ValueError("that code belongs to another customer")
         return IssuedCode(got.decode(), referrer_id, campaign, bool(created))
 
+    def code_of(self, referrer_id: str, campaign_id: str | None = None) -> str | None:
+        """The customer's code for the campaign, if one was issued (never issues one)."""
+        found = self.client.hget(self._referrer_key(referrer_id), campaign_id or DEFAULT_CAMPAIGN)
+        return found.decode() if isinstance(found, bytes) else found
+
     def resolve(self, code: str) -> CodeOwner | None:
         """Who owns the code; None for a malformed or unknown code."""
         code = normalize(code)

@@ -309,6 +309,25 @@ def worker(loglevel: str = typer.Option("warn", help="crit, error, warn, info or
     run_worker(settings, campaigns, loglevel=loglevel)
 
 
+@app.command("exporter")
+def exporter() -> None:
+    """Serve the pipeline's funnel, rewards, rejections, dead letters and consumer lag for Prometheus."""
+    import logging
+
+    from consumers.exporter import serve
+    from streams.campaigns import CampaignError, load_campaigns
+
+    settings = _settings()
+    try:
+        campaigns = load_campaigns(settings.streams.campaigns_file)
+    except CampaignError as exc:
+        _fail(f"the campaign file is not usable:\n{exc}", code=2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    _echo(f"metrics on http://{settings.exporter.host}:{settings.exporter.port}/metrics")
+    serve(settings, campaigns)
+
+
 @app.command("api")
 def api(
     host: str = typer.Option(None, help="bind address (default REFERRALS_GATEWAY__HOST, 127.0.0.1)"),
@@ -327,6 +346,10 @@ def api(
               "(set REFERRALS_GATEWAY__API_KEYS)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    if settings.gateway.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.gateway.metrics_port, addr=settings.gateway.metrics_host)
     uvicorn.run(
         create_app(settings), host=host or settings.gateway.host, port=port or settings.gateway.port,
         access_log=False, log_level="info", server_header=False,

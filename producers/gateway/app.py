@@ -27,6 +27,7 @@ from pydantic.json_schema import models_json_schema
 from producers.code_registry import CodeOwner, CodeRegistry
 from producers.gateway.auth import KeyRing, Principal, SignatureProblem, WebhookVerifier
 from producers.gateway.intake import BODY, IntakeRejected, error, read_events
+from producers.gateway import metrics
 from producers.gateway.kafka_sink import KafkaSink, SinkUnavailable
 from producers.gateway.links import COOKIE_MAX_AGE_S, valid_visitor_id, with_ref
 from producers.gateway.rate_limit import RateLimiter
@@ -136,6 +137,7 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(metrics.MetricsMiddleware)
 
     def _error_response(description: str) -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": {
@@ -207,6 +209,8 @@ def create_app(
             accepted = await anyio.to_thread.run_sync(sink.send, records)
         except SinkUnavailable as exc:
             return _errors(503, [error(None, BODY, "kafka_unavailable", str(exc))], retry_503)
+        for event in intake.events:
+            metrics.EVENTS.labels(event.type).inc()
         return JSONResponse({"accepted": accepted}, status_code=202)
 
     @app.get("/r/{code:path}", summary="Referral link: redirect to the landing page and record the click",
@@ -240,6 +244,7 @@ def create_app(
                 )
                 try:
                     await anyio.to_thread.run_sync(sink.send, [inbound_record(click, "gateway/links", prefix)])
+                    metrics.EVENTS.labels("click").inc()
                 except SinkUnavailable:
                     log.warning("a referral click could not be written to Kafka")
         response = RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store"})
@@ -247,6 +252,10 @@ def create_app(
             response.set_cookie(cfg.visitor_cookie, visitor, max_age=COOKIE_MAX_AGE_S, httponly=True,
                                 samesite="lax", secure=cfg.cookie_secure, path="/")
         return response
+
+    from consumers.read_api import read_router
+
+    app.include_router(read_router(settings, keys, registry))
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:

@@ -18,7 +18,8 @@ from referrals.settings import ApiKey, WebhookSecret
 @dataclass(frozen=True, slots=True)
 class Principal:
     name: str
-    types: frozenset[str]
+    types: frozenset[str]  # event types it may send
+    read: bool = False  # may use the read API
 
 
 def _digest(value: str | bytes) -> bytes:
@@ -27,7 +28,7 @@ def _digest(value: str | bytes) -> bytes:
 
 class KeyRing:
     def __init__(self, keys: list[ApiKey]):
-        self._keys = [(_digest(k.key.get_secret_value()), Principal(k.name, frozenset(k.types))) for k in keys]
+        self._keys = [(_digest(k.key.get_secret_value()), Principal(k.name, frozenset(k.types), k.read)) for k in keys]
 
     def authenticate(self, authorization: str | None) -> Principal | None:
         if not authorization or not authorization.startswith("Bearer "):

@@ -6,6 +6,7 @@ else Debian's `docker-compose config`); no Docker engine is needed for that.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -59,7 +60,8 @@ def test_the_validator_is_real_it_rejects_a_broken_file(tmp_path):
 
 
 def test_compose_has_the_stack_and_the_pipeline_services(compose):
-    assert {"kafka", "redis", "prometheus", "grafana", "topics", "api", "worker"} <= set(compose["services"])
+    assert {"kafka", "redis", "prometheus", "grafana", "topics", "api", "worker", "exporter"} <= set(
+        compose["services"])
 
 
 def test_kafka_image_is_the_pinned_broker_version(compose):
@@ -107,7 +109,7 @@ def test_redis_persists_like_the_local_one(compose, tmp_path):
 
 def test_pipeline_services_are_configured_through_the_typed_settings(compose, monkeypatch):
     kafka = compose["services"]["kafka"]["environment"]
-    for name in ("topics", "api", "worker"):
+    for name in ("topics", "api", "worker", "exporter"):
         env = compose["services"][name]["environment"]
         assert env, f"{name} has no environment"
         for key in list(__import__("os").environ):
@@ -120,3 +122,35 @@ def test_pipeline_services_are_configured_through_the_typed_settings(compose, mo
         assert f"INTERNAL://{settings.kafka.bootstrap}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
         assert settings.redis.host == "redis" and settings.redis.port == 6379
         assert str(settings.kafka.partitions) == kafka["KAFKA_NUM_PARTITIONS"]
+
+
+def test_prometheus_scrapes_every_pipeline_service_on_the_port_its_settings_give(compose):
+    config = yaml.safe_load((COMPOSE_FILE.parent / "prometheus" / "prometheus.yml").read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    defaults = Settings()
+    assert targets["referral-exporter"] == [f"exporter:{defaults.exporter.port}"]
+    assert targets["referral-gateway"] == [f"api:{defaults.gateway.metrics_port}"]
+    assert targets["referral-worker"] == [f"worker:{defaults.streams.metrics_port}"]
+    for service, job in (("exporter", "referral-exporter"), ("api", "referral-gateway"), ("worker", "referral-worker")):
+        assert service in compose["services"], job
+    mounts = [str(v.get("source", v) if isinstance(v, dict) else v) for v in compose["services"]["prometheus"]["volumes"]]
+    assert any(m.endswith("alerts.yml") or "alerts.yml" in m for m in mounts), "the alert rules are not mounted"
+
+
+def test_grafana_gets_the_datasource_and_every_dashboard_provisioned(compose):
+    grafana = compose["services"]["grafana"]
+    targets = {}
+    for v in grafana["volumes"]:  # Compose v2 renders mounts as mappings, v1 as "source:target[:mode]"
+        source, target = (v.get("source"), v.get("target")) if isinstance(v, dict) else str(v).split(":")[:2]
+        targets[str(target)] = Path(str(source))
+    provisioning = targets["/etc/grafana/provisioning"]
+    dashboards_dir = targets["/var/lib/grafana/dashboards"]
+    provider = yaml.safe_load((provisioning / "dashboards" / "referrals.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    uid = datasource["datasources"][0]["uid"]
+    names = sorted(p.stem for p in dashboards_dir.glob("*.json"))
+    assert names == ["referral-fraud", "referral-funnel", "referral-pipeline-health", "referral-rewards"]
+    for path in dashboards_dir.glob("*.json"):
+        for panel in json.loads(path.read_text())["panels"]:
+            assert panel["datasource"]["uid"] == uid, f"{path.name}: {panel['title']}"

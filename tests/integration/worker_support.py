@@ -135,8 +135,9 @@ class Expected:
     referrals: dict[str, str]
 
 
-def expected(settings: Settings, events: list[dict[str, Any]], now: datetime | None = None) -> Expected:
-    """What the pure core decides for these events (in time order), ticked at ``now``."""
+def reference(settings: Settings, events: list[dict[str, Any]], now: datetime | None = None):  # noqa: ANN201
+    """The in-memory reference pipeline fed with these events and ticked at ``now``; with its code lookup
+    and the parsed events."""
     registry = CodeRegistry.from_settings(settings)
     cache: dict[str, CodeOwner | None] = {}
 
@@ -151,6 +152,12 @@ def expected(settings: Settings, events: list[dict[str, Any]], now: datetime | N
     for e in parsed:
         ref.feed(e)
     ref.tick(now or datetime.now(UTC))
+    return ref, resolve, parsed
+
+
+def expected(settings: Settings, events: list[dict[str, Any]], now: datetime | None = None) -> Expected:
+    """What the pure core decides for these events (in time order), ticked at ``now``."""
+    ref, resolve, parsed = reference(settings, events, now)
     funnel: Counter = Counter()
     seen = set()
     for e in parsed:

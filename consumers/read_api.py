@@ -1,0 +1,143 @@
+"""The read API: where a customer's referrals and points stand, and why; campaign funnels and
+leaderboards. Mounted in the gateway (``referrals api``), behind the same API keys: a key
+needs ``read: true``.
+
+Everything is read from the live Redis view the worker writes (``streams.redis_layout``),
+so an answer reflects an event as soon as the worker has processed it. Other customers
+appear only as pseudonyms (``referrals.privacy``); withheld rewards and rejected
+referrals carry their reason code.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+import redis
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from consumers import live_counters
+from producers.code_registry import CodeRegistry
+from producers.gateway.auth import KeyRing
+from producers.gateway.intake import error
+from producers.referral_codes import normalize
+from referrals.privacy import pseudonym
+from referrals.settings import Settings
+from streams import redis_views
+from streams.inbound import DEFAULT_CAMPAIGN
+
+FUNNEL_RATES = (("click_per_share", "click", "share"), ("signup_per_click", "signup", "click"),
+                ("conversion_per_signup", "conversion", "signup"))
+
+
+def _errors(status: int, rule: str, message: str, field: str = "path", **headers: str) -> JSONResponse:
+    return JSONResponse({"errors": [error(None, field, rule, message)]}, status_code=status,
+                        headers=headers or None)
+
+
+def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["read"])
+    client = registry.client
+    key_prefix, partitions = settings.redis.key_prefix, settings.kafka.partitions
+    secret = settings.privacy.pseudonym_key.get_secret_value()
+    public_url = settings.gateway.public_url.rstrip("/")
+    unavailable = {"Retry-After": str(settings.gateway.retry_after_s)}
+
+    def denied(request: Request) -> JSONResponse | None:
+        principal = keys.authenticate(request.headers.get("authorization"))
+        if principal is None:
+            return _errors(401, "unknown_key" if request.headers.get("authorization") else "missing_credentials",
+                           "send Authorization: Bearer <key>", "Authorization", **{"WWW-Authenticate": "Bearer"})
+        if not principal.read:
+            return _errors(403, "not_allowed", "this key may not use the read API", "Authorization")
+        return None
+
+    async def in_redis(call):  # noqa: ANN001, ANN202
+        return await anyio.to_thread.run_sync(call)
+
+    def layout():  # noqa: ANN202
+        return redis_views.active_layout(client, key_prefix, partitions)
+
+    errors_doc = {401: {"description": "no valid key"}, 403: {"description": "the key may not read"},
+                  503: {"description": "Redis unavailable; retry after Retry-After"}}
+
+    @router.get("/referrers/{customer_id}", summary="A customer's code, counts, points and referrals",
+                responses={**errors_doc, 404: {"description": "no such referrer (with issue=false)"}})
+    async def get_referrer(request: Request, customer_id: str,
+                           campaign: Annotated[str, Query(max_length=128)] = DEFAULT_CAMPAIGN,
+                           issue: bool = True) -> Any:
+        """The customer's referral code for ``campaign`` is issued on the first request (``issue=false``:
+        never issued here, and a customer with neither a code nor any referral activity is a 404)."""
+        if (refused := denied(request)) is not None:
+            return refused
+        if not customer_id or len(customer_id) > 128:
+            return _errors(422, "invalid_id", "customer_id must be 1 to 128 characters")
+        try:
+            def read() -> tuple[str | None, live_counters.ReferrerView]:
+                if issue:
+                    code = registry.issue(customer_id, campaign).code
+                else:
+                    code = registry.code_of(customer_id, campaign)
+                return code, live_counters.referrer_view(client, layout(), customer_id)
+
+            code, view = await in_redis(read)
+        except redis.RedisError:
+            return _errors(503, "redis_unavailable", "the live view is unavailable", "body", **unavailable)
+        if code is None and view.empty:
+            return _errors(404, "unknown_referrer", "no referral code and no referral activity for this customer")
+        return {
+            "customer_id": customer_id,
+            "campaign_id": campaign,
+            "referral_code": code,
+            "share_url": f"{public_url}/r/{normalize(code)}" if code else None,
+            "counts": {"shares": view.shares, "clicks": view.clicks, "signups": view.signups,
+                       "conversions": view.conversions},
+            "points": view.points,
+            "referrals": [{
+                "referee": pseudonym(secret, r["referee_id"]), "campaign_id": r["campaign_id"],
+                "status": r["status"], "reason": r["reason"], "channel": r["channel"],
+                "attributed_at": r["attributed_at"],
+                "reward": {"status": r["reward_status"], "points": r["reward_points"], "reason": r["reward_reason"]}
+                if r["reward_status"] else None,
+            } for r in view.referrals],
+        }
+
+    @router.get("/campaigns/{campaign_id}/funnel", summary="A campaign's funnel by stage and channel",
+                responses=errors_doc)
+    async def get_funnel(request: Request, campaign_id: str,
+                         day: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")] = None) -> Any:
+        """Shares, clicks, signups and conversions (first qualifying purchases), in total and per channel, and
+        each stage's rate to the one before. ``day`` (UTC, YYYY-MM-DD): that day's events only."""
+        if (refused := denied(request)) is not None:
+            return refused
+        try:
+            counts = await in_redis(lambda: live_counters.funnel(client, layout(), campaign_id, day))
+        except redis.RedisError:
+            return _errors(503, "redis_unavailable", "the live view is unavailable", "body", **unavailable)
+        stages = live_counters.funnel_by_stage(counts)
+        totals = {stage: sum(by_channel.values()) for stage, by_channel in stages.items()}
+        return {
+            "campaign_id": campaign_id, "day": day,
+            "stages": {stage: {"total": totals[stage], "by_channel": stages[stage]}
+                       for stage in live_counters.FUNNEL_STAGES},
+            "rates": {name: (round(totals[num] / totals[den], 4) if totals[den] else None)
+                      for name, num, den in FUNNEL_RATES},
+        }
+
+    @router.get("/campaigns/{campaign_id}/leaderboard", summary="Referrers with the most confirmed referrals",
+                responses=errors_doc)
+    async def get_leaderboard(request: Request, campaign_id: str,
+                              limit: Annotated[int, Query(ge=1, le=100)] = 10) -> Any:
+        """Referrers (as pseudonyms) ranked by confirmed referrals; ties in a stable order."""
+        if (refused := denied(request)) is not None:
+            return refused
+        try:
+            top = await in_redis(lambda: live_counters.leaderboard(client, layout(), campaign_id, limit))
+        except redis.RedisError:
+            return _errors(503, "redis_unavailable", "the live view is unavailable", "body", **unavailable)
+        return {"campaign_id": campaign_id, "entries": [
+            {"rank": i + 1, "referrer": pseudonym(secret, referrer_id), "confirmed_referrals": n}
+            for i, (referrer_id, n) in enumerate(top)]}
+
+    return router
