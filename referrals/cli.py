@@ -26,6 +26,9 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 codes_app = typer.Typer(help="Referral codes: issue and resolve (kept in Redis).", no_args_is_help=True)
 app.add_typer(codes_app, name="codes")
+deadletter_app = typer.Typer(help="Records the worker refused: list them, re-inject fixed ones.",
+                             no_args_is_help=True)
+app.add_typer(deadletter_app, name="deadletter")
 
 
 def _settings() -> Settings:
@@ -260,16 +263,53 @@ def _wait_for_worker(settings: Settings, processes: list, timeout_s: float = 180
         time.sleep(max(settings.streams.tick_interval_s, 1.0) + 1.0 if lag == 0 else 1.0)
 
 
+def _show_read_api_and_metrics(settings: Settings, url: str, read_key: str) -> None:
+    """One answer of the read API and a few lines of the exporter's metrics, with where to find the rest."""
+    import httpx
+
+    from consumers.live_counters import top_referrers
+    from producers.code_registry import CodeRegistry
+    from streams.redis_views import active_layout
+
+    client = CodeRegistry.from_settings(settings).client
+    top = top_referrers(client, active_layout(client, settings.redis.key_prefix, settings.kafka.partitions),
+                        "default", 1)
+    auth = {"Authorization": f"Bearer {read_key}"}
+    if top:
+        body = httpx.get(f"{url}/v1/referrers/{top[0].referrer_id}", headers=auth, timeout=10).json()
+        withheld = sorted({r["reward"]["reason"] for r in body["referrals"] if r["reward"] and r["reward"]["reason"]}
+                          | {r["reason"] for r in body["referrals"] if r["reason"]})
+        typer.echo(f"\nread API: GET {url}/v1/referrers/{top[0].referrer_id}\n"
+                   f"  code {body['referral_code']}, share URL {body['share_url']}\n"
+                   f"  counts {body['counts']}\n  points {body['points']}\n"
+                   f"  {len(body['referrals'])} referrals; reasons shown where withheld: {', '.join(withheld) or '-'}")
+    exporter = f"http://{settings.exporter.host}:{settings.exporter.port}/metrics"
+    lines = [line for line in httpx.get(exporter, timeout=30).text.splitlines()
+             if line.startswith("referral_funnel_events_total{") and 'channel="whatsapp"' in line]
+    typer.echo(f"\nmetrics: {exporter} (funnel, rewards, rejections, dead letters, consumer lag), e.g.\n  "
+               + "\n  ".join(lines))
+    typer.echo(
+        f"\nWhere to look:\n"
+        f"  read API        {url}/docs (GET /v1/referrers/{{id}}, /v1/campaigns/{{id}}/funnel, .../leaderboard;"
+        " a key with read: true)\n"
+        f"  metrics         exporter {exporter}, gateway http://{settings.gateway.metrics_host}:"
+        f"{settings.gateway.metrics_port}/metrics, worker http://{settings.streams.metrics_host}:"
+        f"{settings.streams.metrics_port}/metrics\n"
+        "  Grafana         docker compose -f deploy/docker-compose.yml up -d, then http://localhost:3000"
+        " (dashboards: Referral funnel, Rewards, Fraud and quality, Pipeline health)\n"
+        "  health          referrals status; dead letters: referrals deadletter list")
+
+
 def _show_live_counters(settings: Settings, campaign: str = "default") -> None:
     from rich.console import Console
     from rich.table import Table
 
     from consumers.live_counters import funnel, funnel_by_stage, top_referrers
     from producers.code_registry import CodeRegistry
-    from streams.redis_layout import RedisLayout
+    from streams.redis_views import active_layout
 
     client = CodeRegistry.from_settings(settings).client
-    layout = RedisLayout(settings.redis.key_prefix, settings.kafka.partitions)
+    layout = active_layout(client, settings.redis.key_prefix, settings.kafka.partitions)
     stages = funnel_by_stage(funnel(client, layout, campaign))
     channels = sorted({c for per in stages.values() for c in per}, key=lambda c: -stages["share"].get(c, 0))
     table = Table(title=f"referral funnel, campaign {campaign!r}, live from Redis")
@@ -326,6 +366,150 @@ def exporter() -> None:
     logging.getLogger("kafka").setLevel(logging.WARNING)
     _echo(f"metrics on http://{settings.exporter.host}:{settings.exporter.port}/metrics")
     serve(settings, campaigns)
+
+
+@app.command("status")
+def status(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Stack, topics, consumer lag, worker heartbeats and dead letters; exit 1 unless Kafka, Redis and every
+    topic are there."""
+    import json as json_lib
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from consumers.ops_status import gather
+
+    settings = _settings()
+    report = gather(settings, datetime.now(UTC))
+    if as_json:
+        typer.echo(json_lib.dumps(report.as_dict(), indent=2))
+        raise typer.Exit(0 if report.healthy else 1)
+    console = Console()
+    console.print(f"kafka  {settings.kafka.bootstrap}: {report.kafka}")
+    console.print(f"redis  {settings.redis.host}:{settings.redis.port}: {report.redis}"
+                  + (f" (live view {report.view_prefix!r})" if report.view_prefix else ""))
+    console.print(f"topics {report.topics_present} present"
+                  + (f", missing: {', '.join(report.topics_missing)} (run `referrals topics create`)"
+                     if report.topics_missing else ""))
+    console.print(f"group  {report.group}: {report.group_state or '?'}, {report.group_members} members")
+    lag = Table(title="consumer lag (records not processed yet)")
+    lag.add_column("topic")
+    lag.add_column("lag", justify="right")
+    for topic, n in sorted(report.lag.items()):
+        lag.add_row(topic, str(n))
+    console.print(lag)
+    workers = Table(title="worker heartbeats")
+    for column in ("worker", "last seen", "events", "partitions"):
+        workers.add_column(column, justify="left" if column == "worker" else "right")
+    for w in report.workers:
+        workers.add_row(w["worker"], f"{w['seen_s_ago']:.0f} s ago", str(w["events"]), str(w["partitions"]))
+    console.print(workers if report.workers else "no worker heartbeats (no worker ran within the last hour)")
+    console.print(f"dead letters: {report.deadletter_records if report.deadletter_records is not None else '?'} "
+                  "records in the topic"
+                  + "".join(f"\n  {k}: {n}" for k, n in sorted(report.deadletters.items())))
+    raise typer.Exit(0 if report.healthy else 1)
+
+
+@app.command("rebuild")
+def rebuild_views(
+    source: str = typer.Option("changelog", "--from", help="changelog (complete, whatever the retention) or log "
+                               "(replay the referrer stage's input topics through the pure stage)"),
+    switch: bool = typer.Option(True, "--switch/--no-switch", help="make the new view live"),
+    keep_old: bool = typer.Option(False, "--keep-old", help="do not delete the old view's keys"),
+) -> None:
+    """Recompute every Redis view from Kafka into a fresh key prefix, check it against the reward events, and
+    switch readers and workers over to it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from consumers.rebuild import rebuild
+    from streams.campaigns import CampaignError, load_campaigns
+
+    if source not in ("changelog", "log"):
+        _fail("--from must be changelog or log", code=2)
+    settings = _settings()
+    try:
+        campaigns = load_campaigns(settings.streams.campaigns_file)
+    except CampaignError as exc:
+        _fail(f"the campaign file is not usable:\n{exc}", code=2)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, advance: int, total: int | None) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task("reading Kafka" if phase == "read" else "writing Redis", total=total)
+            elif total is not None:
+                bar.update(tasks[phase], total=total)
+            bar.advance(tasks[phase], advance)
+
+        result = rebuild(settings, campaigns, source=source, switch=switch, keep_old=keep_old,  # type: ignore[arg-type]
+                         progress=progress)
+    typer.echo(f"rebuilt {result.referrers} referrers from {result.records_read} records ({result.source}) into "
+               f"{result.new_prefix!r}")
+    if result.rewards_differing:
+        typer.echo(f"warning: {len(result.rewards_differing)} of {result.rewards_checked} rewards differ from the "
+                   "reward events (events still in flight?), e.g. "
+                   + ", ".join(f"{k}: rebuilt {v[0]}, events {v[1]}" for k, v in
+                               list(result.rewards_differing.items())[:3]))
+    else:
+        typer.echo(f"all {result.rewards_checked} rewards agree with the reward events (referrals.rewards)")
+    if result.switched:
+        typer.echo(f"switched: the live view is now {result.new_prefix!r} (was {result.old_prefix!r}); "
+                   f"{result.old_keys_deleted} old keys deleted")
+    else:
+        typer.echo(f"not switched: the live view is still {result.old_prefix!r}")
+
+
+@deadletter_app.command("list")
+def deadletter_list(
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per line, with the original value "
+                                 "(the form `deadletter replay` takes back)"),
+    limit: int = typer.Option(0, help="show only the last N (0: all)"),
+) -> None:
+    """The dead-letter topic: where each refused record came from, and why."""
+    import json as json_lib
+
+    from consumers.deadletters import read_letters
+
+    settings = _settings()
+    letters = read_letters(settings)
+    letters = letters[-limit:] if limit else letters
+    for letter in letters:
+        data = letter.as_json(settings.kafka.topic_prefix)
+        if as_json:
+            typer.echo(json_lib.dumps(data))
+        else:
+            typer.echo(f"{data['id']:>8}  {data['received_at'][:19]}  {data['source_topic']}[{data['source_partition']}]"
+                       f"@{data['source_offset']}  {data['reason']}: "
+                       + "; ".join(p.get("message", "") for p in data["problems"])[:160])
+    if not as_json:
+        typer.echo(f"{len(letters)} dead letters")
+
+
+@deadletter_app.command("replay")
+def deadletter_replay(
+    path: str = typer.Argument(..., help="JSON lines as `deadletter list --json` prints them, values fixed; - for "
+                               "standard input"),
+    again: bool = typer.Option(False, "--again", help="replay letters that were replayed before"),
+) -> None:
+    """Re-inject fixed dead letters into their source topics; each checked against the contract first."""
+    import json as json_lib
+    import sys
+
+    from consumers.deadletters import replay
+    from producers.code_registry import CodeRegistry
+
+    settings = _settings()
+    text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
+    try:
+        lines = [json_lib.loads(line) for line in text.splitlines() if line.strip()]
+    except json_lib.JSONDecodeError as exc:
+        _fail(f"not JSON lines: {exc}", code=2)
+    outcomes = replay(settings, lines, CodeRegistry.from_settings(settings).client, again=again)
+    for o in outcomes:
+        typer.echo(f"{o.id:>8}  {o.result:<8}  {o.detail}")
+    counts = {r: sum(o.result == r for o in outcomes) for r in ("replayed", "skipped", "invalid")}
+    typer.echo(", ".join(f"{n} {r}" for r, n in counts.items()))
+    raise typer.Exit(1 if counts["invalid"] else 0)
 
 
 @app.command("api")
@@ -441,8 +625,11 @@ def demo(
     count: int = typer.Option(3000, help="how many simulated events to send through the gateway"),
     days: float = typer.Option(40.0, help="the simulated events spread over this many past days"),
     seed: int = typer.Option(1, help="simulator seed (the same seed again: the same events, counted once)"),
+    keep_running: bool = typer.Option(False, "--keep-running", help="leave gateway, worker and exporter running "
+                                      "afterwards, to open their metrics and the read API yourself"),
 ) -> None:
-    """The whole pipeline: stack, gateway, stream worker, simulated traffic, and the live counters from Redis."""
+    """The whole pipeline: stack, gateway, stream worker, exporter, simulated traffic, the live counters from
+    Redis, the read API and the metrics."""
     import json as json_lib
     import os
     import secrets
@@ -471,13 +658,21 @@ def demo(
 
     # Keys of this demo run only: the gateway gets them from its environment, like in production.
     keys = [{"name": "demo-app", "key": secrets.token_urlsafe(24), "types": ["share", "click", "signup"]},
-            {"name": "demo-shop", "key": secrets.token_urlsafe(24), "types": ["signup", "order", "refund"]}]
+            {"name": "demo-shop", "key": secrets.token_urlsafe(24), "types": ["signup", "order", "refund"]},
+            {"name": "demo-support", "key": secrets.token_urlsafe(24), "read": True}]
     settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(update={
         "api_keys": [ApiKey(**k) for k in keys]})})
     gw = settings.gateway
     url = f"http://{gw.host}:{gw.port}"
-    if port_open(gw.host, gw.port):
-        _fail(f"port {gw.port} is taken: stop what runs there or set REFERRALS_GATEWAY__PORT")
+    for what, host, port, variable in (
+            ("gateway", gw.host, gw.port, "REFERRALS_GATEWAY__PORT"),
+            ("gateway metrics", gw.metrics_host, gw.metrics_port, "REFERRALS_GATEWAY__METRICS_PORT"),
+            ("worker metrics", settings.streams.metrics_host, settings.streams.metrics_port,
+             "REFERRALS_STREAMS__METRICS_PORT"),
+            ("exporter", settings.exporter.host, settings.exporter.port, "REFERRALS_EXPORTER__PORT")):
+        if port and port_open(host, port):
+            _fail(f"port {port} ({what}) is taken: stop what runs there (an earlier `demo --keep-running`?) "
+                  f"or set {variable}")
     log_path = settings.state_dir / "gateway-demo.log"
     env = {**os.environ, "REFERRALS_GATEWAY__API_KEYS": json_lib.dumps(keys)}
     with log_path.open("ab") as log_file:
@@ -504,6 +699,10 @@ def demo(
         typer.echo(f"  a friend opens it: {hop.status_code} -> {hop.headers.get('location')}, "
                    f"visitor cookie {'set' if 'set-cookie' in hop.headers else 'missing'}, click on referrals.clicks\n")
 
+        exporter_log = settings.state_dir / "exporter-demo.log"
+        with exporter_log.open("ab") as log_file:
+            processes.insert(0, subprocess.Popen([sys.executable, "-m", "referrals.cli", "exporter"], stdout=log_file,
+                                                 stderr=subprocess.STDOUT, start_new_session=True))
         worker = _start_worker(settings)
         processes.append(worker)
         from producers.simulate import backdated_simulation
@@ -518,14 +717,19 @@ def demo(
             _fail(f"{summary.rejected} simulated events were rejected by the gateway: {summary.errors[:3]}")
         _wait_for_worker(settings, processes)
         _show_live_counters(settings)
+        _show_read_api_and_metrics(settings, url, keys[2]["key"])
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if not keep_running:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    if keep_running:
+        typer.echo(f"\nStill running (pids {' '.join(str(p.pid) for p in processes if p.poll() is None)}): open the "
+                   "URLs above; stop them with `kill <pids>`.\nThe read key of this run: " + keys[2]["key"])
     typer.echo(
         "\nEvery event above was acknowledged by Kafka before the gateway answered 202; the worker decided"
         "\nattributions, rewards and counters from them (run `make demo` again: nothing is counted twice)."

@@ -63,7 +63,15 @@ from schemas.topics import (
     SIGNUPS,
     VISITOR_FACTS,
 )
-from streams import counters, deadletter_counts, redis_views, stages, visitor_attribution, worker_metrics
+from streams import (
+    counters,
+    deadletter_counts,
+    redis_views,
+    stages,
+    visitor_attribution,
+    worker_heartbeats,
+    worker_metrics,
+)
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify
 from streams.inbound import to_fact
@@ -240,6 +248,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 delay = min(delay * 2, 5.0)
 
     offsets = OffsetGuard()
+    processed = [0]  # events this process finished, for its heartbeat
 
     inputs = [name(spec) for spec in (*INBOUND, *INTERNAL)]
 
@@ -278,6 +287,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                     handle(event, batch)
                 await finish(batch, snapshots_of)
                 events_done.inc(len(events))
+                processed[0] += len(events)
                 batches_done.inc()
                 deadletters_sent.inc(len(batch.deadletters))
                 batch_seconds.observe(time.perf_counter() - started)
@@ -398,6 +408,21 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             if stalled:
                 crash(f"no offset committed for {cfg.stall_timeout_s:.0f} s on {len(stalled)} partitions with "
                       f"records waiting, first {stalled[0]} (a stalled consumer)")
+
+    # -- the heartbeat -------------------------------------------------------------------------------
+
+    me = worker_heartbeats.WorkerId.of_this_process(cfg.app_id)
+
+    @app.timer(interval=worker_heartbeats.INTERVAL_S)
+    async def heartbeat() -> None:
+        """Where ``referrals status`` sees this worker: alive when, how many events, which partitions."""
+        assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in app.consumer.assignment()
+                          if tp.topic in inputs)
+        beat = worker_heartbeats.Heartbeat(me, datetime.now(UTC), processed[0], len(assigned))
+        try:
+            await asyncio.to_thread(worker_heartbeats.beat, registry.client, key_prefix, beat)
+        except redis.RedisError as exc:  # the batches wait out Redis; a missed heartbeat is only late
+            log.warning("heartbeat not written: %s", exc)
 
     # -- the clock -----------------------------------------------------------------------------------
 

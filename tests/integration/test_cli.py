@@ -77,9 +77,14 @@ def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_tw
         shares, clicks, signups, _ = first["total"]
         assert shares > clicks > signups > 0
         assert "top referrers" in tables and "s77-cust-" in tables
+        # the read API answered for the top referrer, the exporter served the funnel, and the pointers are shown
+        assert "read API: GET http://" in tables and "points {'pending':" in tables
+        assert 'referral_funnel_events_total{campaign="default",channel="whatsapp",stage="share"}' in tables
+        assert "Where to look:" in tables and "localhost:3000" in tables
         assert not port_open(settings.gateway.host, settings.gateway.port)
-        assert "referrals.cli worker" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
-                                                             text=True).stdout.replace(tag, "")  # stopped
+        assert not port_open(settings.exporter.host, settings.exporter.port)
+        running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.replace(tag, "")
+        assert "referrals.cli worker" not in running and "referrals.cli exporter" not in running  # stopped
         again = run("demo", "--count", "600", "--seed", "77", env=own)
         assert again.returncode == 0, again.stderr
         # The same simulated events again change no counter; the demo's own link is followed once more

@@ -25,6 +25,7 @@ from schemas import parse_event
 from streams.campaigns import load_campaigns
 from streams.counters import NO_CHANNEL, referral_cells
 from streams.redis_layout import RedisLayout
+from streams.redis_views import active_prefix
 from streams.reference_pipeline import ReferencePipeline
 from streams.referee_ledger import CodeOwner
 from tests.integration.kafka_reading import read_topic
@@ -186,8 +187,14 @@ def client(settings: Settings) -> redis.Redis:
     return redis.Redis(host=settings.redis.host, port=settings.redis.port, decode_responses=True)
 
 
+def view_prefix(settings: Settings) -> str:
+    """The live view's key prefix (``referrals rebuild`` may have switched it)."""
+    with client(settings) as c:
+        return active_prefix(c, settings.redis.key_prefix)
+
+
 def redis_funnel(settings: Settings, campaign: str = "default") -> Counter:
-    layout = RedisLayout(settings.redis.key_prefix, settings.kafka.partitions)
+    layout = RedisLayout(view_prefix(settings), settings.kafka.partitions)
     total: Counter = Counter()
     with client(settings) as c:
         for key in layout.all_funnels(campaign):
@@ -196,15 +203,17 @@ def redis_funnel(settings: Settings, campaign: str = "default") -> Counter:
     return +total
 
 
-def redis_dump(settings: Settings) -> dict[str, Any]:
-    """Every key of the run, prefix removed; the writer's bookkeeping fields (``_seq``, ``_funnel``) left out."""
-    prefix = settings.redis.key_prefix
+def redis_dump(settings: Settings, prefix: str | None = None, bookkeeping: bool = False) -> dict[str, Any]:
+    """Every key of the live view (or of ``prefix``), prefix removed; the writer's bookkeeping fields
+    (``_seq``, ``_funnel``) left out unless asked for."""
+    prefix = prefix or view_prefix(settings)
     out: dict[str, Any] = {}
     with client(settings) as c:
         for key in sorted(c.scan_iter(match=f"{prefix}{{ref:*")):
             kind = c.type(key)
             if kind == "hash":
-                value: Any = {k: v for k, v in c.hgetall(key).items() if not k.startswith("_")}
+                value: Any = {k: v.replace(prefix, "<view>") if k == "_funnel" else v  # _funnel names keys
+                              for k, v in c.hgetall(key).items() if bookkeeping or not k.startswith("_")}
             elif kind == "set":
                 value = sorted(c.smembers(key))
             else:
@@ -214,7 +223,7 @@ def redis_dump(settings: Settings) -> dict[str, Any]:
 
 
 def redis_referrals(settings: Settings) -> dict[str, str]:
-    prefix = settings.redis.key_prefix
+    prefix = view_prefix(settings)
     out: dict[str, str] = {}
     with client(settings) as c:
         for key in c.scan_iter(match=f"{prefix}{{ref:*}}:referrals:*"):
