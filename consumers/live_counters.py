@@ -81,26 +81,37 @@ class ReferrerView:
     clicks: int
     signups: int
     conversions: int
-    points: dict[str, int]  # pending, confirmed, revoked
+    points: dict[str, int]  # pending, confirmed, revoked: as a referrer and as a referee
     referrals: list[dict]  # the summaries (streams.counters.snapshot), by attribution time
+    welcome: list[dict]  # the customer's own rewards for being referred (the referee side)
 
     @property
     def empty(self) -> bool:
         return not (self.shares or self.clicks or self.signups or self.conversions or self.referrals
-                    or any(self.points.values()))
+                    or self.welcome or any(self.points.values()))
 
 
 def referrer_view(client: redis.Redis, layout: RedisLayout, referrer_id: str) -> ReferrerView:
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(layout.referrer(referrer_id))
     pipe.hvals(layout.referrals(referrer_id))
-    fields, summaries = pipe.execute()
+    pipe.hgetall(layout.welcome(referrer_id))
+    fields, summaries, welcome_fields = pipe.execute()
     h = {_text(k): int(v) for k, v in fields.items() if not _text(k).startswith("_")}
     referrals = sorted((json.loads(s) for s in summaries), key=lambda r: (r["attributed_at"], r["referee_id"]))
+    points = {s: h.get(f"points:{s}", 0) for s in ("pending", "confirmed", "revoked")}
+    welcome = []
+    for reward_id, value in sorted(welcome_fields.items()):
+        w = json.loads(value)
+        if w["status"] == "revoked" and w["points"] == 0:
+            continue  # announced, then voided by a late event (a reattribution): the other referrer's holds
+        welcome.append({"reward_id": _text(reward_id), **w})
+        if w["status"] in points:
+            points[w["status"]] += w["points"]
     return ReferrerView(
         shares={k.split(":", 1)[1]: n for k, n in sorted(h.items()) if k.startswith("shares:") and n},
         clicks=h.get("clicks", 0), signups=h.get("signups", 0), conversions=h.get("conversions", 0),
-        points={s: h.get(f"points:{s}", 0) for s in ("pending", "confirmed", "revoked")}, referrals=referrals)
+        points=points, referrals=referrals, welcome=welcome)
 
 
 def leaderboard(client: redis.Redis, layout: RedisLayout, campaign_id: str, limit: int) -> list[tuple[str, int]]:

@@ -94,6 +94,8 @@ def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> AP
             "counts": {"shares": view.shares, "clicks": view.clicks, "signups": view.signups,
                        "conversions": view.conversions},
             "points": view.points,
+            "rewards_as_referee": [{"campaign_id": w["campaign_id"], "status": w["status"], "points": w["points"],
+                                    "reason": w["reason"]} for w in view.welcome],
             "referrals": [{
                 "referee": pseudonym(secret, r["referee_id"]), "campaign_id": r["campaign_id"],
                 "status": r["status"], "reason": r["reason"], "channel": r["channel"],

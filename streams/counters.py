@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from schemas.derived import RewardRole, RewardStatus
@@ -72,6 +72,8 @@ class CounterSnapshot:
     leaderboard: dict[str, int]  # leaderboard key -> this referrer's confirmed referrals
     campaigns_key: str  # the shard's set of campaigns
     campaigns: tuple[str, ...]  # the campaigns this referrer contributes to
+    welcome: dict[str, dict[str, str]] = field(default_factory=dict)
+    # ^ referee's welcome key -> reward id -> JSON of the referee's reward (streams.redis_layout)
 
 
 def ledger_cells(record: ReferrerRecord) -> dict[tuple[str, str], int]:
@@ -129,8 +131,14 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> C
         if w.role is RewardRole.REFERRER and w.status is RewardStatus.CONFIRMED and ":milestone:" not in w.reward_id:
             confirmed[w.campaign_id] += 1
     campaigns = {c for (_, c, _, _) in record.cells} | {c for c, _ in ledger_cells(record)} | set(confirmed)
+    welcome: dict[str, dict[str, str]] = {}
+    for w in sorted(core.rewards.values(), key=lambda w: w.reward_id):
+        if w.role is RewardRole.REFEREE:
+            welcome.setdefault(layout.welcome(w.customer_id), {})[w.reward_id] = json.dumps({
+                "status": w.status.value, "points": w.points, "reason": w.reason.value if w.reason else None,
+                "campaign_id": w.campaign_id, "referrer_id": referrer_id, "seq": record.seq}, sort_keys=True)
     return CounterSnapshot(
         referrer_id=referrer_id, seq=record.seq, referrer_key=layout.referrer(referrer_id),
         referrals_key=layout.referrals(referrer_id), fields=fields, referrals=referrals, sums=sums,
         leaderboard={layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())},
-        campaigns_key=layout.campaigns(p), campaigns=tuple(sorted(campaigns)))
+        campaigns_key=layout.campaigns(p), campaigns=tuple(sorted(campaigns)), welcome=welcome)

@@ -18,6 +18,10 @@ total add up the ``partitions`` shards (six by default).
                                                        status, points:<role>:<status> -> their points,
                                                        rejections:<reason> -> referrals withheld for it
     <prefix>{ref:<p>}:campaigns                  set   the campaigns the shard has counters for
+    <prefix>{ref:<q>}:welcome:<referee_id>       hash  reward id -> JSON {status, points, reason, campaign_id,
+                                                       seq}: the rewards a referee gets for being referred
+                                                       (``q``: the referee's partition; written by the
+                                                       referrer's stage, each field fenced by its ``seq``)
 
 ``p`` is the partition Kafka's default partitioner gives the referrer id (murmur2, as
 kafka-python, aiokafka and the Java client compute it), so a reader finds a referrer's
@@ -49,6 +53,9 @@ class RedisLayout:
 
     def referrals(self, referrer_id: str) -> str:
         return f"{self.tag(partition_of(referrer_id, self.partitions))}:referrals:{referrer_id}"
+
+    def welcome(self, referee_id: str) -> str:
+        return f"{self.tag(partition_of(referee_id, self.partitions))}:welcome:{referee_id}"
 
     def funnel(self, partition: int, campaign_id: str, day: str | None = None) -> str:
         base = f"{self.tag(partition)}:funnel:{campaign_id}"

@@ -13,7 +13,8 @@ Kafka does not cover Redis, so every write is a snapshot of one referrer's recor
 4. stores the new ``_seq`` and ``_funnel``.
 
 Every key is passed as KEYS and all share the referrer's hash tag, so the script is
-valid on Redis Cluster. Snapshots of many referrers go in one pipeline: one round trip
+valid on Redis Cluster (the referee's welcome rewards, in the referee's slot, go by a
+script of their own). Snapshots of many referrers go in one pipeline: one round trip
 per batch of events, not per event.
 """
 
@@ -70,6 +71,22 @@ return 1
 """
 
 
+# One referee's welcome rewards (KEYS[1]); ARGV: seq, then field/value pairs. A field is written only if
+# the stored value's seq is older: a late or repeated snapshot never winds a reward back.
+_WELCOME = """
+local seq = tonumber(ARGV[1])
+local written = 0
+for i = 2, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if not old or tonumber(cjson.decode(old)['seq']) < seq then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    written = written + 1
+  end
+end
+return written
+"""
+
+
 def _cell(key: str, field: str) -> str:
     return f"{key}\t{field}"
 
@@ -78,6 +95,7 @@ class SnapshotWriter:
     def __init__(self, client: redis.Redis):
         self.client = client
         self._apply = client.register_script(_APPLY)
+        self._welcome = client.register_script(_WELCOME)
 
     def _call(self, snap: CounterSnapshot, client) -> object:
         keys = [snap.referrer_key, snap.referrals_key, snap.campaigns_key]
@@ -94,13 +112,21 @@ class SnapshotWriter:
         return self._apply(keys=keys, args=args, client=client)
 
     def apply(self, snapshots: Sequence[CounterSnapshot]) -> int:
-        """Apply every snapshot (one pipeline, each snapshot atomic); the number that were newer than Redis."""
+        """Apply every snapshot (one pipeline, each snapshot atomic); the number that were newer than Redis.
+
+        A referee's welcome rewards live in the referee's slot, so they are written by a script of their
+        own per referee key, in the same pipeline, fenced field by field."""
         if not snapshots:
             return 0
         pipe = self.client.pipeline(transaction=False)
         for snap in snapshots:
             self._call(snap, pipe)
-        return sum(int(r) for r in pipe.execute())
+        for snap in snapshots:
+            for key, fields in sorted(snap.welcome.items()):
+                self._welcome(keys=[key], args=[snap.seq, *(x for f, v in sorted(fields.items()) for x in (f, v))],
+                              client=pipe)
+        results = pipe.execute()
+        return sum(int(r) for r in results[:len(snapshots)])
 
     def seq(self, referrer_key: str) -> int:
         value = self.client.hget(referrer_key, "_seq")

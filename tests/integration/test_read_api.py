@@ -42,9 +42,14 @@ def want_referrer(ref, resolve, parsed, referrer_id: str, secret: str) -> dict:
             clicks += 1
     live = [r for r in state.referrals.values() if r.status != "withdrawn"] if state else []
     points = {"pending": 0, "confirmed": 0, "revoked": 0}
-    for w in (state.rewards.values() if state else []):
+    welcome = []
+    for w in sorted(ref.rewards().values(), key=lambda w: w.reward_id):  # every referrer's: the referee side too
         if w.customer_id == referrer_id and w.status.value in points:
             points[w.status.value] += w.points
+        if (w.role is RewardRole.REFEREE and w.customer_id == referrer_id
+                and not (w.status is RewardStatus.REVOKED and w.points == 0)):
+            welcome.append({"campaign_id": w.campaign_id, "status": w.status.value, "points": w.points,
+                            "reason": w.reason.value if w.reason else None})
     referrals = []
     for r in sorted(live, key=lambda r: (r.attributed_at.isoformat(), r.referee_id)):
         w = state.rewards.get(f"{r.referral_id}:{RewardRole.REFERRER.value}")
@@ -59,7 +64,7 @@ def want_referrer(ref, resolve, parsed, referrer_id: str, secret: str) -> dict:
     return {"counts": {"shares": dict(shares), "clicks": clicks,
                        "signups": sum(r.status in ("attributed", "qualified", "revoked") for r in live),
                        "conversions": sum(r.status in ("qualified", "revoked") for r in live)},
-            "points": points, "referrals": referrals}
+            "points": points, "rewards_as_referee": welcome, "referrals": referrals}
 
 
 @pytest.fixture
@@ -83,15 +88,18 @@ def test_referrers_funnel_and_leaderboard_answer_exactly_what_the_pipeline_decid
     assert len(referrers) >= 3
     with_rewards = [r for r in referrers if any(w.status.value in ("confirmed", "pending")
                                                 for w in ref.referrers[r].rewards.values())]
-    for referrer_id in {*referrers[:3], *with_rewards[:2]}:
+    referees = sorted({w.customer_id for w in ref.rewards().values() if w.role is RewardRole.REFEREE and w.points})
+    assert referees, "the simulated run rewards some referees"
+    for referrer_id in {*referrers[:3], *with_rewards[:2], *referees[:3]}:
         response = http.get(f"/v1/referrers/{referrer_id}")
         assert response.status_code == 200, response.text
         body = response.json()
         want = want_referrer(ref, resolve, parsed, referrer_id, secret)
-        assert {k: body[k] for k in ("counts", "points", "referrals")} == want, referrer_id
+        assert {k: body[k] for k in ("counts", "points", "rewards_as_referee", "referrals")} == want, referrer_id
         assert body["referral_code"] and body["share_url"].endswith(f"/r/{body['referral_code']}")
         assert all(r["referee"].startswith("c_") for r in body["referrals"])
-        assert not any(r.referee_id in response.text for r in ref.referrers[referrer_id].referrals.values())
+        assert not any(r.referee_id in response.text for r in
+                       (ref.referrers[referrer_id].referrals.values() if referrer_id in ref.referrers else []))
     assert any(r["reward"] for r in http.get(f"/v1/referrers/{with_rewards[0]}").json()["referrals"])
 
     funnel = http.get("/v1/campaigns/default/funnel").json()
@@ -122,6 +130,7 @@ def test_an_unknown_customer_gets_a_code_or_a_404_and_keys_are_checked(read_setu
     assert missing.json()["errors"][0]["rule"] == "unknown_referrer"
     first = http.get("/v1/referrers/new-customer-1", headers=READ).json()
     assert first["referral_code"] and first["counts"] == {"shares": {}, "clicks": 0, "signups": 0, "conversions": 0}
+    assert first["rewards_as_referee"] == []
     assert first["points"] == {"pending": 0, "confirmed": 0, "revoked": 0} and first["referrals"] == []
     again = http.get("/v1/referrers/new-customer-1", headers=READ).json()
     assert again["referral_code"] == first["referral_code"]  # issued once, then stable

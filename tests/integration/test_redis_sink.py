@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -102,3 +103,19 @@ def test_partition_of_is_kafkas_default_partitioner(settings, topic_factory):
         producer.close()
     records = read_topic(settings, topic, expected=60)
     assert {r.key.decode(): r.partition for r in records} == {k: partition_of(k, 6) for k in keys}
+
+
+def test_a_referees_welcome_rewards_are_fenced_field_by_field(redis_client, writer, layout):
+    key = layout.welcome("eva")
+
+    def welcome(seq: int, status: str, points: int):  # noqa: ANN202
+        value = json.dumps({"status": status, "points": points, "reason": None, "campaign_id": "spring",
+                            "referrer_id": "anna", "seq": seq})
+        return replace(snap(layout, "anna", seq), welcome={key: {"spring:anna:eva:referee": value}})
+
+    writer.apply([welcome(2, "confirmed", 500)])
+    writer.apply([welcome(1, "pending", 500), welcome(2, "pending", 500)])  # older, then equal: no change
+    stored = {k.decode(): json.loads(v) for k, v in redis_client.hgetall(key).items()}
+    assert stored["spring:anna:eva:referee"]["status"] == "confirmed"
+    writer.apply([welcome(3, "revoked", 500)])
+    assert json.loads(redis_client.hget(key, "spring:anna:eva:referee"))["status"] == "revoked"
