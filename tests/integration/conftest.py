@@ -255,7 +255,9 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
         from streams.app import changelog_topics, worker_topics
         from tests.integration.worker_support import client
 
-        delete_topics(settings, worker_topics(own) + changelog_topics(own))
+        # and the topic Faust makes for its partition assignor's leader election
+        delete_topics(settings, worker_topics(own) + changelog_topics(own)
+                      + [f"{own.streams.app_id}-__assignor-__leader"])
 
         with client(own) as c:
             keys = list(c.scan_iter(match=f"{own.redis.key_prefix}*"))

@@ -98,7 +98,8 @@ def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_tw
             update={"topic_prefix": tag + "."})})
         own_settings = own_settings.model_copy(update={"streams": settings.streams.model_copy(
             update={"app_id": tag})})
-        delete_topics(settings, worker_topics(own_settings) + changelog_topics(own_settings))
+        delete_topics(settings, worker_topics(own_settings) + changelog_topics(own_settings)
+                      + [f"{tag}-__assignor-__leader"])
 
 
 def test_validate_prints_problems_as_json():

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -132,7 +133,19 @@ def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expressio
 
         wait_for(lambda: (scraped() == live, {"prometheus": scraped(), "redis": live}), timeout_s=30)
         assert sum(live.values()) > 0
-        time.sleep(3)  # a few more scrapes: rate() needs two samples
+
+        # One more share while Prometheus watches: the whole run may have fitted between two scrapes, and
+        # increase() and rate() need a change between samples (as steady traffic gives them).
+        share = next(e for e in events if e["type"] == "share")
+        target = GatewayTarget(gateway.settings, gateway.url)
+        try:
+            target.send([share | {"event_id": "share-while-watched", "occurred_at": datetime.now(UTC).isoformat()}],
+                        Summary())
+        finally:
+            target.close()
+        live[f"share:{share['channel']}"] += 1
+        wait_for(lambda: (scraped() == live, {"prometheus": scraped(), "redis": redis_funnel(own)}), timeout_s=60)
+        time.sleep(3)  # a few more scrapes
 
         empty = []
         for dashboard, title, expr in exprs_of_dashboards():
