@@ -102,6 +102,8 @@ def referrer_view(client: redis.Redis, layout: RedisLayout, referrer_id: str) ->
     points = {s: h.get(f"points:{s}", 0) for s in ("pending", "confirmed", "revoked")}
     welcome = []
     for reward_id, value in sorted(welcome_fields.items()):
+        if _text(reward_id).startswith("_"):
+            continue  # the writer's fences
         w = json.loads(value)
         if w["status"] == "revoked" and w["points"] == 0:
             continue  # announced, then voided by a late event (a reattribution): the other referrer's holds

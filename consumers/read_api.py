@@ -53,8 +53,14 @@ def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> AP
             return _errors(403, "not_allowed", "this key may not use the read API", "Authorization")
         return None
 
-    async def in_redis(call):  # noqa: ANN001, ANN202
-        return await anyio.to_thread.run_sync(call)
+    async def read(request: Request, call):  # noqa: ANN001, ANN202
+        """(refusal, None) for a caller who may not read or when Redis is down; else (None, what ``call`` read)."""
+        if (refused := denied(request)) is not None:
+            return refused, None
+        try:
+            return None, await anyio.to_thread.run_sync(call)
+        except redis.RedisError:
+            return _errors(503, "redis_unavailable", "the live view is unavailable", "body", **unavailable), None
 
     def layout():  # noqa: ANN202
         return redis_views.active_layout(client, key_prefix, partitions)
@@ -69,21 +75,17 @@ def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> AP
                            issue: bool = True) -> Any:
         """The customer's referral code for ``campaign`` is issued on the first request (``issue=false``:
         never issued here, and a customer with neither a code nor any referral activity is a 404)."""
-        if (refused := denied(request)) is not None:
-            return refused
         if not customer_id or len(customer_id) > 128:
             return _errors(422, "invalid_id", "customer_id must be 1 to 128 characters")
-        try:
-            def read() -> tuple[str | None, live_counters.ReferrerView]:
-                if issue:
-                    code = registry.issue(customer_id, campaign).code
-                else:
-                    code = registry.code_of(customer_id, campaign)
-                return code, live_counters.referrer_view(client, layout(), customer_id)
 
-            code, view = await in_redis(read)
-        except redis.RedisError:
-            return _errors(503, "redis_unavailable", "the live view is unavailable", "body", **unavailable)
+        def code_and_view() -> tuple[str | None, live_counters.ReferrerView]:
+            code = registry.issue(customer_id, campaign).code if issue else registry.code_of(customer_id, campaign)
+            return code, live_counters.referrer_view(client, layout(), customer_id)
+
+        refused, found = await read(request, code_and_view)
+        if refused is not None:
+            return refused
+        code, view = found
         if code is None and view.empty:
             return _errors(404, "unknown_referrer", "no referral code and no referral activity for this customer")
         return {
@@ -111,12 +113,9 @@ def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> AP
                          day: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")] = None) -> Any:
         """Shares, clicks, signups and conversions (first qualifying purchases), in total and per channel, and
         each stage's rate to the one before. ``day`` (UTC, YYYY-MM-DD): that day's events only."""
-        if (refused := denied(request)) is not None:
+        refused, counts = await read(request, lambda: live_counters.funnel(client, layout(), campaign_id, day))
+        if refused is not None:
             return refused
-        try:
-            counts = await in_redis(lambda: live_counters.funnel(client, layout(), campaign_id, day))
-        except redis.RedisError:
-            return _errors(503, "redis_unavailable", "the live view is unavailable", "body", **unavailable)
         stages = live_counters.funnel_by_stage(counts)
         totals = {stage: sum(by_channel.values()) for stage, by_channel in stages.items()}
         return {
@@ -132,12 +131,9 @@ def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> AP
     async def get_leaderboard(request: Request, campaign_id: str,
                               limit: Annotated[int, Query(ge=1, le=100)] = 10) -> Any:
         """Referrers (as pseudonyms) ranked by confirmed referrals; ties in a stable order."""
-        if (refused := denied(request)) is not None:
+        refused, top = await read(request, lambda: live_counters.leaderboard(client, layout(), campaign_id, limit))
+        if refused is not None:
             return refused
-        try:
-            top = await in_redis(lambda: live_counters.leaderboard(client, layout(), campaign_id, limit))
-        except redis.RedisError:
-            return _errors(503, "redis_unavailable", "the live view is unavailable", "body", **unavailable)
         return {"campaign_id": campaign_id, "entries": [
             {"rank": i + 1, "referrer": pseudonym(secret, referrer_id), "confirmed_referrals": n}
             for i, (referrer_id, n) in enumerate(top)]}

@@ -136,7 +136,7 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> C
         if w.role is RewardRole.REFEREE:
             welcome.setdefault(layout.welcome(w.customer_id), {})[w.reward_id] = json.dumps({
                 "status": w.status.value, "points": w.points, "reason": w.reason.value if w.reason else None,
-                "campaign_id": w.campaign_id, "referrer_id": referrer_id, "seq": record.seq}, sort_keys=True)
+                "campaign_id": w.campaign_id, "referrer_id": referrer_id}, sort_keys=True)
     return CounterSnapshot(
         referrer_id=referrer_id, seq=record.seq, referrer_key=layout.referrer(referrer_id),
         referrals_key=layout.referrals(referrer_id), fields=fields, referrals=referrals, sums=sums,

@@ -19,9 +19,10 @@ total add up the ``partitions`` shards (six by default).
                                                        rejections:<reason> -> referrals withheld for it
     <prefix>{ref:<p>}:campaigns                  set   the campaigns the shard has counters for
     <prefix>{ref:<q>}:welcome:<referee_id>       hash  reward id -> JSON {status, points, reason, campaign_id,
-                                                       seq}: the rewards a referee gets for being referred
-                                                       (``q``: the referee's partition; written by the
-                                                       referrer's stage, each field fenced by its ``seq``)
+                                                       referrer_id}: the rewards a referee gets for being
+                                                       referred (``q``: the referee's partition; written by
+                                                       the referrer's stage, each field fenced by the
+                                                       referrer's seq in ``_seq:<reward id>``)
 
 ``p`` is the partition Kafka's default partitioner gives the referrer id (murmur2, as
 kafka-python, aiokafka and the Java client compute it), so a reader finds a referrer's

@@ -72,14 +72,15 @@ return 1
 
 
 # One referee's welcome rewards (KEYS[1]); ARGV: seq, then field/value pairs. A field is written only if
-# the stored value's seq is older: a late or repeated snapshot never winds a reward back.
+# its fence ``_seq:<field>`` is older: a late or repeated snapshot never winds a reward back.
 _WELCOME = """
 local seq = tonumber(ARGV[1])
 local written = 0
 for i = 2, #ARGV, 2 do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  if not old or tonumber(cjson.decode(old)['seq']) < seq then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  local fence = '_seq:' .. ARGV[i]
+  local old = tonumber(redis.call('HGET', KEYS[1], fence) or '-1')
+  if old < seq then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1], fence, seq)
     written = written + 1
   end
 end

@@ -8,7 +8,15 @@ import sys
 
 from kafka import KafkaProducer
 
-from tests.integration.worker_support import client, expected, matches, send, simulated, view_prefix, wait_for
+from tests.integration.worker_support import (
+    client,
+    expected,
+    matches,
+    run_through,
+    simulated,
+    view_prefix,
+    wait_for,
+)
 
 
 def cli(worker, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -22,9 +30,7 @@ def test_status_shows_topics_lag_workers_and_dead_letters(pipeline_factory):
     producer = KafkaProducer(bootstrap_servers=own.kafka.bootstrap)
     producer.send(own.kafka.topic_prefix + "shop.orders", key=b"c1", value=b"{not json").get(timeout=30)
     producer.close()
-    worker.start()
-    send(own, events)
-    wait_for(matches(own, expected(own, events), worker), timeout_s=180)
+    run_through(own, worker, events)
 
     def healthy():  # noqa: ANN202
         done = cli(worker, "status", "--json")
@@ -52,9 +58,7 @@ def test_a_dead_letter_is_listed_fixed_replayed_once_and_then_counted(pipeline_f
     producer.send(own.kafka.topic_prefix + "referrals.shares", key=share["referrer_id"].encode(),
                   value=broken.encode()).get(timeout=30)
     producer.close()
-    worker.start()
-    send(own, events)
-    wait_for(matches(own, expected(own, events), worker), timeout_s=180)
+    run_through(own, worker, events)
 
     listed = cli(worker, "deadletter", "list", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -85,9 +89,7 @@ def test_a_dead_letter_is_listed_fixed_replayed_once_and_then_counted(pipeline_f
 def test_rebuild_command_switches_to_an_equal_view(pipeline_factory):
     own, worker = pipeline_factory("rebuild-cli")
     events = simulated(own, 83, 300)
-    worker.start()
-    send(own, events)
-    wait_for(matches(own, expected(own, events), worker), timeout_s=180)
+    run_through(own, worker, events)
     done = cli(worker, "rebuild")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "rewards agree with the reward events" in done.stdout and "switched" in done.stdout

@@ -14,14 +14,12 @@ from schemas.derived import RewardRole, RewardStatus
 from streams.counters import NO_CHANNEL
 from tests.integration.conftest import APP_KEY, READ_KEY
 from tests.integration.worker_support import (
+    run_through,
     client,
-    expected,
-    matches,
     redis_funnel,
     reference,
     send,
     simulated,
-    wait_for,
 )
 
 READ = {"Authorization": f"Bearer {READ_KEY}"}
@@ -72,9 +70,7 @@ def read_setup(pipeline_factory, app_factory):
     own, worker = pipeline_factory("read")
     gateway = app_factory(data_of=own)
     events = simulated(own, 61, 1500)
-    worker.start()
-    send(own, events)
-    wait_for(matches(own, expected(own, events), worker), timeout_s=180)
+    run_through(own, worker, events)
     return own, worker, gateway, events
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from consumers.rebuild import rebuild
 from streams.campaigns import load_campaigns
 from tests.integration.worker_support import (
+    run_through,
     client,
     expected,
     matches,
@@ -23,9 +24,7 @@ def test_rebuild_from_the_changelog_and_from_the_log_equal_the_live_view_and_the
     campaigns = load_campaigns(own.streams.campaigns_file)
     events = simulated(own, 71, 1500)
     first, later = events[:1000], events[1000:]
-    worker.start()
-    send(own, first)
-    wait_for(matches(own, expected(own, first), worker), timeout_s=180)
+    run_through(own, worker, first)
     live = redis_dump(own, bookkeeping=True)
     assert live and view_prefix(own) == own.redis.key_prefix
 
@@ -54,9 +53,7 @@ def test_rebuild_from_the_changelog_and_from_the_log_equal_the_live_view_and_the
 def test_a_rebuild_without_switching_leaves_the_live_view_alone(pipeline_factory):
     own, worker = pipeline_factory("rebuild-dry")
     events = simulated(own, 72, 400)
-    worker.start()
-    send(own, events)
-    wait_for(matches(own, expected(own, events), worker), timeout_s=180)
+    run_through(own, worker, events)
     live = redis_dump(own, bookkeeping=True)
     result = rebuild(own, load_campaigns(own.streams.campaigns_file), switch=False)
     assert not result.switched and view_prefix(own) == own.redis.key_prefix

@@ -296,3 +296,14 @@ def wait_for(check: Callable[[], tuple[bool, Any]], timeout_s: float, interval_s
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached within {timeout_s:.0f} s: {detail}")
         time.sleep(interval_s)
+
+
+def run_through(settings: Settings, worker: WorkerProcess, events: list[dict[str, Any]],
+                timeout_s: float = 180) -> Expected:
+    """Start the worker, send the events, and wait until Redis and the reward log say what the pure core
+    decides for them; returns that."""
+    worker.start()
+    send(settings, events)
+    want = expected(settings, events)
+    wait_for(matches(settings, want, worker), timeout_s=timeout_s)
+    return want
