@@ -38,10 +38,12 @@ from producers.code_registry import CodeRegistry
 from referrals.settings import Settings
 from schemas.events import ShareEvent
 from schemas.topics import REFERRER_FACTS, REWARDS, SHARES
-from streams import counters, redis_views, stages
+from referrals.privacy import pseudonym
+from streams import counters, erasure_registry, redis_views, stages
 from streams.app import TICK_KEY, changelog_topics
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify
+from streams.erasure import Adopt, Erase, Forget
 from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
@@ -78,6 +80,8 @@ class _Replay:
         self.partitions = settings.kafka.partitions
         self._owners: dict[str, CodeOwner | None] = {}
         self.changed: set[str] = set()
+        self.secret = settings.privacy.pseudonym_key.get_secret_value()
+        self.erased = erasure_registry.pseudonyms(registry.client, settings.redis.key_prefix)
 
     def _resolve(self, code: str | None) -> CodeOwner | None:
         if not code:
@@ -88,9 +92,16 @@ class _Replay:
         return self._owners[code]
 
     def _apply(self, referrer_id: str, fact: object) -> None:
-        record = self.records.get(referrer_id) or stages.ReferrerRecord()
+        stored = self.records.get(referrer_id)
+        if (stored is None and self.erased and not isinstance(fact, Erase | Adopt | Forget | Tick)
+                and pseudonym(self.secret, referrer_id) in self.erased):
+            return  # the worker forwarded it to the pseudonym: that copy is further on in the log
+        record = stored or stages.ReferrerRecord()
         step = stages.referrer_step(record, referrer_id, fact, self.campaigns)
-        if step.changed:
+        if step.changed and step.record is None:  # an erased referrer's marker goes
+            self.records.pop(referrer_id, None)
+            self.changed.add(referrer_id)
+        elif step.changed:
             self.records[referrer_id] = step.record
             self.changed.add(referrer_id)
 
@@ -128,7 +139,8 @@ def _write(writer: SnapshotWriter, layout: RedisLayout, records: dict[str, stage
            ids: list[str], progress: Progress, chunk: int = 500) -> None:
     for i in range(0, len(ids), chunk):
         part = ids[i:i + chunk]
-        writer.apply([counters.snapshot(layout, r, records[r]) for r in part if r in records])
+        writer.apply([counters.snapshot(layout, r, records[r]) for r in part
+                      if r in records and records[r].erasure is None])  # markers: mid-erasure, no view
         progress("write", len(part), None)
 
 

@@ -512,6 +512,27 @@ def deadletter_replay(
     raise typer.Exit(1 if counts["invalid"] else 0)
 
 
+@app.command("erase")
+def erase_customer(
+    customer_id: str = typer.Argument(..., help="the customer's id, as the shop sends it"),
+    yes: bool = typer.Option(False, "--yes", help="do not ask"),
+    wait: float = typer.Option(120.0, help="how long to wait for the worker to carry it out (seconds)"),
+) -> None:
+    """GDPR erasure: the customer's personal data leaves the views, tables and codes; their points and
+    referrals stay in the books under a pseudonym; an audit record is written."""
+    from consumers.erasure_command import erase
+
+    if not yes and not typer.confirm("Erase this customer? This cannot be undone."):
+        raise typer.Exit(1)
+    settings = _settings()
+    result = erase(settings, customer_id, wait_s=wait)
+    typer.echo(f"erasure {result.erasure_id}: {result.status}; pseudonym {result.pseudonym}; "
+               f"{result.codes_removed} referral codes removed; audit record {result.audit_id}")
+    if result.status != "complete":
+        typer.echo("the worker has not carried it out yet (is it running?); it will when it runs")
+        raise typer.Exit(3)
+
+
 @app.command("api")
 def api(
     host: str = typer.Option(None, help="bind address (default REFERRALS_GATEWAY__HOST, 127.0.0.1)"),

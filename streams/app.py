@@ -74,6 +74,9 @@ from streams import (
 )
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify
+from referrals.privacy import pseudonym
+from streams import erasure_registry
+from streams.erasure import Adopt, Erase, Forget, rename
 from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
@@ -109,6 +112,7 @@ class Batch:
         self.partition = 0  # of the event being handled: its key's partition in every co-partitioned topic
         self.deadletters: list[tuple[str, str, int, int]] = []  # (source topic, reason, partition, offset)
         self.caused_at: list[datetime] = []  # event times of the events whose counters this batch writes
+        self.retired: dict[str, None] = {}  # erased referrers whose counters go
 
     def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         self.records.append((topic, key, value, headers))
@@ -165,6 +169,24 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     owners: dict[str, CodeOwner | None] = {}
 
+    # -- erased customers (streams.erasure): their pseudonyms, from Redis and from the Erase facts seen --
+    secret = settings.privacy.pseudonym_key.get_secret_value()
+    erased: set[str] = erasure_registry.pseudonyms(registry.client, key_prefix)
+
+    def erased_as(customer_id: str) -> str | None:
+        """The pseudonym of an erased customer, or None."""
+        if not erased:
+            return None
+        p = pseudonym(secret, customer_id)
+        return p if p in erased else None
+
+    @app.timer(interval=10.0)
+    async def refresh_erased() -> None:
+        try:
+            erased.update(await asyncio.to_thread(erasure_registry.pseudonyms, registry.client, key_prefix))
+        except redis.RedisError as exc:
+            log.warning("erased customers not refreshed: %s", exc)
+
     def resolve(code: str | None) -> CodeOwner | None:
         """A code's owner; codes never change owner, so a found owner is cached."""
         if not code:
@@ -179,7 +201,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     def emit(batch: Batch, outbound: Iterable[stages.Outbound]) -> None:
         for out in outbound:
-            if isinstance(out.value, stages.Versioned | visitor_attribution.VisitorSignup):
+            if isinstance(out.value, stages.Versioned | visitor_attribution.VisitorSignup | stages.Share | Erase
+                          | Adopt | Forget):
                 batch.add(prefix + out.topic, out.key.encode(), pickle.dumps(out.value))
             elif isinstance(out.value, Attribution):
                 r = attribution_record(out.value, source, prefix)
@@ -193,7 +216,11 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     def apply(table, key: str, step: stages.Step, batch: Batch, refreshed: set[str],  # noqa: ANN001
               resend: Callable[[Any], list[stages.Outbound]]) -> None:
         """Store a changed record and send its outputs; on a duplicate, re-send once per key and run."""
-        if step.changed:
+        if step.changed and step.record is None:  # an erased customer's marker: the key goes (a tombstone)
+            batch.changelog.append(table.send_changelog(batch.partition, key.encode(), None,
+                                                        value_serializer="raw"))
+            table.data.pop(key.encode(), None)
+        elif step.changed:
             # What ``table[key] = record`` does, keeping the changelog write's future: Faust's own flush
             # may return with changelog writes still buffered, so the batch waits for these futures.
             batch.changelog.append(table.send_changelog(batch.partition, key.encode(), step.record))
@@ -231,6 +258,9 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             layout = await write_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
             snapshots = snapshots_of(list(batch.dirty), layout)  # computed here, in the loop; written in a thread
             await write_redis(lambda: writer.apply(snapshots))
+        if batch.retired:
+            layout = await write_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
+            await write_redis(lambda: writer.retire(layout, list(batch.retired)))
         if batch.caused_at:
             now = datetime.now(UTC)
             for at in batch.caused_at:
@@ -330,7 +360,13 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             if not isinstance(parsed, SignupEvent | OrderEvent | RefundEvent):  # None: dead-lettered
                 return
             customer_id, fact = to_fact(parsed, resolve)
-        record = customers_table[customer_id.encode()] or stages.CustomerRecord()
+        stored = customers_table[customer_id.encode()]
+        if isinstance(fact, Erase):
+            erased.add(fact.pseudonym)
+        elif stored is None and not isinstance(fact, Forget) and erased_as(customer_id) is not None:
+            log.debug("an event of an erased customer dropped")
+            return
+        record = stored or stages.CustomerRecord()
         apply(customers_table, customer_id, stages.customer_step(record, customer_id, fact, campaigns), batch,
               customers_refreshed, lambda r: stages.customer_resend(r, customer_id))
 
@@ -354,9 +390,20 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         return sorted(keys)
 
     def referrer_apply(referrer_id: str, fact: Any, batch: Batch) -> None:
-        record = referrers_table[referrer_id.encode()] or stages.ReferrerRecord()
+        stored = referrers_table[referrer_id.encode()]
+        if stored is None and not isinstance(fact, Erase | Adopt | Forget | Tick):
+            pseudonym_ = erased_as(referrer_id)
+            if pseudonym_ is not None:  # late for an erased referrer: to its pseudonym, renamed
+                emit(batch, [stages.Outbound(REFERRER_FACTS.name, pseudonym_, rename(fact, referrer_id, pseudonym_))])
+                return
+        if isinstance(fact, Erase):
+            erased.add(fact.pseudonym)
+        record = stored or stages.ReferrerRecord()
         step = stages.referrer_step(record, referrer_id, fact, campaigns)
-        if step.changed and step.record.seq != record.seq:
+        if step.changed and step.record is None:  # an erased referrer's marker goes: so do its counters
+            batch.dirty.pop(referrer_id, None)
+            batch.retired[referrer_id] = None
+        elif step.changed and step.record.seq != record.seq:
             batch.dirty[referrer_id] = None
             caused_at = stages.caused_at(fact)
             if caused_at is not None:
@@ -524,7 +571,9 @@ def prepare_topics(settings: Settings) -> None:
     just-created topic can show 0 partitions to its consumer for a moment, and Faust then refuses the
     table write (``PartitionsMismatch``); created and awaited here, they are complete when it starts."""
     ensure_topics(settings, worker_topics(settings))
-    ensure_topics(settings, changelog_topics(settings), configs={"cleanup.policy": "compact"})
+    # compacted; segments roll daily, so a tombstone (an erased customer, streams.erasure) removes the
+    # values before it within about a day
+    ensure_topics(settings, changelog_topics(settings), configs={"cleanup.policy": "compact", "segment.ms": "86400000"})
 
 
 def run_worker(settings: Settings, campaigns: CampaignBook, loglevel: str = "warn") -> None:

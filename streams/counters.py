@@ -74,6 +74,7 @@ class CounterSnapshot:
     campaigns: tuple[str, ...]  # the campaigns this referrer contributes to
     welcome: dict[str, dict[str, str]] = field(default_factory=dict)
     # ^ referee's welcome key -> reward id -> JSON of the referee's reward (streams.redis_layout)
+    own_welcome_key: str = ""  # the referrer's own welcome key (as a referee), in its slot
 
 
 def ledger_cells(record: ReferrerRecord) -> dict[tuple[str, str], int]:
@@ -141,4 +142,5 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> C
         referrer_id=referrer_id, seq=record.seq, referrer_key=layout.referrer(referrer_id),
         referrals_key=layout.referrals(referrer_id), fields=fields, referrals=referrals, sums=sums,
         leaderboard={layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())},
-        campaigns_key=layout.campaigns(p), campaigns=tuple(sorted(campaigns)), welcome=welcome)
+        campaigns_key=layout.campaigns(p), campaigns=tuple(sorted(campaigns)), welcome=welcome,
+        own_welcome_key=layout.welcome(referrer_id))

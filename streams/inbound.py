@@ -27,7 +27,7 @@ def to_fact(event: InboundEventBase, resolve: Resolve) -> tuple[str, Fact]:
         return event.visitor_id, visitor_attribution.Click(
             event.event_id, event.occurred_at, event.referral_code, owner.referrer_id if owner else None,
             owner.campaign_id if owner else (event.campaign_id or DEFAULT_CAMPAIGN),
-            event.channel.value if event.channel else None)
+            event.channel.value if event.channel else None, event.visitor_id)
     if isinstance(event, SignupEvent):
         owner = resolve(event.referral_code) if event.referral_code else None
         return event.customer_id, referee_ledger.Signup(

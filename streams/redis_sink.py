@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import redis
 
 from streams.counters import CounterSnapshot
+from streams.redis_layout import RedisLayout, partition_of
 
 _APPLY = """
 local seq = tonumber(ARGV[1])
@@ -61,6 +62,9 @@ for f, v in pairs(fields) do redis.call('HSET', KEYS[1], f, v) end
 for id, summary in pairs(referrals) do
   if summary == false then redis.call('HDEL', KEYS[2], id) else redis.call('HSET', KEYS[2], id, summary) end
 end
+for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do  -- the list is the snapshot's: ids it lacks (renamed) go
+  if referrals[id] == nil then redis.call('HDEL', KEYS[2], id) end
+end
 for key, n in pairs(board) do
   if n > 0 then redis.call('ZADD', key, n, ARGV[6]) else redis.call('ZREM', key, ARGV[6]) end
 end
@@ -88,6 +92,23 @@ return written
 """
 
 
+# An erased referrer's counters go (streams.erasure): its contributions are taken back from the
+# funnels and ledgers (as its ``_funnel`` names them), it leaves the leaderboards of its shard's
+# campaigns, its keys are deleted. Running it again changes nothing. KEYS[1] referrer hash, KEYS[2]
+# referrals hash, KEYS[3] welcome hash, KEYS[4] the shard's campaigns (all one slot); ARGV[1] the
+# referrer id, ARGV[2] the shard's leaderboard key prefix. The funnel and leaderboard keys are in the
+# same slot but found here, not declared.
+_RETIRE = """
+local old = cjson.decode(redis.call('HGET', KEYS[1], '_funnel') or '{}')
+for k, n in pairs(old) do
+  local key, field = string.match(k, '^(.*)\t(.*)$')
+  if key and n ~= 0 then redis.call('HINCRBY', key, field, -n) end
+end
+for _, campaign in ipairs(redis.call('SMEMBERS', KEYS[4])) do redis.call('ZREM', ARGV[2] .. campaign, ARGV[1]) end
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+"""
+
+
 def _cell(key: str, field: str) -> str:
     return f"{key}\t{field}"
 
@@ -97,6 +118,7 @@ class SnapshotWriter:
         self.client = client
         self._apply = client.register_script(_APPLY)
         self._welcome = client.register_script(_WELCOME)
+        self._retire = client.register_script(_RETIRE)
 
     def _call(self, snap: CounterSnapshot, client) -> object:
         keys = [snap.referrer_key, snap.referrals_key, snap.campaigns_key]
@@ -128,6 +150,16 @@ class SnapshotWriter:
                               client=pipe)
         results = pipe.execute()
         return sum(int(r) for r in results[:len(snapshots)])
+
+    def retire(self, layout: RedisLayout, referrer_ids: Sequence[str]) -> None:
+        """Remove erased referrers' counters (idempotent)."""
+        pipe = self.client.pipeline(transaction=False)
+        for referrer_id in referrer_ids:
+            p = partition_of(referrer_id, layout.partitions)
+            keys = [layout.referrer(referrer_id), layout.referrals(referrer_id), layout.welcome(referrer_id),
+                    layout.campaigns(p)]
+            self._retire(keys=keys, args=[referrer_id, layout.leaderboard(p, "")], client=pipe)
+        pipe.execute()
 
     def seq(self, referrer_key: str) -> int:
         value = self.client.hget(referrer_key, "_seq")

@@ -29,6 +29,7 @@ from schemas.derived import Attribution, AttributionMethod, RewardChange
 from schemas.topics import ATTRIBUTIONS, CUSTOMER_FACTS, REFERRER_FACTS, REWARDS, VISITOR_FACTS
 from streams import referee_ledger, referrer_rewards, visitor_attribution
 from streams.campaigns import CampaignBook
+from streams.erasure import Adopt, Erase, Forget, mentions, rename
 from streams.counters import NO_CHANNEL, funnel_cells
 from streams.referee_ledger import CustomerState, Profile, Referral
 from streams.referrer_rewards import ReferrerState, Reward, Tick
@@ -53,6 +54,15 @@ class ClickCounted:
     campaign_id: str
     channel: str | None
     at: datetime
+    visitor_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Named:
+    """A customer's records name the referrer (a code of theirs, a click on their link): if that referrer is
+    erased, the customer's records are renamed too."""
+
+    customer_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +88,7 @@ class Step:
     outbound: list[Outbound] = field(default_factory=list)
     duplicate: bool = False  # the input was in the record already: the shell may re-send (``*_resend``)
     changed: bool = False  # the record changed (the referrer shell then writes its counters)
+    # ``record`` None: delete the key (an erased customer's marker, ``Forget``)
 
 
 # -- visitors -------------------------------------------------------------------------------------
@@ -95,12 +106,20 @@ def _visitor_outbound(record: VisitorRecord, candidates: list[Candidate], clicks
                     Versioned(f"candidate:{c.source_event_id}", record.seq, c, caused_at))
            for c in candidates]
     out += [Outbound(REFERRER_FACTS.name, c.referrer_id,
-                     Versioned(f"click:{c.event_id}", 0, ClickCounted(c.event_id, c.campaign_id, c.channel, c.at)))
+                     Versioned(f"click:{c.event_id}", 0,
+                               ClickCounted(c.event_id, c.campaign_id, c.channel, c.at, c.visitor_id)))
             for c in clicks if c.referrer_id]
     return out
 
 
-def visitor_step(record: VisitorRecord, fact: Click | VisitorSignup, campaigns: CampaignBook) -> Step:
+def visitor_step(record: VisitorRecord, fact: Click | VisitorSignup | Erase, campaigns: CampaignBook) -> Step:
+    if isinstance(fact, Erase):  # the erased customer's signups go; clicks on their links are renamed
+        gone = {k for k, signup in record.core.signups.items() if signup.customer_id == fact.customer_id}
+        core = replace(record.core, signups={k: v for k, v in record.core.signups.items() if k not in gone},
+                       candidates={k: v for k, v in record.core.candidates.items() if k not in gone})
+        if not gone and not mentions(core, fact.customer_id):
+            return Step(record, duplicate=True)
+        return Step(VisitorRecord(rename(core, fact.customer_id, fact.pseudonym), record.seq + 1), changed=True)
     core, candidates = visitor_attribution.step(record.core, fact, campaigns)
     if core is record.core:
         return Step(record, duplicate=True)
@@ -125,6 +144,44 @@ class CustomerRecord:
     seq: int = 0
     seen: dict[str, int] = field(default_factory=dict)  # candidate fact id -> newest version applied
     sent: dict[str, Referral | Profile] = field(default_factory=dict)  # fact id -> last word sent (withdrawn too)
+    erasure: CustomerErasure | None = None  # the marker of an erased customer (streams.erasure), nothing else
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerErasure:
+    erase: Erase
+    visitors: tuple[str, ...]  # the visitor records of the customer's browser
+    referrers: tuple[str, ...]  # the referrers holding one of the customer's referrals, or named by them
+
+
+def _customer_erasure_outbound(customer_id: str, marker: CustomerErasure) -> list[Outbound]:
+    erase = marker.erase
+    return ([Outbound(VISITOR_FACTS.name, v, erase) for v in marker.visitors]
+            + [Outbound(REFERRER_FACTS.name, r, erase) for r in marker.referrers]
+            + [Outbound(CUSTOMER_FACTS.name, customer_id, Forget(erase.erasure_id))])
+
+
+def _customer_erase(record: CustomerRecord, customer_id: str, erase: Erase) -> Step:
+    x, p = erase.customer_id, erase.pseudonym
+    if customer_id == x:
+        if record.erasure is not None:
+            return Step(record, duplicate=True)  # the shell re-sends the marker's outputs
+        if record == CustomerRecord():
+            return Step(record)  # nothing of it here (or erased before: its marker is gone)
+        marker = CustomerErasure(
+            erase, tuple(sorted({s.visitor_id for s in record.core.signups.values() if s.visitor_id})),
+            tuple(sorted({o.referrer_id for o in record.sent.values() if isinstance(o, Referral)}
+                         | _named(record.core))))
+        record = CustomerRecord(seq=record.seq + 1, erasure=marker)
+        return Step(record, _customer_erasure_outbound(customer_id, marker), changed=True)
+    if not mentions(record, x):  # renamed before (or never concerned): re-send what it says
+        return Step(record, duplicate=True)
+    renamed = rename(record, x, p)
+    renamed = replace(renamed, seq=renamed.seq + 1)
+    # the referrals that named the erased referrer go, renamed, to the pseudonym's record (newer versions)
+    out = [Outbound(REFERRER_FACTS.name, p, Versioned(_fact_id(o), renamed.seq, o))
+           for _, o in sorted(renamed.sent.items()) if isinstance(o, Referral) and o.referrer_id == p]
+    return Step(renamed, out, changed=True)
 
 
 def _fact_id(output: Referral | Profile) -> str:
@@ -159,8 +216,17 @@ def _customer_outbound(record: CustomerRecord, outputs: list[Referral | Profile]
 
 
 def customer_step(record: CustomerRecord, customer_id: str,
-                  fact: referee_ledger.Signup | referee_ledger.Order | referee_ledger.Refund | Versioned,
-                  campaigns: CampaignBook) -> Step:
+                  fact: referee_ledger.Signup | referee_ledger.Order | referee_ledger.Refund | Versioned | Erase
+                  | Forget, campaigns: CampaignBook) -> Step:
+    if isinstance(fact, Erase):
+        return _customer_erase(record, customer_id, fact)
+    if isinstance(fact, Forget):  # the marker goes; again if it went before (the tombstone may be all that was lost)
+        if (record.erasure is not None and record.erasure.erase.erasure_id == fact.erasure_id) \
+                or record == CustomerRecord():
+            return Step(None, changed=True)
+        return Step(record)
+    if record.erasure is not None:
+        return Step(record)  # an erased customer's event: dropped (the README says so)
     seen = record.seen
     if isinstance(fact, Versioned):
         if seen.get(fact.fact_id, -1) >= fact.version:
@@ -176,11 +242,24 @@ def customer_step(record: CustomerRecord, customer_id: str,
             return Step(record, duplicate=True)
         return Step(replace(record, seen=seen), changed=True)  # a newer copy of a fact it has
     before = record.sent
+    named_before = _named(record.core)
     record = CustomerRecord(core, record.seq + 1, seen, {**before, **{_fact_id(o): o for o in outputs}})
     signups = [fact] if isinstance(fact, referee_ledger.Signup) else []
     return Step(record,
-                _visitor_signups(customer_id, signups) + _customer_outbound(record, outputs, before, caused_at),
+                _visitor_signups(customer_id, signups) + _customer_outbound(record, outputs, before, caused_at)
+                + _named_outbound(customer_id, _named(core) - named_before),
                 changed=True)
+
+
+def _named(core: CustomerState) -> set[str]:
+    """The referrers a customer's facts name: owners of the codes they used, referrers of their clicks."""
+    named = {f.owner.referrer_id for f in (*core.signups.values(), *core.orders.values()) if f.owner is not None}
+    return named | {c.referrer_id for c in core.candidates.values()}
+
+
+def _named_outbound(customer_id: str, referrers: set[str]) -> list[Outbound]:
+    return [Outbound(REFERRER_FACTS.name, r, Versioned(f"named:{customer_id}", 0, Named(customer_id)))
+            for r in sorted(referrers)]
 
 
 def _visitor_signups(customer_id: str, signups: list[referee_ledger.Signup]) -> list[Outbound]:
@@ -190,6 +269,12 @@ def _visitor_signups(customer_id: str, signups: list[referee_ledger.Signup]) -> 
 
 
 def customer_resend(record: CustomerRecord, customer_id: str) -> list[Outbound]:
+    if record.erasure is not None:
+        return _customer_erasure_outbound(customer_id, record.erasure)
+    return _customer_facts_resend(record, customer_id) + _named_outbound(customer_id, _named(record.core))
+
+
+def _customer_facts_resend(record: CustomerRecord, customer_id: str) -> list[Outbound]:
     signups = sorted(record.core.signups.values(), key=lambda s: (s.at, s.event_id))
     return (_visitor_signups(customer_id, signups)
             + _customer_outbound(record, [record.sent[k] for k in sorted(record.sent)], {}))
@@ -211,6 +296,40 @@ class ReferrerRecord:
     # ^ (reward id, status) -> (role, campaign, points): every status a reward has been in (metrics count these)
     withheld: dict[tuple[str, str], str] = field(default_factory=dict)
     # ^ (referral id, reason code) -> campaign: every reason a referral or its rewards were ever withheld for
+    erasure: ReferrerErasure | None = None  # the marker of an erased referrer (streams.erasure), nothing else
+    visitors: frozenset[str] = frozenset()  # visitors whose clicks on its links were counted (their records name it)
+    named: frozenset[str] = frozenset()  # customers whose records name it (``Named``)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerErasure:
+    erase: Erase
+    adopted: ReferrerRecord  # the record, renamed, for the pseudonym's key
+    referees: tuple[str, ...]  # the customers it referred (their records name it)
+
+
+def _referrer_erasure_outbound(referrer_id: str, marker: ReferrerErasure) -> list[Outbound]:
+    erase = marker.erase
+    return ([Outbound(REFERRER_FACTS.name, erase.pseudonym, Adopt(erase.erasure_id, marker.adopted))]
+            + [Outbound(CUSTOMER_FACTS.name, c, erase) for c in marker.referees]
+            + [Outbound(VISITOR_FACTS.name, v, erase) for v in sorted(marker.adopted.visitors)]
+            + [Outbound(REFERRER_FACTS.name, referrer_id, Forget(erase.erasure_id))])
+
+
+def _referrer_erase(record: ReferrerRecord, referrer_id: str, erase: Erase) -> Step:
+    x, p = erase.customer_id, erase.pseudonym
+    if referrer_id == x:
+        if record.erasure is not None:
+            return Step(record, duplicate=True)
+        if record == ReferrerRecord():
+            return Step(record)  # nothing of it here (or erased before: its marker is gone)
+        referees = tuple(sorted({r.referee_id for r in record.core.referrals.values()} | record.named))
+        marker = ReferrerErasure(erase, rename(record, x, p), referees)
+        record = ReferrerRecord(seq=record.seq, erasure=marker)  # same seq: its counters are retired at Forget
+        return Step(record, _referrer_erasure_outbound(referrer_id, marker), changed=True)
+    if not mentions(record, x):
+        return Step(record, duplicate=True)
+    return Step(_advance(rename(record, x, p)), changed=True)
 
 
 def _advance(record: ReferrerRecord, **changes: Any) -> ReferrerRecord:
@@ -251,8 +370,26 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
                          activity={**record.activity, key: record.activity.get(key, 0) + 1}), changed=True)
 
 
-def referrer_step(record: ReferrerRecord, referrer_id: str, fact: Share | Versioned | Tick,
+def referrer_step(record: ReferrerRecord, referrer_id: str, fact: Share | Versioned | Tick | Erase | Adopt | Forget,
                   campaigns: CampaignBook) -> Step:
+    if isinstance(fact, Erase):
+        return _referrer_erase(record, referrer_id, fact)
+    if isinstance(fact, Forget):  # the marker and the counters go; again if they went before (a crash may have
+        # lost the Redis part after the tombstone): both are idempotent
+        if (record.erasure is not None and record.erasure.erase.erasure_id == fact.erasure_id) \
+                or record == ReferrerRecord():
+            return Step(None, changed=True)
+        return Step(record)
+    if isinstance(fact, Adopt):
+        if record.seq > 0 or record.erasure is not None:
+            return Step(record, duplicate=True)  # adopted before
+        return Step(_advance(fact.record), changed=True)
+    if record.erasure is not None:  # a fact for an erased referrer: to its pseudonym, renamed
+        if isinstance(fact, Tick):
+            return Step(record)
+        erase = record.erasure.erase
+        return Step(record, [Outbound(REFERRER_FACTS.name, erase.pseudonym,
+                                      rename(fact, erase.customer_id, erase.pseudonym))])
     if isinstance(fact, Share):
         return _count(record, f"share:{fact.event_id}", "share", fact.campaign_id, fact.channel, fact.at)
     if isinstance(fact, Tick):
@@ -263,9 +400,16 @@ def referrer_step(record: ReferrerRecord, referrer_id: str, fact: Share | Versio
         core, rewards = referrer_rewards.step(record.core, referrer_id, fact, campaigns)
         record = _advance(record, core=core, ticked=fact.now)
         return Step(record, _rewards_outbound(referrer_id, core, rewards), changed=True)
+    if isinstance(fact.fact, Named):
+        if fact.fact.customer_id in record.named:
+            return Step(record, duplicate=True)
+        return Step(replace(record, named=record.named | {fact.fact.customer_id}), changed=True)
     if isinstance(fact.fact, ClickCounted):
         c = fact.fact
-        return _count(record, f"click:{c.event_id}", "click", c.campaign_id, c.channel or NO_CHANNEL, c.at)
+        step = _count(record, f"click:{c.event_id}", "click", c.campaign_id, c.channel or NO_CHANNEL, c.at)
+        if step.changed and c.visitor_id and c.visitor_id not in step.record.visitors:
+            step = replace(step, record=replace(step.record, visitors=step.record.visitors | {c.visitor_id}))
+        return step
     if record.versions.get(fact.fact_id, -1) >= fact.version:
         return Step(record, duplicate=True)
     versions = {**record.versions, fact.fact_id: fact.version}
@@ -286,5 +430,7 @@ def caused_at(fact: Share | Versioned | Tick) -> datetime | None:
 
 
 def referrer_resend(record: ReferrerRecord, referrer_id: str) -> list[Outbound]:
+    if record.erasure is not None:
+        return _referrer_erasure_outbound(referrer_id, record.erasure)
     core = record.core
     return _rewards_outbound(referrer_id, core, [core.rewards[k] for k in sorted(core.rewards)])

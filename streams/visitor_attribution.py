@@ -28,6 +28,7 @@ class Click:
     referrer_id: str | None  # None: the code resolves to no referrer
     campaign_id: str
     channel: str | None = None
+    visitor_id: str | None = None  # whose click (the referrer keeps it, so an erasure can reach the visitor)
 
 
 @dataclass(frozen=True, slots=True)

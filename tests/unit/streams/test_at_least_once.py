@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from schemas.events import ClickEvent, ShareEvent
 from streams import counters, stages
+from streams.erasure import Adopt, Erase, Forget, mentions, rename
 from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
@@ -47,6 +48,7 @@ class Shell:
     redis: dict[str, counters.CounterSnapshot] = field(default_factory=dict)
     rewards_log: list = field(default_factory=list)  # referrals.rewards as delivered (duplicates and all)
     crashes: int = 0
+    erased: dict[str, str] = field(default_factory=dict)  # erased customer -> pseudonym (the shell's set)
 
     def inbound(self, event) -> None:  # noqa: ANN001 - what the agents make of each inbound event
         key, fact = to_fact(event, resolve)
@@ -56,14 +58,21 @@ class Shell:
     def _step(self, name: str, key: str, fact) -> tuple[stages.Step, list[stages.Outbound]]:  # noqa: ANN001
         book = self.story.book
         table = self.stages[name].table
+        alias = self.erased.get(key)
+        if alias is not None and table.get(key) is None and not isinstance(fact, Erase | Adopt | Forget | Tick):
+            # what the shell does with a late fact for an erased customer: forward it (referrer), drop it
+            if name == "referrer":
+                return stages.Step(None, [stages.Outbound("referrals.referrer-facts", alias,
+                                                          rename(fact, key, alias))]), []
+            return stages.Step(None), []
         if name == "visitor":
             step = stages.visitor_step(table.get(key) or stages.VisitorRecord(), fact, book)
-            return step, stages.visitor_resend(step.record)
+            return step, stages.visitor_resend(step.record) if step.record is not None else []
         if name == "customer":
             step = stages.customer_step(table.get(key) or stages.CustomerRecord(), key, fact, book)
-            return step, stages.customer_resend(step.record, key)
+            return step, stages.customer_resend(step.record, key) if step.record is not None else []
         step = stages.referrer_step(table.get(key) or stages.ReferrerRecord(), key, fact, book)
-        return step, stages.referrer_resend(step.record, key)
+        return step, stages.referrer_resend(step.record, key) if step.record is not None else []
 
     def _deliver(self, name: str, index: int) -> None:
         stage = self.stages[name]
@@ -78,7 +87,7 @@ class Shell:
                 outbound = resend + outbound
             writes = []
             if step.changed:
-                writes.append(lambda k=k, step=step: stage.table.__setitem__(k, step.record))
+                writes.append(lambda k=k, step=step: stage.table.__setitem__(k, step.record))  # None: deleted
             for out in outbound:
                 if out.topic in TARGET:
                     writes.append(lambda out=out: self.stages[TARGET[out.topic]].log.append((out.key, out.value)))
@@ -88,7 +97,9 @@ class Shell:
                 if not crash or self.rnd.random() < 0.5:
                     w()
             # Redis is written only after Kafka acknowledged everything (a crash before: nothing written)
-            if name == "referrer" and not crash and (step.changed or step.duplicate):
+            if name == "referrer" and not crash and step.changed and step.record is None:
+                self.redis.pop(k, None)  # an erased referrer's counters retired
+            elif name == "referrer" and not crash and (step.changed or step.duplicate) and step.record is not None:
                 snap = counters.snapshot(LAYOUT, k, stage.table.get(k) or step.record)
                 if snap.seq > self.redis.get(k, snap).seq or k not in self.redis:
                     self.redis[k] = snap
@@ -142,3 +153,51 @@ def test_crashes_and_redeliveries_end_as_one_clean_pass_in_time_order(story, rnd
     # Redis shows every referrer's final record, whatever was lost on the way
     for referrer_id, record in shell.stages["referrer"].table.items():
         assert shell.redis.get(referrer_id) == counters.snapshot(LAYOUT, referrer_id, record)
+
+
+def books(shell: Shell) -> dict[str, tuple[str, int]]:
+    """Every reward the referrer records hold, by id: status and points."""
+    return {k: (w.status.value, w.points) for rec in shell.stages["referrer"].table.values() if rec is not None
+            for k, w in rec.core.rewards.items() if not (w.status.value == "revoked" and w.points == 0)}
+
+
+@settings(max_examples=100, deadline=None)
+@given(stories(), st.randoms(use_true_random=False), st.sampled_from([0.0, 0.3]),
+       st.sampled_from(["anna", "ben", "eva", "finn"]))
+def test_an_erased_customer_is_gone_from_every_record_and_the_books_are_the_same_under_the_pseudonym(
+        story, rnd, crash_rate, victim):
+    from datetime import UTC, datetime
+
+    shell = Shell(story, rnd, 0.0)
+    for event in story.events:
+        shell.inbound(event)
+    shell.run()
+    shell.stages["referrer"].log.append(("__tick__", Tick(T0 + timedelta(days=200))))
+    shell.run()
+    before = books(shell)
+    funnel_before = {k: counters.funnel_cells(r) for k, r in shell.stages["referrer"].table.items() if r}
+
+    shell.crash_rate = crash_rate
+    alias = "c_pseudonym"
+    shell.erased[victim] = alias
+    erase = Erase(victim, alias, "erasure-1", datetime(2027, 1, 1, tzinfo=UTC))
+    shell.stages["customer"].log.append((victim, erase))
+    shell.stages["referrer"].log.append((victim, erase))
+    shell.run()
+    for _ in range(2):  # redeliveries of what came before: late facts for the erased customer
+        shell.stages["referrer"].log.append(("__tick__", Tick(T0 + timedelta(days=201))))
+        shell.run()
+
+    for name, stage in shell.stages.items():
+        assert stage.table.get(victim) is None, f"{name} still has a record under the erased id"
+        for key, record in stage.table.items():
+            assert not mentions(record, victim), f"{name}[{key}] still mentions the erased customer"
+    assert victim not in shell.redis
+    assert all(not mentions(snap, victim) for snap in shell.redis.values())
+    # the books: every reward kept, renamed; the funnels count the same
+    assert books(shell) == {rename(k, victim, alias): v for k, v in before.items()}
+    funnel_after = {k: counters.funnel_cells(r) for k, r in shell.stages["referrer"].table.items() if r}
+    assert sorted(funnel_after.values(), key=repr) == sorted(funnel_before.values(), key=repr)
+    for referrer_id, record in shell.stages["referrer"].table.items():
+        if record is not None:
+            assert shell.redis.get(referrer_id) == counters.snapshot(LAYOUT, referrer_id, record)
