@@ -19,10 +19,18 @@ from referrals.privacy import pseudonym
 from schemas.derived import RewardRole
 from streams import erasure_registry
 from streams.app import changelog_topics
-from streams.erasure import mentions
+from streams.erasure import mentions, rename
 from streams.redis_layout import RedisLayout
 from tests.integration.conftest import READ_KEY
-from tests.integration.worker_support import client, redis_funnel, reference, run_through, simulated, view_prefix
+from tests.integration.worker_support import (
+    client,
+    redis_dump,
+    redis_funnel,
+    reference,
+    run_through,
+    simulated,
+    view_prefix,
+)
 
 
 def books(settings) -> tuple[Counter, Counter]:
@@ -43,6 +51,35 @@ def books(settings) -> tuple[Counter, Counter]:
     return +ledger, +points
 
 
+def renamed_view(view: dict, old: str, new: str) -> dict:
+    """``rename`` over a Redis dump, JSON values included (the pipeline writes them with sorted keys)."""
+    def value(v):  # noqa: ANN001, ANN202
+        if isinstance(v, str) and v.startswith("{"):
+            return json.dumps(rename(json.loads(v), old, new), sort_keys=True)
+        return rename(v, old, new)
+
+    return {rename(k, old, new): ({rename(f, old, new): value(x) for f, x in v.items()} if isinstance(v, dict)
+                                  else value(v)) for k, v in view.items()}
+
+
+def unsharded(view: dict) -> dict:
+    """The view with the shards' hash tags taken off: campaign sums added up, per-customer keys as they are."""
+    out: dict = {}
+    for k, value in view.items():
+        name = re.sub(r"^\{ref:\d+\}:", "", k)
+        if name.startswith(("funnel:", "ledger:")):
+            total = out.setdefault(name, Counter())
+            total.update({f: int(v) for f, v in value.items()})
+        elif name.startswith("leaderboard:"):
+            out.setdefault(name, {}).update(value)
+        elif name == "campaigns":
+            out[name] = sorted(set(out.get(name, [])) | set(value))
+        else:
+            assert name not in out, name
+            out[name] = value
+    return {k: (+v if isinstance(v, Counter) else v) for k, v in out.items()}
+
+
 def test_erase_removes_the_customer_everywhere_and_keeps_the_books_under_the_pseudonym(
         pipeline_factory, app_factory):
     own, worker = pipeline_factory("erase")
@@ -58,6 +95,7 @@ def test_erase_removes_the_customer_everywhere_and_keeps_the_books_under_the_pse
     key = own.privacy.pseudonym_key.get_secret_value()
     before = {v: http.get(f"/v1/referrers/{v}", params={"issue": "false"}).json() for v in (referrer, referee)}
     funnel, (ledger, points) = redis_funnel(own), books(own)
+    view = redis_dump(own)
     assert rewarded[referrer] and before[referee]["rewards_as_referee"]
 
     for victim in (referrer, referee):
@@ -90,6 +128,11 @@ def test_erase_removes_the_customer_everywhere_and_keeps_the_books_under_the_pse
 
     assert redis_funnel(own) == funnel  # the books are the same
     assert books(own) == (ledger, points)
+    # ... and nothing else changed: the view is the one before, with the two ids renamed
+    # (a pseudonym hashes to another shard than the id: campaign sums are compared over the shards)
+    for victim in (referrer, referee):
+        view = renamed_view(view, victim, pseudonym(key, victim))
+    assert unsharded(redis_dump(own)) == unsharded(view)
     with client(own) as c:
         entries = c.xrange(erasure_registry.audit_key(own.redis.key_prefix))
     assert [(e["pseudonym"], e["status"]) for _, e in entries] == [(pseudonym(key, v), "complete")
