@@ -20,6 +20,12 @@ commit records nobody processed or stop moving: ``OffsetGuard`` (a partition's o
 must go on one by one from the committed one) and ``StallWatch`` (a partition with
 records waiting whose committed offset does not move).
 
+Erasure (``streams.erasure``) is carried out by the stages like any other fact; the shell
+deletes a key whose step returns no record (a changelog tombstone; for a referrer, its Redis
+counters are retired), drops events of erased customers and forwards late facts for erased
+referrers to their pseudonyms. Each process publishes its own metrics
+(``streams.worker_metrics``) and writes a heartbeat (``streams.worker_heartbeats``).
+
 A timer (on the leader) sends clock ticks to every partition of
 ``referrals.referrer-facts``, so the end of each hold period is decided from the log like
 any other fact, and a replay confirms exactly what the first run confirmed.
@@ -44,6 +50,7 @@ from prometheus_client import start_http_server
 
 from producers.code_registry import CodeRegistry
 from referrals.kafka_admin import ensure_topics, group_positions
+from referrals.privacy import pseudonym
 from referrals.settings import Settings
 from schemas.derived import Attribution, DeadLetter, RewardChange
 from schemas.events import ClickEvent, OrderEvent, RefundEvent, ShareEvent, SignupEvent
@@ -66,6 +73,7 @@ from schemas.topics import (
 from streams import (
     counters,
     deadletter_counts,
+    erasure_registry,
     redis_views,
     stages,
     visitor_attribution,
@@ -74,8 +82,6 @@ from streams import (
 )
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify
-from referrals.privacy import pseudonym
-from streams import erasure_registry
 from streams.erasure import Adopt, Erase, Forget, rename
 from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout, partition_of
