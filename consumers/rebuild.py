@@ -43,7 +43,7 @@ from streams import counters, erasure_registry, redis_views, stages
 from streams.app import TICK_KEY, changelog_topics
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify
-from streams.erasure import Adopt, Erase, Forget
+from streams.erasure import Adopt, Continue, Erase, Forget
 from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
@@ -93,7 +93,7 @@ class _Replay:
 
     def _apply(self, referrer_id: str, fact: object) -> None:
         stored = self.records.get(referrer_id)
-        if (stored is None and self.erased and not isinstance(fact, Erase | Adopt | Forget | Tick)
+        if (stored is None and self.erased and not isinstance(fact, Erase | Adopt | Continue | Forget | Tick)
                 and pseudonym(self.secret, referrer_id) in self.erased):
             return  # the worker forwarded it to the pseudonym: that copy is further on in the log
         record = stored or stages.ReferrerRecord()

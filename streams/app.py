@@ -82,7 +82,7 @@ from streams import (
 )
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify
-from streams.erasure import Adopt, Erase, Forget, rename
+from streams.erasure import Adopt, Continue, Erase, Forget, rename
 from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
@@ -208,7 +208,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     def emit(batch: Batch, outbound: Iterable[stages.Outbound]) -> None:
         for out in outbound:
             if isinstance(out.value, stages.Versioned | visitor_attribution.VisitorSignup | stages.Share | Erase
-                          | Adopt | Forget):
+                          | Adopt | Continue | Forget):
                 batch.add(prefix + out.topic, out.key.encode(), pickle.dumps(out.value))
             elif isinstance(out.value, Attribution):
                 r = attribution_record(out.value, source, prefix)
@@ -397,7 +397,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     def referrer_apply(referrer_id: str, fact: Any, batch: Batch) -> None:
         stored = referrers_table[referrer_id.encode()]
-        if stored is None and not isinstance(fact, Erase | Adopt | Forget | Tick):
+        if stored is None and not isinstance(fact, Erase | Adopt | Continue | Forget | Tick):
             pseudonym_ = erased_as(referrer_id)
             if pseudonym_ is not None:  # late for an erased referrer: to its pseudonym, renamed
                 emit(batch, [stages.Outbound(REFERRER_FACTS.name, pseudonym_, rename(fact, referrer_id, pseudonym_))])

@@ -17,8 +17,9 @@ it is exact under at-least-once delivery like any other:
    finds the marker and sends all of it again; ``Forget`` is processed only after the batch
    that sent it has had everything acknowledged, so once the marker is gone nothing is missing.
 3. Referrer stage, key ``X``: likewise; the renamed record goes to key ``P`` (``Adopt``), so
-   what ``X`` earned stays in the books, and ``X``'s referees are told, so what they send
-   next goes to ``P``.
+   what ``X`` earned stays in the books; then (``Continue``, once the adoption is on Kafka)
+   ``X``'s referees and the visitors who clicked ``X``'s links are told, so what they send
+   next goes to ``P``, after the adopted record.
 4. Any other record that mentions ``X`` is renamed in place (the customer stage sends the
    renamed referrals on to ``P``).
 5. A fact for ``X`` that arrives after its erasure: the referrer stage forwards it, renamed,
@@ -53,6 +54,15 @@ class Adopt:
 
     erasure_id: str
     record: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """Sent by an erased referrer's marker to itself with the ``Adopt``: processed only after the batch that
+    sent both is acknowledged, so everything the rest of the erasure causes reaches the pseudonym's
+    partition after the adopted record."""
+
+    erasure_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from schemas.derived import Attribution, AttributionMethod, RewardChange
 from schemas.topics import ATTRIBUTIONS, CUSTOMER_FACTS, REFERRER_FACTS, REWARDS, VISITOR_FACTS
 from streams import referee_ledger, referrer_rewards, visitor_attribution
 from streams.campaigns import CampaignBook
-from streams.erasure import Adopt, Erase, Forget, mentions, rename
+from streams.erasure import Adopt, Continue, Erase, Forget, mentions, rename
 from streams.counters import NO_CHANNEL, funnel_cells
 from streams.referee_ledger import CustomerState, Profile, Referral
 from streams.referrer_rewards import ReferrerState, Reward, Tick
@@ -309,9 +309,15 @@ class ReferrerErasure:
 
 
 def _referrer_erasure_outbound(referrer_id: str, marker: ReferrerErasure) -> list[Outbound]:
+    """First the adoption (and a ``Continue`` to itself); the rest once that is on Kafka."""
     erase = marker.erase
-    return ([Outbound(REFERRER_FACTS.name, erase.pseudonym, Adopt(erase.erasure_id, marker.adopted))]
-            + [Outbound(CUSTOMER_FACTS.name, c, erase) for c in marker.referees]
+    return [Outbound(REFERRER_FACTS.name, erase.pseudonym, Adopt(erase.erasure_id, marker.adopted)),
+            Outbound(REFERRER_FACTS.name, referrer_id, Continue(erase.erasure_id))]
+
+
+def _referrer_erasure_continued(referrer_id: str, marker: ReferrerErasure) -> list[Outbound]:
+    erase = marker.erase
+    return ([Outbound(CUSTOMER_FACTS.name, c, erase) for c in marker.referees]
             + [Outbound(VISITOR_FACTS.name, v, erase) for v in sorted(marker.adopted.visitors)]
             + [Outbound(REFERRER_FACTS.name, referrer_id, Forget(erase.erasure_id))])
 
@@ -370,7 +376,8 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
                          activity={**record.activity, key: record.activity.get(key, 0) + 1}), changed=True)
 
 
-def referrer_step(record: ReferrerRecord, referrer_id: str, fact: Share | Versioned | Tick | Erase | Adopt | Forget,
+def referrer_step(record: ReferrerRecord, referrer_id: str,
+                  fact: Share | Versioned | Tick | Erase | Adopt | Continue | Forget,
                   campaigns: CampaignBook) -> Step:
     if isinstance(fact, Erase):
         return _referrer_erase(record, referrer_id, fact)
@@ -379,6 +386,10 @@ def referrer_step(record: ReferrerRecord, referrer_id: str, fact: Share | Versio
         if (record.erasure is not None and record.erasure.erase.erasure_id == fact.erasure_id) \
                 or record == ReferrerRecord():
             return Step(None, changed=True)
+        return Step(record)
+    if isinstance(fact, Continue):
+        if record.erasure is not None and record.erasure.erase.erasure_id == fact.erasure_id:
+            return Step(record, _referrer_erasure_continued(referrer_id, record.erasure))
         return Step(record)
     if isinstance(fact, Adopt):
         if record.seq > 0 or record.erasure is not None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from schemas.events import ClickEvent, ShareEvent
 from streams import counters, stages
-from streams.erasure import Adopt, Erase, Forget, mentions, rename
+from streams.erasure import Adopt, Continue, Erase, Forget, mentions, rename
 from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
@@ -59,7 +59,7 @@ class Shell:
         book = self.story.book
         table = self.stages[name].table
         alias = self.erased.get(key)
-        if alias is not None and table.get(key) is None and not isinstance(fact, Erase | Adopt | Forget | Tick):
+        if alias is not None and table.get(key) is None and not isinstance(fact, Erase | Adopt | Continue | Forget | Tick):
             # what the shell does with a late fact for an erased customer: forward it (referrer), drop it
             if name == "referrer":
                 return stages.Step(None, [stages.Outbound("referrals.referrer-facts", alias,

@@ -70,3 +70,23 @@ def test_an_erased_customers_record_becomes_a_marker_that_sends_the_erasure_on_a
     assert stages.customer_step(step.record, "eva", step.outbound[-1].value, s.book).record is None
     assert stages.customer_step(step.record, "eva", pipeline.customers["eva"].signups["e2"], s.book).record \
         is step.record  # an event of an erased customer: dropped
+
+
+def test_an_erased_referrer_is_adopted_first_and_tells_the_others_only_once_the_adoption_is_on_kafka():
+    s = Story()
+    s.click("v1", "ANNA")
+    s.signup("eva", visitor="v1", minutes=5)
+    pipeline = s.run()
+    referral = pipeline.referrers["anna"].referrals["default:anna:eva"]
+    record = stages.referrer_step(stages.ReferrerRecord(), "anna",
+                                  stages.Versioned("referral:default:anna:eva", 1, referral), s.book).record
+    erase = Erase("anna", "c_a", "erasure-2", datetime(2027, 1, 1, tzinfo=UTC))
+    step = stages.referrer_step(record, "anna", erase, s.book)
+    assert [(o.key, type(o.value).__name__) for o in step.outbound] == [("c_a", "Adopt"), ("anna", "Continue")]
+    adopted = step.outbound[0].value.record
+    assert not mentions(adopted, "anna") and "default:c_a:eva" in adopted.core.referrals
+    continued = stages.referrer_step(step.record, "anna", step.outbound[1].value, s.book)
+    assert [(o.topic, o.key, type(o.value).__name__) for o in continued.outbound] == [
+        ("referrals.customer-facts", "eva", "Erase"), ("referrals.referrer-facts", "anna", "Forget")]
+    at_pseudonym = stages.referrer_step(stages.ReferrerRecord(), "c_a", step.outbound[0].value, s.book)
+    assert at_pseudonym.record.core == adopted.core and at_pseudonym.record.seq == adopted.seq + 1
