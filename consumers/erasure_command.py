@@ -7,9 +7,10 @@
    and device id, deletes their own records (tombstones in the compacted changelogs) and
    their Redis views, and keeps their points and referrals under the pseudonym.
 3. This command waits until the worker group has processed everything that follows from
-   it (three rounds of "every input topic committed up to where it ended"), removes the
-   customer's welcome-reward hash, and writes an audit record (pseudonym, times, what was
-   removed: never the customer id).
+   it (four rounds of "every input topic committed up to where it ended"; each round covers
+   one step of the spread, and it takes four: erase, continue, tell the referees, their
+   re-sends to the pseudonym), removes the customer's welcome-reward hash, and writes an
+   audit record (pseudonym, times, what was removed: never the customer id).
 
 If no worker runs, the erasure waits in Kafka and is carried out when one does; the audit
 record then says ``pending``.
@@ -72,7 +73,7 @@ def _sweep_welcome(client, layout, customer_id: str, alias: str) -> None:  # noq
             client.hdel(key, *stale)
 
 
-def erase(settings: Settings, customer_id: str, *, wait_s: float = 120.0, rounds: int = 3) -> ErasureResult:
+def erase(settings: Settings, customer_id: str, *, wait_s: float = 120.0, rounds: int = 4) -> ErasureResult:
     registry = CodeRegistry.from_settings(settings)
     client = registry.client
     key_prefix = settings.redis.key_prefix
