@@ -24,7 +24,7 @@ from producers.gateway.intake import error
 from producers.referral_codes import normalize
 from referrals.privacy import pseudonym
 from referrals.settings import Settings
-from streams import redis_views
+from streams import erasure_registry, redis_views
 from streams.inbound import DEFAULT_CAMPAIGN
 
 FUNNEL_RATES = (("click_per_share", "click", "share"), ("signup_per_click", "signup", "click"),
@@ -69,7 +69,8 @@ def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> AP
                   503: {"description": "Redis unavailable; retry after Retry-After"}}
 
     @router.get("/referrers/{customer_id}", summary="A customer's code, counts, points and referrals",
-                responses={**errors_doc, 404: {"description": "no such referrer (with issue=false)"}})
+                responses={**errors_doc, 404: {"description": "no such referrer (with issue=false)"},
+                           410: {"description": "the customer was erased (referrals erase)"}})
     async def get_referrer(request: Request, customer_id: str,
                            campaign: Annotated[str, Query(max_length=128)] = DEFAULT_CAMPAIGN,
                            issue: bool = True) -> Any:
@@ -78,13 +79,17 @@ def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> AP
         if not customer_id or len(customer_id) > 128:
             return _errors(422, "invalid_id", "customer_id must be 1 to 128 characters")
 
-        def code_and_view() -> tuple[str | None, live_counters.ReferrerView]:
+        def code_and_view() -> tuple[str | None, live_counters.ReferrerView] | None:
+            if client.sismember(erasure_registry.erased_key(key_prefix), pseudonym(secret, customer_id)):
+                return None  # erased: no code is issued again, nothing is shown
             code = registry.issue(customer_id, campaign).code if issue else registry.code_of(customer_id, campaign)
             return code, live_counters.referrer_view(client, layout(), customer_id)
 
         refused, found = await read(request, code_and_view)
         if refused is not None:
             return refused
+        if found is None:
+            return _errors(410, "erased", "this customer was erased")
         code, view = found
         if code is None and view.empty:
             return _errors(404, "unknown_referrer", "no referral code and no referral activity for this customer")

@@ -122,7 +122,8 @@ def test_erase_removes_the_customer_everywhere_and_keeps_the_books_under_the_pse
             for k, value in last.items():
                 if value is not None:
                     assert not mentions(pickle.loads(base64.b64decode(value)), victim), f"{topic}[{k!r}]"
-        assert http.get(f"/v1/referrers/{victim}", params={"issue": "false"}).status_code == 404
+        gone = http.get(f"/v1/referrers/{victim}")  # no code issued again for an erased customer
+        assert gone.status_code == 410 and gone.json()["errors"][0]["rule"] == "erased"
         after = http.get(f"/v1/referrers/{pseudonym(key, victim)}", params={"issue": "false"}).json()
         assert (after["points"], after["counts"]) == (before[victim]["points"], before[victim]["counts"])
 
