@@ -34,7 +34,9 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from consumers.live_counters import as_text, summed
 from referrals.kafka_admin import group_positions
+from referrals.redis_client import redis_client
 from referrals.settings import Settings
 from schemas.derived import ReasonCode, RewardRole, RewardStatus
 from schemas.topics import INBOUND, INTERNAL
@@ -45,28 +47,12 @@ from streams.redis_layout import RedisLayout
 log = logging.getLogger("referrals.exporter")
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def campaigns_in(client: redis.Redis, layout: RedisLayout) -> list[str]:
     """Every campaign the view has counters for."""
     pipe = client.pipeline(transaction=False)
     for key in layout.all_campaign_sets():
         pipe.smembers(key)
-    return sorted({_text(c) for members in pipe.execute() for c in members})
-
-
-def summed(client: redis.Redis, keys: list[str]) -> Counter:
-    """Field -> value, the hashes of every shard added up."""
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.hgetall(key)
-    total: Counter = Counter()
-    for shard in pipe.execute():
-        for field, value in shard.items():
-            total[_text(field)] += int(value)
-    return total
+    return sorted({as_text(c) for members in pipe.execute() for c in members})
 
 
 ZERO_LEDGER: dict[str, int] = {
@@ -157,13 +143,6 @@ class PipelineCollector(Collector):
         return active
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    cfg = settings.redis
-    return redis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, username=cfg.username, password=cfg.password,
-                       socket_timeout=settings.exporter.redis_timeout_s,
-                       socket_connect_timeout=settings.exporter.redis_timeout_s)
-
-
 def serve(settings: Settings, campaigns: CampaignBook, stop=None) -> None:  # noqa: ANN001
     """Serve /metrics until ``stop`` (a threading.Event) is set or the process is told to stop."""
     import signal
@@ -172,7 +151,8 @@ def serve(settings: Settings, campaigns: CampaignBook, stop=None) -> None:  # no
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()
-    registry.register(PipelineCollector(settings, campaigns, redis_client(settings)))
+    registry.register(PipelineCollector(settings, campaigns,
+                                        redis_client(settings, settings.exporter.redis_timeout_s)))
     server, thread = start_http_server(settings.exporter.port, addr=settings.exporter.host, registry=registry)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():

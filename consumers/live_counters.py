@@ -13,16 +13,25 @@ from streams.redis_layout import RedisLayout
 FUNNEL_STAGES = ("share", "click", "signup", "conversion")
 
 
-def funnel(client: redis.Redis, layout: RedisLayout, campaign_id: str, day: str | None = None) -> Counter:
-    """``<stage>:<channel>`` -> count for the campaign, the shards of every partition added up."""
+def as_text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def summed(client: redis.Redis, keys: list[str]) -> Counter:
+    """Field -> value, the hashes of every shard added up (one round trip)."""
     pipe = client.pipeline(transaction=False)
-    for key in layout.all_funnels(campaign_id, day):
+    for key in keys:
         pipe.hgetall(key)
     total: Counter = Counter()
     for shard in pipe.execute():
         for field, value in shard.items():
-            total[field.decode() if isinstance(field, bytes) else field] += int(value)
-    return +total
+            total[as_text(field)] += int(value)
+    return total
+
+
+def funnel(client: redis.Redis, layout: RedisLayout, campaign_id: str, day: str | None = None) -> Counter:
+    """``<stage>:<channel>`` -> count for the campaign, the shards of every partition added up."""
+    return +summed(client, layout.all_funnels(campaign_id, day))
 
 
 def funnel_by_stage(counts: Counter) -> dict[str, dict[str, int]]:
@@ -44,20 +53,16 @@ class ReferrerLine:
     withheld: dict[str, int]  # reason code -> referrals whose reward is withheld for it
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def top_referrers(client: redis.Redis, layout: RedisLayout, campaign_id: str, n: int = 10) -> list[ReferrerLine]:
     """The leaderboard (confirmed referrals) merged over the shards, then by conversions among the rest."""
     pipe = client.pipeline(transaction=False)
     for key in layout.all_leaderboards(campaign_id):
         pipe.zrange(key, 0, -1, withscores=True)
-    confirmed = {_text(member): int(score) for shard in pipe.execute() for member, score in shard}
+    confirmed = {as_text(member): int(score) for shard in pipe.execute() for member, score in shard}
     lines = []
     for cursor_key in client.scan_iter(match=f"{layout.prefix}{{ref:*}}:referrer:*", count=1000):
-        referrer_id = _text(cursor_key).split(":referrer:", 1)[1]
-        h = {_text(k): _text(v) for k, v in client.hgetall(cursor_key).items()}
+        referrer_id = as_text(cursor_key).split(":referrer:", 1)[1]
+        h = {as_text(k): as_text(v) for k, v in client.hgetall(cursor_key).items()}
         withheld: Counter = Counter()
         for summary in client.hvals(layout.referrals(referrer_id)):
             r = json.loads(summary)
@@ -97,17 +102,17 @@ def referrer_view(client: redis.Redis, layout: RedisLayout, referrer_id: str) ->
     pipe.hvals(layout.referrals(referrer_id))
     pipe.hgetall(layout.welcome(referrer_id))
     fields, summaries, welcome_fields = pipe.execute()
-    h = {_text(k): int(v) for k, v in fields.items() if not _text(k).startswith("_")}
+    h = {as_text(k): int(v) for k, v in fields.items() if not as_text(k).startswith("_")}
     referrals = sorted((json.loads(s) for s in summaries), key=lambda r: (r["attributed_at"], r["referee_id"]))
     points = {s: h.get(f"points:{s}", 0) for s in ("pending", "confirmed", "revoked")}
     welcome = []
     for reward_id, value in sorted(welcome_fields.items()):
-        if _text(reward_id).startswith("_"):
+        if as_text(reward_id).startswith("_"):
             continue  # the writer's fences
         w = json.loads(value)
         if w["status"] == "revoked" and w["points"] == 0:
             continue  # announced, then voided by a late event (a reattribution): the other referrer's holds
-        welcome.append({"reward_id": _text(reward_id), **w})
+        welcome.append({"reward_id": as_text(reward_id), **w})
         if w["status"] in points:
             points[w["status"]] += w["points"]
     return ReferrerView(
@@ -128,5 +133,5 @@ def leaderboard(client: redis.Redis, layout: RedisLayout, campaign_id: str, limi
     for key, lowest in full:  # ... but for ties with its last one, which may sort first by id
         pipe.zrangebyscore(key, lowest, lowest, withscores=True)
     ties = pipe.execute() if full else []
-    merged = {_text(member): int(score) for shard in [*shards, *ties] for member, score in shard}
+    merged = {as_text(member): int(score) for shard in [*shards, *ties] for member, score in shard}
     return sorted(merged.items(), key=lambda x: (-x[1], x[0]))[:limit]

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 
 from referrals.kafka_admin import admin_client, group_positions
+from referrals.redis_client import redis_client
 from referrals.settings import Settings
 from schemas.topics import DEADLETTER, INBOUND, INTERNAL
 from streams import deadletter_counts, redis_views, worker_heartbeats
@@ -74,9 +75,7 @@ def gather(settings: Settings, now: datetime) -> StatusReport:
         report.kafka = f"{type(exc).__name__}: {exc}"
     cfg = settings.redis
     try:
-        client = redis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, username=cfg.username, password=cfg.password,
-                             socket_timeout=3, socket_connect_timeout=3)
-        with client:
+        with redis_client(settings, timeout_s=3) as client:
             client.ping()
             report.view_prefix = redis_views.active_prefix(client, cfg.key_prefix)
             for beat in worker_heartbeats.read(client, cfg.key_prefix, now, settings.streams.app_id):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import redis
 
 from producers.referral_codes import is_well_formed, new_code, normalize
+from referrals.redis_client import redis_client
 from referrals.settings import Settings
 
 DEFAULT_CAMPAIGN = "default"
@@ -58,10 +59,7 @@ class CodeRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CodeRegistry:
-        cfg = settings.redis
-        client = redis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, username=cfg.username,
-                             password=cfg.password, socket_timeout=2, socket_connect_timeout=2)
-        return cls(client, cfg.key_prefix)
+        return cls(redis_client(settings), settings.redis.key_prefix)
 
     def _code_key(self, code: str) -> str:
         return f"{self.prefix}code:{code}"

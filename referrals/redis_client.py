@@ -1,0 +1,13 @@
+"""The one place a Redis client is built from ``Settings`` (address, database, ACL credentials)."""
+
+from __future__ import annotations
+
+import redis
+
+from referrals.settings import Settings
+
+
+def redis_client(settings: Settings, timeout_s: float = 2.0) -> redis.Redis:
+    cfg = settings.redis
+    return redis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, username=cfg.username, password=cfg.password,
+                       socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
