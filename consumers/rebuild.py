@@ -34,11 +34,11 @@ from typing import Literal
 import redis
 
 from consumers import kafka_log
-from producers.code_registry import CodeRegistry
+from referrals.privacy import pseudonym
+from referrals.redis_client import redis_client
 from referrals.settings import Settings
 from schemas.events import ShareEvent
 from schemas.topics import REFERRER_FACTS, REWARDS, SHARES
-from referrals.privacy import pseudonym
 from streams import counters, erasure_registry, redis_views, stages
 from streams.app import TICK_KEY, changelog_topics
 from streams.campaigns import CampaignBook
@@ -47,7 +47,6 @@ from streams.erasure import Adopt, Continue, Erase, Forget
 from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
-from streams.referee_ledger import CodeOwner
 from streams.referrer_rewards import Tick
 
 Source = Literal["changelog", "log"]
@@ -71,25 +70,20 @@ def _no_progress(_phase: str, _advance: int, _total: int | None) -> None:
     pass
 
 
+def _shares_resolve_no_codes(code: str) -> None:
+    raise AssertionError(f"a share names its referrer: no code to resolve ({code!r})")
+
+
 class _Replay:
     """The referrer stage over its own input log, in memory: the same pure step the worker runs."""
 
-    def __init__(self, settings: Settings, campaigns: CampaignBook, registry: CodeRegistry):
-        self.settings, self.campaigns, self.registry = settings, campaigns, registry
+    def __init__(self, settings: Settings, campaigns: CampaignBook, erased: set[str]):
+        self.settings, self.campaigns = settings, campaigns
         self.records: dict[str, stages.ReferrerRecord] = {}
         self.partitions = settings.kafka.partitions
-        self._owners: dict[str, CodeOwner | None] = {}
         self.changed: set[str] = set()
         self.secret = settings.privacy.pseudonym_key.get_secret_value()
-        self.erased = erasure_registry.pseudonyms(registry.client, settings.redis.key_prefix)
-
-    def _resolve(self, code: str | None) -> CodeOwner | None:
-        if not code:
-            return None
-        if code not in self._owners:
-            owner = self.registry.resolve(code)
-            self._owners[code] = CodeOwner(owner.referrer_id, owner.campaign_id) if owner else None
-        return self._owners[code]
+        self.erased = erased
 
     def _apply(self, referrer_id: str, fact: object) -> None:
         stored = self.records.get(referrer_id)
@@ -112,7 +106,7 @@ class _Replay:
             share = classify(topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
                              value=record.value, received_at=received, topic_prefix=prefix)
             if isinstance(share, ShareEvent):
-                self._apply(*to_fact(share, self._resolve))
+                self._apply(*to_fact(share, _shares_resolve_no_codes))
             return
         fact = pickle.loads(record.value)
         if record.key == TICK_KEY or isinstance(fact, Tick):
@@ -179,8 +173,7 @@ def check_rewards(settings: Settings, records: dict[str, stages.ReferrerRecord],
 
 def rebuild(settings: Settings, campaigns: CampaignBook, *, source: Source = "changelog", switch: bool = True,
             keep_old: bool = False, settle_s: float = 2.0, progress: Progress = _no_progress) -> RebuildResult:
-    registry = CodeRegistry.from_settings(settings)
-    client = registry.client
+    client = redis_client(settings)
     key_prefix, partitions = settings.redis.key_prefix, settings.kafka.partitions
     prefix = settings.kafka.topic_prefix
     old = redis_views.active_prefix(client, key_prefix)
@@ -200,7 +193,7 @@ def rebuild(settings: Settings, campaigns: CampaignBook, *, source: Source = "ch
         records, changed = {}, set()
         read = _changelog_records(settings, until, None, records, changed, progress)
     else:
-        replay = _Replay(settings, campaigns, registry)
+        replay = _Replay(settings, campaigns, erasure_registry.pseudonyms(client, key_prefix))
         read = 0
         for record in kafka_log.read(settings, until, on_progress=lambda k: progress("read", k, None)):
             replay.feed(record)

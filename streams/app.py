@@ -259,14 +259,14 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         await fault_point()
         if batch.deadletters:
             await write_redis(lambda: deadletter_counts.record(registry.client, key_prefix, batch.deadletters))
-        if snapshots_of is not None and batch.dirty:
+        if snapshots_of is not None and (batch.dirty or batch.retired):
             # the view live now (``referrals rebuild`` may switch it), read before every batch it writes
             layout = await write_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
-            snapshots = snapshots_of(list(batch.dirty), layout)  # computed here, in the loop; written in a thread
-            await write_redis(lambda: writer.apply(snapshots))
-        if batch.retired:
-            layout = await write_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
-            await write_redis(lambda: writer.retire(layout, list(batch.retired)))
+            if batch.dirty:
+                snapshots = snapshots_of(list(batch.dirty), layout)  # computed in the loop; written in a thread
+                await write_redis(lambda: writer.apply(snapshots))
+            if batch.retired:
+                await write_redis(lambda: writer.retire(layout, list(batch.retired)))
         if batch.caused_at:
             now = datetime.now(UTC)
             for at in batch.caused_at:
