@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint unit integration stack-up stack-down stack-status clean-state schemas
+.PHONY: setup demo test lint bench profile unit integration stack-up stack-down stack-status clean-state schemas
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version)'
@@ -25,9 +25,17 @@ demo: $(STAMP)
 test: setup lint
 	$(BIN)/pytest
 
+## bench: the benchmark suite on the real stack (BENCH=--quick for 100k events); writes bench/results/<date>.json
+bench: setup
+	$(BIN)/python -m bench run $(BENCH)
+
+## profile: one throughput run of the worker under py-spy; prints where its time goes
+profile: setup
+	$(BIN)/python -m bench profile $(BENCH)
+
 ## lint: pyflakes and bugbear checks (ruff) on code and tests
 lint: $(STAMP)
-	$(BIN)/ruff check --quiet referrals schemas producers streams consumers deploy tests
+	$(BIN)/ruff check --quiet referrals schemas producers streams consumers deploy bench tests
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -92,6 +92,21 @@ class CodeRegistry:
             raise ValueError("that code belongs to another customer")
         return IssuedCode(got.decode(), referrer_id, campaign, bool(created))
 
+    def claim_many(self, claims: list[tuple[str, str, str | None]]) -> list[IssuedCode]:
+        """``claim`` for many (referrer_id, code, campaign_id) at once: one pipeline, one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for referrer_id, code, campaign_id in claims:
+            if not is_well_formed(code):
+                raise ValueError("not a well-formed referral code")
+            self._issue(keys=[self._referrer_key(referrer_id), self._code_key(code)],
+                        args=[campaign_id or DEFAULT_CAMPAIGN, referrer_id, code], client=pipe)
+        issued = []
+        for (referrer_id, _code, campaign_id), (got, created) in zip(claims, pipe.execute(), strict=True):
+            if not got:
+                raise ValueError("that code belongs to another customer")
+            issued.append(IssuedCode(got.decode(), referrer_id, campaign_id or DEFAULT_CAMPAIGN, bool(created)))
+        return issued
+
     def code_of(self, referrer_id: str, campaign_id: str | None = None) -> str | None:
         """The customer's code for the campaign, if one was issued (never issues one)."""
         found = self.client.hget(self._referrer_key(referrer_id), campaign_id or DEFAULT_CAMPAIGN)

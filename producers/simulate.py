@@ -121,11 +121,14 @@ def register_codes(settings: Settings, simulation: Simulation) -> int:
     """Issue the simulated referrers' codes in the registry, so /r/<code> and the agents resolve them."""
     registry = CodeRegistry.from_settings(settings)
     created = 0
-    for customer in simulation.customers:
-        issued = registry.claim(customer.customer_id, customer.code, simulation.config.campaign_id)
-        if issued.code != customer.code:
-            raise SimulationError(f"{customer.customer_id} already holds another code; use another --seed")
-        created += issued.new
+    customers = simulation.customers
+    for i in range(0, len(customers), 1000):
+        chunk = customers[i:i + 1000]
+        issued = registry.claim_many([(c.customer_id, c.code, simulation.config.campaign_id) for c in chunk])
+        for customer, code in zip(chunk, issued, strict=True):
+            if code.code != customer.code:
+                raise SimulationError(f"{customer.customer_id} already holds another code; use another --seed")
+            created += code.new
     return created
 
 

@@ -23,7 +23,8 @@ DEADLETTERS = Counter("referral_worker_deadletters", "Records this worker sent t
 FRESHNESS = Histogram(
     "referral_event_freshness_seconds",
     "From an event's occurred_at to the live counters it changes being written to Redis",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, 604800))
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600,
+             21600, 86400, 604800))
 
 for _agent in AGENTS:  # every series exists from the start, so rate() has a zero to begin with
     for _metric in (EVENTS, BATCHES, DEADLETTERS):

@@ -1,0 +1,90 @@
+"""`python -m bench` (what `make bench` runs): the benchmark suite on the real local stack.
+
+Writes ``bench/results/<date>[-quick|-smoke].json`` and prints the table. ``--quick`` runs
+100,000 events instead of 1,000,000 and leaves out the 1M-customer growth step; ``--smoke``
+runs a few thousand events once (what the test suite runs so that the benchmark cannot rot).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.report import markdown, table_rows, write
+from bench.suite import FULL, QUICK, SMOKE, Suite
+from referrals.settings import PROJECT_ROOT, Settings
+
+app = typer.Typer(add_completion=False, help=__doc__)
+console = Console(width=160)
+
+
+@app.command()
+def run(
+    quick: bool = typer.Option(False, "--quick", help="100,000 events; growth up to 100,000 customers"),
+    smoke: bool = typer.Option(False, "--smoke", help="a few thousand events, one run: does it all still work"),
+    runs: int = typer.Option(None, min=1, help="runs per figure (default 3; 1 with --smoke)"),
+    out: Path = typer.Option(PROJECT_ROOT / "bench" / "results", help="folder of the JSON results"),
+    work_dir: Path = typer.Option(None, help="worker and gateway logs (default <state>/bench)"),
+) -> None:
+    sizes = SMOKE if smoke else QUICK if quick else FULL
+    if runs is not None:
+        sizes = type(sizes)(**{**sizes.__dict__, "runs": runs})
+    settings = Settings()
+    suite = Suite(settings, sizes, work_dir or settings.state_dir / "bench", echo=lambda m: console.print(f"· {m}"))
+    report = suite.run()
+    path = write(report, out)
+    table = Table(title=f"referral-pipeline benchmark ({report.mode}, {sizes.runs} runs each), {report.started_at}")
+    for column in ("figure", "median", "min .. max", "unit", "target / bound", "met"):
+        table.add_column(column, justify="left" if column in ("figure", "unit", "target / bound") else "right")
+    for row in table_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"machine: {report.machine['cpu']}, {report.machine['cores']} cores; written to {path}")
+    (path.with_suffix(".md")).write_text(markdown(report) + "\n")
+
+
+@app.command()
+def profile(
+    events: int = typer.Option(30_000, help="simulated events preloaded for the profiled run"),
+    customers: int = typer.Option(3_000),
+    out: Path = typer.Option(None, help="py-spy's collapsed stacks (default <state>/bench/profile-<time>.txt)"),
+) -> None:
+    """One throughput run of the worker under py-spy (50 samples/s): where the event loop's time goes."""
+    from datetime import UTC, datetime
+
+    from bench import pipeline_bench, workload
+    from bench.profile_summary import summarise
+    from bench.suite import free_port
+
+    settings = Settings()
+    work_dir = settings.state_dir / "bench"
+    out = out or work_dir / f"profile-{datetime.now(UTC):%Y%m%dT%H%M%S}.txt"
+    load = workload.build(events, customers)
+    result = pipeline_bench.throughput(settings, load, metrics_port=free_port(), label="profile", work_dir=work_dir,
+                                       profile=out)
+    console.print(f"{result.events_per_s:,.0f} events/s under the profiler ({result.us_per_event:,.0f} µs/event)")
+    summary = summarise(out.read_text().splitlines())
+    table = Table(title=f"worker main thread, {summary.samples} samples: self time by package")
+    table.add_column("package")
+    table.add_column("share", justify="right")
+    for name, pct in summary.share(summary.by_package, 15):
+        table.add_row(name, f"{pct:.1f} %")
+    console.print(table)
+    table = Table(title="inclusive time of the pipeline's own functions and Faust's heaviest parts")
+    table.add_column("function")
+    table.add_column("share", justify="right")
+    shown = 0
+    for name, pct in summary.share(summary.inclusive, 400):
+        if shown < 30 and any(k in name for k in ("app.py", "stages.py", "counters.py", "parsing.py", "base.py",
+                                                  "producer.py", "consumer.py", "streams.py", "codecs.py")):
+            table.add_row(name, f"{pct:.1f} %")
+            shown += 1
+    console.print(table)
+    console.print(f"collapsed stacks: {out} (flamegraph.pl or speedscope.app read them)")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,132 @@
+"""The pipeline's own figures: throughput over a preloaded backlog, and the same as state grows.
+
+Throughput: a workload is produced to a run's own topics first; then one worker starts and
+the clock runs from the first input it processed to the moment it has processed every input
+(inbound events and the internal facts they cause) and committed them. The worker commits a
+batch only after its counters are in Redis, so that moment is when every counter reflects
+every event. Ticks (the hold-period clock) are off here so that the end is a fixed number of
+inputs; the freshness run has them on.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.workload import BenchRun, Workload
+from bench.worker_runs import GroupWatch, Worker, follow, redis_funnel_shares, redis_view_footprint
+from referrals.redis_client import redis_client
+from referrals.settings import Settings
+
+
+class BenchFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class ThroughputResult:
+    events: int
+    inputs: int  # events and the internal facts they caused
+    seconds: float
+    ready_s: float
+    rss_peak_bytes: int
+    referrers: int
+    view_bytes: int
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def us_per_event(self) -> float:
+        return 1e6 * self.seconds / self.events
+
+
+def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: str, work_dir: Path,
+               profile: Path | None = None, timeout_s: float = 3600) -> ThroughputResult:
+    run = BenchRun.new(base, label, tick_interval_s=0.0, metrics_port=metrics_port)
+    run.prepare(workload)
+    run.produce(workload.records)
+    worker = Worker(run.settings, work_dir / f"worker-{run.run_id}.log")
+    watch = GroupWatch(run.settings)
+    try:
+        worker.start(profile=profile)
+        ready_s = worker.wait_ready()
+        progress, inputs = follow(worker, watch, timeout_s=timeout_s)
+        seconds = progress.reached(inputs) - progress.first_moving()
+        rss = worker.rss_peak_bytes()
+    finally:
+        worker.stop()
+        watch.close()
+    shares = redis_funnel_shares(run.settings)
+    if shares != workload.shares:
+        raise BenchFailed(f"the counters do not reflect the events: shares {dict(shares)} != {dict(workload.shares)}")
+    referrers, view_bytes = redis_view_footprint(run.settings)
+    cleanup(run)
+    return ThroughputResult(workload.events, inputs, seconds, ready_s, rss, referrers, view_bytes)
+
+
+def cleanup(run: BenchRun) -> None:
+    """The run's Redis keys go (its topics stay until the stack is reset: deleting them costs more time
+    than it saves)."""
+    with redis_client(run.settings) as client:
+        batch = []
+        for key in client.scan_iter(match=f"{run.settings.redis.key_prefix}*", count=5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
+
+
+@dataclass
+class GrowthResult:
+    customers: int
+    base_events_per_s: float  # the base's signups, while the state grows from nothing to ``customers``
+    tail_events: int
+    tail_events_per_s: float  # simulated traffic on top of that state
+    rss_peak_bytes: int
+    referrers: int
+    view_bytes: int
+
+    @property
+    def tail_us_per_event(self) -> float:
+        return 1e6 / self.tail_events_per_s
+
+    @property
+    def bytes_per_referrer(self) -> float:
+        return self.view_bytes / max(self.referrers, 1)
+
+
+def growth(base: Settings, workload: Workload, *, metrics_port: int, label: str, work_dir: Path,
+           timeout_s: float = 7200) -> GrowthResult:
+    """The base's signups first (the state), then the rest of the workload on top of it, timed apart."""
+    run = BenchRun.new(base, label, tick_interval_s=0.0, metrics_port=metrics_port)
+    run.prepare(workload)
+    base_signups, tail = workload.records[:workload.customers], workload.records[workload.customers:]
+    run.produce(base_signups)
+    worker = Worker(run.settings, work_dir / f"worker-{run.run_id}.log")
+    watch = GroupWatch(run.settings)
+    try:
+        worker.start()
+        worker.wait_ready()
+        first, inputs = follow(worker, watch, timeout_s=timeout_s)
+        base_rate = len(base_signups) / (first.reached(inputs) - first.first_moving())
+        producing = threading.Thread(target=run.produce, args=(tail,))
+        producing.start()  # sampled from the first record on: the worker takes the tail as it arrives
+        second, total = follow(worker, watch, timeout_s=timeout_s, at_least=inputs + len(tail))
+        producing.join()
+        began = next(t for t, n in second.samples if n > inputs)
+        tail_rate = len(tail) / (second.reached(total) - began)
+        rss = worker.rss_peak_bytes()
+    finally:
+        worker.stop()
+        watch.close()
+    shares = redis_funnel_shares(run.settings)
+    if shares != workload.shares:
+        raise BenchFailed(f"the counters do not reflect the events: shares {dict(shares)} != {dict(workload.shares)}")
+    referrers, view_bytes = redis_view_footprint(run.settings)
+    cleanup(run)
+    return GrowthResult(workload.customers, base_rate, len(tail), tail_rate, rss, referrers, view_bytes)

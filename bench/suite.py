@@ -1,0 +1,201 @@
+"""The whole benchmark in one run: raw limits first, then the pipeline, the gateway and growth, each
+figure repeated ``runs`` times on the same machine, so that every ratio compares like with like."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import freshness_bench, gateway_bench, pipeline_bench, raw_limits, workload
+from bench.report import Figure, Report, machine
+from deploy.local.stack import LocalStack
+from referrals.kafka_admin import ensure_topics
+from referrals.settings import Settings
+
+
+@dataclass(frozen=True)
+class Sizes:
+    mode: str
+    runs: int
+    throughput_events: int
+    throughput_customers: int
+    raw_records: int
+    freshness_s: float
+    freshness_customers: int
+    gateway_fixed_s: float
+    gateway_saturation_s: float
+    growth_customers: tuple[int, ...]
+    growth_tail: int
+    fixed_rate: float = 1000.0
+
+
+FULL = Sizes("full", 3, 1_000_000, 10_000, 1_000_000, 60, 10_000, 30, 20, (10_000, 100_000, 1_000_000), 100_000)
+QUICK = Sizes("quick", 3, 100_000, 10_000, 300_000, 60, 10_000, 30, 20, (10_000, 100_000), 50_000)
+SMOKE = Sizes("smoke", 1, 3_000, 300, 20_000, 4, 200, 3, 3, (300, 600), 1_000, fixed_rate=200.0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Suite:
+    base: Settings
+    sizes: Sizes
+    work_dir: Path
+    echo: Callable[[str], None] = print
+    report: Report = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.sizes
+        self.report = Report(
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"), mode=s.mode,
+            configuration={"sizes": s.__dict__, "partitions": self.base.kafka.partitions,
+                           "batch_size": self.base.streams.batch_size, "batch_wait_s": self.base.streams.batch_wait_s,
+                           "record_bytes_raw": raw_limits.RECORD_BYTES})
+
+    def run(self) -> Report:
+        stack = LocalStack(self.base)
+        stack.up(echo=self.echo)
+        libs = raw_limits.resolve_tools(self.base, echo=self.echo)
+        self.report.machine = machine({"kafka_broker": stack.kafka.running_version() or "?",
+                                       "kafka_tools": raw_limits.tools_version(libs),
+                                       "redis_server": stack.redis.version() or "?"})
+        self.raw()
+        self.pipeline()
+        self.gateway()
+        self.growth()
+        self.report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+        return self.report
+
+    # -- raw limits --------------------------------------------------------------------------------
+
+    def raw(self) -> None:
+        s, runs = self.base, self.sizes.runs
+        n = self.sizes.raw_records
+        tool, kp, ap, consume, floor, incr = [], [], [], [], [], []
+        for i in range(runs):
+            self.echo(f"raw limits, run {i + 1} of {runs}")
+            topics = [f"bench-raw-{uuid.uuid4().hex[:8]}-{kind}" for kind in ("tool", "kp", "ap")]
+            ensure_topics(s, topics)
+            tool.append(raw_limits.kafka_tool_produce(s, topics[0], n))
+            kp.append(raw_limits.kafka_python_produce(s, topics[1], n // 3))
+            ap.append(raw_limits.aiokafka_produce(s, topics[2], n))
+            consume.append(raw_limits.aiokafka_consume(s, topics[2], n))
+            floor.append(raw_limits.faust_empty_agent(s, topics[2], min(n, 200_000), self.work_dir))
+            incr.append(raw_limits.redis_pipelined_incr(s, f"bench:raw-{uuid.uuid4().hex[:8]}:", n))
+        add = self.report.add
+        add(Figure("raw: Kafka ProducerPerformance (Java)", "records/s", tool, note="200-byte records, acks=all"))
+        add(Figure("raw: kafka-python producer", "records/s", kp, note="200-byte records, acks=all, linger 5 ms"))
+        add(Figure("raw: aiokafka producer", "records/s", ap, note="200-byte records, acks=all, linger 5 ms"))
+        add(Figure("raw: aiokafka consume + JSON decode", "records/s", consume))
+        add(Figure("raw: Faust agent that only takes and decodes (take_events)", "records/s", floor,
+                   note="the worker's Faust set-up, an empty agent body: the framework's own cost"))
+        add(Figure("raw: Redis HINCRBY, pipelined 1,000", "ops/s", incr))
+
+    # -- the pipeline --------------------------------------------------------------------------------
+
+    def pipeline(self) -> None:
+        s = self.sizes
+        self.echo(f"building a workload of {s.throughput_events:,} simulated events")
+        load = workload.build(s.throughput_events, s.throughput_customers)
+        results = []
+        for i in range(s.runs):
+            self.echo(f"pipeline throughput, run {i + 1} of {s.runs}: {load.events:,} events, one worker")
+            results.append(pipeline_bench.throughput(self.base, load, metrics_port=free_port(), label="tp",
+                                                     work_dir=self.work_dir))
+        consume = self.report.get("raw: aiokafka consume + JSON decode").values
+        rates = [r.events_per_s for r in results]
+        add = self.report.add
+        add(Figure("pipeline throughput (1 worker)", "events/s", rates, target=">= 20000",
+                   note=f"{load.events:,} events preloaded, {s.throughput_customers:,} customers"))
+        add(Figure("pipeline throughput / raw aiokafka consume", "%",
+                   [100 * r / c for r, c in zip(rates, consume, strict=False)], target=">= 40"))
+        floor = self.report.get("raw: Faust agent that only takes and decodes (take_events)").values
+        add(Figure("pipeline inputs/s / raw Faust agent", "%",
+                   [100 * r.inputs / r.seconds / f for r, f in zip(results, floor, strict=False)],
+                   note="inputs: events and the internal facts they cause"))
+        add(Figure("pipeline time per event (1 worker)", "µs/event", [r.us_per_event for r in results]))
+        add(Figure("pipeline inputs per event (events + internal facts)", "inputs",
+                   [r.inputs / r.events for r in results]))
+        add(Figure("worker peak RSS (throughput run)", "MiB", [r.rss_peak_bytes / 2**20 for r in results]))
+        maximum = sorted(rates)[len(rates) // 2]
+        for label, rate in (("fixed", s.fixed_rate), ("80 % of max", 0.8 * maximum)):
+            fresh = []
+            for i in range(s.runs):
+                self.echo(f"freshness at {rate:,.0f} events/s for {s.freshness_s:.0f} s, run {i + 1} of {s.runs}")
+                fresh.append(freshness_bench.freshness(self.base, rate=rate, seconds=s.freshness_s,
+                                                       customers=s.freshness_customers, metrics_port=free_port(),
+                                                       label="fresh", work_dir=self.work_dir))
+            name = f"freshness at {label}" if label.startswith("80") else f"freshness at {rate:,.0f} events/s"
+            add(Figure(f"{name}: offered", "events/s", [f.achieved_per_s for f in fresh]))
+            add(Figure(f"{name}: p50", "ms", [1000 * f.p50_s for f in fresh]))
+            add(Figure(f"{name}: p99", "ms", [1000 * f.p99_s for f in fresh],
+                       target="<= 100" if label == "fixed" else ""))
+            add(Figure(f"{name}: max (at most)", "ms", [1000 * f.max_le_s for f in fresh],
+                       note="upper bound of the highest histogram bucket reached"))
+
+    # -- the gateway ---------------------------------------------------------------------------------
+
+    def gateway(self) -> None:
+        s = self.sizes
+        gw, _run = gateway_bench.gateway_run(self.base, free_port(), self.work_dir)
+        try:
+            fixed, single, batched = [], [], []
+            for i in range(s.runs):
+                self.echo(f"gateway, run {i + 1} of {s.runs}")
+                fixed.append(gateway_bench.fixed_rate(gw, s.fixed_rate, s.gateway_fixed_s))
+                single.append(gateway_bench.saturation(gw, batch=1, seconds=s.gateway_saturation_s, connections=32,
+                                                       work_dir=self.work_dir))
+                batched.append(gateway_bench.saturation(gw, batch=100, seconds=s.gateway_saturation_s,
+                                                        connections=8, work_dir=self.work_dir))
+        finally:
+            gw.stop()
+        failed = sum(r.failed for r in fixed) + sum(r.failed for r in single) + sum(r.failed for r in batched)
+        if failed:
+            raise pipeline_bench.BenchFailed(f"{failed} gateway requests were not answered 202")
+        add = self.report.add
+        rate = f"{s.fixed_rate:,.0f} req/s"
+        add(Figure(f"gateway single events at {rate}: achieved", "req/s", [r.achieved_per_s for r in fixed]))
+        add(Figure(f"gateway single events at {rate}: p50", "ms", [r.p50_ms for r in fixed]))
+        add(Figure(f"gateway single events at {rate}: p99", "ms", [r.p99_ms for r in fixed], target="<= 25"))
+        add(Figure("gateway single events at saturation", "req/s", [r.requests_per_s for r in single],
+                   target=">= 3000", note="wrk, 32 connections"))
+        add(Figure("gateway single events at saturation: p99", "ms", [r.p99_ms for r in single]))
+        add(Figure("gateway batches of 100 at saturation", "events/s", [r.events_per_s for r in batched],
+                   target=">= 30000", note="wrk, 8 connections"))
+
+    # -- growth --------------------------------------------------------------------------------------
+
+    def growth(self) -> None:
+        s = self.sizes
+        costs: dict[int, list[float]] = {}
+        for customers in s.growth_customers:
+            self.echo(f"building a workload of {customers:,} customers and {s.growth_tail:,} events on top")
+            load = workload.build(customers + s.growth_tail, customers)
+            results = []
+            for i in range(s.runs):
+                self.echo(f"growth at {customers:,} customers, run {i + 1} of {s.runs}")
+                results.append(pipeline_bench.growth(self.base, load, metrics_port=free_port(), label="growth",
+                                                     work_dir=self.work_dir))
+            add = self.report.add
+            c = f"{customers:,} customers"
+            add(Figure(f"growth {c}: building the state", "events/s", [r.base_events_per_s for r in results]))
+            add(Figure(f"growth {c}: traffic on top", "events/s", [r.tail_events_per_s for r in results]))
+            costs[customers] = [r.tail_us_per_event for r in results]
+            add(Figure(f"growth {c}: cost per event", "µs/event", costs[customers]))
+            add(Figure(f"growth {c}: referrers with counters", "referrers", [r.referrers for r in results]))
+            add(Figure(f"growth {c}: Redis per referrer", "bytes", [r.bytes_per_referrer for r in results],
+                       target="<= 300" if customers == max(s.growth_customers) and customers >= 1_000_000 else "",
+                       note="MEMORY USAGE of every key of the live view / referrers"))
+            add(Figure(f"growth {c}: worker peak RSS", "MiB", [r.rss_peak_bytes / 2**20 for r in results]))
+        small, large = min(costs), max(costs)
+        self.report.add(Figure(f"growth: cost per event at {large:,} / at {small:,} customers", "ratio",
+                               [b / a for a, b in zip(costs[small], costs[large], strict=True)], target="<= 1.25",
+                               note="flat: the cost per event does not grow with the state"))

@@ -1,0 +1,208 @@
+"""One stream worker (`referrals worker`) as a child process, watched from outside the way ops would.
+
+Progress comes from the worker's own metrics endpoint (``referral_worker_events_total``, read every
+250 ms), "done" from Kafka (the group's committed offsets at the end of every input topic), what
+it wrote from Redis. Nothing here reaches into the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from referrals.redis_client import redis_client
+from referrals.settings import Settings
+from schemas.topics import INBOUND, INTERNAL
+from streams.redis_layout import RedisLayout
+from streams.redis_views import active_prefix
+
+_EVENTS = re.compile(r'^referral_worker_events_total\{agent="(\w+)"\} ([0-9.e+]+)$', re.M)
+_FRESHNESS_BUCKET = re.compile(r'^referral_event_freshness_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', re.M)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    s = settings
+    return {**os.environ, "REFERRALS_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
+            "REFERRALS_REDIS__KEY_PREFIX": s.redis.key_prefix, "REFERRALS_STREAMS__APP_ID": s.streams.app_id,
+            "REFERRALS_STREAMS__TICK_INTERVAL_S": str(s.streams.tick_interval_s),
+            "REFERRALS_STREAMS__BATCH_SIZE": str(s.streams.batch_size),
+            "REFERRALS_STREAMS__BATCH_WAIT_S": str(s.streams.batch_wait_s),
+            "REFERRALS_STREAMS__METRICS_PORT": str(s.streams.metrics_port),
+            "REFERRALS_STREAMS__METRICS_HOST": "127.0.0.1",
+            "REFERRALS_STATE_DIR": str(s.state_dir)}
+
+
+class WorkerFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    log: Path
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+
+    def start(self, *, profile: Path | None = None) -> None:
+        argv = [sys.executable, "-m", "referrals.cli", "worker", "--loglevel", "info"]
+        if profile is not None:  # py-spy records the worker from its first instruction
+            argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-o",
+                    str(profile), "--rate", "50", "--", *argv]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, env=worker_env(self.settings), stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        self.started_at = time.monotonic()
+
+    def alive(self) -> None:
+        assert self.proc is not None
+        code = self.proc.poll()
+        if code is not None:
+            raise WorkerFailed(f"the worker exited with {code}:\n{self.log.read_text(errors='replace')[-3000:]}")
+
+    def wait_ready(self, timeout_s: float = 300) -> float:
+        """Until Faust logs "Ready" (partitions assigned, tables recovered); returns the seconds it took."""
+        deadline = time.monotonic() + timeout_s
+        while "[^Worker]: Ready" not in self.log.read_text(errors="replace"):
+            self.alive()
+            if time.monotonic() > deadline:
+                raise WorkerFailed(f"the worker was not ready within {timeout_s:.0f} s")
+            time.sleep(0.1)
+        return time.monotonic() - self.started_at
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.settings.streams.metrics_port}/metrics", timeout=5).text
+
+    def processed(self) -> int:
+        """Inputs processed (inbound events and internal facts), as the worker publishes it."""
+        return int(sum(float(n) for _agent, n in _EVENTS.findall(self.metrics())))
+
+    def freshness_buckets(self) -> list[tuple[float, int]]:
+        """The worker's freshness histogram: (upper bound, cumulative count)."""
+        return [(float(le), int(float(n))) for le, n in _FRESHNESS_BUCKET.findall(self.metrics())]
+
+    def rss_peak_bytes(self) -> int:
+        """The process's peak resident set (VmHWM): the most memory it held at any point."""
+        assert self.proc is not None
+        pid = self.proc.pid
+        if Path(sys.executable).with_name("py-spy").exists() and "py-spy" in " ".join(self.proc.args):
+            pid = psutil.Process(pid).children()[0].pid
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return psutil.Process(pid).memory_info().rss
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT if "py-spy" in " ".join(self.proc.args) else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+class GroupWatch:
+    """The worker's consumer group against the end of its input topics, with clients kept open."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        prefix = settings.kafka.topic_prefix
+        self.topics = [prefix + spec.name for spec in (*INBOUND, *INTERNAL)]
+        self.admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap, client_id="bench-watch")
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, client_id="bench-watch")
+        self.partitions = [TopicPartition(t, p) for t in self.topics
+                           for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+
+    def ends(self) -> dict[TopicPartition, int]:
+        return self.consumer.end_offsets(self.partitions)
+
+    def caught_up(self) -> tuple[bool, int]:
+        """(every input partition committed to its end, the sum of the end offsets)."""
+        group = self.settings.streams.app_id
+        committed = self.admin.list_group_offsets(group).get(group, {})
+        ends = self.ends()
+        done = all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
+        return done, sum(ends.values())
+
+    def close(self) -> None:
+        self.admin.close()
+        self.consumer.close()
+
+
+@dataclass
+class Progress:
+    """(monotonic time, inputs processed) as the worker published them."""
+
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def first_moving(self) -> float:
+        return next(t for t, n in self.samples if n > 0)
+
+    def reached(self, total: int) -> float:
+        return next(t for t, n in self.samples if n >= total)
+
+
+def follow(worker: Worker, watch: GroupWatch, *, timeout_s: float, interval_s: float = 0.25,
+           at_least: int = 0) -> tuple[Progress, int]:
+    """Sample the worker's progress until its group has committed every input record (at least
+    ``at_least``) and it has processed as many as there are; returns the samples and that number."""
+    progress = Progress()
+    deadline = time.monotonic() + timeout_s
+    last_check = 0.0
+    while True:
+        worker.alive()
+        now = time.monotonic()
+        progress.samples.append((now, worker.processed()))
+        if now - last_check >= 1.0:
+            last_check = now
+            done, total = watch.caught_up()
+            if done and total >= at_least and progress.samples[-1][1] >= total:
+                return progress, total
+        if now > deadline:
+            raise WorkerFailed(f"not caught up within {timeout_s:.0f} s (processed {progress.samples[-1][1]})")
+        time.sleep(interval_s)
+
+
+def redis_funnel_shares(settings: Settings, campaign: str = "default") -> Counter:
+    with redis_client(settings) as client:
+        layout = RedisLayout(active_prefix(client, settings.redis.key_prefix), settings.kafka.partitions)
+        total: Counter = Counter()
+        for key in layout.all_funnels(campaign):
+            for f, v in client.hgetall(key).items():
+                name = f.decode() if isinstance(f, bytes) else f
+                if name.startswith("share:"):
+                    total[name] += int(v)
+    return +total
+
+
+def redis_view_footprint(settings: Settings) -> tuple[int, int]:
+    """(referrers with counters, bytes of every key of the live view) by MEMORY USAGE, key by key."""
+    with redis_client(settings) as client:
+        prefix = active_prefix(client, settings.redis.key_prefix)
+        referrers = 0
+        total = 0
+        pipe = client.pipeline(transaction=False)
+        pending = 0
+        for key in client.scan_iter(match=f"{prefix}{{ref:*", count=5000):
+            if b":referrer:" in key if isinstance(key, bytes) else ":referrer:" in key:
+                referrers += 1
+            pipe.memory_usage(key, samples=0)
+            pending += 1
+            if pending >= 5000:
+                total += sum(n or 0 for n in pipe.execute())
+                pending = 0
+        if pending:
+            total += sum(n or 0 for n in pipe.execute())
+    return referrers, total
