@@ -45,7 +45,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import mode.loop
 import redis
+from faust.serializers import codecs
 from prometheus_client import start_http_server
 
 from producers.code_registry import CodeRegistry
@@ -73,8 +75,12 @@ from schemas.topics import (
 from streams import (
     counters,
     deadletter_counts,
+    erasure,
     erasure_registry,
+    pickling,
     redis_views,
+    referee_ledger,
+    referrer_rewards,
     stages,
     visitor_attribution,
     worker_heartbeats,
@@ -90,6 +96,7 @@ from streams.referee_ledger import CodeOwner
 from streams.referrer_rewards import Tick
 
 log = logging.getLogger("referrals.worker")
+pickling.register(stages, referee_ledger, referrer_rewards, visitor_attribution, erasure)
 TICK_KEY = b"__tick__"
 CRASH_EXIT_CODE = 70
 
@@ -114,7 +121,9 @@ class Batch:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]] = []
         self.dirty: dict[str, None] = {}  # referrers whose counters changed, in order
-        self.changelog: list[Any] = []  # futures of the table changes, resolved once Kafka has them
+        # the table changes: (changelog topic, key) -> (partition, value; None: a tombstone). One write per key
+        # and batch, the last: the changelog is compacted, only a key's last value counts
+        self.changelog: dict[tuple[str, bytes], tuple[int, Any]] = {}
         self.partition = 0  # of the event being handled: its key's partition in every co-partitioned topic
         self.deadletters: list[tuple[str, str, int, int]] = []  # (source topic, reason, partition, offset)
         self.caused_at: list[datetime] = []  # event times of the events whose counters this batch writes
@@ -155,6 +164,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                                           key_type=bytes, beacon=app.tables.beacon))
 
     visitors_table, customers_table, referrers_table = (table(t) for t in TABLES)
+    changelog_of = {t.name: t.changelog_topic.get_topic_name() for t in (visitors_table, customers_table, referrers_table)}
 
     # -- shared plumbing -----------------------------------------------------------------------------
 
@@ -223,13 +233,12 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
               resend: Callable[[Any], list[stages.Outbound]]) -> None:
         """Store a changed record and send its outputs; on a duplicate, re-send once per key and run."""
         if step.changed and step.record is None:  # an erased customer's marker: the key goes (a tombstone)
-            batch.changelog.append(table.send_changelog(batch.partition, key.encode(), None,
-                                                        value_serializer="raw"))
+            batch.changelog[(changelog_of[table.name], key.encode())] = (batch.partition, None)
             table.data.pop(key.encode(), None)
         elif step.changed:
-            # What ``table[key] = record`` does, keeping the changelog write's future: Faust's own flush
-            # may return with changelog writes still buffered, so the batch waits for these futures.
-            batch.changelog.append(table.send_changelog(batch.partition, key.encode(), step.record))
+            # What ``table[key] = record`` does, with the changelog write left to ``finish``, which sends it
+            # with the batch's outputs and waits for Kafka's acknowledgement of all of them.
+            batch.changelog[(changelog_of[table.name], key.encode())] = (batch.partition, step.record)
             table.data[key.encode()] = step.record
         if step.duplicate:
             if key in refreshed:
@@ -251,11 +260,15 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         """Send the batch's records, wait for Kafka to acknowledge them (and the table changes), then Redis."""
         sent = [await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
                 for topic, key, value, headers in batch.records]
+        # the table changes, encoded as Faust's table would (its ``pickle`` codec), straight to the producer
+        sent += [await app.producer.send(topic, key, None if record is None else codecs.dumps("pickle", record),
+                                         partition=partition, timestamp=None, headers=None)
+                 for (topic, key), (partition, record) in batch.changelog.items()]
         await fault_point()
         # Every output and every table change acknowledged by Kafka, or the worker stops (and the batch
         # comes again): a flush that does not end must not stall it, and a failed send must not pass.
         await asyncio.wait_for(app.producer.flush(), timeout=2 * cfg.kafka_timeout_s)
-        await asyncio.wait_for(asyncio.gather(*sent, *batch.changelog), timeout=2 * cfg.kafka_timeout_s)
+        await asyncio.wait_for(asyncio.gather(*sent), timeout=2 * cfg.kafka_timeout_s)
         await fault_point()
         if batch.deadletters:
             await write_redis(lambda: deadletter_counts.record(registry.client, key_prefix, batch.deadletters))
@@ -395,6 +408,40 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 keys.append(key)
         return sorted(keys)
 
+    # Which referrers a tick can change (``stages.tick_due``), per partition: built from the table at the first
+    # tick after an assignment, then kept with every step. A tick visits only the referrers due by its time; a
+    # tick no later than one a record was already ticked at is a replay, and visits every referrer as before
+    # (a duplicate re-sends what the crash may have lost). The same records change either way.
+    due_at: dict[int, dict[bytes, datetime]] = {}
+    ticked_until: dict[int, datetime] = {}
+
+    def tick_targets(partition: int, now: datetime) -> list[bytes]:
+        index = due_at.get(partition)
+        if index is None:
+            index = due_at[partition] = {}
+            for key in referrer_keys(partition):
+                note_due(partition, key, referrers_table[key])
+        if partition in ticked_until and now <= ticked_until[partition]:
+            return referrer_keys(partition)
+        return sorted(key for key, when in index.items() if when <= now)
+
+    def note_due(partition: int, key: bytes, record: stages.ReferrerRecord | None) -> None:
+        index = due_at.get(partition)
+        if index is None:  # not built yet: the first tick reads the table
+            return
+        when = stages.tick_due(record, campaigns) if record is not None else None
+        if when is None:
+            index.pop(key, None)
+        else:
+            index[key] = when
+        if record is not None and record.ticked is not None:
+            ticked_until[partition] = max(ticked_until.get(partition, record.ticked), record.ticked)
+
+    @app.on_partitions_assigned.connect
+    async def forget_due(app, assigned, **kwargs) -> None:  # noqa: ANN001, ARG001
+        due_at.clear()  # the table may have changed under another owner: read again at the next tick
+        ticked_until.clear()
+
     def referrer_apply(referrer_id: str, fact: Any, batch: Batch) -> None:
         stored = referrers_table[referrer_id.encode()]
         if stored is None and not isinstance(fact, Erase | Adopt | Continue | Forget | Tick):
@@ -418,6 +465,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             batch.dirty[referrer_id] = None  # the snapshot may not have reached Redis: write it again
         apply(referrers_table, referrer_id, step, batch, referrers_refreshed,
               lambda r: stages.referrer_resend(r, referrer_id))
+        if step.changed:
+            note_due(batch.partition, referrer_id.encode(), step.record)
 
     def referrer_event(event, batch: Batch) -> None:  # noqa: ANN001
         message = event.message
@@ -429,7 +478,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             return
         fact = pickle.loads(event.value)
         if isinstance(fact, Tick):
-            for key in referrer_keys(message.partition):
+            for key in tick_targets(message.partition, fact.now):
                 referrer_apply(key.decode(), fact, batch)
         else:
             referrer_apply(message.key.decode(), fact, batch)
@@ -583,6 +632,7 @@ def prepare_topics(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings, campaigns: CampaignBook, loglevel: str = "warn") -> None:
+    mode.loop.use("uvloop")  # Faust's event loop on uvloop: its per-message tasks and futures cost less
     prepare_topics(settings)
     (settings.state_dir / "faust" / settings.streams.app_id).mkdir(parents=True, exist_ok=True)
     app = build_app(settings, campaigns)

@@ -178,6 +178,17 @@ def _due_now(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> li
     return due
 
 
+def next_due(state: ReferrerState, campaigns: CampaignBook) -> datetime | None:
+    """When the next hold of a referral not final yet ends (the first tick that changes the state), or None."""
+    due = None
+    for r in state.referrals.values():
+        campaign = campaigns.get(r.campaign_id)
+        when = _due(r, campaign) if campaign else None
+        if when is not None and (due is None or when < due) and f"{r.referral_id}:referee" not in state.final:
+            due = when
+    return due
+
+
 def has_due(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> bool:
     """Whether a tick at ``now`` would end the hold of some referral (cheap: no decisions computed)."""
     return bool(_due_now(state, now, campaigns))

@@ -431,6 +431,14 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
     return Step(record, _rewards_outbound(referrer_id, core, rewards), changed=True)
 
 
+def tick_due(record: ReferrerRecord, campaigns: CampaignBook) -> datetime | None:
+    """The earliest tick that can change the record (a hold ending), or None: ticks before it leave it as it is,
+    so the shell need not step it through them."""
+    if record.erasure is not None:
+        return None
+    return referrer_rewards.next_due(record.core, campaigns)
+
+
 def caused_at(fact: Share | Versioned | Tick) -> datetime | None:
     """The event time of the inbound event behind a referrer-stage input (None: a tick or a re-send)."""
     if isinstance(fact, Share):

@@ -110,3 +110,22 @@ def test_every_withheld_reward_has_a_reason_and_no_points_are_paid_for_it(story)
             if w.status.value in ("capped", "held_for_review") or w.reason.value == "late_event":
                 assert w.points == 0
 
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(stories(), st.lists(st.integers(min_value=0, max_value=END * 24), min_size=1, max_size=6))
+def test_a_tick_changes_a_referrer_exactly_when_its_next_due_hold_has_ended(story, hours):
+    """What lets the worker tick only the referrers due (``stages.tick_due``) instead of all of them."""
+    from streams.referrer_rewards import Tick, has_due, next_due, step
+
+    pipeline = story.run()
+    for referrer_id, state in pipeline.referrers.items():
+        ends = [r.qualified_at + c.hold_period + c.lateness for r in state.referrals.values()
+                if r.qualified_at is not None and (c := story.book.get(r.campaign_id)) is not None]
+        instants = [T0 + timedelta(hours=h) for h in hours] + ends + [e - timedelta(seconds=1) for e in ends]
+        for now in sorted(instants):
+            due = next_due(state, story.book)
+            assert has_due(state, now, story.book) == (due is not None and due <= now)
+            if due is None or due > now:
+                assert step(state, referrer_id, Tick(now), story.book)[0] == state  # nothing for the tick to do
+            state = step(state, referrer_id, Tick(now), story.book)[0]
