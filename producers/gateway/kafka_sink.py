@@ -7,8 +7,11 @@ Kafka is down; every wait is bounded by ``gateway.kafka_timeout_s`` and ends in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+
+import anyio
 
 from kafka.errors import KafkaError
 
@@ -54,6 +57,28 @@ class KafkaSink:
             raise SinkUnavailable("Kafka did not acknowledge in time") from exc
         return len(acks)
 
+    async def send_async(self, records: list[Record], timeout_s: float | None = None) -> int:
+        """``send`` without a thread blocked on the acks: the records are handed to the producer in a worker
+        thread (that may wait for metadata or buffer space), the acks are awaited on the event loop."""
+        timeout = timeout_s or self.timeout_s
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[int] = loop.create_future()
+        try:
+            futures = await anyio.to_thread.run_sync(self._hand_over, records)
+        except KafkaError as exc:
+            log.warning("Kafka did not take %d records: %s", len(records), type(exc).__name__)
+            raise SinkUnavailable("Kafka did not take the records") from exc
+        _AckCountdown(loop, acked, futures)
+        try:
+            return await asyncio.wait_for(acked, timeout)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("Kafka did not acknowledge %d records in time: %s", len(records), type(exc).__name__)
+            raise SinkUnavailable("Kafka did not acknowledge in time") from exc
+
+    def _hand_over(self, records: list[Record]) -> list:
+        publisher = self._get()
+        return [publisher.send_nowait(r) for r in records]
+
     def ready(self) -> bool:
         """Blocking: does the broker answer a metadata request now?"""
         return broker_answers(self.settings.kafka.bootstrap, client_id=f"{self.source}-readyz", timeout_s=2.0)
@@ -63,3 +88,41 @@ class KafkaSink:
             if self._publisher is not None:
                 self._publisher.close()
                 self._publisher = None
+
+
+class _AckCountdown:
+    """Resolves ``done`` (on its loop) with the number of records once Kafka acknowledged all of them, or with
+    the first error; the producer's callbacks run on its I/O thread, so only the last one touches the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future, futures: list) -> None:
+        self.loop, self.done, self.total = loop, done, len(futures)
+        self.left = len(futures)
+        self.lock = threading.Lock()
+        self.failed = False
+        if not futures:
+            loop.call_soon(self._resolve, None)
+        for f in futures:
+            f.add_callback(self._acked)
+            f.add_errback(self._failed)
+
+    def _acked(self, _metadata) -> None:  # noqa: ANN001
+        with self.lock:
+            self.left -= 1
+            last = self.left == 0 and not self.failed
+        if last:
+            self.loop.call_soon_threadsafe(self._resolve, None)
+
+    def _failed(self, exc: BaseException) -> None:
+        with self.lock:
+            first = not self.failed
+            self.failed = True
+        if first:
+            self.loop.call_soon_threadsafe(self._resolve, exc)
+
+    def _resolve(self, exc: BaseException | None) -> None:
+        if self.done.done():
+            return
+        if exc is None:
+            self.done.set_result(self.total)
+        else:
+            self.done.set_exception(exc)
