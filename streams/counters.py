@@ -76,6 +76,14 @@ class CounterSnapshot:
     # ^ referee's welcome key -> reward id -> JSON of the referee's reward (streams.redis_layout)
     own_welcome_key: str = ""  # the referrer's own welcome key (as a referee), in its slot
 
+    @property
+    def blank(self) -> bool:
+        """Nothing to show: no share, click, referral, reward or contribution, ever (a customer the referrer
+        stage knows only by their profile). Once a snapshot is not blank, none after it is (contributed cells
+        stay, with 0), so leaving blank ones out of Redis never hides a change: readers take no keys as zeros."""
+        return (not self.referrals and not self.sums and not self.welcome and not self.campaigns
+                and not any(self.fields.values()) and not any(self.leaderboard.values()))
+
 
 def ledger_cells(record: ReferrerRecord) -> dict[tuple[str, str], int]:
     """(campaign, field) -> the referrer's contribution to the campaign's ledger (see the module docstring)."""

@@ -8,7 +8,8 @@ Kafka does not cover Redis, so every write is a snapshot of one referrer's recor
    late after a crash, changes nothing);
 2. checks every value before writing any (Redis does not roll back a failing script);
 3. adds to each campaign funnel and ledger field the *difference* between the referrer's new
-   contribution and the one it applied last (stored in ``_funnel``), sets the
+   contribution and the one it applied last (stored in ``_funnel``, its keys named relative to
+   the slot's tag ``<prefix>{ref:<p>}:``, which saves bytes per referrer), sets the
    referrer's absolute values and referral list, and the leaderboard scores;
 4. stores the new ``_seq`` and ``_funnel``.
 
@@ -40,8 +41,10 @@ local new = cjson.decode(ARGV[4])
 local old = cjson.decode(redis.call('HGET', KEYS[1], '_funnel') or '{}')
 local board = cjson.decode(ARGV[5])
 -- check everything before writing anything
-local function cell(k)
+local tag = ARGV[8]
+local function cell(k)  -- names in _funnel are relative to the slot's tag (those written before: whole)
   local key, field = string.match(k, '^(.*)\\t(.*)$')
+  if key and string.sub(key, 1, #tag) ~= tag then key = tag .. key end
   if not key or not declared[key] then error('funnel key not declared: ' .. tostring(k)) end
   return key, field
 end
@@ -97,16 +100,22 @@ return written
 # campaigns, its keys are deleted. Running it again changes nothing. KEYS[1] referrer hash, KEYS[2]
 # referrals hash, KEYS[3] welcome hash, KEYS[4] the shard's campaigns (all one slot); ARGV[1] the
 # referrer id, ARGV[2] the shard's leaderboard key prefix. The funnel and leaderboard keys are in the
-# same slot but found here, not declared.
+# same slot but found here, not declared. ARGV[3]: the slot's tag, which ``_funnel``'s names are relative to.
 _RETIRE = """
 local old = cjson.decode(redis.call('HGET', KEYS[1], '_funnel') or '{}')
 for k, n in pairs(old) do
   local key, field = string.match(k, '^(.*)\t(.*)$')
+  if key and string.sub(key, 1, #ARGV[3]) ~= ARGV[3] then key = ARGV[3] .. key end
   if key and n ~= 0 then redis.call('HINCRBY', key, field, -n) end
 end
 for _, campaign in ipairs(redis.call('SMEMBERS', KEYS[4])) do redis.call('ZREM', ARGV[2] .. campaign, ARGV[1]) end
 return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 """
+
+
+def slot_tag(key: str) -> str:
+    """``<prefix>{ref:<p>}:`` of a counter key: what ``_funnel`` names its keys relative to."""
+    return key[:key.index("}:") + 2]
 
 
 def _cell(key: str, field: str) -> str:
@@ -121,16 +130,18 @@ class SnapshotWriter:
         self._retire = client.register_script(_RETIRE)
 
     def _call(self, snap: CounterSnapshot, client) -> object:
+        tag = slot_tag(snap.referrer_key)
         keys = [snap.referrer_key, snap.referrals_key, snap.campaigns_key]
         keys += sorted({key for key, _ in snap.sums} | set(snap.leaderboard))
         args = [
             snap.seq,
             json.dumps(snap.fields, sort_keys=True),
             json.dumps({k: (v if v is not None else False) for k, v in snap.referrals.items()}, sort_keys=True),
-            json.dumps({_cell(k, f): n for (k, f), n in sorted(snap.sums.items())}),
+            json.dumps({_cell(k.removeprefix(tag), f): n for (k, f), n in sorted(snap.sums.items())}),
             json.dumps(snap.leaderboard, sort_keys=True),
             snap.referrer_id,
             json.dumps(list(snap.campaigns)),
+            tag,
         ]
         return self._apply(keys=keys, args=args, client=client)
 
@@ -139,6 +150,7 @@ class SnapshotWriter:
 
         A referee's welcome rewards live in the referee's slot, so they are written by a script of their
         own per referee key, in the same pipeline, fenced field by field."""
+        snapshots = [s for s in snapshots if not s.blank]  # a customer with nothing to show takes no memory
         if not snapshots:
             return 0
         pipe = self.client.pipeline(transaction=False)
@@ -158,7 +170,7 @@ class SnapshotWriter:
             p = partition_of(referrer_id, layout.partitions)
             keys = [layout.referrer(referrer_id), layout.referrals(referrer_id), layout.welcome(referrer_id),
                     layout.campaigns(p)]
-            self._retire(keys=keys, args=[referrer_id, layout.leaderboard(p, "")], client=pipe)
+            self._retire(keys=keys, args=[referrer_id, layout.leaderboard(p, ""), slot_tag(keys[0])], client=pipe)
         pipe.execute()
 
     def seq(self, referrer_key: str) -> int:

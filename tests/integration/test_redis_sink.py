@@ -119,3 +119,31 @@ def test_a_referees_welcome_rewards_are_fenced_field_by_field(redis_client, writ
     assert redis_client.hget(key, "_seq:spring:anna:eva:referee") == b"2"
     writer.apply([welcome(3, "revoked", 500)])
     assert json.loads(redis_client.hget(key, "spring:anna:eva:referee"))["status"] == "revoked"
+
+
+def test_funnel_bookkeeping_is_named_relative_to_the_slot_and_older_whole_names_still_count(
+        redis_client, writer, layout):
+    writer.apply([snap(layout, "anna", 1, shares=2)])
+    applied = json.loads(redis_client.hget(layout.referrer("anna"), "_funnel"))
+    p = partition_of("anna", layout.partitions)
+    assert applied and all(not k.startswith(layout.prefix) for k in applied)  # relative: fewer bytes per referrer
+    assert "funnel:spring\tshare:whatsapp" in applied
+    # a referrer written before, with whole key names in _funnel: the next snapshot adds only the difference
+    whole = {f"{layout.tag(p)}:{k}": n for k, n in applied.items()}
+    redis_client.hset(layout.referrer("anna"), "_funnel", json.dumps(whole))
+    writer.apply([snap(layout, "anna", 2, shares=3)])
+    assert funnel(redis_client, layout)["share:whatsapp"] == 3
+    writer.retire(layout, ["anna"])
+    assert funnel(redis_client, layout)["share:whatsapp"] == 0
+
+
+def test_a_customer_with_nothing_to_show_takes_no_redis_memory(redis_client, writer, layout):
+    p = partition_of("carl", layout.partitions)
+    blank = CounterSnapshot(
+        referrer_id="carl", seq=1, referrer_key=layout.referrer("carl"), referrals_key=layout.referrals("carl"),
+        fields={"clicks": 0, "signups": 0, "points:pending": 0}, referrals={}, sums={}, leaderboard={},
+        campaigns_key=layout.campaigns(p), campaigns=())
+    assert blank.blank and writer.apply([blank]) == 0
+    assert dump(redis_client, layout) == {}
+    assert not replace(blank, fields={"clicks": 1}).blank
+    assert writer.apply([replace(blank, fields={"clicks": 1})]) == 1
