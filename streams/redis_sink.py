@@ -61,7 +61,9 @@ end
 for k, n in pairs(old) do
   if new[k] == nil and n ~= 0 then local key, field = cell(k); redis.call('HINCRBY', key, field, -n) end
 end
-for f, v in pairs(fields) do redis.call('HSET', KEYS[1], f, v) end
+for f, v in pairs(fields) do  -- a 0 is no field (readers take a missing field as 0): fewer bytes per referrer
+  if v == 0 then redis.call('HDEL', KEYS[1], f) else redis.call('HSET', KEYS[1], f, v) end
+end
 for id, summary in pairs(referrals) do
   if summary == false then redis.call('HDEL', KEYS[2], id) else redis.call('HSET', KEYS[2], id, summary) end
 end

@@ -36,6 +36,9 @@ class RedisServer:
             'appendfilename "appendonly.aof"',
             'appenddirname "appendonlydir"',
             'save ""',
+            # the counters' hashes hold JSON values of a few hundred bytes (referral summaries, the writer's
+            # _funnel): kept as compact listpacks up to 1 KiB a value instead of hash tables (bytes per referrer)
+            "hash-max-listpack-value 1024",
         ]
         if self.cfg.password:
             lines.append(f"requirepass {self.cfg.password}")

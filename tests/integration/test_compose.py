@@ -102,7 +102,7 @@ def test_broker_settings_match_the_local_broker(compose, tmp_path):
 def test_redis_persists_like_the_local_one(compose, tmp_path):
     command = compose["services"]["redis"]["command"]
     local = RedisServer(Settings(state_dir=tmp_path)).config_text()
-    for key, value in (("appendonly", "yes"), ("appendfsync", "everysec")):
+    for key, value in (("appendonly", "yes"), ("appendfsync", "everysec"), ("hash-max-listpack-value", "1024")):
         assert f"{key} {value}" in local
         assert command[command.index(f"--{key}") + 1] == value
 

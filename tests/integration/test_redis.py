@@ -18,3 +18,10 @@ def test_redis_persists_with_aof_every_second(redis_client, stack):
     assert redis_client.config_get("appendonly") == {"appendonly": "yes"}
     assert redis_client.config_get("appendfsync") == {"appendfsync": "everysec"}
     assert redis_client.config_get("dir")["dir"] == str(stack.redis.home)
+
+
+def test_small_hashes_with_json_values_stay_compact_listpacks(redis_client, redis_keys):
+    assert redis_client.config_get("hash-max-listpack-value") == {"hash-max-listpack-value": "1024"}
+    key = redis_keys("referrals")
+    redis_client.hset(key, mapping={"r1": "x" * 500, "r2": "y" * 300})
+    assert redis_client.object("encoding", key) == b"listpack"

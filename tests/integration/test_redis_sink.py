@@ -147,3 +147,8 @@ def test_a_customer_with_nothing_to_show_takes_no_redis_memory(redis_client, wri
     assert dump(redis_client, layout) == {}
     assert not replace(blank, fields={"clicks": 1}).blank
     assert writer.apply([replace(blank, fields={"clicks": 1})]) == 1
+    assert redis_client.hgetall(layout.referrer("carl")).keys() >= {b"clicks", b"_seq"}
+    assert b"signups" not in redis_client.hgetall(layout.referrer("carl"))  # a 0 is no field
+    assert writer.apply([replace(blank, seq=2, fields={"clicks": 0, "signups": 2})]) == 1
+    fields = redis_client.hgetall(layout.referrer("carl"))
+    assert fields[b"signups"] == b"2" and b"clicks" not in fields  # back to 0: the field goes
