@@ -7,6 +7,7 @@ runs a few thousand events once (what the test suite runs so that the benchmark 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.report import markdown, table_rows, write
-from bench.suite import FULL, QUICK, SMOKE, Suite
+from bench.suite import FULL, QUICK, SECTIONS, SMOKE, Suite
 from referrals.settings import PROJECT_ROOT, Settings
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -28,12 +29,20 @@ def run(
     runs: int = typer.Option(None, min=1, help="runs per figure (default 3; 1 with --smoke)"),
     out: Path = typer.Option(PROJECT_ROOT / "bench" / "results", help="folder of the JSON results"),
     work_dir: Path = typer.Option(None, help="worker and gateway logs (default <state>/bench)"),
+    only: list[str] = typer.Option(None, help=f"run only these sections ({', '.join(SECTIONS)}); repeatable"),
+    growth: list[int] = typer.Option(None, help="customers in state for the growth section; repeatable"),
 ) -> None:
     sizes = SMOKE if smoke else QUICK if quick else FULL
     if runs is not None:
-        sizes = type(sizes)(**{**sizes.__dict__, "runs": runs})
+        sizes = replace(sizes, runs=runs)
+    if growth:
+        sizes = replace(sizes, growth_customers=tuple(growth))
+    unknown = set(only or ()) - set(SECTIONS)
+    if unknown:
+        raise typer.BadParameter(f"no section {', '.join(sorted(unknown))}; sections: {', '.join(SECTIONS)}")
     settings = Settings()
-    suite = Suite(settings, sizes, work_dir or settings.state_dir / "bench", echo=lambda m: console.print(f"· {m}"))
+    suite = Suite(settings, sizes, work_dir or settings.state_dir / "bench", echo=lambda m: console.print(f"· {m}"),
+                  sections=tuple(only) if only else SECTIONS)
     report = suite.run()
     path = write(report, out)
     table = Table(title=f"referral-pipeline benchmark ({report.mode}, {sizes.runs} runs each), {report.started_at}")

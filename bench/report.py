@@ -118,6 +118,8 @@ def write(report: Report, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     day = datetime.fromisoformat(report.started_at).astimezone(UTC).strftime("%Y-%m-%d")
     suffix = "" if report.mode == "full" else f"-{report.mode}"
+    if report.configuration.get("sections") and len(report.configuration["sections"]) < 4:
+        suffix += "-" + "-".join(report.configuration["sections"])
     path = folder / f"{day}{suffix}.json"
     path.write_text(json.dumps(report.as_json(), indent=2) + "\n")
     return path

@@ -72,10 +72,12 @@ class BenchRun:
 
     @classmethod
     def new(cls, base: Settings, label: str, **streams: object) -> BenchRun:
-        run_id = f"{label}-{uuid.uuid4().hex[:8]}"
+        tag = uuid.uuid4().hex[:6]
+        run_id = f"{label}-{tag}"
         settings = base.model_copy(update={
             "kafka": base.kafka.model_copy(update={"topic_prefix": f"bench-{run_id}."}),
-            "redis": base.redis.model_copy(update={"key_prefix": f"bench:{run_id}:"}),
+            # short, as production's "rp:": key names are part of the bytes per referrer measured
+            "redis": base.redis.model_copy(update={"key_prefix": f"b{tag}:"}),
             "streams": base.streams.model_copy(update={"app_id": f"bench-{run_id}", **streams}),
         })
         return cls(settings, run_id)

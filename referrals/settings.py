@@ -134,7 +134,7 @@ class StreamSettings(BaseModel):
         5.0, ge=0, description="how often the worker's clock ticks (ends hold periods); 0: no clock"
     )
     batch_size: int = Field(500, ge=1, description="most events a stage processes (and writes to Redis) at once")
-    batch_wait_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
+    batch_wait_s: float = Field(0.01, gt=0, description="longest wait to fill a batch (measured: 10 ms gives the best freshness, see README Performance)")
     commit_interval_s: float = Field(1.0, gt=0, description="how often processed input offsets are committed")
     session_timeout_s: float = Field(
         10.0, ge=6, description="a worker silent this long (killed, hung) loses its partitions to the others"
