@@ -95,5 +95,44 @@ def profile(
     console.print(f"collapsed stacks: {out} (flamegraph.pl or speedscope.app read them)")
 
 
+@app.command("profile-gateway")
+def profile_gateway(
+    seconds: int = typer.Option(15, help="how long wrk keeps the gateway saturated"),
+    batch: int = typer.Option(1, help="events per request"),
+) -> None:
+    """The gateway at saturation (wrk) under py-spy: where its event loop's time goes."""
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from bench import gateway_bench
+    from bench.profile_summary import summarise
+    from bench.suite import free_port
+
+    settings = Settings()
+    work_dir = settings.state_dir / "bench"
+    out = work_dir / f"profile-gateway-{datetime.now(UTC):%Y%m%dT%H%M%S}.txt"
+    gateway, _run = gateway_bench.gateway_run(settings, free_port(), work_dir)
+    try:
+        assert gateway.proc is not None
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-o",
+                                str(out), "--rate", "100", "--pid", str(gateway.proc.pid), "--duration", str(seconds)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result = gateway_bench.saturation(gateway, batch=batch, seconds=seconds, connections=32 if batch == 1 else 8,
+                                          work_dir=work_dir)
+        spy.wait(timeout=seconds + 60)
+    finally:
+        gateway.stop()
+    console.print(f"{result.requests_per_s:,.0f} requests/s, {result.events_per_s:,.0f} events/s under the profiler")
+    summary = summarise(out.read_text().splitlines())
+    table = Table(title=f"gateway main thread, {summary.samples} samples: self time by package")
+    table.add_column("package")
+    table.add_column("share", justify="right")
+    for name, pct in summary.share(summary.by_package, 15):
+        table.add_row(name, f"{pct:.1f} %")
+    console.print(table)
+    console.print(f"collapsed stacks: {out}")
+
+
 if __name__ == "__main__":
     app()

@@ -13,8 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>[^:()]*)(?::\d+)?\)$")
-PACKAGES = ("faust", "aiokafka", "mode", "asyncio", "selectors", "redis", "kafka", "pydantic", "prometheus_client",
-            "streams", "schemas", "producers", "consumers", "dataclasses", "json", "pickle", "copyreg", "collections")
+PACKAGES = ("fastapi", "starlette", "uvicorn", "anyio", "faust", "aiokafka", "mode", "asyncio", "selectors", "redis",
+            "kafka", "pydantic", "prometheus_client", "streams", "schemas", "producers", "consumers", "dataclasses",
+            "json", "pickle", "copyreg", "collections", "gzip", "threading")
 
 
 @dataclass

@@ -96,16 +96,21 @@ class Worker:
         """The process's peak resident set (VmHWM): the most memory it held at any point."""
         assert self.proc is not None
         pid = self.proc.pid
-        if Path(sys.executable).with_name("py-spy").exists() and "py-spy" in " ".join(self.proc.args):
+        if self.profiled:  # py-spy runs the worker as its child
             pid = psutil.Process(pid).children()[0].pid
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
         return psutil.Process(pid).memory_info().rss
 
+    @property
+    def profiled(self) -> bool:
+        return self.proc is not None and Path(str(self.proc.args[0])).name == "py-spy"
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT if "py-spy" in " ".join(self.proc.args) else signal.SIGTERM)
+            # py-spy writes its profile on SIGINT and passes it on to the worker
+            self.proc.send_signal(signal.SIGINT if self.profiled else signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -164,7 +169,13 @@ def follow(worker: Worker, watch: GroupWatch, *, timeout_s: float, interval_s: f
     while True:
         worker.alive()
         now = time.monotonic()
-        progress.samples.append((now, worker.processed()))
+        try:
+            progress.samples.append((now, worker.processed()))
+        except httpx.HTTPError:  # a worker busy for seconds (a large state's GC) answers late: no sample then
+            if now > deadline:
+                raise WorkerFailed(f"its metrics did not answer within {timeout_s:.0f} s") from None
+            time.sleep(interval_s)
+            continue
         if now - last_check >= 1.0:
             last_check = now
             done, total = watch.caught_up()

@@ -1,0 +1,39 @@
+"""The benchmark's pure parts: figures, targets, the table, py-spy's stacks summed."""
+
+from __future__ import annotations
+
+import math
+
+from bench.freshness_bench import highest_bucket, quantile, window
+from bench.profile_summary import summarise
+from bench.report import Figure, Report, markdown
+
+
+def test_a_figure_is_the_median_of_its_runs_and_meets_its_target_or_not():
+    assert Figure("x", "events/s", [3.0, 1.0, 2.0], target=">= 2").met() is True
+    assert Figure("x", "ms", [120.0, 80.0, 130.0], target="<= 100").met() is False
+    assert Figure("x", "ms", [1.0]).met() is None
+    report = Report("2026-11-23T05:00:00+00:00", "quick", {})
+    report.add(Figure("pipeline", "events/s", [1000.0, 1500.0, 1200.0], target=">= 20000"))
+    table = markdown(report)
+    assert "| pipeline | 1,200 | 1,000 .. 1,500 | events/s | >= 20000 | NO |" in table
+
+
+def test_quantiles_are_interpolated_inside_the_histogram_buckets_like_prometheus():
+    before = [(0.01, 0), (0.05, 0), (0.1, 0), (float("inf"), 0)]
+    after = [(0.01, 10), (0.05, 60), (0.1, 100), (float("inf"), 100)]
+    buckets = window(before, after)
+    assert math.isclose(quantile(0.5, buckets), 0.01 + 0.04 * (50 - 10) / 50)
+    assert math.isclose(quantile(0.99, buckets), 0.05 + 0.05 * (99 - 60) / 40)
+    assert highest_bucket(buckets) == 0.1
+    assert math.isnan(quantile(0.5, window(after, after)))
+
+
+def test_only_the_main_threads_stacks_are_summed_by_package():
+    lines = ["_run_module_as_main (<frozen runpy>:198);run (faust/worker.py:10);send (aiokafka/producer.py:5) 3",
+             "_run_module_as_main (<frozen runpy>:198);step (streams/stages.py:1) 1",
+             "Thread._bootstrap (threading.py:1002);wait (threading.py:320) 50"]
+    profile = summarise(lines)
+    assert profile.samples == 4
+    assert profile.by_package == {"aiokafka": 3, "streams": 1}
+    assert profile.inclusive["run (worker.py)"] == 3
