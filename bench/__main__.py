@@ -16,6 +16,7 @@ from rich.table import Table
 
 from bench.report import markdown, table_rows, write
 from bench.suite import FULL, QUICK, SECTIONS, SMOKE, Suite
+from deploy.local.stack import LocalStack
 from referrals.settings import PROJECT_ROOT, Settings
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -69,6 +70,7 @@ def profile(
     from bench.suite import free_port
 
     settings = Settings()
+    LocalStack(settings).up(echo=lambda m: console.print(f"· {m}"))
     work_dir = settings.state_dir / "bench"
     out = out or work_dir / f"profile-{datetime.now(UTC):%Y%m%dT%H%M%S}.txt"
     load = workload.build(events, customers)
@@ -110,6 +112,7 @@ def profile_gateway(
     from bench.suite import free_port
 
     settings = Settings()
+    LocalStack(settings).up(echo=lambda m: console.print(f"· {m}"))
     work_dir = settings.state_dir / "bench"
     out = work_dir / f"profile-gateway-{datetime.now(UTC):%Y%m%dT%H%M%S}.txt"
     gateway, _run = gateway_bench.gateway_run(settings, free_port(), work_dir)
