@@ -56,6 +56,15 @@ def run(
     (path.with_suffix(".md")).write_text(markdown(report) + "\n")
 
 
+def package_table(process: str, summary) -> Table:  # noqa: ANN001
+    table = Table(title=f"{process} main thread, {summary.samples} samples: self time by package")
+    table.add_column("package")
+    table.add_column("share", justify="right")
+    for name, pct in summary.share(summary.by_package, 15):
+        table.add_row(name, f"{pct:.1f} %")
+    return table
+
+
 @app.command()
 def profile(
     events: int = typer.Option(30_000, help="simulated events preloaded for the profiled run"),
@@ -78,12 +87,7 @@ def profile(
                                        profile=out)
     console.print(f"{result.events_per_s:,.0f} events/s under the profiler ({result.us_per_event:,.0f} µs/event)")
     summary = summarise(out.read_text().splitlines())
-    table = Table(title=f"worker main thread, {summary.samples} samples: self time by package")
-    table.add_column("package")
-    table.add_column("share", justify="right")
-    for name, pct in summary.share(summary.by_package, 15):
-        table.add_row(name, f"{pct:.1f} %")
-    console.print(table)
+    console.print(package_table("worker", summary))
     table = Table(title="inclusive time of the pipeline's own functions and Faust's heaviest parts")
     table.add_column("function")
     table.add_column("share", justify="right")
@@ -127,13 +131,7 @@ def profile_gateway(
     finally:
         gateway.stop()
     console.print(f"{result.requests_per_s:,.0f} requests/s, {result.events_per_s:,.0f} events/s under the profiler")
-    summary = summarise(out.read_text().splitlines())
-    table = Table(title=f"gateway main thread, {summary.samples} samples: self time by package")
-    table.add_column("package")
-    table.add_column("share", justify="right")
-    for name, pct in summary.share(summary.by_package, 15):
-        table.add_row(name, f"{pct:.1f} %")
-    console.print(table)
+    console.print(package_table("gateway", summarise(out.read_text().splitlines())))
     console.print(f"collapsed stacks: {out}")
 
 

@@ -59,12 +59,19 @@ def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: 
     finally:
         worker.stop()
         watch.close()
+    referrers, view_bytes = checked_footprint(run, workload)
+    return ThroughputResult(workload.events, inputs, seconds, ready_s, rss, referrers, view_bytes)
+
+
+def checked_footprint(run: BenchRun, workload: Workload) -> tuple[int, int]:
+    """After a run: its counters must reflect its events (the funnel's shares); then (referrers with counters,
+    bytes of the live view); then its Redis keys go."""
     shares = redis_funnel_shares(run.settings)
     if shares != workload.shares:
         raise BenchFailed(f"the counters do not reflect the events: shares {dict(shares)} != {dict(workload.shares)}")
-    referrers, view_bytes = redis_view_footprint(run.settings)
+    footprint = redis_view_footprint(run.settings)
     cleanup(run)
-    return ThroughputResult(workload.events, inputs, seconds, ready_s, rss, referrers, view_bytes)
+    return footprint
 
 
 def cleanup(run: BenchRun) -> None:
@@ -124,9 +131,5 @@ def growth(base: Settings, workload: Workload, *, metrics_port: int, label: str,
     finally:
         worker.stop()
         watch.close()
-    shares = redis_funnel_shares(run.settings)
-    if shares != workload.shares:
-        raise BenchFailed(f"the counters do not reflect the events: shares {dict(shares)} != {dict(workload.shares)}")
-    referrers, view_bytes = redis_view_footprint(run.settings)
-    cleanup(run)
+    referrers, view_bytes = checked_footprint(run, workload)
     return GrowthResult(workload.customers, base_rate, len(tail), tail_rate, rss, referrers, view_bytes)
