@@ -11,6 +11,7 @@ inputs; the freshness run has them on.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,9 @@ def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: 
     try:
         worker.start(profile=profile)
         ready_s = worker.wait_ready()
+        ready_at = time.monotonic()
         progress, inputs = follow(worker, watch, timeout_s=timeout_s)
-        seconds = progress.reached(inputs) - progress.first_moving()
+        seconds = progress.reached(inputs) - progress.started(0, ready_at)
         rss = worker.rss_peak_bytes()
     finally:
         worker.stop()
@@ -119,14 +121,15 @@ def growth(base: Settings, workload: Workload, *, metrics_port: int, label: str,
     try:
         worker.start()
         worker.wait_ready()
+        ready_at = time.monotonic()
         first, inputs = follow(worker, watch, timeout_s=timeout_s)
-        base_rate = len(base_signups) / (first.reached(inputs) - first.first_moving())
+        base_rate = len(base_signups) / (first.reached(inputs) - first.started(0, ready_at))
         producing = threading.Thread(target=run.produce, args=(tail,))
+        produced_from = time.monotonic()
         producing.start()  # sampled from the first record on: the worker takes the tail as it arrives
         second, total = follow(worker, watch, timeout_s=timeout_s, at_least=inputs + len(tail))
         producing.join()
-        began = next(t for t, n in second.samples if n > inputs)
-        tail_rate = len(tail) / (second.reached(total) - began)
+        tail_rate = len(tail) / (second.reached(total) - second.started(inputs, produced_from))
         rss = worker.rss_peak_bytes()
     finally:
         worker.stop()

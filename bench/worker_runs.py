@@ -152,8 +152,11 @@ class Progress:
 
     samples: list[tuple[float, int]] = field(default_factory=list)
 
-    def first_moving(self) -> float:
-        return next(t for t, n in self.samples if n > 0)
+    def started(self, baseline: int, fallback: float) -> float:
+        """When processing beyond ``baseline`` began, at the latest: the last sample still at it, or ``fallback``
+        (when it was already past it at the first sample: a small phase can end between two samples)."""
+        before = [t for t, n in self.samples if n <= baseline]
+        return before[-1] if before else fallback
 
     def reached(self, total: int) -> float:
         return next(t for t, n in self.samples if n >= total)

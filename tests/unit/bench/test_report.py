@@ -37,3 +37,12 @@ def test_only_the_main_threads_stacks_are_summed_by_package():
     assert profile.samples == 4
     assert profile.by_package == {"aiokafka": 3, "streams": 1}
     assert profile.inclusive["run (worker.py)"] == 3
+
+
+def test_a_phase_that_ended_between_two_samples_is_timed_from_the_fallback_not_zero():
+    from bench.worker_runs import Progress
+
+    moving = Progress([(1.0, 0), (1.25, 0), (1.5, 40), (1.75, 100)])
+    assert moving.started(0, fallback=0.5) == 1.25 and moving.reached(100) == 1.75
+    done_already = Progress([(2.0, 300)])
+    assert done_already.started(0, fallback=1.9) == 1.9  # not 2.0: no zero-length phase
