@@ -22,7 +22,7 @@ import psutil
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from referrals.redis_client import redis_client
-from referrals.settings import Settings
+from referrals.settings import Settings, worker_environment
 from schemas.topics import INBOUND, INTERNAL
 from streams.redis_layout import RedisLayout
 from streams.redis_views import active_prefix
@@ -32,15 +32,7 @@ _FRESHNESS_BUCKET = re.compile(r'^referral_event_freshness_seconds_bucket\{le="(
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    s = settings
-    return {**os.environ, "REFERRALS_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
-            "REFERRALS_REDIS__KEY_PREFIX": s.redis.key_prefix, "REFERRALS_STREAMS__APP_ID": s.streams.app_id,
-            "REFERRALS_STREAMS__TICK_INTERVAL_S": str(s.streams.tick_interval_s),
-            "REFERRALS_STREAMS__BATCH_SIZE": str(s.streams.batch_size),
-            "REFERRALS_STREAMS__BATCH_WAIT_S": str(s.streams.batch_wait_s),
-            "REFERRALS_STREAMS__METRICS_PORT": str(s.streams.metrics_port),
-            "REFERRALS_STREAMS__METRICS_HOST": "127.0.0.1",
-            "REFERRALS_STATE_DIR": str(s.state_dir)}
+    return {**os.environ, **worker_environment(settings)}
 
 
 class WorkerFailed(RuntimeError):

@@ -215,3 +215,13 @@ class Settings(BaseSettings):
                         + ", ".join(prefix + f.upper() for f in type(self).model_fields)
                     )
         return self
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The variables that make a `referrals worker` child process run with ``settings``: its topics, keys and
+    state folder, and every stream setting (for the tests' and the benchmark's own workers)."""
+    env = {"REFERRALS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+           "REFERRALS_REDIS__KEY_PREFIX": settings.redis.key_prefix, "REFERRALS_STATE_DIR": str(settings.state_dir)}
+    env.update({f"REFERRALS_STREAMS__{name.upper()}": str(value)
+                for name, value in settings.streams.model_dump().items()})
+    return env

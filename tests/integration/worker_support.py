@@ -20,7 +20,7 @@ import redis
 from producers.code_registry import CodeRegistry
 from producers.simulate import KafkaTarget, Summary, backdated_simulation, register_codes
 from producers.simulator import SimulationConfig
-from referrals.settings import Settings
+from referrals.settings import Settings, worker_environment
 from schemas import parse_event
 from streams.campaigns import load_campaigns
 from streams.counters import NO_CHANNEL, referral_cells
@@ -41,15 +41,7 @@ class WorkerProcess:
     stalls: int = 0  # restarts after the worker's own guards stopped it (streams.app.StallWatch, OffsetGuard)
 
     def env(self) -> dict[str, str]:
-        s = self.settings
-        return {**os.environ, "REFERRALS_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
-                "REFERRALS_REDIS__KEY_PREFIX": s.redis.key_prefix, "REFERRALS_STREAMS__APP_ID": s.streams.app_id,
-                "REFERRALS_STREAMS__TICK_INTERVAL_S": str(s.streams.tick_interval_s),
-                "REFERRALS_STREAMS__FAULT_KILL_RATE": str(s.streams.fault_kill_rate),
-                "REFERRALS_STREAMS__BATCH_SIZE": str(s.streams.batch_size),
-                "REFERRALS_STREAMS__STALL_TIMEOUT_S": str(s.streams.stall_timeout_s),
-                "REFERRALS_STREAMS__METRICS_PORT": str(s.streams.metrics_port),
-                "REFERRALS_STATE_DIR": str(s.state_dir)}
+        return {**os.environ, **worker_environment(self.settings)}
 
     def start(self) -> None:
         with self.log.open("ab") as out:

@@ -51,3 +51,16 @@ def test_a_mistyped_nested_variable_is_an_error(monkeypatch):
     with pytest.raises(ValidationError) as info:
         Settings()
     assert "redis.prot" in str(info.value)
+
+
+def test_a_worker_child_gets_every_stream_setting_its_parent_has(monkeypatch, tmp_path):
+    from referrals.settings import worker_environment
+
+    parent = Settings(state_dir=tmp_path, kafka={"topic_prefix": "t1."}, redis={"key_prefix": "k1:"},
+                      streams={"app_id": "w1", "tick_interval_s": 0.5, "batch_wait_s": 0.02, "fault_kill_rate": 0.1,
+                               "stall_timeout_s": 9, "metrics_port": 0})
+    for name, value in worker_environment(parent).items():
+        monkeypatch.setenv(name, value)
+    child = Settings()
+    assert child.streams == parent.streams
+    assert (child.kafka.topic_prefix, child.redis.key_prefix, child.state_dir) == ("t1.", "k1:", tmp_path)
