@@ -40,32 +40,23 @@ class EventPublisher:
         options.update(producer_options)
         self._producer = KafkaProducer(**options)
 
-    def send_records(
-        self, records: Iterable[Record], *, timeout_s: float = 30.0, flush: bool = True
-    ) -> list[RecordMetadata]:
-        """Send and wait until Kafka acknowledged every record, at most ``timeout_s`` in all.
-
-        ``flush=False`` leaves batching to ``linger_ms`` (for concurrent callers such as the
-        gateway, where one caller's flush would wait for everybody's records).
-        """
+    def send_records(self, records: Iterable[Record], *, timeout_s: float = 30.0) -> list[RecordMetadata]:
+        """Send and wait until Kafka acknowledged every record, at most ``timeout_s`` in all."""
         deadline = time.monotonic() + timeout_s
         try:
             futures = [self.send_nowait(r) for r in records]
         except KafkaError as exc:
             raise PublishError(f"Kafka did not take every record: {exc}") from exc
-        return self.wait(futures, deadline=deadline, flush=flush)
+        return self.wait(futures, deadline=deadline)
 
     def send_nowait(self, record: Record) -> FutureRecordMetadata:
         """Hand one record to the producer; the returned future resolves on Kafka's ack."""
         return self._producer.send(record.topic, key=record.key, value=record.value, headers=record.headers)
 
-    def wait(
-        self, futures: list[FutureRecordMetadata], *, deadline: float, flush: bool = True
-    ) -> list[RecordMetadata]:
+    def wait(self, futures: list[FutureRecordMetadata], *, deadline: float) -> list[RecordMetadata]:
         """Wait (until the monotonic ``deadline``) for Kafka to acknowledge every future."""
         try:
-            if flush:
-                self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+            self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
             return [f.get(timeout=max(0.001, deadline - time.monotonic())) for f in futures]
         except KafkaError as exc:
             raise PublishError(f"Kafka did not acknowledge every record: {exc}") from exc

@@ -206,7 +206,7 @@ def create_app(
             return _errors(rejected.status, rejected.errors)
         records = [inbound_record(e, f"gateway/{principal.name}", prefix) for e in intake.events]
         try:
-            accepted = await sink.send_async(records)
+            accepted = await sink.send(records)
         except SinkUnavailable as exc:
             return _errors(503, [error(None, BODY, "kafka_unavailable", str(exc))], retry_503)
         for event in intake.events:
@@ -243,7 +243,7 @@ def create_app(
                     campaign_id=owner.campaign_id or None,
                 )
                 try:
-                    await sink.send_async([inbound_record(click, "gateway/links", prefix)])
+                    await sink.send([inbound_record(click, "gateway/links", prefix)])
                     metrics.EVENTS.labels("click").inc()
                 except SinkUnavailable:
                     log.warning("a referral click could not be written to Kafka")

@@ -15,7 +15,7 @@ import anyio
 
 from kafka.errors import KafkaError
 
-from producers.publisher import EventPublisher, PublishError
+from producers.publisher import EventPublisher
 from referrals.kafka_admin import broker_answers
 from referrals.settings import Settings
 from schemas.records import Record
@@ -48,18 +48,10 @@ class KafkaSink:
                     raise SinkUnavailable(f"Kafka is not reachable: {type(exc).__name__}") from exc
             return self._publisher
 
-    def send(self, records: list[Record], timeout_s: float | None = None) -> int:
-        """Blocking: returns when Kafka acknowledged every record; SinkUnavailable otherwise."""
-        try:
-            acks = self._get().send_records(records, timeout_s=timeout_s or self.timeout_s, flush=False)
-        except PublishError as exc:
-            log.warning("Kafka did not acknowledge %d records in time: %s", len(records), exc.__cause__)
-            raise SinkUnavailable("Kafka did not acknowledge in time") from exc
-        return len(acks)
-
-    async def send_async(self, records: list[Record], timeout_s: float | None = None) -> int:
-        """``send`` without a thread blocked on the acks: the records are handed to the producer in a worker
-        thread (that may wait for metadata or buffer space), the acks are awaited on the event loop."""
+    async def send(self, records: list[Record], timeout_s: float | None = None) -> int:
+        """Returns when Kafka acknowledged every record; SinkUnavailable otherwise. The records are handed to
+        the producer in a worker thread (that may wait for metadata or buffer space), the acks are awaited on
+        the event loop, with no thread blocked per request."""
         timeout = timeout_s or self.timeout_s
         loop = asyncio.get_running_loop()
         acked: asyncio.Future[int] = loop.create_future()
