@@ -14,6 +14,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+# what a run can measure, in the order it measures it (`python -m bench run --only`)
+SECTIONS = ("raw", "pipeline", "gateway", "growth")
+
 
 @dataclass
 class Figure:
@@ -118,8 +121,9 @@ def write(report: Report, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     day = datetime.fromisoformat(report.started_at).astimezone(UTC).strftime("%Y-%m-%d")
     suffix = "" if report.mode == "full" else f"-{report.mode}"
-    if report.configuration.get("sections") and len(report.configuration["sections"]) < 4:
-        suffix += "-" + "-".join(report.configuration["sections"])
+    sections = report.configuration.get("sections")
+    if sections and set(sections) != set(SECTIONS):  # a partial run does not overwrite the whole one
+        suffix += "-" + "-".join(sections)
     path = folder / f"{day}{suffix}.json"
     path.write_text(json.dumps(report.as_json(), indent=2) + "\n")
     return path

@@ -4,6 +4,7 @@ figure repeated ``runs`` times on the same machine, so that every ratio compares
 from __future__ import annotations
 
 import socket
+import statistics
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import freshness_bench, gateway_bench, pipeline_bench, raw_limits, workload
-from bench.report import Figure, Report, machine
+from bench.report import SECTIONS, Figure, Report, machine
 from deploy.local.stack import LocalStack
 from referrals.kafka_admin import ensure_topics
 from referrals.settings import Settings
@@ -38,8 +39,6 @@ QUICK = Sizes("quick", 3, 100_000, 10_000, 300_000, 60, 10_000, 30, 20, (10_000,
 SMOKE = Sizes("smoke", 1, 3_000, 300, 20_000, 4, 200, 3, 3, (300, 600), 1_000, fixed_rate=200.0)
 
 
-SECTIONS = ("raw", "pipeline", "gateway", "growth")
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -53,7 +52,7 @@ class Suite:
     sizes: Sizes
     work_dir: Path
     echo: Callable[[str], None] = print
-    sections: tuple[str, ...] = ("raw", "pipeline", "gateway", "growth")
+    sections: tuple[str, ...] = SECTIONS
     report: Report = field(init=False)
 
     def __post_init__(self) -> None:
@@ -129,7 +128,7 @@ class Suite:
         add(Figure("pipeline inputs per event (events + internal facts)", "inputs",
                    [r.inputs / r.events for r in results]))
         add(Figure("worker peak RSS (throughput run)", "MiB", [r.rss_peak_bytes / 2**20 for r in results]))
-        maximum = sorted(rates)[len(rates) // 2]
+        maximum = statistics.median(rates)
         for label, rate in (("fixed", s.fixed_rate), ("80 % of max", 0.8 * maximum)):
             fresh = []
             for i in range(s.runs):

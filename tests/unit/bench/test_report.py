@@ -6,7 +6,7 @@ import math
 
 from bench.freshness_bench import highest_bucket, quantile, window
 from bench.profile_summary import summarise
-from bench.report import Figure, Report, markdown
+from bench.report import SECTIONS, Figure, Report, markdown, write
 
 
 def test_a_figure_is_the_median_of_its_runs_and_meets_its_target_or_not():
@@ -17,6 +17,16 @@ def test_a_figure_is_the_median_of_its_runs_and_meets_its_target_or_not():
     report.add(Figure("pipeline", "events/s", [1000.0, 1500.0, 1200.0], target=">= 20000"))
     table = markdown(report)
     assert "| pipeline | 1,200 | 1,000 .. 1,500 | events/s | >= 20000 | NO |" in table
+
+
+def test_a_partial_run_is_written_beside_the_whole_one_not_over_it(tmp_path):
+    def written(mode, sections):
+        return write(Report("2026-11-23T05:00:00+00:00", mode, {"sections": list(sections)}), tmp_path).name
+
+    assert written("full", SECTIONS) == "2026-11-23.json"
+    assert written("quick", reversed(SECTIONS)) == "2026-11-23-quick.json"
+    assert written("full", ["growth"]) == "2026-11-23-growth.json"
+    assert written("quick", ["raw", "pipeline"]) == "2026-11-23-quick-raw-pipeline.json"
 
 
 def test_quantiles_are_interpolated_inside_the_histogram_buckets_like_prometheus():
