@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import redis
 
+from streams.counters import read_referral_summary
 from streams.redis_layout import RedisLayout
 
 FUNNEL_STAGES = ("share", "click", "signup", "conversion")
@@ -65,7 +66,7 @@ def top_referrers(client: redis.Redis, layout: RedisLayout, campaign_id: str, n:
         h = {as_text(k): as_text(v) for k, v in client.hgetall(cursor_key).items()}
         withheld: Counter = Counter()
         for summary in client.hvals(layout.referrals(referrer_id)):
-            r = json.loads(summary)
+            r = read_referral_summary(summary)
             if r.get("campaign_id") != campaign_id:
                 continue
             reason = r.get("reward_reason") or (r.get("reason") if r.get("status") == "rejected" else None)
@@ -103,7 +104,7 @@ def referrer_view(client: redis.Redis, layout: RedisLayout, referrer_id: str) ->
     pipe.hgetall(layout.welcome(referrer_id))
     fields, summaries, welcome_fields = pipe.execute()
     h = {as_text(k): int(v) for k, v in fields.items() if not as_text(k).startswith("_")}
-    referrals = sorted((json.loads(s) for s in summaries), key=lambda r: (r["attributed_at"], r["referee_id"]))
+    referrals = sorted((read_referral_summary(s) for s in summaries), key=lambda r: (r["attributed_at"], r["referee_id"]))
     points = {s: h.get(f"points:{s}", 0) for s in ("pending", "confirmed", "revoked")}
     welcome = []
     for reward_id, value in sorted(welcome_fields.items()):

@@ -69,6 +69,7 @@ class CounterSnapshot:
     fields: dict[str, int]
     referrals: dict[str, str | None]  # referral id -> JSON summary; None: remove (withdrawn)
     sums: dict[tuple[str, str], int]  # (funnel or ledger key, field) -> this referrer's contribution
+    contribution: str  # ``sums`` as the writer keeps them in ``_funnel`` (``contribution()``)
     leaderboard: dict[str, int]  # leaderboard key -> this referrer's confirmed referrals
     campaigns_key: str  # the shard's set of campaigns
     campaigns: tuple[str, ...]  # the campaigns this referrer contributes to
@@ -96,6 +97,35 @@ def ledger_cells(record: ReferrerRecord) -> dict[tuple[str, str], int]:
     return dict(cells)
 
 
+# What a referral summary says when it leaves a field out (a referral with no reward yet, not withheld).
+SUMMARY_DEFAULTS = {"reason": None, "reward_status": None, "reward_reason": None, "reward_points": 0}
+
+
+def referral_summary(summary: dict[str, object]) -> str:
+    """One referral as the referrals hash keeps it: compact JSON, the fields at their default left out (most
+    referrals have neither a reason nor a reward yet: a third of the bytes)."""
+    return json.dumps({k: v for k, v in sorted(summary.items())
+                       if k not in SUMMARY_DEFAULTS or v != SUMMARY_DEFAULTS[k]}, separators=(",", ":"))
+
+
+def read_referral_summary(text: str | bytes) -> dict[str, object]:
+    """A referral summary with every field (``referral_summary`` left the defaults out)."""
+    return {**SUMMARY_DEFAULTS, **json.loads(text)}
+
+
+def contribution(funnel: dict[FunnelCell, int], ledger: dict[tuple[str, str], int]) -> str:
+    """The referrer's contribution as the writer keeps it in ``_funnel``: JSON ``{campaign: {day: {field: n}}}``,
+    the day ``""`` for the campaign's ledger. A campaign's total funnel is the sum of its days, so only the
+    days are kept (the script adds them up); with the keys named by the script (``streams.redis_layout``)
+    that is about half the bytes of naming every cell of every key."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for (stage, campaign_id, channel, day), n in sorted(funnel.items()):
+        out.setdefault(campaign_id, {}).setdefault(day, {})[f"{stage}:{channel}"] = n
+    for (campaign_id, name), n in sorted(ledger.items()):
+        out.setdefault(campaign_id, {}).setdefault("", {})[name] = n
+    return json.dumps(out, separators=(",", ":"))
+
+
 def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> CounterSnapshot:
     core = record.core
     p = partition_of(referrer_id, layout.partitions)
@@ -120,26 +150,27 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> C
         reward = core.rewards.get(f"{r.referral_id}:{RewardRole.REFERRER.value}")
         if reward is not None and reward.status is RewardStatus.REVOKED and reward.points == 0:
             reward = None  # announced, then voided by a late event: the referral's own status says why
-        referrals[r.referral_id] = json.dumps({
+        referrals[r.referral_id] = referral_summary({
             "referee_id": r.referee_id, "campaign_id": r.campaign_id, "status": r.status,
             "reason": r.reason.value if r.reason else None, "channel": r.channel or NO_CHANNEL,
             "attributed_at": r.attributed_at.isoformat(),
             "reward_status": reward.status.value if reward else None,
             "reward_reason": reward.reason.value if reward and reward.reason else None,
             "reward_points": reward.points if reward else 0,
-        }, sort_keys=True)
+        })
     sums: dict[tuple[str, str], int] = {}
-    for (stage, campaign_id, channel, day), n in funnel_cells(record).items():
+    funnel, ledger = funnel_cells(record), ledger_cells(record)
+    for (stage, campaign_id, channel, day), n in funnel.items():
         field = f"{stage}:{channel}"
         for key in (layout.funnel(p, campaign_id), layout.funnel(p, campaign_id, day)):
             sums[(key, field)] = sums.get((key, field), 0) + n
-    for (campaign_id, field), n in ledger_cells(record).items():
+    for (campaign_id, field), n in ledger.items():
         sums[(layout.ledger(p, campaign_id), field)] = n
     confirmed: Counter = Counter({r.campaign_id: 0 for r in core.referrals.values()})
     for w in core.rewards.values():
         if w.role is RewardRole.REFERRER and w.status is RewardStatus.CONFIRMED and ":milestone:" not in w.reward_id:
             confirmed[w.campaign_id] += 1
-    campaigns = {c for (_, c, _, _) in record.cells} | {c for c, _ in ledger_cells(record)} | set(confirmed)
+    campaigns = {c for (_, c, _, _) in record.cells} | {c for c, _ in ledger} | set(confirmed)
     welcome: dict[str, dict[str, str]] = {}
     for w in sorted(core.rewards.values(), key=lambda w: w.reward_id):
         if w.role is RewardRole.REFEREE:
@@ -151,4 +182,4 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> C
         referrals_key=layout.referrals(referrer_id), fields=fields, referrals=referrals, sums=sums,
         leaderboard={layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())},
         campaigns_key=layout.campaigns(p), campaigns=tuple(sorted(campaigns)), welcome=welcome,
-        own_welcome_key=layout.welcome(referrer_id))
+        own_welcome_key=layout.welcome(referrer_id), contribution=contribution(funnel, ledger))

@@ -7,9 +7,11 @@ total add up the ``partitions`` shards (six by default).
 
     <prefix>{ref:<p>}:referrer:<referrer_id>     hash  shares:<channel>, clicks, signups, conversions,
                                                        points:pending|confirmed|revoked; and the writer's
-                                                       _seq (snapshot fence), _funnel (contribution applied)
+                                                       _seq (snapshot fence), _funnel (contribution applied,
+                                                       its keys named by streams.redis_sink's script)
     <prefix>{ref:<p>}:referrals:<referrer_id>    hash  referral id -> JSON {referee_id, status, reason, channel,
-                                                       attributed_at, reward_status, reward_reason, reward_points}
+                                                       attributed_at, reward_status, reward_reason, reward_points};
+                                                       a field at its default left out (streams.counters)
     <prefix>{ref:<p>}:funnel:<campaign>          hash  <stage>:<channel> -> count (stage: share, click,
                                                        signup, conversion)
     <prefix>{ref:<p>}:funnel:<campaign>:<day>    hash  the same per UTC day (YYYY-MM-DD)

@@ -8,9 +8,10 @@ Kafka does not cover Redis, so every write is a snapshot of one referrer's recor
    late after a crash, changes nothing);
 2. checks every value before writing any (Redis does not roll back a failing script);
 3. adds to each campaign funnel and ledger field the *difference* between the referrer's new
-   contribution and the one it applied last (stored in ``_funnel``, its keys named relative to
-   the slot's tag ``<prefix>{ref:<p>}:``, which saves bytes per referrer), sets the
-   referrer's absolute values and referral list, and the leaderboard scores;
+   contribution and the one it applied last (stored in ``_funnel`` in the compact form of
+   ``streams.counters.contribution``: per campaign and day, the totals implied; it is most of a
+   referrer's bytes), sets the referrer's absolute values and referral list, and the
+   leaderboard scores;
 4. stores the new ``_seq`` and ``_funnel``.
 
 Every key is passed as KEYS and all share the referrer's hash tag, so the script is
@@ -29,37 +30,78 @@ import redis
 from streams.counters import CounterSnapshot
 from streams.redis_layout import RedisLayout, partition_of
 
-_APPLY = """
+# The cells a referrer's ``_funnel`` names, as cells[key][field] = n with whole key names: the JSON
+# ``{campaign: {day: {field: n}}}`` of ``streams.counters.contribution`` (day "" the ledger; a campaign's total
+# funnel is the sum of its days), or, as written before, ``{"<key>\t<field>": n}`` with keys whole or relative
+# to the slot's tag. The key names are ``streams.redis_layout``'s; every one must be declared by the caller.
+_CELLS = """
+local function cells_of(text, tag)
+  local cells = {}
+  local function add(key, field, n)
+    if type(n) ~= 'number' or n % 1 ~= 0 then error('bad count ' .. key .. ' ' .. tostring(field)) end
+    local c = cells[key]
+    if not c then c = {}; cells[key] = c end
+    c[field] = (c[field] or 0) + n
+  end
+  for name, value in pairs(cjson.decode(text)) do
+    if type(value) == 'number' then
+      local key, field = string.match(name, '^(.*)\\t(.*)$')
+      if not key then error('bad funnel cell ' .. name) end
+      if string.sub(key, 1, #tag) ~= tag then key = tag .. key end
+      add(key, field, value)
+    elseif type(value) == 'table' then
+      for day, fields in pairs(value) do
+        for field, n in pairs(fields) do
+          if day == '' then
+            add(tag .. 'ledger:' .. name, field, n)
+          else
+            add(tag .. 'funnel:' .. name .. ':' .. day, field, n)
+            add(tag .. 'funnel:' .. name, field, n)
+          end
+        end
+      end
+    else
+      error('bad contribution ' .. name)
+    end
+  end
+  return cells
+end
+"""
+
+_APPLY = _CELLS + """
 local seq = tonumber(ARGV[1])
 local stored = tonumber(redis.call('HGET', KEYS[1], '_seq') or '-1')
 if seq <= stored then return 0 end
 local declared = {}
 for i = 4, #KEYS do declared[KEYS[i]] = true end
+local tag = ARGV[8]
 local fields = cjson.decode(ARGV[2])
 local referrals = cjson.decode(ARGV[3])
-local new = cjson.decode(ARGV[4])
-local old = cjson.decode(redis.call('HGET', KEYS[1], '_funnel') or '{}')
+local new = cells_of(ARGV[4], tag)
+local old = cells_of(redis.call('HGET', KEYS[1], '_funnel') or '{}', tag)
 local board = cjson.decode(ARGV[5])
 -- check everything before writing anything
-local tag = ARGV[8]
-local function cell(k)  -- names in _funnel are relative to the slot's tag (those written before: whole)
-  local key, field = string.match(k, '^(.*)\\t(.*)$')
-  if key and string.sub(key, 1, #tag) ~= tag then key = tag .. key end
-  if not key or not declared[key] then error('funnel key not declared: ' .. tostring(k)) end
-  return key, field
+for key, counts in pairs(new) do
+  if not declared[key] then error('funnel key not declared: ' .. key) end
+  for f, n in pairs(counts) do if n < 0 then error('bad count ' .. key .. ' ' .. f) end end
 end
-for k, n in pairs(new) do cell(k); if type(n) ~= 'number' or n < 0 or n % 1 ~= 0 then error('bad count ' .. k) end end
-for k, _ in pairs(old) do cell(k) end
+for key, _ in pairs(old) do if not declared[key] then error('funnel key not declared: ' .. key) end end
 for f, v in pairs(fields) do if type(v) ~= 'number' or v % 1 ~= 0 then error('bad field ' .. f) end end
 for key, n in pairs(board) do
   if not declared[key] or type(n) ~= 'number' then error('bad leaderboard ' .. key) end
 end
-for k, n in pairs(new) do
-  local d = n - (old[k] or 0)
-  if d ~= 0 then local key, field = cell(k); redis.call('HINCRBY', key, field, d) end
+for key, counts in pairs(new) do
+  local before = old[key] or {}
+  for f, n in pairs(counts) do
+    local d = n - (before[f] or 0)
+    if d ~= 0 then redis.call('HINCRBY', key, f, d) end
+  end
 end
-for k, n in pairs(old) do
-  if new[k] == nil and n ~= 0 then local key, field = cell(k); redis.call('HINCRBY', key, field, -n) end
+for key, counts in pairs(old) do
+  local after = new[key] or {}
+  for f, n in pairs(counts) do
+    if after[f] == nil and n ~= 0 then redis.call('HINCRBY', key, f, -n) end
+  end
 end
 for f, v in pairs(fields) do  -- a 0 is no field (readers take a missing field as 0): fewer bytes per referrer
   if v == 0 then redis.call('HDEL', KEYS[1], f) else redis.call('HSET', KEYS[1], f, v) end
@@ -103,12 +145,11 @@ return written
 # referrals hash, KEYS[3] welcome hash, KEYS[4] the shard's campaigns (all one slot); ARGV[1] the
 # referrer id, ARGV[2] the shard's leaderboard key prefix. The funnel and leaderboard keys are in the
 # same slot but found here, not declared. ARGV[3]: the slot's tag, which ``_funnel``'s names are relative to.
-_RETIRE = """
-local old = cjson.decode(redis.call('HGET', KEYS[1], '_funnel') or '{}')
-for k, n in pairs(old) do
-  local key, field = string.match(k, '^(.*)\t(.*)$')
-  if key and string.sub(key, 1, #ARGV[3]) ~= ARGV[3] then key = ARGV[3] .. key end
-  if key and n ~= 0 then redis.call('HINCRBY', key, field, -n) end
+_RETIRE = _CELLS + """
+for key, counts in pairs(cells_of(redis.call('HGET', KEYS[1], '_funnel') or '{}', ARGV[3])) do
+  for field, n in pairs(counts) do
+    if n ~= 0 then redis.call('HINCRBY', key, field, -n) end
+  end
 end
 for _, campaign in ipairs(redis.call('SMEMBERS', KEYS[4])) do redis.call('ZREM', ARGV[2] .. campaign, ARGV[1]) end
 return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
@@ -118,10 +159,6 @@ return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 def slot_tag(key: str) -> str:
     """``<prefix>{ref:<p>}:`` of a counter key: what ``_funnel`` names its keys relative to."""
     return key[:key.index("}:") + 2]
-
-
-def _cell(key: str, field: str) -> str:
-    return f"{key}\t{field}"
 
 
 class SnapshotWriter:
@@ -139,7 +176,7 @@ class SnapshotWriter:
             snap.seq,
             json.dumps(snap.fields, sort_keys=True),
             json.dumps({k: (v if v is not None else False) for k, v in snap.referrals.items()}, sort_keys=True),
-            json.dumps({_cell(k.removeprefix(tag), f): n for (k, f), n in sorted(snap.sums.items())}),
+            snap.contribution,
             json.dumps(snap.leaderboard, sort_keys=True),
             snap.referrer_id,
             json.dumps(list(snap.campaigns)),

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import redis as redis_lib
 
-from streams.counters import CounterSnapshot
+from streams.counters import CounterSnapshot, contribution
 from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
 from tests.integration.kafka_reading import read_topic
@@ -27,17 +27,20 @@ def writer(redis_client, layout):
         redis_client.delete(*keys)
 
 
-def snap(layout, referrer, seq, shares=1, signups=0, day="2026-05-04", referrals=None, confirmed=0):
+def snap(layout, referrer, seq, shares=1, signups=0, day="2026-05-04", referrals=None, confirmed=0, rewards=0):
     p = partition_of(referrer, layout.partitions)
-    funnel = {}
-    for key in (layout.funnel(p, "spring"), layout.funnel(p, "spring", day)):
-        funnel[(key, "share:whatsapp")] = shares
-        funnel[(key, "signup:unknown")] = signups
+    cells = {("share", "spring", "whatsapp", day): shares, ("signup", "spring", "unknown", day): signups}
+    ledger = {("spring", "rewards:referrer:pending"): rewards} if rewards else {}
+    sums = {(layout.ledger(p, "spring"), field): n for (_, field), n in ledger.items()}
+    for (stage, _, channel, _), n in cells.items():
+        for key in (layout.funnel(p, "spring"), layout.funnel(p, "spring", day)):
+            sums[(key, f"{stage}:{channel}")] = n
     return CounterSnapshot(
         referrer_id=referrer, seq=seq, referrer_key=layout.referrer(referrer),
         referrals_key=layout.referrals(referrer), fields={"shares:whatsapp": shares, "signups": signups},
-        referrals=referrals or {}, sums=funnel, leaderboard={layout.leaderboard(p, "spring"): confirmed},
-        campaigns_key=layout.campaigns(p), campaigns=("spring",))
+        referrals=referrals or {}, sums=sums, contribution=contribution(cells, ledger),
+        leaderboard={layout.leaderboard(p, "spring"): confirmed}, campaigns_key=layout.campaigns(p),
+        campaigns=("spring",))
 
 
 def dump(client, layout) -> dict:
@@ -121,27 +124,47 @@ def test_a_referees_welcome_rewards_are_fenced_field_by_field(redis_client, writ
     assert json.loads(redis_client.hget(key, "spring:anna:eva:referee"))["status"] == "revoked"
 
 
-def test_funnel_bookkeeping_is_named_relative_to_the_slot_and_older_whole_names_still_count(
-        redis_client, writer, layout):
-    writer.apply([snap(layout, "anna", 1, shares=2)])
-    applied = json.loads(redis_client.hget(layout.referrer("anna"), "_funnel"))
+def test_funnel_bookkeeping_keeps_days_only_and_the_forms_written_before_still_count(redis_client, writer, layout):
     p = partition_of("anna", layout.partitions)
-    assert applied and all(not k.startswith(layout.prefix) for k in applied)  # relative: fewer bytes per referrer
-    assert "funnel:spring\tshare:whatsapp" in applied
-    # a referrer written before, with whole key names in _funnel: the next snapshot adds only the difference
-    whole = {f"{layout.tag(p)}:{k}": n for k, n in applied.items()}
-    redis_client.hset(layout.referrer("anna"), "_funnel", json.dumps(whole))
-    writer.apply([snap(layout, "anna", 2, shares=3)])
-    assert funnel(redis_client, layout)["share:whatsapp"] == 3
+    writer.apply([snap(layout, "anna", 1, shares=2, rewards=1)])
+    # the campaign's total is the sum of its days, so only days are kept; the day "" is the ledger
+    assert json.loads(redis_client.hget(layout.referrer("anna"), "_funnel")) == {
+        "spring": {"2026-05-04": {"share:whatsapp": 2, "signup:unknown": 0}, "": {"rewards:referrer:pending": 1}}}
+    assert funnel(redis_client, layout)["share:whatsapp"] == 2
+    assert redis_client.hget(layout.funnel(p, "spring", "2026-05-04"), "share:whatsapp") == b"2"
+    assert redis_client.hget(layout.ledger(p, "spring"), "rewards:referrer:pending") == b"1"
+    # as written before: every cell of every key named, keys whole or relative to the slot's tag
+    applied = snap(layout, "anna", 1, shares=2, rewards=1).sums
+    tag = f"{layout.tag(p)}:"
+    for names in ({f"{k}\t{f}": n for (k, f), n in applied.items()},
+                  {f"{k.removeprefix(tag)}\t{f}": n for (k, f), n in applied.items()}):
+        redis_client.hset(layout.referrer("anna"), mapping={"_funnel": json.dumps(names), "_seq": 1})
+        for key in (layout.funnel(p, "spring"), layout.funnel(p, "spring", "2026-05-04")):
+            redis_client.hset(key, "share:whatsapp", 2)  # as the older writer left them
+        writer.apply([snap(layout, "anna", 2, shares=3, rewards=1)])  # only the difference is added
+        assert funnel(redis_client, layout)["share:whatsapp"] == 3
+        assert redis_client.hget(layout.funnel(p, "spring", "2026-05-04"), "share:whatsapp") == b"3"
+        assert redis_client.hget(layout.ledger(p, "spring"), "rewards:referrer:pending") == b"1"
     writer.retire(layout, ["anna"])
     assert funnel(redis_client, layout)["share:whatsapp"] == 0
+    assert redis_client.hget(layout.funnel(p, "spring", "2026-05-04"), "share:whatsapp") == b"0"
+    assert redis_client.hget(layout.ledger(p, "spring"), "rewards:referrer:pending") == b"0"
+
+
+def test_a_contribution_to_a_key_the_snapshot_does_not_declare_changes_nothing(redis_client, writer, layout):
+    good = snap(layout, "anna", 1)
+    stray = replace(good, contribution=contribution({("share", "autumn", "sms", "2026-05-04"): 1}, {}))
+    with pytest.raises(redis_lib.ResponseError, match="not declared"):
+        writer.apply([stray])
+    assert dump(redis_client, layout) == {}
 
 
 def test_a_customer_with_nothing_to_show_takes_no_redis_memory(redis_client, writer, layout):
     p = partition_of("carl", layout.partitions)
     blank = CounterSnapshot(
         referrer_id="carl", seq=1, referrer_key=layout.referrer("carl"), referrals_key=layout.referrals("carl"),
-        fields={"clicks": 0, "signups": 0, "points:pending": 0}, referrals={}, sums={}, leaderboard={},
+        fields={"clicks": 0, "signups": 0, "points:pending": 0}, referrals={}, sums={}, contribution="{}",
+        leaderboard={},
         campaigns_key=layout.campaigns(p), campaigns=())
     assert blank.blank and writer.apply([blank]) == 0
     assert dump(redis_client, layout) == {}

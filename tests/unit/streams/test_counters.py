@@ -7,12 +7,26 @@ from collections import Counter
 from dataclasses import replace
 
 from streams import stages
-from streams.counters import NO_CHANNEL, CounterSnapshot, snapshot
+from streams.counters import NO_CHANNEL, CounterSnapshot, read_referral_summary, snapshot
 from streams.redis_layout import RedisLayout, partition_of
 from streams.referrer_rewards import Tick
 from tests.unit.streams.story import T0, Story
 
 LAYOUT = RedisLayout("rp:", 6)
+
+
+def expanded(snap: CounterSnapshot) -> dict[tuple[str, str], int]:
+    """The cells ``_funnel``'s compact form names, as the writer's script reads it (streams.redis_sink)."""
+    p = partition_of(snap.referrer_id, LAYOUT.partitions)
+    cells: Counter = Counter()
+    for campaign, days in json.loads(snap.contribution).items():
+        for day, fields in days.items():
+            keys = [LAYOUT.ledger(p, campaign)] if day == "" else [LAYOUT.funnel(p, campaign, day),
+                                                                   LAYOUT.funnel(p, campaign)]
+            for field, n in fields.items():
+                for key in keys:
+                    cells[(key, field)] += n
+    return dict(cells)
 
 
 class FakeRedis:
@@ -26,18 +40,20 @@ class FakeRedis:
         old = self.applied.get(snap.referrer_id)
         if old is not None and snap.seq <= old.seq:
             return False
-        before = old.sums if old else {}
-        for cell in set(before) | set(snap.sums):
+        assert expanded(snap) == snap.sums  # what is kept in _funnel names what the snapshot adds up
+        before = expanded(old) if old else {}
+        after = expanded(snap)
+        for cell in set(before) | set(after):
             key, field = cell
             h = self.hashes.setdefault(key, {})
-            h[field] = h.get(field, 0) + snap.sums.get(cell, 0) - before.get(cell, 0)
+            h[field] = h.get(field, 0) + after.get(cell, 0) - before.get(cell, 0)
         self.hashes[snap.referrer_key] = dict(snap.fields)
         lst = self.hashes.setdefault(snap.referrals_key, {})
         for rid, summary in snap.referrals.items():
             if summary is None:
                 lst.pop(rid, None)
             else:
-                lst[rid] = json.loads(summary)
+                lst[rid] = read_referral_summary(summary)
         for key, n in snap.leaderboard.items():
             board = self.hashes.setdefault(key, {})
             if n:
