@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.workload import BenchRun, Workload
-from bench.worker_runs import GroupWatch, Worker, follow, redis_funnel_shares, redis_view_footprint
+from bench.worker_runs import Footprint, GroupWatch, Worker, follow, redis_funnel_shares, redis_view_footprint
 from referrals.redis_client import redis_client
 from referrals.settings import Settings
 
@@ -32,8 +32,7 @@ class ThroughputResult:
     seconds: float
     ready_s: float
     rss_peak_bytes: int
-    referrers: int
-    view_bytes: int
+    footprint: Footprint
 
     @property
     def events_per_s(self) -> float:
@@ -58,22 +57,21 @@ def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: 
         progress, inputs = follow(worker, watch, timeout_s=timeout_s)
         seconds = progress.reached(inputs) - progress.started(0, ready_at)
         rss = worker.rss_peak_bytes()
+        worker.stop()
+        footprint = checked_footprint(run, workload)
     finally:
         worker.stop()
         watch.close()
-    referrers, view_bytes = checked_footprint(run, workload)
-    return ThroughputResult(workload.events, inputs, seconds, ready_s, rss, referrers, view_bytes)
+        cleanup(run)  # a failed run leaves no keys either: a million customers' worth slows every later SCAN
+    return ThroughputResult(workload.events, inputs, seconds, ready_s, rss, footprint)
 
 
-def checked_footprint(run: BenchRun, workload: Workload) -> tuple[int, int]:
-    """After a run: its counters must reflect its events (the funnel's shares); then (referrers with counters,
-    bytes of the live view); then its Redis keys go."""
+def checked_footprint(run: BenchRun, workload: Workload) -> Footprint:
+    """After a run: its counters must reflect its events (the funnel's shares); then the live view's bytes."""
     shares = redis_funnel_shares(run.settings)
     if shares != workload.shares:
         raise BenchFailed(f"the counters do not reflect the events: shares {dict(shares)} != {dict(workload.shares)}")
-    footprint = redis_view_footprint(run.settings)
-    cleanup(run)
-    return footprint
+    return redis_view_footprint(run.settings)
 
 
 def cleanup(run: BenchRun) -> None:
@@ -97,16 +95,11 @@ class GrowthResult:
     tail_events: int
     tail_events_per_s: float  # simulated traffic on top of that state
     rss_peak_bytes: int
-    referrers: int
-    view_bytes: int
+    footprint: Footprint
 
     @property
     def tail_us_per_event(self) -> float:
         return 1e6 / self.tail_events_per_s
-
-    @property
-    def bytes_per_referrer(self) -> float:
-        return self.view_bytes / max(self.referrers, 1)
 
 
 def growth(base: Settings, workload: Workload, *, metrics_port: int, label: str, work_dir: Path,
@@ -131,8 +124,10 @@ def growth(base: Settings, workload: Workload, *, metrics_port: int, label: str,
         producing.join()
         tail_rate = len(tail) / (second.reached(total) - second.started(inputs, produced_from))
         rss = worker.rss_peak_bytes()
+        worker.stop()
+        footprint = checked_footprint(run, workload)
     finally:
         worker.stop()
         watch.close()
-    referrers, view_bytes = checked_footprint(run, workload)
-    return GrowthResult(workload.customers, base_rate, len(tail), tail_rate, rss, referrers, view_bytes)
+        cleanup(run)
+    return GrowthResult(workload.customers, base_rate, len(tail), tail_rate, rss, footprint)

@@ -8,7 +8,7 @@ import os
 import platform
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -127,7 +127,3 @@ def write(report: Report, folder: Path) -> Path:
     path = folder / f"{day}{suffix}.json"
     path.write_text(json.dumps(report.as_json(), indent=2) + "\n")
     return path
-
-
-def as_dict(result: Any) -> dict[str, Any]:
-    return asdict(result)

@@ -193,10 +193,15 @@ class Suite:
             add(Figure(f"growth {c}: traffic on top", "events/s", [r.tail_events_per_s for r in results]))
             costs[customers] = [r.tail_us_per_event for r in results]
             add(Figure(f"growth {c}: cost per event", "µs/event", costs[customers]))
-            add(Figure(f"growth {c}: referrers with counters", "referrers", [r.referrers for r in results]))
-            add(Figure(f"growth {c}: Redis per referrer", "bytes", [r.bytes_per_referrer for r in results],
+            add(Figure(f"growth {c}: referrers with counters", "referrers", [r.footprint.referrers for r in results]))
+            add(Figure(f"growth {c}: Redis per referrer", "bytes", [r.footprint.per_referrer() for r in results],
                        target="<= 300" if customers == max(s.growth_customers) and customers >= 1_000_000 else "",
                        note="MEMORY USAGE of every key of the live view / referrers"))
+            for part, kinds in (("referrer hashes", ("referrer",)), ("referral lists", ("referrals",)),
+                                ("welcome rewards", ("welcome",)),
+                                ("campaign totals", ("funnel", "ledger", "leaderboard", "campaigns"))):
+                add(Figure(f"growth {c}: Redis per referrer: {part}", "bytes",
+                           [r.footprint.per_referrer(*kinds) for r in results]))
             add(Figure(f"growth {c}: worker peak RSS", "MiB", [r.rss_peak_bytes / 2**20 for r in results]))
         small, large = min(costs), max(costs)
         if small == large:

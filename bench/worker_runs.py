@@ -193,22 +193,42 @@ def redis_funnel_shares(settings: Settings, campaign: str = "default") -> Counte
     return +total
 
 
-def redis_view_footprint(settings: Settings) -> tuple[int, int]:
-    """(referrers with counters, bytes of every key of the live view) by MEMORY USAGE, key by key."""
+@dataclass(frozen=True)
+class Footprint:
+    """The live view's Redis memory: MEMORY USAGE of every key, summed by kind (``streams.redis_layout``:
+    referrer, referrals, welcome, funnel, ledger, leaderboard, campaigns)."""
+
+    referrers: int  # referrer hashes: the customers with counters
+    by_kind: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_kind.values())
+
+    def per_referrer(self, *kinds: str) -> float:
+        return sum(self.by_kind.get(k, 0) for k in kinds or self.by_kind) / max(self.referrers, 1)
+
+
+def redis_view_footprint(settings: Settings) -> Footprint:
     with redis_client(settings) as client:
         prefix = active_prefix(client, settings.redis.key_prefix)
-        referrers = 0
-        total = 0
-        pipe = client.pipeline(transaction=False)
-        pending = 0
+        by_kind: Counter = Counter()
+        keys: list[str] = []
+
+        def measure() -> None:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.memory_usage(key, samples=0)
+            for key, n in zip(keys, pipe.execute(), strict=True):
+                by_kind[key.split("}:", 1)[1].split(":", 1)[0]] += n or 0
+            keys.clear()
+
         for key in client.scan_iter(match=f"{prefix}{{ref:*", count=5000):
-            if b":referrer:" in key if isinstance(key, bytes) else ":referrer:" in key:
-                referrers += 1
-            pipe.memory_usage(key, samples=0)
-            pending += 1
-            if pending >= 5000:
-                total += sum(n or 0 for n in pipe.execute())
-                pending = 0
-        if pending:
-            total += sum(n or 0 for n in pipe.execute())
-    return referrers, total
+            keys.append(key.decode() if isinstance(key, bytes) else key)
+            if len(keys) >= 5000:
+                measure()
+        measure()
+        referrers = 0
+        for _ in client.scan_iter(match=f"{prefix}{{ref:*}}:referrer:*", count=5000):
+            referrers += 1
+    return Footprint(referrers, dict(by_kind))

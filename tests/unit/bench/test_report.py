@@ -6,6 +6,7 @@ import math
 
 from bench.freshness_bench import highest_bucket, quantile, window
 from bench.profile_summary import summarise
+from bench.worker_runs import Footprint
 from bench.report import SECTIONS, Figure, Report, markdown, write
 
 
@@ -56,3 +57,12 @@ def test_a_phase_that_ended_between_two_samples_is_timed_from_the_fallback_not_z
     assert moving.started(0, fallback=0.5) == 1.25 and moving.reached(100) == 1.75
     done_already = Progress([(2.0, 300)])
     assert done_already.started(0, fallback=1.9) == 1.9  # not 2.0: no zero-length phase
+
+
+def test_the_redis_footprint_is_divided_among_referrers_in_all_or_by_kind():
+    footprint = Footprint(4, {"referrer": 800, "referrals": 400, "funnel": 40})
+    assert footprint.total == 1240
+    assert footprint.per_referrer() == 310
+    assert footprint.per_referrer("referrer") == 200
+    assert footprint.per_referrer("funnel", "ledger") == 10
+    assert Footprint(0, {}).per_referrer() == 0
