@@ -49,6 +49,7 @@ class ReasonCode(StrEnum):
     SELF_REFERRAL = "self_referral"  # the referee is the referrer
     SHARED_EMAIL = "shared_email"  # the referee's email_hash is the referrer's
     SHARED_DEVICE = "shared_device"  # the referee's device_id is the referrer's
+    DEVICE_REUSED = "device_reused"  # more of the referrer's referees on one device_id than the campaign allows
     DUPLICATE_ATTRIBUTION = "duplicate_attribution"  # the referee was already attributed
     VELOCITY_LIMIT = "velocity_limit"  # too many signups on one code within an hour
     MONTHLY_CAP = "monthly_cap"  # the referrer reached the monthly cap of rewarded referrals

@@ -42,6 +42,8 @@ class Campaign(BaseModel):
     )
     velocity_limit: int = Field(5, ge=1, description="more signups than this on one code within the window: review")
     velocity_window_minutes: int = Field(60, ge=1)
+    referees_per_device: int = Field(
+        1, ge=1, description="more of one referrer's referees than this signed up on one device_id: review")
     attribution_policy: Literal["last_click", "first_click"] = "last_click"
     lateness_minutes: int = Field(60, ge=0, description="how late an event may arrive and still count in order")
 

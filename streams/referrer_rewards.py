@@ -11,8 +11,10 @@ The rules:
 - a qualified referral gives two rewards, referrer and referee, ``pending``;
 - ``held_for_review`` (both rewards, no points) when the referee shares the referrer's
   ``email_hash`` (``shared_email``) or ``device_id`` (``shared_device``) as seen on the
-  referrer's own signup, or when more than ``velocity_limit`` referrals used the same code
-  within ``velocity_window`` up to this one (``velocity_limit``);
+  referrer's own signup, when more than ``referees_per_device`` of the referrer's referees
+  signed up on one device (``device_reused``: all of them), or when more than
+  ``velocity_limit`` referrals used the same code within ``velocity_window``
+  (``velocity_limit``: all in that window);
 - the referrer's reward is ``capped`` (visible, no points) beyond ``monthly_cap`` rewarded
   referrals in the calendar month (UTC) of the qualifying order; the referee's is not:
   the friend keeps the welcome bonus;
@@ -73,26 +75,49 @@ def _due(referral: Referral, campaign: Campaign) -> datetime | None:
     return referral.qualified_at + campaign.hold_period + campaign.lateness
 
 
+def _held(ordered: list[Referral], profile: Profile | None, campaigns: CampaignBook) -> dict[str, ReasonCode]:
+    """The referrals held for review and why, the first reason that applies in this order: the referrer's own
+    e-mail or device, a device shared by more referees than allowed, a burst on one code. A device or a burst
+    over the limit holds every referral in it, the earlier ones too: their rewards are pending until the hold
+    ends, and an abuse is told by its size, which its first referrals do not show yet."""
+    live = [r for r in ordered if r.status not in ("rejected", "withdrawn") and campaigns.get(r.campaign_id)]
+    held: dict[str, ReasonCode] = {}
+    if profile is not None:
+        for r in live:
+            if r.referee_email_hash and r.referee_email_hash == profile.email_hash:
+                held[r.referral_id] = ReasonCode.SHARED_EMAIL
+            elif r.referee_device_id and r.referee_device_id == profile.device_id:
+                held[r.referral_id] = ReasonCode.SHARED_DEVICE
+    on_device: dict[tuple[str, str], list[Referral]] = {}
+    for r in live:
+        if r.referee_device_id:
+            on_device.setdefault((r.campaign_id, r.referee_device_id), []).append(r)
+    for (campaign_id, _device), referrals in on_device.items():
+        if len({r.referee_id for r in referrals}) > campaigns.get(campaign_id).referees_per_device:
+            for r in referrals:
+                held.setdefault(r.referral_id, ReasonCode.DEVICE_REUSED)
+    by_code: dict[str, list[Referral]] = {}
+    for r in live:
+        by_code.setdefault(r.code, []).append(r)
+    for on_code in by_code.values():  # the window ending at each referral, slid along: O(referrals)
+        first = 0
+        marked = 0  # referrals before this one are held already
+        for last, r in enumerate(on_code):
+            campaign = campaigns.get(r.campaign_id)
+            while on_code[first].attributed_at <= r.attributed_at - campaign.velocity_window:
+                first += 1
+            if last - first + 1 > campaign.velocity_limit:
+                for o in on_code[max(first, marked):last + 1]:
+                    held.setdefault(o.referral_id, ReasonCode.VELOCITY_LIMIT)
+                marked = last + 1
+    return held
+
+
 def _decide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) -> dict[str, Reward]:
     out: dict[str, Reward] = dict(state.final)
     ordered = sorted(state.referrals.values(), key=lambda r: (r.attributed_at, r.referral_id))
     profile = state.profile
-    # velocity: referrals per code within the window up to and including each one
-    held: dict[str, ReasonCode] = {}
-    for i, r in enumerate(ordered):
-        campaign = campaigns.get(r.campaign_id)
-        if campaign is None or r.status in ("rejected", "withdrawn"):
-            continue
-        if profile is not None and r.referee_email_hash and r.referee_email_hash == profile.email_hash:
-            held[r.referral_id] = ReasonCode.SHARED_EMAIL
-            continue
-        if profile is not None and r.referee_device_id and r.referee_device_id == profile.device_id:
-            held[r.referral_id] = ReasonCode.SHARED_DEVICE
-            continue
-        recent = [o for o in ordered[: i + 1] if o.code == r.code and o.status not in ("rejected", "withdrawn")
-                  and r.attributed_at - campaign.velocity_window < o.attributed_at <= r.attributed_at]
-        if len(recent) > campaign.velocity_limit:
-            held[r.referral_id] = ReasonCode.VELOCITY_LIMIT
+    held = _held(ordered, profile, campaigns)
     # monthly cap: rewarded referrals by month of the qualifying order
     rewarded_in_month: dict[tuple[str, str], int] = {}
     for r in sorted((r for r in ordered if r.qualified_at is not None),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.unit.streams.story import Story, statuses
+from datetime import timedelta
+
+from tests.unit.streams.story import T0, Story, statuses
 
 PENDING = ("pending", 500, None)
 CONFIRMED = ("confirmed", 500, None)
@@ -217,14 +219,61 @@ def test_sharing_the_referrers_email_or_device_is_held_for_review():
         assert statuses(s.run()) == both(("held_for_review", 0, reason))
 
 
-def test_more_than_5_signups_on_one_code_within_an_hour_are_held():
+def test_more_than_5_signups_on_one_code_within_an_hour_hold_every_one_of_that_hour():
     s = Story()
+    s.signup("c0", code="ANNA")  # alone in its hour
+    for i in range(1, 7):  # six within an hour, from 70 minutes on
+        s.signup(f"c{i}", code="ANNA", minutes=65 + i * 5)
     for i in range(7):
-        s.signup(f"c{i}", code="ANNA", minutes=i * 5)
-        s.order(f"c{i}", "30.00", minutes=120 + i)
+        s.order(f"c{i}", "30.00", minutes=200 + i)
     got = statuses(s.run())
-    assert [got[f"default:anna:c{i}:referrer"][0] for i in range(7)] == ["pending"] * 5 + ["held_for_review"] * 2
-    assert got["default:anna:c6:referee"] == ("held_for_review", 0, "velocity_limit")
+    assert [got[f"default:anna:c{i}:referrer"][0] for i in range(7)] == ["pending"] + ["held_for_review"] * 6
+    assert got["default:anna:c1:referee"] == ("held_for_review", 0, "velocity_limit")
+
+
+def test_one_code_on_1000_signups_within_a_minute_pays_no_points():
+    s = Story()
+    for i in range(1000):
+        s.signup(f"c{i}", code="ANNA", minutes=i * 0.06)
+        s.order(f"c{i}", "30.00", minutes=120 + i * 0.06)
+    rewards = s.run(tick_days=30).rewards().values()
+    assert len(rewards) == 2000
+    assert {(w.status.value, w.points, w.reason.value) for w in rewards} == {("held_for_review", 0, "velocity_limit")}
+
+
+def test_one_device_on_50_referees_of_a_referrer_pays_no_points_even_spread_over_50_days():
+    s = Story()
+    for i in range(50):
+        s.signup(f"c{i}", code="ANNA", days=i, device="d-farm")
+        s.order(f"c{i}", "30.00", days=i, minutes=60)
+    rewards = [w for w in s.run(tick_days=100).rewards().values() if ":milestone:" not in w.reward_id]
+    assert len(rewards) == 100
+    assert {(w.status.value, w.points, w.reason.value) for w in rewards} == {("held_for_review", 0, "device_reused")}
+
+
+def test_referees_per_device_allows_a_shared_family_device():
+    s = Story(referees_per_device=2)
+    for i, device in enumerate(["d-family", "d-family", "d-other", "d-farm", "d-farm", "d-farm"]):
+        s.signup(f"c{i}", code="ANNA", days=i, device=device)
+        s.order(f"c{i}", "30.00", days=i, minutes=60)
+    got = statuses(s.run())
+    assert [got[f"default:anna:c{i}:referee"][2] for i in range(6)] == [None] * 3 + ["device_reused"] * 3
+
+
+def test_a_device_reused_after_a_reward_was_confirmed_leaves_that_reward_as_it_is():
+    s = Story()
+    s.signup("c0", code="ANNA", device="d-1")
+    s.order("c0", "30.00", minutes=60)
+    s.signup("c1", code="ANNA", days=30, device="d-1")
+    s.order("c1", "30.00", days=30, minutes=60)
+    p = s.run(events=s.events[:2], tick_days=29)  # c0's hold ended on day 15: confirmed, final
+    assert statuses(p)["default:anna:c0:referee"] == CONFIRMED
+    for event in s.events[2:]:
+        p.feed(event)
+    p.tick(T0 + timedelta(days=50))
+    got = statuses(p)
+    assert got["default:anna:c0:referee"] == CONFIRMED
+    assert got["default:anna:c1:referee"] == ("held_for_review", 0, "device_reused")
 
 
 def test_every_withheld_reward_carries_a_reason():
