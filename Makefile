@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench profile unit integration stack-up stack-down stack-status clean-state schemas
+.PHONY: setup demo test soak lint bench profile unit integration stack-up stack-down stack-status clean-state schemas
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version)'
@@ -24,6 +24,10 @@ demo: $(STAMP)
 ## test: set everything up and run every test (the stack is started if needed, and stopped again if the tests started it)
 test: setup lint
 	$(BIN)/pytest
+
+## soak: the long variants of the fault-injection and hostile-input tests (8 times the events; tens of minutes)
+soak: setup
+	$(BIN)/pytest tests/integration -m faults --soak
 
 ## bench: the benchmark suite on the real stack (BENCH=--quick for 100k events); writes bench/results/<date>.json
 bench: setup

@@ -115,6 +115,19 @@ def crash(what: str) -> None:
     os._exit(CRASH_EXIT_CODE)
 
 
+def redis_at_start(call: Callable[[], Any], sleep: Callable[[float], None] = time.sleep) -> Any:
+    """What the worker reads from Redis before it starts, Redis unavailable waited out with backoff (a worker
+    restarted while Redis is down waits for it instead of crashing again and again)."""
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            log.warning("redis unavailable at start (%s); retrying in %.1f s", exc, delay)
+            sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class Batch:
     """What one batch of one agent sends and writes once all its events have been stepped."""
 
@@ -128,6 +141,7 @@ class Batch:
         self.deadletters: list[tuple[str, str, int, int]] = []  # (source topic, reason, partition, offset)
         self.caused_at: list[datetime] = []  # event times of the events whose counters this batch writes
         self.retired: dict[str, None] = {}  # erased referrers whose counters go
+        self.owners: dict[str, CodeOwner | None] = {}  # the batch's codes looked up before it is stepped
 
     def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         self.records.append((topic, key, value, headers))
@@ -187,7 +201,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     # -- erased customers (streams.erasure): their pseudonyms, from Redis and from the Erase facts seen --
     secret = settings.privacy.pseudonym_key.get_secret_value()
-    erased: set[str] = erasure_registry.pseudonyms(registry.client, key_prefix)
+    erased: set[str] = redis_at_start(lambda: erasure_registry.pseudonyms(registry.client, key_prefix))
 
     def erased_as(customer_id: str) -> str | None:
         """The pseudonym of an erased customer, or None."""
@@ -203,17 +217,24 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         except redis.RedisError as exc:
             log.warning("erased customers not refreshed: %s", exc)
 
-    def resolve(code: str | None) -> CodeOwner | None:
-        """A code's owner; codes never change owner, so a found owner is cached."""
-        if not code:
-            return None
-        if code in owners:
-            return owners[code]
-        owner = registry.resolve(code)
-        found = CodeOwner(owner.referrer_id, owner.campaign_id) if owner else None
-        if found is not None:
-            owners[code] = found
-        return found
+    async def look_up_codes(batch: Batch, parsed: list[Any]) -> None:
+        """The owners of the batch's referral codes, in one round trip, before any event is stepped: Redis
+        unavailable is waited out here, where nothing has changed yet. Codes never change owner, so a found
+        owner is cached; an unknown code is asked again in the next batch (it may be issued meanwhile)."""
+        wanted = {code for event in parsed if (code := getattr(event, "referral_code", None))} - owners.keys()
+        if wanted:
+            found = await wait_for_redis(lambda: registry.resolve_many(wanted))
+            batch.owners = {code: CodeOwner(o.referrer_id, o.campaign_id) if o else None for code, o in found.items()}
+            owners.update((code, owner) for code, owner in batch.owners.items() if owner is not None)
+
+    def resolver(batch: Batch) -> Callable[[str | None], CodeOwner | None]:
+        def resolve(code: str | None) -> CodeOwner | None:
+            if not code:
+                return None
+            if code in owners:
+                return owners[code]
+            return batch.owners[code]  # looked up by ``look_up_codes``
+        return resolve
 
     def emit(batch: Batch, outbound: Iterable[stages.Outbound]) -> None:
         for out in outbound:
@@ -271,30 +292,39 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         await asyncio.wait_for(asyncio.gather(*sent), timeout=2 * cfg.kafka_timeout_s)
         await fault_point()
         if batch.deadletters:
-            await write_redis(lambda: deadletter_counts.record(registry.client, key_prefix, batch.deadletters))
+            await wait_for_redis(lambda: deadletter_counts.record(registry.client, key_prefix, batch.deadletters))
         if snapshots_of is not None and (batch.dirty or batch.retired):
             # the view live now (``referrals rebuild`` may switch it), read before every batch it writes
-            layout = await write_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
+            layout = await wait_for_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
             if batch.dirty:
                 snapshots = snapshots_of(list(batch.dirty), layout)  # computed in the loop; written in a thread
-                await write_redis(lambda: writer.apply(snapshots))
+                await wait_for_redis(lambda: writer.apply(snapshots))
             if batch.retired:
-                await write_redis(lambda: writer.retire(layout, list(batch.retired)))
+                await wait_for_redis(lambda: writer.retire(layout, list(batch.retired)))
         if batch.caused_at:
             now = datetime.now(UTC)
             for at in batch.caused_at:
                 worker_metrics.FRESHNESS.observe(max(0.0, (now - at).total_seconds()))
 
-    async def write_redis(call: Callable[[], Any]) -> Any:
-        """Redis unavailable is waited out (nothing is acknowledged meanwhile), not skipped."""
+    redis_waits: set[int] = set()  # the stages waiting for Redis now (the watchdog leaves them be)
+
+    async def wait_for_redis(call: Callable[[], Any]) -> Any:
+        """Redis unavailable is waited out with backoff (nothing is acknowledged meanwhile), not skipped."""
         delay = 0.2
-        while True:
-            try:
-                return await asyncio.to_thread(call)
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
-                log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        me = id(asyncio.current_task())
+        try:
+            while True:
+                try:
+                    return await asyncio.to_thread(call)
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                    redis_waits.add(me)
+                    log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            if me in redis_waits:
+                redis_waits.discard(me)
+                log.warning("redis available again")
 
     offsets = OffsetGuard()
     processed = [0]  # events this process finished, for its heartbeat
@@ -314,9 +344,11 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         offsets.forget(mine)
         offsets.start(await committed_offsets(mine))
 
-    async def run_stage(stream, agent: str, handle: Callable[[Any, Batch], None],  # noqa: ANN001
-                        snapshots_of=None) -> None:  # noqa: ANN001
-        """Batches of events; Faust acknowledges a batch's events only after this loop body returns."""
+    async def run_stage(stream, agent: str, inbound: set[str],  # noqa: ANN001
+                        handle: Callable[[Any, Any, Batch], None], snapshots_of=None) -> None:  # noqa: ANN001
+        """Batches of events; Faust acknowledges a batch's events only after this loop body returns. A batch's
+        inbound events (topics in ``inbound``) are parsed first and their codes looked up, then every event is
+        stepped: ``handle(event, parsed, batch)``, ``parsed`` None for a dead letter or a stage's own fact."""
         events_done, batches_done = worker_metrics.EVENTS.labels(agent), worker_metrics.BATCHES.labels(agent)
         batch_seconds = worker_metrics.BATCH_SECONDS.labels(agent)
         deadletters_sent = worker_metrics.DEADLETTERS.labels(agent)
@@ -331,9 +363,11 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 if gap:
                     crash(f"offset gap on {gap[0]}[{gap[1]}]: expected {gap[2]}, got {gap[3]} (records skipped "
                           "by the consumer would be committed unprocessed)")
-                for event in events:
+                parsed = [parse(event, batch) if event.message.topic in inbound else None for event in events]
+                await look_up_codes(batch, parsed)
+                for event, inbound_event in zip(events, parsed, strict=True):
                     batch.partition = event.message.partition
-                    handle(event, batch)
+                    handle(event, inbound_event, batch)
                 await finish(batch, snapshots_of)
                 events_done.inc(len(events))
                 processed[0] += len(events)
@@ -347,13 +381,12 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     visitors_refreshed: set[str] = set()
 
-    def visitor_event(event, batch: Batch) -> None:  # noqa: ANN001
+    def visitor_event(event, click, batch: Batch) -> None:  # noqa: ANN001
         message = event.message
         if message.topic == name(CLICKS):
-            click = parse(event, batch)
             if not isinstance(click, ClickEvent):
                 return
-            key, fact = to_fact(click, resolve)
+            key, fact = to_fact(click, resolver(batch))
         else:
             key = message.key.decode()
             fact = pickle.loads(event.value)
@@ -363,22 +396,21 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     @app.agent(visitor_in, name="visitors")
     async def visitors(stream):  # noqa: ANN001
-        await run_stage(stream, "visitors", visitor_event)
+        await run_stage(stream, "visitors", {name(CLICKS)}, visitor_event)
 
     # -- referee stage -------------------------------------------------------------------------------
 
     customers_refreshed: set[str] = set()
 
-    def customer_event(event, batch: Batch) -> None:  # noqa: ANN001
+    def customer_event(event, parsed, batch: Batch) -> None:  # noqa: ANN001
         message = event.message
         if message.topic == name(CUSTOMER_FACTS):
             customer_id = message.key.decode()
             fact = pickle.loads(event.value)
         else:
-            parsed = parse(event, batch)
             if not isinstance(parsed, SignupEvent | OrderEvent | RefundEvent):  # None: dead-lettered
                 return
-            customer_id, fact = to_fact(parsed, resolve)
+            customer_id, fact = to_fact(parsed, resolver(batch))
         stored = customers_table[customer_id.encode()]
         if isinstance(fact, Erase):
             erased.add(fact.pseudonym)
@@ -391,7 +423,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     @app.agent(customer_in, name="customers")
     async def customers(stream):  # noqa: ANN001
-        await run_stage(stream, "customers", customer_event)
+        await run_stage(stream, "customers", {name(SIGNUPS), name(ORDERS), name(REFUNDS)}, customer_event)
 
     # -- referrer stage ------------------------------------------------------------------------------
 
@@ -468,13 +500,12 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         if step.changed:
             note_due(batch.partition, referrer_id.encode(), step.record)
 
-    def referrer_event(event, batch: Batch) -> None:  # noqa: ANN001
+    def referrer_event(event, share, batch: Batch) -> None:  # noqa: ANN001
         message = event.message
         if message.topic == name(SHARES):
-            share = parse(event, batch)
             if not isinstance(share, ShareEvent):
                 return
-            referrer_apply(*to_fact(share, resolve), batch)
+            referrer_apply(*to_fact(share, resolver(batch)), batch)
             return
         fact = pickle.loads(event.value)
         if isinstance(fact, Tick):
@@ -493,7 +524,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     @app.agent(referrer_in, name="referrers")
     async def referrers(stream):  # noqa: ANN001
-        await run_stage(stream, "referrers", referrer_event, counter_snapshots)
+        await run_stage(stream, "referrers", {name(SHARES)}, referrer_event, counter_snapshots)
 
     # -- the watchdog --------------------------------------------------------------------------------
 
@@ -502,7 +533,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
         @app.timer(interval=cfg.stall_timeout_s / 4)
         async def watchdog() -> None:
-            if not app.tables.recovery.completed.is_set():  # restoring tables commits nothing: not a stall
+            # restoring tables commits nothing, nor does a stage waiting for Redis: neither is a stall
+            if not app.tables.recovery.completed.is_set() or redis_waits:
                 watch.reset()
                 return
             positions = await asyncio.to_thread(group_positions, settings, cfg.app_id, inputs)

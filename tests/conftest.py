@@ -9,6 +9,17 @@ import pytest
 INTEGRATION = Path(__file__).parent / "integration"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="the long variants of the fault-injection tests (`make soak`): 8 times the events")
+
+
+@pytest.fixture(scope="session")
+def soak_factor(request) -> int:
+    """How many times the short variant's events a fault test sends: 1, or 8 with --soak."""
+    return 8 if request.config.getoption("--soak") else 1
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if INTEGRATION in Path(str(item.fspath)).parents:

@@ -229,12 +229,14 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
     made: list = []  # (settings, WorkerProcess)
 
     def make(name: str = "w", tick_interval_s: float = 1.0, fault_kill_rate: float = 0.0, batch_size: int = 500,
-             stall_timeout_s: float = 60.0, metrics_port: int = 0):
+             stall_timeout_s: float = 60.0, metrics_port: int = 0, base: Settings | None = None):
+        """``base``: settings to start from instead of the session's (another Redis, say)."""
+        base = base or settings
         tag = unique_name(name).replace(".", "-")
-        own = settings.model_copy(update={
-            "kafka": settings.kafka.model_copy(update={"topic_prefix": tag + "."}),
-            "redis": settings.redis.model_copy(update={"key_prefix": tag + ":"}),
-            "streams": settings.streams.model_copy(update={"app_id": tag, "tick_interval_s": tick_interval_s,
+        own = base.model_copy(update={
+            "kafka": base.kafka.model_copy(update={"topic_prefix": tag + "."}),
+            "redis": base.redis.model_copy(update={"key_prefix": tag + ":"}),
+            "streams": base.streams.model_copy(update={"app_id": tag, "tick_interval_s": tick_interval_s,
                                                            "fault_kill_rate": fault_kill_rate,
                                                            "batch_size": batch_size,
                                                            "stall_timeout_s": stall_timeout_s,

@@ -29,6 +29,11 @@ def test_issuing_is_stable_per_customer_and_campaign_and_resolvable(app_factory)
     assert (owner.referrer_id, owner.campaign_id) == ("cust-anna", "spring")
     assert registry.resolve(new_code()) is None  # well-formed, never issued
     assert registry.resolve("NOT-A-CODE") is None
+    unknown = new_code()
+    many = registry.resolve_many([first.code.lower(), other.code, unknown, "NOT-A-CODE"])
+    assert many == {first.code.lower(): owner, other.code: owner.__class__("cust-anna", "summer"), unknown: None,
+                    "NOT-A-CODE": None}
+    assert registry.resolve_many([]) == {}
     assert registry.forget("cust-anna") == 2
     assert registry.resolve(first.code) is None
 
