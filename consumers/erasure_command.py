@@ -83,7 +83,7 @@ def erase(settings: Settings, customer_id: str, *, wait_s: float = 120.0, rounds
     erasure_registry.mark(client, key_prefix, alias)
     codes = registry.forget(customer_id)
     fact = pickle.dumps(Erase(customer_id, alias, erasure_id, requested))
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all", client_id="referrals-erase")
+    producer = KafkaProducer(**settings.kafka.client_options(), acks="all", client_id="referrals-erase")
     try:
         for spec in (CUSTOMER_FACTS, REFERRER_FACTS):
             producer.send(settings.kafka.topic_prefix + spec.name, key=customer_id.encode(), value=fact).get(

@@ -13,7 +13,7 @@ Position = dict[tuple[str, int], int]  # (topic, partition) -> offset
 
 
 def end_offsets(settings: Settings, topics: list[str]) -> Position:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False,
+    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False,
                              client_id="referrals-log-reader")
     try:
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.kafka.partitions)]
@@ -30,7 +30,7 @@ def read(settings: Settings, until: Position, since: Position | None = None,
     wanted = {tp: end for tp, end in until.items() if end > since.get(tp, 0)}
     if not wanted:
         return
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False,
+    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False,
                              client_id="referrals-log-reader", max_poll_records=2000)
     try:
         tps = {tp: TopicPartition(*tp) for tp in wanted}

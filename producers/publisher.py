@@ -27,7 +27,7 @@ class EventPublisher:
         self.source = source or settings.event_source
         self.topic_prefix = settings.kafka.topic_prefix
         options = {
-            "bootstrap_servers": settings.kafka.bootstrap,
+            **settings.kafka.client_options(),
             "client_id": self.source,
             "acks": "all",
             "enable_idempotence": True,

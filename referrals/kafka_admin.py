@@ -10,7 +10,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
 
-from referrals.settings import Settings
+from referrals.settings import KafkaSettings, Settings
 
 
 class TopicMismatch(RuntimeError):
@@ -31,11 +31,11 @@ def project_topics(settings: Settings) -> list[str]:
     return [settings.kafka.topic_prefix + spec.name for spec in ALL]
 
 
-def broker_answers(bootstrap: str, *, client_id: str, timeout_s: float) -> bool:
+def broker_answers(kafka: KafkaSettings, *, client_id: str, timeout_s: float) -> bool:
     """Does the broker answer a metadata request within ``timeout_s``? A wrong client setting raises."""
     ms = int(timeout_s * 1000)
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=ms,
+        admin = KafkaAdminClient(**kafka.client_options(), client_id=client_id, request_timeout_ms=ms,
                                  bootstrap_timeout_ms=ms)
     except KafkaConfigurationError:
         raise
@@ -50,7 +50,7 @@ def broker_answers(bootstrap: str, *, client_id: str, timeout_s: float) -> bool:
 
 
 def admin_client(settings: Settings, client_id: str = "referrals-admin") -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap, client_id=client_id, request_timeout_ms=15000)
+    return KafkaAdminClient(**settings.kafka.client_options(), client_id=client_id, request_timeout_ms=15000)
 
 
 def ensure_topics(settings: Settings, names: Iterable[str], partitions: int | None = None,
@@ -124,7 +124,7 @@ def group_positions(settings: Settings, group: str, topics: Iterable[str]) -> di
     from kafka import KafkaConsumer, TopicPartition
 
     admin = admin_client(settings, "referrals-lag")
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, client_id="referrals-lag",
+    consumer = KafkaConsumer(**settings.kafka.client_options(), client_id="referrals-lag",
                              enable_auto_commit=False)
     try:
         committed = admin.list_group_offsets(group).get(group, {})

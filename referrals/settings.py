@@ -9,6 +9,7 @@ Environment variables use the prefix ``REFERRALS_`` and ``__`` for nesting, e.g.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -41,10 +42,40 @@ class KafkaSettings(BaseModel):
         "", pattern=r"^[A-Za-z0-9._-]*$",
         description="prepended to every topic name (isolates tests or tenants; empty in production)",
     )
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        "PLAINTEXT", description="how clients reach Kafka: SASL_SSL (SCRAM over TLS) in production; the local "
+        "stack runs PLAINTEXT or SASL_PLAINTEXT",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = Field(None, description="with SASL_*: the Kafka user")
+    sasl_password: SecretStr | None = Field(None, description="with SASL_*: its password (from the environment)")
+    ssl_cafile: Path | None = Field(None, description="with SSL/SASL_SSL: the CA bundle (default: the system's)")
+    ssl_certfile: Path | None = Field(None, description="with SSL: a client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(None, description="with SSL: the client certificate's key")
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username and sasl_password")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        return self
 
     @property
     def bootstrap(self) -> str:
         return self.bootstrap_servers or f"{self.host}:{self.port}"
+
+    def client_options(self) -> dict[str, object]:
+        """kafka-python's connection arguments (every producer, consumer and admin client of the project)."""
+        options: dict[str, object] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password.get_secret_value())
+        if self.security_protocol.endswith("SSL"):
+            options.update(ssl_check_hostname=True, ssl_cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                           ssl_certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                           ssl_keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None)
+        return options
 
 
 class RedisSettings(BaseModel):
@@ -218,10 +249,21 @@ class Settings(BaseSettings):
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:
-    """The variables that make a `referrals worker` child process run with ``settings``: its topics, keys and
-    state folder, and every stream setting (for the tests' and the benchmark's own workers)."""
-    env = {"REFERRALS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-           "REFERRALS_REDIS__KEY_PREFIX": settings.redis.key_prefix, "REFERRALS_STATE_DIR": str(settings.state_dir)}
-    env.update({f"REFERRALS_STREAMS__{name.upper()}": str(value)
-                for name, value in settings.streams.model_dump().items()})
+    """The variables that make a `referrals worker` child process run with ``settings``: how it reaches Kafka
+    and Redis (with credentials), its topics, keys and state folder, and every stream setting (for the tests'
+    and the benchmark's own workers)."""
+    env = {"REFERRALS_STATE_DIR": str(settings.state_dir)}
+    for section in ("kafka", "redis", "streams"):
+        model = getattr(settings, section)
+        dumped = model.model_dump(mode="json")
+        for name, value in model:
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, dict | list | bool):
+                text = json.dumps(dumped[name])
+            else:
+                text = str(value)
+            env[f"REFERRALS_{section.upper()}__{name.upper()}"] = text
     return env

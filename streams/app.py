@@ -39,6 +39,7 @@ import os
 import pickle
 import random
 import signal
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -53,7 +54,7 @@ from prometheus_client import start_http_server
 from producers.code_registry import CodeRegistry
 from referrals.kafka_admin import ensure_topics, group_positions
 from referrals.privacy import pseudonym
-from referrals.settings import Settings
+from referrals.settings import KafkaSettings, Settings
 from schemas.derived import Attribution, DeadLetter, RewardChange
 from schemas.events import ClickEvent, OrderEvent, RefundEvent, ShareEvent, SignupEvent
 from schemas.records import attribution_record, reward_record
@@ -106,6 +107,21 @@ class PickleTable(faust.Table):
 
     def _serializer_from_type(self, typ: Any) -> str:
         return "raw" if typ is bytes else "pickle"
+
+
+def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """How Faust (aiokafka) authenticates to Kafka: the same settings as every kafka-python client's."""
+    context = None
+    if kafka.security_protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+        if kafka.ssl_certfile is not None:
+            context.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile))
+    if kafka.security_protocol.startswith("SASL_"):
+        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password.get_secret_value(),
+                                     mechanism=kafka.sasl_mechanism, ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def crash(what: str) -> None:
@@ -163,6 +179,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         topic_allow_declare=True, consumer_auto_offset_reset="earliest", broker_commit_every=cfg.batch_size,
         broker_commit_interval=cfg.commit_interval_s, broker_session_timeout=cfg.session_timeout_s,
         broker_heartbeat_interval=cfg.session_timeout_s / 5, producer_request_timeout=cfg.kafka_timeout_s,
+        broker_credentials=broker_credentials(settings.kafka),
     )
 
     def name(spec) -> str:  # noqa: ANN001

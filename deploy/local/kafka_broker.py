@@ -125,13 +125,37 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.hours": "168",
         }
+        if self.cfg.security_protocol == "SASL_PLAINTEXT":  # SCRAM: the user is created when storage is formatted
+            mechanism = self.cfg.sasl_mechanism
+            props.update({
+                "listeners": f"SASL_PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
+                "advertised.listeners": f"SASL_PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
+                "inter.broker.listener.name": "SASL_PLAINTEXT",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms": mechanism,
+                "sasl.mechanism.inter.broker.protocol": mechanism,
+                f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                    f'username="{self.cfg.sasl_username}" password="{self.cfg.sasl_password.get_secret_value()}";',
+            })
         props.update(self.cfg.extra_properties)
         return props
+
+    def check_security(self) -> None:
+        """The local broker speaks PLAINTEXT, or SASL_PLAINTEXT with a SCRAM user; TLS is for real clusters."""
+        cfg = self.cfg
+        if cfg.security_protocol not in ("PLAINTEXT", "SASL_PLAINTEXT") or (
+                cfg.security_protocol == "SASL_PLAINTEXT" and not cfg.sasl_mechanism.startswith("SCRAM-")):
+            raise StackError(
+                f"the local stack runs Kafka with PLAINTEXT or SASL_PLAINTEXT (SCRAM), not {cfg.security_protocol} "
+                f"{cfg.sasl_mechanism if cfg.security_protocol.startswith('SASL') else ''}; for TLS, point "
+                "REFERRALS_KAFKA__BOOTSTRAP_SERVERS at a cluster that has it and do not run `stack up` for Kafka")
 
     def _write_config(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.data.mkdir(parents=True, exist_ok=True)
         self.properties.write_text("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
+        self.properties.chmod(0o600)  # it may hold the SCRAM user's password
         self.log4j.write_text(
             "status = warn\n"
             "appender.file.type = RollingFile\n"
@@ -156,9 +180,13 @@ class KafkaBroker:
     def _format_storage(self) -> None:
         if (self.data / "meta.properties").exists():
             return
+        scram = []
+        if self.cfg.security_protocol == "SASL_PLAINTEXT":
+            scram = ["--add-scram", f"{self.cfg.sasl_mechanism}=[name={self.cfg.sasl_username},"
+                                    f"password={self.cfg.sasl_password.get_secret_value()}]"]
         done = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "--standalone",
-                       "-t", new_cluster_id(), "-c", str(self.properties)),
+                       "-t", new_cluster_id(), "-c", str(self.properties), *scram),
             capture_output=True, text=True,
         )
         if done.returncode != 0:
@@ -176,7 +204,7 @@ class KafkaBroker:
         level = quiet.level
         quiet.setLevel(logging.CRITICAL)
         try:
-            return broker_answers(f"{self.cfg.host}:{self.cfg.port}", client_id="referrals-stack",
+            return broker_answers(self.cfg.model_copy(update={"bootstrap_servers": None}), client_id="referrals-stack",
                                   timeout_s=timeout_s)
         finally:
             quiet.setLevel(level)
@@ -192,6 +220,7 @@ class KafkaBroker:
             return False
         ensure_port_free(self.cfg.host, self.cfg.port, "Kafka", "REFERRALS_KAFKA__PORT")
         ensure_port_free(self.cfg.host, self.cfg.controller_port, "Kafka controller", "REFERRALS_KAFKA__CONTROLLER_PORT")
+        self.check_security()
         self.resolve_jars(echo=echo)
         self._write_config()
         self._format_storage()

@@ -40,7 +40,9 @@ class RedisServer:
             # _funnel): kept as compact listpacks up to 1 KiB a value instead of hash tables (bytes per referrer)
             "hash-max-listpack-value 1024",
         ]
-        if self.cfg.password:
+        if self.cfg.username and self.cfg.password:  # an ACL user of its own; nobody else gets in
+            lines += ["user default off", f"user {self.cfg.username} on >{self.cfg.password} ~* &* +@all"]
+        elif self.cfg.password:
             lines.append(f"requirepass {self.cfg.password}")
         return "\n".join(lines) + "\n"
 

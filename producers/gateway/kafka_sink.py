@@ -73,7 +73,7 @@ class KafkaSink:
 
     def ready(self) -> bool:
         """Blocking: does the broker answer a metadata request now?"""
-        return broker_answers(self.settings.kafka.bootstrap, client_id=f"{self.source}-readyz", timeout_s=2.0)
+        return broker_answers(self.settings.kafka, client_id=f"{self.source}-readyz", timeout_s=2.0)
 
     def close(self) -> None:
         with self._lock:

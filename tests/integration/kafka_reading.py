@@ -11,7 +11,7 @@ from referrals.settings import Settings
 
 def end_offsets(settings: Settings, topics: list[str]) -> dict[str, int]:
     """Records per topic (sum of end offsets over its partitions)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
     try:
         out = {}
         for topic in topics:
@@ -25,7 +25,7 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[str, int]:
 
 def read_topic(settings: Settings, topic: str, *, expected: int, timeout_s: float = 15.0) -> list:
     """Every record of the topic from the beginning; waits for ``expected`` records, no more than timeout."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False,
+    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False,
                              isolation_level="read_committed")
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]

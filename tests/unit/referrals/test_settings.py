@@ -64,3 +64,32 @@ def test_a_worker_child_gets_every_stream_setting_its_parent_has(monkeypatch, tm
     child = Settings()
     assert child.streams == parent.streams
     assert (child.kafka.topic_prefix, child.redis.key_prefix, child.state_dir) == ("t1.", "k1:", tmp_path)
+
+
+def test_a_worker_child_reaches_kafka_and_redis_as_its_parent_does_credentials_included(monkeypatch, tmp_path):
+    from referrals.settings import worker_environment
+
+    parent = Settings(state_dir=tmp_path, kafka={"port": 19092, "bootstrap_servers": "kafka-1:9096,kafka-2:9096",
+                                                 "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-256",
+                                                 "sasl_username": "worker", "sasl_password": "s3cret-s3cret",
+                                                 "ssl_cafile": tmp_path / "ca.pem",
+                                                 "extra_properties": {"a.b": "1"}},
+                      redis={"host": "redis.internal", "port": 6390, "username": "pipeline", "password": "r-pass"})
+    for name, value in worker_environment(parent).items():
+        monkeypatch.setenv(name, value)
+    child = Settings()
+    assert child.kafka == parent.kafka and child.redis == parent.redis
+    assert child.kafka.client_options()["sasl_plain_password"] == "s3cret-s3cret"
+
+
+def test_sasl_without_credentials_is_refused_and_options_follow_the_protocol():
+    with pytest.raises(ValidationError, match="needs sasl_username and sasl_password"):
+        Settings(kafka={"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u"})
+    plain = Settings().kafka.client_options()
+    assert plain == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
+    scram = Settings(kafka={"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u",
+                            "sasl_password": "pass-7f3a"}).kafka
+    assert scram.client_options() == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "SASL_PLAINTEXT",
+                                      "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "u",
+                                      "sasl_plain_password": "pass-7f3a"}
+    assert "pass-7f3a" not in repr(scram) and "pass-7f3a" not in str(scram.model_dump())
