@@ -1,5 +1,6 @@
-"""The gateway while its broker restarts (a throw-away stack of its own): 503 with Retry-After while
-Kafka is down, 202 again by itself when it is back, and every 202 event is on Kafka."""
+"""The gateway and the worker while their broker restarts (a throw-away stack of their own): the gateway
+answers 503 with Retry-After while Kafka is down, 202 again by itself when it is back, and every 202 event
+is on Kafka; the worker resumes by itself."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 
 from deploy.local.stack import LocalStack
+from streams.app import prepare_topics
 from tests.integration.conftest import APP_KEY
 from tests.integration.kafka_reading import read_topic
+from tests.integration.worker_support import WorkerProcess, expected, matches, send, simulated, wait_for
+
+
+pytestmark = pytest.mark.faults
 
 
 def share(i: int) -> bytes:
@@ -57,4 +64,33 @@ def test_gateway_answers_503_while_kafka_is_down_and_recovers_by_itself(isolated
         got = {json.loads(r.value)["event_id"] for r in records}
         assert {f"restart-{k}" for k in accepted} <= got
     finally:
+        stack.down()
+
+
+def test_the_worker_rides_out_a_broker_restart_and_ends_as_the_pure_core_decides(isolated_settings, tmp_path,
+                                                                                  soak_factor):
+    """The broker stopped for 10 s and started again mid-run: the worker reconnects by itself (no restart)
+    and ends where an uninterrupted run ends."""
+    stack = LocalStack(isolated_settings)
+    own = isolated_settings.model_copy(update={"streams": isolated_settings.streams.model_copy(update={
+        "app_id": "broker-restart", "tick_interval_s": 1.0, "metrics_port": 0})})
+    worker = WorkerProcess(own, tmp_path / "worker.log")
+    try:
+        stack.up(echo=lambda m: None)
+        prepare_topics(own)
+        n = 2000 * soak_factor
+        events = simulated(own, 29, n)
+        worker.start()
+        worker.wait_ready()
+        send(own, events[:n // 2])
+        time.sleep(2)  # the worker busy with them
+        stack.kafka.down()
+        time.sleep(10)
+        worker.assert_alive()
+        stack.kafka.up(echo=lambda m: None)
+        send(own, events[n // 2:])
+        wait_for(matches(own, expected(own, events), worker), timeout_s=240)
+        assert len(worker.procs) == 1  # resumed by itself
+    finally:
+        worker.stop()
         stack.down()

@@ -13,6 +13,8 @@ from schemas.topics import INBOUND
 from tests.integration.conftest import APP_KEY
 from tests.integration.kafka_reading import end_offsets
 
+pytestmark = pytest.mark.faults
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5),
@@ -40,10 +42,10 @@ def gw(app_factory):
     return app_factory(rate_limit_per_s=100000, rate_limit_burst=100000)
 
 
-def test_random_json_and_almost_events_are_refused_and_nothing_is_produced(gw):
+def test_random_json_and_almost_events_are_refused_and_nothing_is_produced(gw, soak_factor):
     client = httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {APP_KEY}"}, timeout=30)
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=150 * soak_factor, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.one_of(json_values, almost_events, st.lists(almost_events, min_size=1, max_size=20)))
     def check(value):
         response = client.post("/v1/events", content=json.dumps(value).encode())
@@ -51,7 +53,7 @@ def test_random_json_and_almost_events_are_refused_and_nothing_is_produced(gw):
             pytest.fail(f"accepted: {value!r}")
         assert_refused(response)
 
-    @settings(max_examples=100, deadline=None)
+    @settings(max_examples=100 * soak_factor, deadline=None)
     @given(st.binary(max_size=2000))
     def check_bytes(raw):
         assert_refused(client.post("/v1/events", content=raw))

@@ -7,6 +7,7 @@ import json
 import random
 import time
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
@@ -102,11 +103,12 @@ def test_replaying_every_topic_from_offset_0_changes_nothing(pipeline_factory):
     assert latest_rewards(own) == rewards_before
 
 
-def test_sigkill_at_random_moments_ends_exactly_as_an_uninterrupted_run(pipeline_factory):
+@pytest.mark.faults
+def test_sigkill_at_random_moments_ends_exactly_as_an_uninterrupted_run(pipeline_factory, soak_factor):
     calm, calm_worker = pipeline_factory("calm")
     crashy, crashy_worker = pipeline_factory("crashy")
-    events = simulated(calm, 24, 2400)
-    simulated(crashy, 24, 2400)  # the same referrers and codes in the second run's registry
+    events = simulated(calm, 24, 2400 * soak_factor)
+    simulated(crashy, 24, 2400 * soak_factor)  # the same referrers and codes in the second run's registry
     rnd = random.Random(7)
     calm_worker.start()
     crashy_worker.start()
@@ -125,20 +127,22 @@ def test_sigkill_at_random_moments_ends_exactly_as_an_uninterrupted_run(pipeline
     assert len(crashy_worker.procs) >= len(chunks) + 1  # killed once per chunk, restarted each time
 
 
-def test_a_worker_killed_at_its_worst_moments_ends_exactly_as_an_uninterrupted_run(pipeline_factory):
+@pytest.mark.faults
+def test_a_worker_killed_at_its_worst_moments_ends_exactly_as_an_uninterrupted_run(pipeline_factory, soak_factor):
     """Fault injection: the worker SIGKILLs itself with outputs half sent, or acknowledged with Redis not
     yet written, again and again while it works through a backlog in small batches; restarted each time,
     it must end where an uninterrupted worker ends."""
     calm, calm_worker = pipeline_factory("calm")
     faulty, faulty_worker = pipeline_factory("faulty", fault_kill_rate=0.08, batch_size=40, stall_timeout_s=30)
-    events = simulated(calm, 25, 2400)
-    simulated(faulty, 25, 2400)
+    events = simulated(calm, 25, 2400 * soak_factor)
+    simulated(faulty, 25, 2400 * soak_factor)
     send(calm, events)
     send(faulty, events)
     calm_worker.start()
     faulty_worker.start()
     want = expected(calm, events)
     wait_for(matches(calm, want, calm_worker), timeout_s=180)
-    kills = supervise(faulty_worker, matches(faulty, want, None), faults=10, timeout_s=420)
-    assert kills >= 10  # restarts after the worker's own guards (offset gap, stall) may come on top
+    kills = supervise(faulty_worker, matches(faulty, want, None), faults=10 * soak_factor,
+                      timeout_s=420 * soak_factor)
+    assert kills >= 10 * soak_factor  # restarts after the worker's own guards (offset gap, stall) may come on top
     assert redis_dump(faulty) == redis_dump(calm)

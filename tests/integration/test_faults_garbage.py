@@ -1,0 +1,90 @@
+"""Garbage written straight to every inbound topic, between valid events: every garbage record ends in the
+dead-letter topic with a reason, once; the worker never stops; the valid events around them all count."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+
+import pytest
+from kafka import KafkaProducer
+
+from schemas.topics import DEADLETTER, INBOUND
+from streams.deadletter import DeadLetter, classify
+from tests.integration.kafka_reading import read_topic
+from tests.integration.worker_support import expected, matches, simulated, wait_for
+
+pytestmark = pytest.mark.faults
+
+LOOK_ALIKES = str.maketrans("aeocp", "\u0430\u0435\u043e\u0441\u0440")  # Cyrillic letters that look Latin
+
+
+def garbage(rnd: random.Random, valid: dict) -> bytes | None:
+    """One hostile record value: random bytes, broken UTF-8 or JSON, or a valid event broken one way."""
+    kind = rnd.randrange(12)
+    if kind == 0:
+        return bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 400)))
+    if kind == 1:
+        return b"\xff\xfe" + json.dumps(valid).encode()  # not UTF-8
+    if kind == 2:
+        return None  # a tombstone
+    if kind == 3:
+        return b""
+    if kind == 4:
+        return rnd.choice([b"null", b"42", b'"share"', b"[1, 2, 3]", b"NaN", b"{", b'{"type": "share"'])
+    if kind == 5:
+        return b"[" * 5000 + b"]" * 5000  # deep nesting
+    if kind == 6:
+        return json.dumps(valid | {"event_id": "x" * 100_000}).encode()  # a huge string
+    if kind == 7:
+        return json.dumps(valid | {"occurred_at": rnd.choice(["yesterday", "2999-01-01T00:00:00Z", 12]),
+                                   "event_id": f"bad-time-{rnd.random()}"}).encode()
+    if kind == 8:
+        return json.dumps(valid | {"type": rnd.choice(["share", "click", "signup", "order", "refund", "x"]) + "s",
+                                   "event_id": f"bad-type-{rnd.random()}"}).encode()
+    if kind == 9:  # a type with a Cyrillic look-alike ("shаre")
+        return json.dumps(valid | {"type": valid["type"].translate(LOOK_ALIKES),
+                                   "event_id": f"look-alike-{rnd.random()}"}).encode()
+    if kind == 10:
+        return json.dumps(valid | {"event_id": f"extra-{rnd.random()}", "is_admin": True}).encode()
+    return json.dumps([valid["event_id"]] * 10_000).encode()  # a 10,000-element array
+
+
+def test_garbage_on_every_inbound_topic_is_dead_lettered_once_and_the_valid_events_all_count(pipeline_factory,
+                                                                                             soak_factor):
+    own, worker = pipeline_factory()
+    events = simulated(own, 26, 1200 * soak_factor)
+    prefix = own.kafka.topic_prefix
+    rnd = random.Random(26)
+    first_of = {spec.name: next(e for e in events if e["type"] == spec.event_type) for spec in INBOUND}
+    now = datetime.now(UTC)
+    producer = KafkaProducer(bootstrap_servers=own.kafka.bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
+    sent_garbage = 0
+    worker.start()
+    try:
+        # the valid events in order, a garbage record on a random inbound topic after every 30th
+        for i, event in enumerate(events):
+            spec = next(s for s in INBOUND if s.event_type == event["type"])
+            producer.send(prefix + spec.name, key=event[spec.key_field].encode(), value=json.dumps(event).encode())
+            if i % 30 == 0:
+                for spec in INBOUND:
+                    if rnd.random() < 0.5 or i == 0:
+                        value = garbage(rnd, first_of[spec.name])
+                        assert isinstance(classify(topic=prefix + spec.name, partition=0, offset=0, key=b"k",
+                                                   value=value, received_at=now, topic_prefix=prefix), DeadLetter)
+                        key = rnd.choice([b"k", None, bytes([rnd.randrange(256)])])
+                        producer.send(prefix + spec.name, key=key if value is not None else b"k", value=value)
+                        sent_garbage += 1
+        producer.flush()
+    finally:
+        producer.close()
+    assert sent_garbage >= 80 * soak_factor
+    wait_for(matches(own, expected(own, events), worker), timeout_s=180)
+    letters = [json.loads(r.value) for r in read_topic(own, prefix + DEADLETTER.name, expected=sent_garbage,
+                                                     timeout_s=60)]
+    assert len(letters) == sent_garbage  # each once
+    assert len({(d["source_topic"], d["source_partition"], d["source_offset"]) for d in letters}) == sent_garbage
+    assert {d["source_topic"] for d in letters} == {prefix + spec.name for spec in INBOUND}
+    assert all(d["reason"] for d in letters)
+    worker.assert_alive()
