@@ -80,9 +80,9 @@ def test_garbage_on_every_inbound_topic_is_dead_lettered_once_and_the_valid_even
     finally:
         producer.close()
     assert sent_garbage >= 80 * soak_factor
-    wait_for(matches(own, expected(own, events), worker), timeout_s=180)
+    wait_for(matches(own, expected(own, events), worker), timeout_s=180 * soak_factor)
     letters = [json.loads(r.value) for r in read_topic(own, prefix + DEADLETTER.name, expected=sent_garbage,
-                                                     timeout_s=60)]
+                                                     timeout_s=60 * soak_factor)]
     assert len(letters) == sent_garbage  # each once
     assert len({(d["source_topic"], d["source_partition"], d["source_offset"]) for d in letters}) == sent_garbage
     assert {d["source_topic"] for d in letters} == {prefix + spec.name for spec in INBOUND}
