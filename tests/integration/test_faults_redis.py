@@ -11,7 +11,7 @@ import pytest
 
 from deploy.local.redis_server import RedisServer
 from tests.integration.conftest import free_port
-from tests.integration.worker_support import assert_same_books, expected, matches, send, simulated, wait_for
+from tests.integration.worker_support import assert_same_books, held_then_ticked, send, simulated
 
 pytestmark = pytest.mark.faults
 
@@ -41,8 +41,8 @@ def post_all(gw, events: list[dict]) -> None:
 def test_redis_restarted_and_stopped_for_30_s_mid_run_loses_and_doubles_nothing(own_redis, pipeline_factory,
                                                                                   app_factory, soak_factor):
     base, server = own_redis
-    calm, calm_worker = pipeline_factory("calm")
-    own, worker = pipeline_factory("outage", base=base)
+    calm, calm_worker = pipeline_factory("calm", tick_interval_s=0)  # ticked by the test, see ``tick``
+    own, worker = pipeline_factory("outage", tick_interval_s=0, base=base)
     n = 2400 * soak_factor
     events = simulated(calm, 31, n)
     simulated(own, 31, n)  # the same codes in the other Redis
@@ -74,9 +74,7 @@ def test_redis_restarted_and_stopped_for_30_s_mid_run_loses_and_doubles_nothing(
     assert "redis unavailable" in log, log[-3000:]
     server.up(echo=lambda m: None)
 
-    want = expected(calm, events)
-    wait_for(matches(calm, want, calm_worker), timeout_s=180)
-    wait_for(matches(own, want, worker), timeout_s=180)
+    held_then_ticked(events, [(calm, calm_worker), (own, worker)], timeout_s=180 * soak_factor)
     assert_same_books(own, calm)
     assert len(worker.procs) == 1  # never restarted
     assert "redis available again" in worker.log.read_text(errors="replace")

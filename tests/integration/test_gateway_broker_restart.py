@@ -15,7 +15,7 @@ from deploy.local.stack import LocalStack
 from streams.app import prepare_topics
 from tests.integration.conftest import APP_KEY
 from tests.integration.kafka_reading import read_topic
-from tests.integration.worker_support import WorkerProcess, expected, matches, send, simulated, wait_for
+from tests.integration.worker_support import WorkerProcess, held_then_ticked, send, simulated
 
 
 pytestmark = pytest.mark.faults
@@ -73,7 +73,8 @@ def test_the_worker_rides_out_a_broker_restart_and_ends_as_the_pure_core_decides
     and ends where an uninterrupted run ends."""
     stack = LocalStack(isolated_settings)
     own = isolated_settings.model_copy(update={"streams": isolated_settings.streams.model_copy(update={
-        "app_id": "broker-restart", "tick_interval_s": 1.0, "metrics_port": 0})})
+        "app_id": "broker-restart", "tick_interval_s": 0,  # ticked by the test, see ``tick``
+        "metrics_port": 0})})
     worker = WorkerProcess(own, tmp_path / "worker.log")
     try:
         stack.up(echo=lambda m: None)
@@ -89,7 +90,7 @@ def test_the_worker_rides_out_a_broker_restart_and_ends_as_the_pure_core_decides
         worker.assert_alive()
         stack.kafka.up(echo=lambda m: None)
         send(own, events[n // 2:])
-        wait_for(matches(own, expected(own, events), worker), timeout_s=240)
+        held_then_ticked(events, [(own, worker)], timeout_s=240 * soak_factor)
         assert len(worker.procs) == 1  # resumed by itself
     finally:
         worker.stop()

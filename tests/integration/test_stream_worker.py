@@ -17,6 +17,7 @@ from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import (
     supervise,
     expected,
+    held_then_ticked,
     latest_rewards,
     matches,
     redis_dump,
@@ -105,8 +106,8 @@ def test_replaying_every_topic_from_offset_0_changes_nothing(pipeline_factory):
 
 @pytest.mark.faults
 def test_sigkill_at_random_moments_ends_exactly_as_an_uninterrupted_run(pipeline_factory, soak_factor):
-    calm, calm_worker = pipeline_factory("calm")
-    crashy, crashy_worker = pipeline_factory("crashy")
+    calm, calm_worker = pipeline_factory("calm", tick_interval_s=0)  # ticked by the test, see ``tick``
+    crashy, crashy_worker = pipeline_factory("crashy", tick_interval_s=0)
     events = simulated(calm, 24, 2400 * soak_factor)
     simulated(crashy, 24, 2400 * soak_factor)  # the same referrers and codes in the second run's registry
     rnd = random.Random(7)
@@ -120,9 +121,9 @@ def test_sigkill_at_random_moments_ends_exactly_as_an_uninterrupted_run(pipeline
         time.sleep(rnd.uniform(0.0, 0.6))  # the worker is busy with the chunk: kill it mid-work
         crashy_worker.kill()
         crashy_worker.start()
-    want = expected(calm, events)
-    wait_for(matches(calm, want, calm_worker), timeout_s=180)
-    supervise(crashy_worker, matches(crashy, want, None), faults=0, timeout_s=300)  # restarts after its guards
+    held_then_ticked(events, [(calm, calm_worker), (crashy, None)], timeout_s=300 * soak_factor,
+                     wait=lambda check, timeout_s: supervise(crashy_worker, check, faults=0,  # restarts after its guards
+                                                             timeout_s=timeout_s))
     assert redis_dump(crashy) == redis_dump(calm)
     assert len(crashy_worker.procs) >= len(chunks) + 1  # killed once per chunk, restarted each time
 
@@ -132,17 +133,21 @@ def test_a_worker_killed_at_its_worst_moments_ends_exactly_as_an_uninterrupted_r
     """Fault injection: the worker SIGKILLs itself with outputs half sent, or acknowledged with Redis not
     yet written, again and again while it works through a backlog in small batches; restarted each time,
     it must end where an uninterrupted worker ends."""
-    calm, calm_worker = pipeline_factory("calm")
-    faulty, faulty_worker = pipeline_factory("faulty", fault_kill_rate=0.08, batch_size=40, stall_timeout_s=30)
+    calm, calm_worker = pipeline_factory("calm", tick_interval_s=0)  # ticked by the test, see ``tick``
+    faulty, faulty_worker = pipeline_factory("faulty", tick_interval_s=0, fault_kill_rate=0.08, batch_size=40,
+                                             stall_timeout_s=30)
     events = simulated(calm, 25, 2400 * soak_factor)
     simulated(faulty, 25, 2400 * soak_factor)
     send(calm, events)
     send(faulty, events)
     calm_worker.start()
     faulty_worker.start()
-    want = expected(calm, events)
-    wait_for(matches(calm, want, calm_worker), timeout_s=180)
-    kills = supervise(faulty_worker, matches(faulty, want, None), faults=10 * soak_factor,
-                      timeout_s=420 * soak_factor)
+    kills = 0
+
+    def wait(check, timeout_s: float) -> None:  # noqa: ANN001
+        nonlocal kills  # SIGKILLs until 10 (x soak), the tick's processing included, then none
+        kills += supervise(faulty_worker, check, faults=10 * soak_factor - kills, timeout_s=timeout_s)
+
+    held_then_ticked(events, [(calm, calm_worker), (faulty, None)], timeout_s=420 * soak_factor, wait=wait)
     assert kills >= 10 * soak_factor  # restarts after the worker's own guards (offset gap, stall) may come on top
     assert redis_dump(faulty) == redis_dump(calm)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -16,18 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from kafka import KafkaProducer
 
 from producers.code_registry import CodeRegistry
 from producers.simulate import KafkaTarget, Summary, backdated_simulation, register_codes
 from producers.simulator import SimulationConfig
 from referrals.settings import Settings, worker_environment
 from schemas import parse_event
+from schemas.topics import REFERRER_FACTS
+from streams.app import TICK_KEY
 from streams.campaigns import load_campaigns
 from streams.counters import NO_CHANNEL, referral_cells
 from streams.redis_layout import RedisLayout
 from streams.redis_views import active_prefix
 from streams.reference_pipeline import ReferencePipeline
 from streams.referee_ledger import CodeOwner
+from streams.referrer_rewards import Tick
 from tests.integration.kafka_reading import read_topic
 
 
@@ -169,6 +174,34 @@ def expected(settings: Settings, events: list[dict[str, Any]], now: datetime | N
     return Expected(+funnel, rewards, referrals)
 
 
+# A tick at this time ends no hold period: ``expected(..., now=BEFORE_ANY_HOLD_ENDS)`` is the books before the
+# clock has confirmed anything.
+BEFORE_ANY_HOLD_ENDS = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def held(settings: Settings, events: list[dict[str, Any]]) -> Expected:
+    """What the pure core decides for these events before any tick: every hold period still running."""
+    return expected(settings, events, now=BEFORE_ANY_HOLD_ENDS)
+
+
+def tick(settings: Settings, now: datetime) -> None:
+    """The clock's tick, sent by the test: every referrer partition ends the hold periods due at ``now``.
+
+    The fault tests run their workers with the clock off (``tick_interval_s=0``) and tick once every event
+    is in. A wall-clock tick during the run would end the (backdated) hold of a referral whose refund,
+    weeks late by then, a fault has delayed behind the tick: final, the refund recorded but not revoking
+    (the documented rule for refunds later than the lateness). That differs from the uninterrupted run by
+    arrival order, not by anything lost or doubled."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    try:
+        for p in range(settings.kafka.partitions):
+            producer.send(settings.kafka.topic_prefix + REFERRER_FACTS.name, key=TICK_KEY,
+                          value=pickle.dumps(Tick(now)), partition=p)
+        producer.flush()
+    finally:
+        producer.close()
+
+
 def drop_ghosts(rewards: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
     """Leave out rewards revoked with 0 points: announced before a late event voided them, so they
     exist or not depending on arrival order (documented); every other reward must match exactly."""
@@ -288,6 +321,26 @@ def matches(settings: Settings, want: Expected, worker: WorkerProcess | None) ->
             | {k: (None, v) for k, v in rewards.items() if k not in want.rewards},
         }
     return check
+
+
+def held_then_ticked(events: list[dict[str, Any]], runs: list[tuple[Settings, WorkerProcess | None]],
+                     timeout_s: float, wait: Callable[[Callable[[], tuple[bool, Any]], float], Any] | None = None,
+                     ) -> Expected:
+    """Each run (clock off) reaches the pure core's books before any hold ends, then gets one tick at the same
+    moment and reaches the books ticked there (see ``tick``); ``wait(check, timeout_s)`` waits for each. The
+    codes are looked up in the first run's registry (``wait``: ``wait_for`` unless given). Returns the ticked
+    books."""
+    wait = wait or wait_for
+    want = held(runs[0][0], events)
+    for settings, worker in runs:
+        wait(matches(settings, want, worker), timeout_s)
+    now = datetime.now(UTC)
+    for settings, _ in runs:
+        tick(settings, now)
+    want = expected(runs[0][0], events, now)
+    for settings, worker in runs:
+        wait(matches(settings, want, worker), timeout_s)
+    return want
 
 
 def supervise(worker: WorkerProcess, check: Callable[[], tuple[bool, Any]], *, faults: int,
