@@ -41,7 +41,7 @@ import random
 import signal
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,17 +131,27 @@ def crash(what: str) -> None:
     os._exit(CRASH_EXIT_CODE)
 
 
+# Redis errors that mean "not there now" (down, unreachable, still loading its AOF): waited out, not raised
+REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+def redis_backoff() -> Iterator[float]:
+    """The pauses between attempts while Redis is unavailable: 0.2 s, doubling, at most 5 s."""
+    delay = 0.2
+    while True:
+        yield delay
+        delay = min(delay * 2, 5.0)
+
+
 def redis_at_start(call: Callable[[], Any], sleep: Callable[[float], None] = time.sleep) -> Any:
     """What the worker reads from Redis before it starts, Redis unavailable waited out with backoff (a worker
     restarted while Redis is down waits for it instead of crashing again and again)."""
-    delay = 0.2
-    while True:
+    for delay in redis_backoff():
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.warning("redis unavailable at start (%s); retrying in %.1f s", exc, delay)
             sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 class Batch:
@@ -327,17 +337,15 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     async def wait_for_redis(call: Callable[[], Any]) -> Any:
         """Redis unavailable is waited out with backoff (nothing is acknowledged meanwhile), not skipped."""
-        delay = 0.2
         me = id(asyncio.current_task())
         try:
-            while True:
+            for delay in redis_backoff():
                 try:
                     return await asyncio.to_thread(call)
-                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                except REDIS_UNAVAILABLE as exc:
                     redis_waits.add(me)
                     log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
         finally:
             if me in redis_waits:
                 redis_waits.discard(me)
