@@ -4,15 +4,13 @@ held for review with its reason code and no points; the worker's rewards are the
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from producers.code_registry import CodeRegistry
-from tests.integration.kafka_reading import read_topic
-from tests.integration.worker_support import expected, matches, send, wait_for
+from tests.integration.worker_support import expected, matches, reward_changes, send, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -55,8 +53,7 @@ def test_a_burst_a_device_farm_and_a_second_account_get_no_points_and_say_why(pi
     wait_for(matches(own, expected(own, events), worker), timeout_s=240)
 
     last: dict[str, dict] = {}
-    for record in read_topic(own, own.kafka.topic_prefix + "referrals.rewards", expected=0, timeout_s=5):
-        change = json.loads(record.value)
+    for change in reward_changes(own, timeout_s=5):
         last[change["reward_id"]] = change
     seen = Counter()
     for change in last.values():

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +22,7 @@ from kafka import KafkaProducer
 from producers.code_registry import CodeRegistry
 from producers.simulate import KafkaTarget, Summary, backdated_simulation, register_codes
 from producers.simulator import SimulationConfig
+from referrals.redis_client import redis_client
 from referrals.settings import Settings, worker_environment
 from schemas import parse_event
 from schemas.topics import REFERRER_FACTS
@@ -209,9 +210,8 @@ def drop_ghosts(rewards: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int
 
 
 def client(settings: Settings) -> redis.Redis:
-    cfg = settings.redis
-    return redis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, username=cfg.username, password=cfg.password,
-                       decode_responses=True)
+    """The tests' reading client: answers as ``str``; a patient timeout (the tests read whole views)."""
+    return redis_client(settings, timeout_s=30, decode_responses=True)
 
 
 def view_prefix(settings: Settings) -> str:
@@ -220,14 +220,22 @@ def view_prefix(settings: Settings) -> str:
         return active_prefix(c, settings.redis.key_prefix)
 
 
-def redis_funnel(settings: Settings, campaign: str = "default") -> Counter:
+def summed_hashes(settings: Settings, keys: Callable[[RedisLayout], Iterable[str]],
+                  fields: tuple[str, ...] = ("",)) -> Counter:
+    """The live view's hashes named by ``keys(layout)``, summed field by field (fields starting with one
+    of ``fields`` only)."""
     layout = RedisLayout(view_prefix(settings), settings.kafka.partitions)
     total: Counter = Counter()
     with client(settings) as c:
-        for key in layout.all_funnels(campaign):
+        for key in keys(layout):
             for field_, value in c.hgetall(key).items():
-                total[field_] += int(value)
+                if field_.startswith(fields):
+                    total[field_] += int(value)
     return +total
+
+
+def redis_funnel(settings: Settings, campaign: str = "default") -> Counter:
+    return summed_hashes(settings, lambda layout: layout.all_funnels(campaign))
 
 
 def redis_dump(settings: Settings, prefix: str | None = None, bookkeeping: bool = False) -> dict[str, Any]:
@@ -258,32 +266,28 @@ def redis_referrals(settings: Settings) -> dict[str, str]:
     return out
 
 
+def reward_changes(settings: Settings, timeout_s: float = 3) -> list[dict[str, Any]]:
+    """Every change on the reward log, each reward's in log order."""
+    return [json.loads(record.value) for record in read_topic(
+        settings, settings.kafka.topic_prefix + "referrals.rewards", expected=0, timeout_s=timeout_s)]
+
+
 def latest_rewards(settings: Settings) -> dict[str, tuple[str, int]]:
     """The reward log rebuilt: the last change of each reward id wins."""
-    out: dict[str, tuple[str, int]] = {}
-    for record in read_topic(settings, settings.kafka.topic_prefix + "referrals.rewards", expected=0, timeout_s=3):
-        change = json.loads(record.value)
-        out[change["reward_id"]] = (change["status"], change["points"])
-    return drop_ghosts(out)
+    return drop_ghosts({change["reward_id"]: (change["status"], change["points"])
+                        for change in reward_changes(settings)})
 
 
 def redis_ledger(settings: Settings, campaign: str = "default") -> Counter:
     """The campaign's reward ledger in Redis, summed over its partitions (rewards and points by role and status)."""
-    layout = RedisLayout(view_prefix(settings), settings.kafka.partitions)
-    total: Counter = Counter()
-    with client(settings) as c:
-        for p in range(settings.kafka.partitions):
-            for field_, value in c.hgetall(layout.ledger(p, campaign)).items():
-                if field_.startswith(("rewards:", "points:")):
-                    total[field_] += int(value)
-    return +total
+    return summed_hashes(settings, lambda layout: (layout.ledger(p, campaign) for p in range(layout.partitions)),
+                         fields=("rewards:", "points:"))
 
 
 def ledger_from_reward_log(settings: Settings, campaign: str = "default") -> Counter:
     """The ledger as the reward log says it should be: every (reward, status) reached, once, with its points."""
     reached: dict[tuple[str, str], tuple[str, int]] = {}
-    for record in read_topic(settings, settings.kafka.topic_prefix + "referrals.rewards", expected=0, timeout_s=3):
-        change = json.loads(record.value)
+    for change in reward_changes(settings):
         if (change.get("campaign_id") or "default") == campaign:
             reached.setdefault((change["reward_id"], change["status"]), (change["role"], change["points"]))
     total: Counter = Counter()
