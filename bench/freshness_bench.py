@@ -84,7 +84,7 @@ def freshness(base: Settings, *, rate: float, seconds: float, customers: int, me
     base_signups = [next(stream)[1] for _ in range(customers)]
     live = [next(stream)[1] for _ in range(count)]
     prefix = run.settings.kafka.topic_prefix
-    producer = KafkaProducer(bootstrap_servers=run.settings.kafka.bootstrap, acks="all", linger_ms=1)
+    producer = KafkaProducer(**run.settings.kafka.client_options(), acks="all", linger_ms=1)
     worker = Worker(run.settings, work_dir / f"worker-{run.run_id}.log")
     watch = GroupWatch(run.settings)
     try:

@@ -88,7 +88,7 @@ def kafka_tool_produce(settings: Settings, topic: str, records: int) -> float:
 def kafka_python_produce(settings: Settings, topic: str, records: int) -> float:
     """records/s of a bare kafka-python producer (acks=all, linger 5 ms), until every record is acknowledged."""
     values = [payload(i) for i in range(records)]
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all", linger_ms=5,
+    producer = KafkaProducer(**settings.kafka.client_options(), acks="all", linger_ms=5,
                              batch_size=64 * 1024)
     try:
         producer.partitions_for(topic)  # metadata before the clock starts
@@ -102,6 +102,7 @@ def kafka_python_produce(settings: Settings, topic: str, records: int) -> float:
 
 
 # -- aiokafka ------------------------------------------------------------------------------------------
+# (bootstrap only: these bare clients take no credentials, so this section needs a PLAINTEXT listener)
 
 def aiokafka_produce(settings: Settings, topic: str, records: int) -> float:
     """records/s of a bare aiokafka producer (acks=all, linger 5 ms; the client Faust produces with)."""

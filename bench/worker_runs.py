@@ -117,8 +117,8 @@ class GroupWatch:
         self.settings = settings
         prefix = settings.kafka.topic_prefix
         self.topics = [prefix + spec.name for spec in (*INBOUND, *INTERNAL)]
-        self.admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap, client_id="bench-watch")
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, client_id="bench-watch")
+        self.admin = KafkaAdminClient(**settings.kafka.client_options(), client_id="bench-watch")
+        self.consumer = KafkaConsumer(**settings.kafka.client_options(), client_id="bench-watch")
         self.partitions = [TopicPartition(t, p) for t in self.topics
                            for p in sorted(self.consumer.partitions_for_topic(t) or ())]
 

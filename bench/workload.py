@@ -90,7 +90,7 @@ class BenchRun:
     def produce(self, records: list[Record]) -> float:
         """Every record on its topic (this run's prefix), acknowledged; returns records/s."""
         prefix = self.settings.kafka.topic_prefix
-        producer = KafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap, acks="all", linger_ms=20,
+        producer = KafkaProducer(**self.settings.kafka.client_options(), acks="all", linger_ms=20,
                                  batch_size=256 * 1024)
         try:
             started = time.perf_counter()
