@@ -35,6 +35,9 @@ from streams.redis_layout import RedisLayout, partition_of
 # funnel is the sum of its days), or, as written before, ``{"<key>\t<field>": n}`` with keys whole or relative
 # to the slot's tag. The key names are ``streams.redis_layout``'s; every one must be declared by the caller.
 _CELLS = """
+local function bump(key, field, d)  -- a shared counter moved by d; back at 0 it is no field, as any counter at 0
+  if d ~= 0 and redis.call('HINCRBY', key, field, d) == 0 then redis.call('HDEL', key, field) end
+end
 local function cells_of(text, tag)
   local cells = {}
   local function add(key, field, n)
@@ -94,13 +97,13 @@ for key, counts in pairs(new) do
   local before = old[key] or {}
   for f, n in pairs(counts) do
     local d = n - (before[f] or 0)
-    if d ~= 0 then redis.call('HINCRBY', key, f, d) end
+    bump(key, f, d)
   end
 end
 for key, counts in pairs(old) do
   local after = new[key] or {}
   for f, n in pairs(counts) do
-    if after[f] == nil and n ~= 0 then redis.call('HINCRBY', key, f, -n) end
+    if after[f] == nil then bump(key, f, -n) end
   end
 end
 for f, v in pairs(fields) do  -- a 0 is no field (readers take a missing field as 0): fewer bytes per referrer
@@ -148,7 +151,7 @@ return written
 _RETIRE = _CELLS + """
 for key, counts in pairs(cells_of(redis.call('HGET', KEYS[1], '_funnel') or '{}', ARGV[3])) do
   for field, n in pairs(counts) do
-    if n ~= 0 then redis.call('HINCRBY', key, field, -n) end
+    bump(key, field, -n)
   end
 end
 for _, campaign in ipairs(redis.call('SMEMBERS', KEYS[4])) do redis.call('ZREM', ARGV[2] .. campaign, ARGV[1]) end
