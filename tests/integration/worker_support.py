@@ -297,6 +297,13 @@ def ledger_from_reward_log(settings: Settings, campaign: str = "default") -> Cou
     return +total
 
 
+def dict_diff(got: Any, want: Any) -> Any:
+    """What differs between two dumped values: for hashes, (got, wanted) by field; else the two."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        return {k: (got.get(k), want.get(k)) for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)}
+    return got, want
+
+
 def assert_same_books(run: Settings, calm: Settings) -> None:
     """``run``'s Redis view equals the uninterrupted ``calm`` run's, key by key, but the ledgers: they count
     every status a reward reached, so a reward a late event voided (a ghost, which exists or not depending on
@@ -305,7 +312,11 @@ def assert_same_books(run: Settings, calm: Settings) -> None:
     def without_ledgers(dump: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in dump.items() if ":ledger:" not in k}
 
-    assert without_ledgers(redis_dump(run)) == without_ledgers(redis_dump(calm))
+    got, want = without_ledgers(redis_dump(run)), without_ledgers(redis_dump(calm))
+    assert got == want, {"only in the run": sorted(set(got) - set(want))[:5],
+                         "only in the uninterrupted run": sorted(set(want) - set(got))[:5],
+                         "differing": {k: dict_diff(got[k], want[k]) for k in sorted(set(got) & set(want))
+                                       if got[k] != want[k]}}
     for settings in (run, calm):
         assert redis_ledger(settings) == ledger_from_reward_log(settings)
 
