@@ -24,19 +24,22 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[str, int]:
 
 
 def read_topic(settings: Settings, topic: str, *, expected: int, timeout_s: float = 15.0) -> list:
-    """Every record of the topic from the beginning; waits for ``expected`` records, no more than timeout."""
+    """Every record of the topic from the beginning: at least as far as it reached when called, and waiting
+    for ``expected`` records; no longer than the timeout. (A poll returns at most 500 records, so stopping
+    after the first polls returned a part of a longer topic.)"""
     consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False,
                              isolation_level="read_committed")
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)  # what the topic holds now: read at least that far
         records: list = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(batch)
-            if len(records) >= expected:
+            if len(records) >= expected and all(consumer.position(tp) >= ends[tp] for tp in partitions):
                 # a short extra poll: anything beyond `expected` is a duplicate the test must see
                 for batch in consumer.poll(timeout_ms=500).values():
                     records.extend(batch)
