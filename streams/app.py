@@ -593,11 +593,16 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     return app
 
 
+def tick_record(now: datetime) -> tuple[bytes, bytes]:
+    """The clock's tick as a referrer-facts record (key, value): ends the hold periods due at ``now``."""
+    return TICK_KEY, pickle.dumps(Tick(now))
+
+
 async def send_ticks(producer, topic: str, partitions: int, now: datetime) -> None:  # noqa: ANN001
     """A tick to every partition: each referrer partition ends its due hold periods at ``now``."""
-    value = pickle.dumps(Tick(now))
+    key, value = tick_record(now)
     for p in range(partitions):
-        await producer.send(topic, TICK_KEY, value, partition=p, timestamp=None, headers=None)
+        await producer.send(topic, key, value, partition=p, timestamp=None, headers=None)
     await producer.flush()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -26,14 +25,13 @@ from referrals.redis_client import redis_client
 from referrals.settings import Settings, worker_environment
 from schemas import parse_event
 from schemas.topics import REFERRER_FACTS
-from streams.app import TICK_KEY
+from streams.app import tick_record
 from streams.campaigns import load_campaigns
 from streams.counters import NO_CHANNEL, referral_cells
 from streams.redis_layout import RedisLayout
 from streams.redis_views import active_prefix
 from streams.reference_pipeline import ReferencePipeline
 from streams.referee_ledger import CodeOwner
-from streams.referrer_rewards import Tick
 from tests.integration.kafka_reading import read_topic
 
 
@@ -193,11 +191,11 @@ def tick(settings: Settings, now: datetime) -> None:
     weeks late by then, a fault has delayed behind the tick: final, the refund recorded but not revoking
     (the documented rule for refunds later than the lateness). That differs from the uninterrupted run by
     arrival order, not by anything lost or doubled."""
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    producer = KafkaProducer(**settings.kafka.client_options(), acks="all")
+    key, value = tick_record(now)
     try:
         for p in range(settings.kafka.partitions):
-            producer.send(settings.kafka.topic_prefix + REFERRER_FACTS.name, key=TICK_KEY,
-                          value=pickle.dumps(Tick(now)), partition=p)
+            producer.send(settings.kafka.topic_prefix + REFERRER_FACTS.name, key=key, value=value, partition=p)
         producer.flush()
     finally:
         producer.close()

@@ -27,3 +27,11 @@ def test_a_pickle_written_the_old_way_still_loads():
     assert "BUILD" in {op.name for op, _, _ in pickletools.genops(old)}  # dataclasses' own __setstate__ path
     pickling.register(referrer_rewards)
     assert pickle.loads(old) == tick
+
+
+def test_the_clocks_tick_record_is_the_tick_under_its_key():
+    from streams.app import TICK_KEY, tick_record
+
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    key, value = tick_record(now)
+    assert key == TICK_KEY and pickle.loads(value) == Tick(now)
