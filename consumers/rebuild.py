@@ -22,9 +22,7 @@ them). Dead-letter counts and referral codes are not views and are left as they 
 
 from __future__ import annotations
 
-import base64
 import json
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,19 +30,22 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import redis
+from faust.serializers import codecs as faust_codecs
 
 from consumers import kafka_log
 from referrals.privacy import pseudonym
 from referrals.redis_client import redis_client
 from referrals.settings import Settings
+from schemas.derived import DeadLetter
 from schemas.events import ShareEvent
 from schemas.topics import REFERRER_FACTS, REWARDS, SHARES
 from streams import counters, erasure_registry, redis_views, stages
 from streams.app import TICK_KEY, changelog_topics
 from streams.campaigns import CampaignBook
-from streams.deadletter import classify
+from streams.deadletter import classify, classify_internal
 from streams.erasure import Adopt, Continue, Erase, Forget
 from streams.inbound import to_fact
+from streams.pickling import RECORDS_CODEC
 from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
 from streams.referrer_rewards import Tick
@@ -108,7 +109,11 @@ class _Replay:
             if isinstance(share, ShareEvent):
                 self._apply(*to_fact(share, _shares_resolve_no_codes))
             return
-        fact = pickle.loads(record.value)
+        fact = classify_internal(topic=record.topic, partition=record.partition, offset=record.offset,
+                                 key=record.key, value=record.value, received_at=datetime.now(UTC),
+                                 topic_prefix=prefix)
+        if isinstance(fact, DeadLetter):
+            return  # the worker dead-lettered it too: it changed nothing
         if record.key == TICK_KEY or isinstance(fact, Tick):
             for referrer_id in sorted(r for r in self.records if partition_of(r, self.partitions) == record.partition):
                 self._apply(referrer_id, fact)
@@ -124,7 +129,7 @@ def _changelog_records(settings: Settings, until, since, records: dict, changed:
             records.pop(record.key.decode(), None)
             continue
         referrer_id = record.key.decode()
-        records[referrer_id] = pickle.loads(base64.b64decode(record.value))  # Faust's "pickle": pickle, base64
+        records[referrer_id] = faust_codecs.loads(RECORDS_CODEC, record.value)  # as the worker's table reads it
         changed.add(referrer_id)
     return n
 

@@ -56,7 +56,7 @@ from referrals.kafka_admin import ensure_topics, group_positions
 from referrals.privacy import pseudonym
 from referrals.settings import KafkaSettings, Settings
 from schemas.derived import Attribution, DeadLetter, RewardChange
-from schemas.events import ClickEvent, OrderEvent, RefundEvent, ShareEvent, SignupEvent
+from schemas.events import ClickEvent, InboundEventBase, ShareEvent
 from schemas.records import attribution_record, reward_record
 from schemas.topics import (
     ATTRIBUTIONS,
@@ -76,19 +76,16 @@ from schemas.topics import (
 from streams import (
     counters,
     deadletter_counts,
-    erasure,
     erasure_registry,
     pickling,
     redis_views,
-    referee_ledger,
-    referrer_rewards,
     stages,
     visitor_attribution,
     worker_heartbeats,
     worker_metrics,
 )
 from streams.campaigns import CampaignBook
-from streams.deadletter import classify
+from streams.deadletter import classify, classify_internal
 from streams.erasure import Adopt, Continue, Erase, Forget, rename
 from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout, partition_of
@@ -97,16 +94,15 @@ from streams.referee_ledger import CodeOwner
 from streams.referrer_rewards import Tick
 
 log = logging.getLogger("referrals.worker")
-pickling.register(stages, referee_ledger, referrer_rewards, visitor_attribution, erasure)
 TICK_KEY = b"__tick__"
 CRASH_EXIT_CODE = 70
 
 
 class PickleTable(faust.Table):
-    """Keys as raw bytes, values as pickled records (only the worker reads its own changelog)."""
+    """Keys as raw bytes, values as pickled records, read back only as record types (``streams.pickling``)."""
 
     def _serializer_from_type(self, typ: Any) -> str:
-        return "raw" if typ is bytes else "pickle"
+        return "raw" if typ is bytes else pickling.RECORDS_CODEC
 
 
 def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
@@ -209,13 +205,14 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     # -- shared plumbing -----------------------------------------------------------------------------
 
-    def parse(event, batch: Batch) -> Any:  # noqa: ANN001
-        """The inbound event, or None after sending the record to the dead-letter topic."""
+    def parse(event, batch: Batch, inbound: bool) -> Any:  # noqa: ANN001
+        """The inbound event or a stage's own fact, or None after sending the record to the dead-letter topic."""
         message = event.message
         # Kafka's record time stands for "now" in the schema's not-in-the-future rule, so a replay judges alike.
         received = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else datetime.now(UTC)
-        parsed = classify(topic=message.topic, partition=message.partition, offset=message.offset,
-                          key=message.key, value=event.value, received_at=received, topic_prefix=prefix)
+        parsed = (classify if inbound else classify_internal)(
+            topic=message.topic, partition=message.partition, offset=message.offset, key=message.key,
+            value=event.value, received_at=received, topic_prefix=prefix)
         if isinstance(parsed, DeadLetter):
             log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset,
                         parsed.reason)
@@ -248,7 +245,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         """The owners of the batch's referral codes, in one round trip, before any event is stepped: Redis
         unavailable is waited out here, where nothing has changed yet. Codes never change owner, so a found
         owner is cached; an unknown code is asked again in the next batch (it may be issued meanwhile)."""
-        wanted = {code for event in parsed if (code := getattr(event, "referral_code", None))} - owners.keys()
+        wanted = {code for event in parsed
+                  if isinstance(event, InboundEventBase) and (code := getattr(event, "referral_code", None))} - owners.keys()
         if wanted:
             found = await wait_for_redis(lambda: registry.resolve_many(wanted))
             batch.owners = {code: CodeOwner(o.referrer_id, o.campaign_id) if o else None for code, o in found.items()}
@@ -309,7 +307,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         sent = [await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
                 for topic, key, value, headers in batch.records]
         # the table changes, encoded as Faust's table would (its ``pickle`` codec), straight to the producer
-        sent += [await app.producer.send(topic, key, None if record is None else codecs.dumps("pickle", record),
+        sent += [await app.producer.send(topic, key, None if record is None else codecs.dumps(pickling.RECORDS_CODEC, record),
                                          partition=partition, timestamp=None, headers=None)
                  for (topic, key), (partition, record) in batch.changelog.items()]
         await fault_point()
@@ -372,8 +370,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     async def run_stage(stream, agent: str, inbound: set[str],  # noqa: ANN001
                         handle: Callable[[Any, Any, Batch], None], snapshots_of=None) -> None:  # noqa: ANN001
         """Batches of events; Faust acknowledges a batch's events only after this loop body returns. A batch's
-        inbound events (topics in ``inbound``) are parsed first and their codes looked up, then every event is
-        stepped: ``handle(event, parsed, batch)``, ``parsed`` None for a dead letter or a stage's own fact."""
+        events (topics in ``inbound``) and its own facts are parsed first and the codes looked up, then every
+        event is stepped: ``handle(event, parsed, batch)``, ``parsed`` None for a dead letter."""
         events_done, batches_done = worker_metrics.EVENTS.labels(agent), worker_metrics.BATCHES.labels(agent)
         batch_seconds = worker_metrics.BATCH_SECONDS.labels(agent)
         deadletters_sent = worker_metrics.DEADLETTERS.labels(agent)
@@ -388,7 +386,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 if gap:
                     crash(f"offset gap on {gap[0]}[{gap[1]}]: expected {gap[2]}, got {gap[3]} (records skipped "
                           "by the consumer would be committed unprocessed)")
-                parsed = [parse(event, batch) if event.message.topic in inbound else None for event in events]
+                parsed = [parse(event, batch, event.message.topic in inbound) for event in events]
                 await look_up_codes(batch, parsed)
                 for event, inbound_event in zip(events, parsed, strict=True):
                     batch.partition = event.message.partition
@@ -412,9 +410,10 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             if not isinstance(click, ClickEvent):
                 return
             key, fact = to_fact(click, resolver(batch))
+        elif click is None:  # dead-lettered
+            return
         else:
-            key = message.key.decode()
-            fact = pickle.loads(event.value)
+            key, fact = message.key.decode(), click
         record = visitors_table[key.encode()] or stages.VisitorRecord()
         apply(visitors_table, key, stages.visitor_step(record, fact, campaigns), batch, visitors_refreshed,
               stages.visitor_resend)
@@ -429,12 +428,11 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     def customer_event(event, parsed, batch: Batch) -> None:  # noqa: ANN001
         message = event.message
+        if parsed is None:  # dead-lettered
+            return
         if message.topic == name(CUSTOMER_FACTS):
-            customer_id = message.key.decode()
-            fact = pickle.loads(event.value)
+            customer_id, fact = message.key.decode(), parsed
         else:
-            if not isinstance(parsed, SignupEvent | OrderEvent | RefundEvent):  # None: dead-lettered
-                return
             customer_id, fact = to_fact(parsed, resolver(batch))
         stored = customers_table[customer_id.encode()]
         if isinstance(fact, Erase):
@@ -532,7 +530,9 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 return
             referrer_apply(*to_fact(share, resolver(batch)), batch)
             return
-        fact = pickle.loads(event.value)
+        if share is None:  # dead-lettered
+            return
+        fact = share
         if isinstance(fact, Tick):
             for key in tick_targets(message.partition, fact.now):
                 referrer_apply(key.decode(), fact, batch)

@@ -4,6 +4,11 @@ A record goes to ``referrals.deadletter`` (its original bytes, source topic/part
 offset and the reason) when its value is not UTF-8 JSON, breaks its event's contract,
 or is a valid event of another type than its topic carries (``wrong_topic``). The agent
 goes on with the next record.
+
+The worker's own topics carry pickled facts (``streams.pickling``): a record there that
+names a class other than the record types (``refused_pickle``: never built, so it runs
+no code), is no pickle at all (``damaged_pickle``) or holds a fact its stage does not
+take (``wrong_fact``) is dead-lettered the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +18,20 @@ from datetime import datetime
 from schemas.derived import DeadLetter
 from schemas.events import InboundEventBase
 from schemas.parsing import EventRejected, Problem, parse_event_json
-from schemas.topics import INBOUND
+from schemas.topics import CUSTOMER_FACTS, INBOUND, REFERRER_FACTS, VISITOR_FACTS
+from streams import pickling
+from streams.erasure import Adopt, Continue, Erase, Forget
+from streams.referrer_rewards import Tick
+from streams.stages import Share, Versioned
+from streams.visitor_attribution import VisitorSignup
+
+# what each stage's own topic carries: the facts the stages send (``stages.Outbound``), the erase command's
+# ``Erase`` and the clock's ``Tick``
+INTERNAL_FACTS: dict[str, tuple[type, ...]] = {
+    VISITOR_FACTS.name: (VisitorSignup, Erase),
+    CUSTOMER_FACTS.name: (Versioned, Erase, Forget),
+    REFERRER_FACTS.name: (Share, Versioned, Tick, Erase, Adopt, Continue, Forget),
+}
 
 
 def classify(
@@ -40,3 +58,29 @@ def classify(
         return dead([Problem("type", "wrong_topic", f"a {event.type} event on {topic}, which carries "  # type: ignore[attr-defined]
                              f"{expected} events")])
     return event
+
+
+def classify_internal(
+    *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, received_at: datetime,
+    topic_prefix: str = "",
+) -> object | DeadLetter:
+    """The fact a record of a stage's own topic carries, or the dead letter that keeps it."""
+    kinds = next(kinds for name, kinds in INTERNAL_FACTS.items() if topic_prefix + name == topic)
+
+    def dead(rule: str, message: str) -> DeadLetter:
+        return DeadLetter.for_record(topic=topic, partition=partition, offset=offset, value=value, key=key,
+                                     reason=rule, problems=[Problem("(record)", rule, message).as_dict()],
+                                     received_at=received_at)
+
+    if value is None:
+        return dead("empty", "the record has no value")
+    try:
+        fact = pickling.loads(value)
+    except pickling.RefusedClass as exc:
+        return dead("refused_pickle", str(exc)[:200])
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle raises about anything (EOFError, TypeError, ...)
+        return dead("damaged_pickle", f"{type(exc).__name__}: {str(exc)[:200]}")
+    if not isinstance(fact, kinds):
+        return dead("wrong_fact", f"a {type(fact).__name__} on {topic}, which carries "
+                                  + ", ".join(k.__name__ for k in kinds))
+    return fact

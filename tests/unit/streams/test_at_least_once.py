@@ -1,7 +1,8 @@
 """The stages under at-least-once delivery with crashes, in memory: nothing lost, nothing counted twice.
 
 A small model of what the Faust shell does (``streams.app``): one log per stage, a table
-per stage, committed offsets. A crash after a step may lose any part of what the step
+per stage, committed offsets. What goes through Kafka is pickled and read back as the worker
+reads it (``classify_internal``, the tables' ``records`` codec). A crash after a step may lose any part of what the step
 wrote (the table change, each output, the Redis snapshot) and sends the stage back to its
 last committed offset, as Kafka would. Whatever the crashes, the end state must be the
 one the pure core reaches with every event delivered once, in time order.
@@ -9,17 +10,22 @@ one the pure core reaches with every event delivered once, in time order.
 
 from __future__ import annotations
 
+import pickle
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from faust.serializers import codecs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.derived import DeadLetter
 from schemas.events import ClickEvent, ShareEvent
 from streams import counters, stages
+from streams.deadletter import classify_internal
 from streams.erasure import Adopt, Continue, Erase, Forget, mentions, rename
 from streams.inbound import to_fact
+from streams.pickling import RECORDS_CODEC
 from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
 from tests.unit.streams.story import T0, Story, resolve
@@ -29,6 +35,19 @@ LAYOUT = RedisLayout("rp:", 6)
 STAGES = ("visitor", "customer", "referrer")
 TARGET = {"referrals.visitor-facts": "visitor", "referrals.customer-facts": "customer",
           "referrals.referrer-facts": "referrer"}
+
+
+def over_kafka(topic: str, fact: object) -> object:
+    """A stage's own fact as the next stage reads it from ``topic``: every fact a stage sends must pass."""
+    read = classify_internal(topic=topic, partition=0, offset=0, key=None, value=pickle.dumps(fact), received_at=T0)
+    assert not isinstance(read, DeadLetter), read.problems
+    assert read == fact
+    return read
+
+
+def stored(record: object) -> object:
+    """A table record as the table's changelog gives it back."""
+    return None if record is None else codecs.loads(RECORDS_CODEC, codecs.dumps(RECORDS_CODEC, record))
 
 
 @dataclass
@@ -87,10 +106,11 @@ class Shell:
                 outbound = resend + outbound
             writes = []
             if step.changed:
-                writes.append(lambda k=k, step=step: stage.table.__setitem__(k, step.record))  # None: deleted
+                writes.append(lambda k=k, step=step: stage.table.__setitem__(k, stored(step.record)))  # None: deleted
             for out in outbound:
                 if out.topic in TARGET:
-                    writes.append(lambda out=out: self.stages[TARGET[out.topic]].log.append((out.key, out.value)))
+                    writes.append(lambda out=out: self.stages[TARGET[out.topic]].log.append(
+                        (out.key, over_kafka(out.topic, out.value))))
                 elif out.topic == "referrals.rewards":
                     writes.append(lambda out=out: self.rewards_log.append(out.value))
             for w in writes:  # a crash loses any of them (Kafka acknowledges per partition)

@@ -1,14 +1,20 @@
-"""Bad inbound records become dead letters with their bytes, origin and reason."""
+"""Bad inbound records, and bad records on the worker's own topics, become dead letters with their bytes,
+origin and reason."""
 
 from __future__ import annotations
 
 import json
+import pickle
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import DeadLetter, ShareEvent
-from streams.deadletter import classify
+from streams.deadletter import classify, classify_internal
+from streams.erasure import Erase, Forget
+from streams.referrer_rewards import Tick
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
 SHARE = {"type": "share", "event_id": "e1", "occurred_at": "2026-05-01T11:00:00Z", "referrer_id": "r",
@@ -42,3 +48,62 @@ def test_a_valid_event_on_the_wrong_topic_is_a_dead_letter():
     letter = run(json.dumps(SHARE).encode(), topic="shop.orders", prefix="t1.")
     assert isinstance(letter, DeadLetter) and letter.reason == "wrong_topic"
     assert "a share event on t1.shop.orders" in letter.problems[0]["message"]
+
+
+# -- the worker's own topics: pickled facts, read back only as record types -------------------------------
+
+
+class RunsCode:
+    """A pickle that, unpickled with plain ``pickle.loads``, would write a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # noqa: ANN204
+        return (open, (self.path, "w"))
+
+
+def internal(value, topic="referrals.referrer-facts", prefix="t."):
+    return classify_internal(topic=prefix + topic, partition=1, offset=7, key=b"r1", value=value, received_at=NOW,
+                             topic_prefix=prefix)
+
+
+def test_a_stage_fact_passes_as_itself():
+    tick = Tick(NOW)
+    assert internal(pickle.dumps(tick)) == tick
+    erase = Erase("c1", "c_alias", "erasure-1", NOW)
+    assert internal(pickle.dumps(erase), "referrals.customer-facts") == erase
+
+
+def test_a_pickle_naming_any_other_callable_runs_nothing_and_is_a_dead_letter(tmp_path):
+    target = tmp_path / "owned"
+    value = pickle.dumps(RunsCode(str(target)))
+    dead = internal(value)
+    assert isinstance(dead, DeadLetter) and dead.reason == "refused_pickle"
+    assert dead.problems[0]["message"] == "refused to build io.open: not a record type"
+    assert not target.exists()
+    pickle.loads(value)  # what plain pickle would have done
+    assert target.exists()
+    assert dead.original_value == value and dead.source_topic == "t.referrals.referrer-facts"
+    assert (dead.source_partition, dead.source_offset) == (1, 7)
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (None, "empty"), (b"", "damaged_pickle"), (b"\x80\x05garbage", "damaged_pickle"), (b"{}", "damaged_pickle"),
+    (pickle.dumps({"a": 1}), "wrong_fact"), (pickle.dumps(Forget("erasure-1"))[:-3], "damaged_pickle"),
+])
+def test_damaged_or_foreign_records_are_dead_letters(value, reason):
+    dead = internal(value)
+    assert isinstance(dead, DeadLetter) and dead.reason == reason, dead
+
+
+def test_a_fact_for_another_stage_is_a_dead_letter():
+    dead = internal(pickle.dumps(Tick(NOW)), "referrals.visitor-facts")
+    assert isinstance(dead, DeadLetter) and dead.reason == "wrong_fact"
+    assert "Tick" in dead.problems[0]["message"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_on_an_internal_topic_give_a_fact_or_a_dead_letter_never_an_error(value):
+    internal(value)
