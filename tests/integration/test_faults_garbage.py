@@ -1,17 +1,22 @@
-"""Garbage written straight to every inbound topic, between valid events: every garbage record ends in the
-dead-letter topic with a reason, once; the worker never stops; the valid events around them all count."""
+"""Garbage written straight to every inbound topic, and to the worker's own topics, between valid events:
+every garbage record ends in the dead-letter topic with a reason, once; the worker never stops; the valid
+events around them all count; a pickle that would run code runs none."""
 
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from datetime import UTC, datetime
 
 import pytest
 from kafka import KafkaProducer
 
-from schemas.topics import DEADLETTER, INBOUND
-from streams.deadletter import DeadLetter, classify
+from schemas.topics import CUSTOMER_FACTS, DEADLETTER, INBOUND, REFERRER_FACTS, VISITOR_FACTS
+from streams.deadletter import DeadLetter, classify, classify_internal
+from streams import stages
+from streams.erasure import Forget
+from streams.referrer_rewards import Tick
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import expected, matches, simulated, wait_for
 
@@ -51,9 +56,40 @@ def garbage(rnd: random.Random, valid: dict) -> bytes | None:
     return json.dumps([valid["event_id"]] * 10_000).encode()  # a 10,000-element array
 
 
+class RunsCode:
+    """Unpickled by plain ``pickle.loads``, this would create a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # noqa: ANN204
+        return (open, (self.path, "w"))
+
+
+INTERNAL = (VISITOR_FACTS, CUSTOMER_FACTS, REFERRER_FACTS)
+
+
+def internal_garbage(rnd: random.Random, trap: str, topic: str) -> bytes | None:
+    """One hostile record for a stage's own topic: a pickle that would run code, a pickle of the wrong kind,
+    a broken pickle, random bytes, a tombstone."""
+    kind = rnd.randrange(6)
+    if kind == 0:
+        return pickle.dumps(RunsCode(trap))
+    if kind == 1:
+        return pickle.dumps({"referrer_id": "r1", "points": 10**9})
+    if kind == 2:  # a fact of a kind the topic's stage does not take
+        return pickle.dumps(Tick(datetime.now(UTC)) if topic != REFERRER_FACTS.name else stages.VisitorRecord())
+    if kind == 3:
+        return bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 400)))
+    if kind == 4:
+        return None
+    return pickle.dumps(Forget("erasure-x"))[:-2]  # cut short
+
+
 def test_garbage_on_every_inbound_topic_is_dead_lettered_once_and_the_valid_events_all_count(pipeline_factory,
-                                                                                             soak_factor):
+                                                                                             soak_factor, tmp_path):
     own, worker = pipeline_factory()
+    trap = tmp_path / "owned-by-a-pickle"
     events = simulated(own, 26, 1200 * soak_factor)
     prefix = own.kafka.topic_prefix
     rnd = random.Random(26)
@@ -76,15 +112,26 @@ def test_garbage_on_every_inbound_topic_is_dead_lettered_once_and_the_valid_even
                         key = rnd.choice([b"k", None, bytes([rnd.randrange(256)])])
                         producer.send(prefix + spec.name, key=key if value is not None else b"k", value=value)
                         sent_garbage += 1
+                for spec in INTERNAL:
+                    if rnd.random() < 0.3 or i == 0:
+                        value = internal_garbage(rnd, str(trap), spec.name)
+                        assert isinstance(classify_internal(topic=prefix + spec.name, partition=0, offset=0,
+                                                            key=b"k", value=value, received_at=now,
+                                                            topic_prefix=prefix), DeadLetter)
+                        producer.send(prefix + spec.name, key=rnd.choice([b"r1", b"\xff", None]) or b"k",
+                                      value=value)
+                        sent_garbage += 1
         producer.flush()
     finally:
         producer.close()
-    assert sent_garbage >= 80 * soak_factor
+    assert sent_garbage >= 110 * soak_factor
     wait_for(matches(own, expected(own, events), worker), timeout_s=180 * soak_factor)
     letters = [json.loads(r.value) for r in read_topic(own, prefix + DEADLETTER.name, expected=sent_garbage,
                                                      timeout_s=60 * soak_factor)]
     assert len(letters) == sent_garbage  # each once
     assert len({(d["source_topic"], d["source_partition"], d["source_offset"]) for d in letters}) == sent_garbage
-    assert {d["source_topic"] for d in letters} == {prefix + spec.name for spec in INBOUND}
+    assert {d["source_topic"] for d in letters} == {prefix + spec.name for spec in (*INBOUND, *INTERNAL)}
     assert all(d["reason"] for d in letters)
+    assert "refused_pickle" in {d["reason"] for d in letters}
+    assert not trap.exists()  # the worker built nothing the pickle named
     worker.assert_alive()
