@@ -40,7 +40,7 @@ from schemas.derived import DeadLetter
 from schemas.events import ShareEvent
 from schemas.topics import REFERRER_FACTS, REWARDS, SHARES
 from streams import counters, erasure_registry, redis_views, stages
-from streams.app import TICK_KEY, changelog_topics
+from streams.app import changelog_topics
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify, classify_internal
 from streams.erasure import Adopt, Continue, Erase, Forget
@@ -114,7 +114,7 @@ class _Replay:
                                  topic_prefix=prefix)
         if isinstance(fact, DeadLetter):
             return  # the worker dead-lettered it too: it changed nothing
-        if record.key == TICK_KEY or isinstance(fact, Tick):
+        if isinstance(fact, Tick):  # as the worker tells a tick
             for referrer_id in sorted(r for r in self.records if partition_of(r, self.partitions) == record.partition):
                 self._apply(referrer_id, fact)
         else:

@@ -245,8 +245,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         """The owners of the batch's referral codes, in one round trip, before any event is stepped: Redis
         unavailable is waited out here, where nothing has changed yet. Codes never change owner, so a found
         owner is cached; an unknown code is asked again in the next batch (it may be issued meanwhile)."""
-        wanted = {code for event in parsed
-                  if isinstance(event, InboundEventBase) and (code := getattr(event, "referral_code", None))} - owners.keys()
+        wanted = {code for event in parsed if isinstance(event, InboundEventBase)
+                  and (code := getattr(event, "referral_code", None))} - owners.keys()
         if wanted:
             found = await wait_for_redis(lambda: registry.resolve_many(wanted))
             batch.owners = {code: CodeOwner(o.referrer_id, o.campaign_id) if o else None for code, o in found.items()}
@@ -306,8 +306,9 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         """Send the batch's records, wait for Kafka to acknowledge them (and the table changes), then Redis."""
         sent = [await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
                 for topic, key, value, headers in batch.records]
-        # the table changes, encoded as Faust's table would (its ``pickle`` codec), straight to the producer
-        sent += [await app.producer.send(topic, key, None if record is None else codecs.dumps(pickling.RECORDS_CODEC, record),
+        # the table changes, encoded as Faust's table would (its ``records`` codec), straight to the producer
+        sent += [await app.producer.send(topic, key,
+                                         None if record is None else codecs.dumps(pickling.RECORDS_CODEC, record),
                                          partition=partition, timestamp=None, headers=None)
                  for (topic, key), (partition, record) in batch.changelog.items()]
         await fault_point()
@@ -370,8 +371,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     async def run_stage(stream, agent: str, inbound: set[str],  # noqa: ANN001
                         handle: Callable[[Any, Any, Batch], None], snapshots_of=None) -> None:  # noqa: ANN001
         """Batches of events; Faust acknowledges a batch's events only after this loop body returns. A batch's
-        events (topics in ``inbound``) and its own facts are parsed first and the codes looked up, then every
-        event is stepped: ``handle(event, parsed, batch)``, ``parsed`` None for a dead letter."""
+        inbound events (topics in ``inbound``) and the stage's own facts are parsed first and the codes looked
+        up, then every event is stepped: ``handle(event, parsed, batch)``, ``parsed`` None for a dead letter."""
         events_done, batches_done = worker_metrics.EVENTS.labels(agent), worker_metrics.BATCHES.labels(agent)
         batch_seconds = worker_metrics.BATCH_SECONDS.labels(agent)
         deadletters_sent = worker_metrics.DEADLETTERS.labels(agent)

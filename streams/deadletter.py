@@ -8,7 +8,7 @@ goes on with the next record.
 The worker's own topics carry pickled facts (``streams.pickling``): a record there that
 names a class other than the record types (``refused_pickle``: never built, so it runs
 no code), is no pickle at all (``damaged_pickle``) or holds a fact its stage does not
-take (``wrong_fact``) is dead-lettered the same way.
+take (``wrong_fact``), or has no UTF-8 key (``key``) is dead-lettered the same way.
 """
 
 from __future__ import annotations
@@ -83,4 +83,10 @@ def classify_internal(
     if not isinstance(fact, kinds):
         return dead("wrong_fact", f"a {type(fact).__name__} on {topic}, which carries "
                                   + ", ".join(k.__name__ for k in kinds))
+    if key is None:
+        return dead("key", "the record has no key")
+    try:
+        key.decode("utf-8")
+    except UnicodeDecodeError:
+        return dead("key", "the key is not UTF-8")
     return fact

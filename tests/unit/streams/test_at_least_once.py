@@ -39,7 +39,7 @@ TARGET = {"referrals.visitor-facts": "visitor", "referrals.customer-facts": "cus
 
 def over_kafka(topic: str, fact: object) -> object:
     """A stage's own fact as the next stage reads it from ``topic``: every fact a stage sends must pass."""
-    read = classify_internal(topic=topic, partition=0, offset=0, key=None, value=pickle.dumps(fact), received_at=T0)
+    read = classify_internal(topic=topic, partition=0, offset=0, key=b"k", value=pickle.dumps(fact), received_at=T0)
     assert not isinstance(read, DeadLetter), read.problems
     assert read == fact
     return read

@@ -97,6 +97,13 @@ def test_damaged_or_foreign_records_are_dead_letters(value, reason):
     assert isinstance(dead, DeadLetter) and dead.reason == reason, dead
 
 
+@pytest.mark.parametrize("key", [None, b"\xff\xfe"])
+def test_a_fact_without_a_utf8_key_is_a_dead_letter(key):
+    dead = classify_internal(topic="referrals.referrer-facts", partition=0, offset=0, key=key,
+                             value=pickle.dumps(Forget("erasure-1")), received_at=NOW)
+    assert isinstance(dead, DeadLetter) and dead.reason == "key"
+
+
 def test_a_fact_for_another_stage_is_a_dead_letter():
     dead = internal(pickle.dumps(Tick(NOW)), "referrals.visitor-facts")
     assert isinstance(dead, DeadLetter) and dead.reason == "wrong_fact"
