@@ -147,6 +147,8 @@ class GatewaySettings(BaseModel):
     click_dedup_window_s: int = Field(1800, ge=1, description="a reload within this window is not a new click")
     visitor_cookie: str = "rp_vid"
     cookie_secure: bool = Field(False, description="mark the visitor cookie Secure (behind HTTPS)")
+    public_docs: bool = Field(True, description="serve the API's description (/openapi.json, /docs, /redoc) "
+                              "without a key (it holds no data); false: not at all")
     metrics_host: str = Field("127.0.0.1", description="address of the gateway's Prometheus endpoint")
     metrics_port: int = Field(9109, ge=0, le=65535, description="port of /metrics (requests, latency); 0: off")
 

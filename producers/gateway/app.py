@@ -119,6 +119,10 @@ def create_app(
         version="1",
         description="Ingest of share, click, signup, order and refund events; referral links.",
         lifespan=lifespan,
+        # the description is the only thing but /r/{code}, /healthz and /readyz served without a key
+        openapi_url="/openapi.json" if cfg.public_docs else None,
+        docs_url="/docs" if cfg.public_docs else None,
+        redoc_url="/redoc" if cfg.public_docs else None,
     )
 
     one_event, components = _event_schemas()

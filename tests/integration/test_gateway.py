@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ import pytest
 
 from producers.gateway.auth import sign
 from schemas.topics import INBOUND
-from tests.integration.conftest import APP_KEY, SHOP_KEY, WEBHOOK_SECRET
+from tests.integration.conftest import APP_KEY, READ_KEY, SHOP_KEY, WEBHOOK_SECRET
 from tests.integration.kafka_reading import end_offsets, read_topic
 
 
@@ -206,3 +207,54 @@ def test_health_readiness_and_openapi(app_factory):
     post_op = spec["paths"]["/v1/events"]["post"]
     assert {"202", "400", "401", "403", "413", "422", "429", "503"} <= set(post_op["responses"])
     assert {"ShareEvent", "OrderEvent"} <= set(spec["components"]["schemas"])
+
+
+PUBLIC = {"/r/{code:path}", "/healthz", "/readyz"}
+DESCRIPTION = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def every_route(gw) -> list[tuple[str, str, str]]:
+    """(path template, method, a URL for it) for every route the running gateway serves, included routers'
+    too (FastAPI keeps those as the router they were, under ``original_router``)."""
+    out = []
+
+    def walk(routes, prefix: str) -> None:  # noqa: ANN001
+        for route in routes:
+            if hasattr(route, "original_router"):
+                walk(route.original_router.routes, prefix + route.include_context.prefix)
+                continue
+            assert hasattr(route, "path"), f"a route the walk cannot read: {route!r}"
+            path = prefix + route.path
+            for method in sorted(getattr(route, "methods", None) or ()):
+                if method != "HEAD":
+                    out.append((path, method, gw.url + re.sub(r"\{[^}]+\}", "x", path)))
+
+    walk(gw.server.config.app.routes, "")
+    return out
+
+
+@pytest.mark.parametrize("public_docs", [True, False])
+def test_every_route_but_links_health_and_readiness_needs_a_key_and_each_key_only_its_scope(app_factory,
+                                                                                           public_docs):
+    gw = app_factory(public_docs=public_docs)
+    routes = every_route(gw)
+    paths = {path for path, _, _ in routes}
+    assert {"/v1/events", "/v1/referrers/{customer_id}", "/v1/campaigns/{campaign_id}/funnel"} <= paths
+    assert (DESCRIPTION <= paths) if public_docs else not DESCRIPTION & paths
+    open_paths = PUBLIC | (DESCRIPTION if public_docs else set())
+    with httpx.Client(timeout=30, follow_redirects=False) as client:
+        for path, method, url in routes:
+            anonymous = client.request(method, url, content=b"{}", headers={"Content-Type": "application/json"})
+            if path in open_paths:
+                assert anonymous.status_code in (200, 302), (method, path, anonymous.status_code)
+                continue
+            assert anonymous.status_code == 401, (method, path, anonymous.status_code, anonymous.text)
+            assert anonymous.json()["errors"][0]["rule"] == "missing_credentials"
+            # a key for what the route does not do: the read API's key cannot send, the senders cannot read
+            wrong = READ_KEY if path == "/v1/events" else APP_KEY
+            scoped = client.request(method, url, content=json.dumps(share()).encode(),
+                                    headers={"Content-Type": "application/json", "Authorization": f"Bearer {wrong}"})
+            assert scoped.status_code == 403, (method, path, scoped.status_code, scoped.text)
+            assert wrong not in scoped.text
+    for path in DESCRIPTION - open_paths:
+        assert httpx.get(f"{gw.url}{path}", timeout=30).status_code == 404
