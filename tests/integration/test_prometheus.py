@@ -1,8 +1,10 @@
 """The metrics through a real Prometheus: scraped after a simulated run, every dashboard panel's and
-every alert rule's PromQL evaluated through Prometheus' HTTP API, the funnel equal to Redis."""
+every alert rule's PromQL evaluated through Prometheus' HTTP API, the funnel equal to Redis; no personal
+data in any label value or in the logs at info level."""
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -15,6 +17,7 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 from prometheus_client import start_http_server
+from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.exporter import serve
 from deploy.grafana.build_dashboards import DASHBOARDS
@@ -25,6 +28,9 @@ from tests.integration.conftest import PROMETHEUS_DIR, free_port
 from tests.integration.worker_support import client, expected, matches, redis_funnel, simulated, wait_for
 
 import yaml
+
+# what identifies a customer in the simulated events (event and order ids are the shop's, not personal)
+PERSONAL_FIELDS = ("customer_id", "referrer_id", "visitor_id", "device_id", "email_hash", "referral_code")
 
 # Panels that may rightly show nothing after the test's run, and why.
 MAY_BE_EMPTY: dict[str, str] = {}
@@ -86,7 +92,8 @@ def exporter_thread():
 
 
 def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expression_evaluates(
-        pipeline_factory, app_factory, prometheus_factory, exporter_thread):
+        pipeline_factory, app_factory, prometheus_factory, exporter_thread, caplog):
+    caplog.set_level(logging.INFO)  # the gateway's and the exporter's logs, in this process, at info
     own, worker = pipeline_factory("prom", metrics_port=free_port())
     own = own.model_copy(update={"exporter": own.exporter.model_copy(update={"port": free_port()})})
     gateway = app_factory(data_of=own)
@@ -184,5 +191,22 @@ def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expressio
         assert {r["metric"]["agent"] for r in worker_events} == {"visitors", "customers", "referrers"}
         accepted = prom.query("sum(referral_gateway_events_total)")
         assert float(accepted[0]["value"][1]) >= len(events)
+
+        # personal data: no customer, visitor or device id, e-mail hash or code in any label value, nor in
+        # the worker's log (it runs at info) or the gateway's and the exporter's
+        personal = {e[f] for e in events for f in PERSONAL_FIELDS if e.get(f)}
+        assert len(personal) > 100
+        labels = set()
+        for port in (own.exporter.port, own.streams.metrics_port, gateway_metrics.server_port):
+            for family in text_string_to_metric_families(httpx.get(f"http://127.0.0.1:{port}/metrics",
+                                                                   timeout=10).text):
+                for sample in family.samples:
+                    labels.update(sample.labels.values())
+        assert {"default", "whatsapp"} <= labels
+        assert not labels & personal, sorted(labels & personal)[:5]
+        logged = worker.log.read_text(errors="replace") + "\n" + caplog.text
+        tokens = set(re.findall(r"[\w.@+-]+", logged))
+        assert "dead" in tokens and len(tokens) > 50  # the logs were read: the bad records are in them
+        assert not tokens & personal, sorted(tokens & personal)[:5]
     finally:
         gateway_metrics.shutdown()
