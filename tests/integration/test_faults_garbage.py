@@ -18,7 +18,7 @@ from streams import stages
 from streams.erasure import Forget
 from streams.referrer_rewards import Tick
 from tests.integration.kafka_reading import read_topic
-from tests.integration.worker_support import expected, matches, simulated, wait_for
+from tests.integration.worker_support import held_then_ticked, simulated
 
 pytestmark = pytest.mark.faults
 
@@ -88,7 +88,7 @@ def internal_garbage(rnd: random.Random, trap: str, topic: str) -> bytes | None:
 
 def test_garbage_on_every_inbound_topic_is_dead_lettered_once_and_the_valid_events_all_count(pipeline_factory,
                                                                                              soak_factor, tmp_path):
-    own, worker = pipeline_factory()
+    own, worker = pipeline_factory(tick_interval_s=0)  # ticked by the test, see ``worker_support.tick``
     trap = tmp_path / "owned-by-a-pickle"
     events = simulated(own, 26, 1200 * soak_factor)
     prefix = own.kafka.topic_prefix
@@ -125,7 +125,7 @@ def test_garbage_on_every_inbound_topic_is_dead_lettered_once_and_the_valid_even
     finally:
         producer.close()
     assert sent_garbage >= 110 * soak_factor
-    wait_for(matches(own, expected(own, events), worker), timeout_s=180 * soak_factor)
+    held_then_ticked(events, [(own, worker)], timeout_s=180 * soak_factor)
     letters = [json.loads(r.value) for r in read_topic(own, prefix + DEADLETTER.name, expected=sent_garbage,
                                                      timeout_s=60 * soak_factor)]
     assert len(letters) == sent_garbage  # each once
