@@ -5,10 +5,11 @@ offset and the reason) when its value is not UTF-8 JSON, breaks its event's cont
 or is a valid event of another type than its topic carries (``wrong_topic``). The agent
 goes on with the next record.
 
-The worker's own topics carry pickled facts (``streams.pickling``): a record there that
-names a class other than the record types (``refused_pickle``: never built, so it runs
-no code), is no pickle at all (``damaged_pickle``) or holds a fact its stage does not
-take (``wrong_fact``), or has no UTF-8 key (``key``) is dead-lettered the same way.
+The worker's own topics carry pickled facts (``streams.pickling``). A record there is
+dead-lettered the same way when it names a class other than the record types
+(``refused_pickle``: never built, so it runs no code), is a damaged pickle
+(``damaged_pickle``), holds a fact its stage does not take (``wrong_fact``), or has no
+UTF-8 key (``key``).
 """
 
 from __future__ import annotations
