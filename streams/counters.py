@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from schemas.derived import RewardRole, RewardStatus
 from streams.redis_layout import RedisLayout, partition_of
-from streams.referrer_rewards import ReferrerState
+from streams.referee_ledger import Referral
 
 if TYPE_CHECKING:
     from streams.stages import ReferrerRecord
@@ -34,14 +35,14 @@ NO_CHANNEL = "unknown"  # a click without a channel; a referral attributed by a 
 FunnelCell = tuple[str, str, str, str]  # (stage, campaign, channel, UTC day)
 
 
-def referral_cells(core: ReferrerState) -> Counter:
-    """Signups and conversions this referrer's referrals add to the funnel, per cell.
+def referral_cells(referrals: Iterable[Referral]) -> Counter:
+    """Signups and conversions these referrals add to the funnel, per cell.
 
     Every referral the referrer ever heard of appears (withdrawn and rejected ones with 0),
     so the cells of a referrer only ever grow; the writer relies on that.
     """
     cells: Counter = Counter()
-    for r in core.referrals.values():
+    for r in referrals:
         channel = r.channel or NO_CHANNEL
         day = r.attributed_at.strftime("%Y-%m-%d")
         cells[("signup", r.campaign_id, channel, day)] += int(r.status in ("attributed", "qualified", "revoked"))
@@ -54,7 +55,7 @@ def referral_cells(core: ReferrerState) -> Counter:
 def funnel_cells(record: ReferrerRecord) -> dict[FunnelCell, int]:
     """The referrer's whole contribution: shares and clicks counted, signups and conversions decided."""
     cells = Counter(record.activity)
-    cells.update(referral_cells(record.core))
+    cells.update(referral_cells(record.core.referrals.values()))
     for cell in record.cells:  # once contributed, a cell stays (with 0)
         cells[cell] += 0
     return dict(cells)

@@ -93,6 +93,8 @@ def rename(value: Any, old: str, new: str) -> Any:
             return [walk(x) for x in v]
         if isinstance(v, frozenset):
             return frozenset(walk(x) for x in v)
+        if isinstance(v, set):
+            return {walk(x) for x in v}
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
             changes = {f.name: walk(getattr(v, f.name)) for f in dataclasses.fields(v)}
             if any(getattr(v, name, None) == old for name in ("customer_id", "referee_id")):
@@ -112,7 +114,7 @@ def mentions(value: Any, customer_id: str) -> bool:
             return customer_id in v and bool(pattern.search(v))
         if isinstance(v, dict):
             return any(walk(k) or walk(x) for k, x in v.items())
-        if isinstance(v, tuple | list | frozenset):
+        if isinstance(v, tuple | list | frozenset | set):
             return any(walk(x) for x in v)
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
             return any(walk(getattr(v, f.name)) for f in dataclasses.fields(v))

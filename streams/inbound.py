@@ -1,7 +1,7 @@
 """What an inbound event is to the stage that takes it: its key there and its fact. Pure, apart from
 ``resolve`` (a referral code -> its owner; the registry in the worker, a table in tests).
 
-One place for the worker (``streams.app``), the in-memory reference (``streams.reference_pipeline``)
+One place for the worker (``streams.app``), the in-memory reference (``tests.oracle.pipeline``)
 and the tests' model of the shell, so that all three read an event the same way.
 """
 

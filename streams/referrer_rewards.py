@@ -1,12 +1,14 @@
-"""Rewards, per referrer. Pure: (state, fact or tick) -> (state, reward changes).
+"""Rewards, per referrer, decided incrementally: an event costs what it touches, not what the referrer has seen.
 
 Keyed by ``referrer_id``: every referral of one referrer (from the referee stage), the
-referrer's own profile, and the clock ticks that end hold periods. The rewards are
-recomputed from the referrals sorted by event time; only changes are returned, each as
-a ``RewardChange`` with a deterministic reward id (``<referral_id>:referrer``,
+referrer's own profile, and the clock ticks that end hold periods. Only changes are
+returned, each as a ``Reward`` with a deterministic id (``<referral_id>:referrer``,
 ``<referral_id>:referee``, ``<referrer>:<campaign>:milestone:<n>``).
 
-The rules:
+The rules (the same as the reference model, ``tests/oracle/referrer_rewards.py``, which
+recomputes them from the whole history on every fact; the hypothesis tests in
+``tests/unit/streams/test_referrer_incremental.py`` show both emit the same changes for any
+stream of facts):
 
 - a qualified referral gives two rewards, referrer and referee, ``pending``;
 - ``held_for_review`` (both rewards, no points) when the referee shares the referrer's
@@ -16,27 +18,48 @@ The rules:
   ``velocity_limit`` referrals used the same code within ``velocity_window``
   (``velocity_limit``: all in that window);
 - the referrer's reward is ``capped`` (visible, no points) beyond ``monthly_cap`` rewarded
-  referrals in the calendar month (UTC) of the qualifying order; the referee's is not:
-  the friend keeps the welcome bonus;
+  referrals in the calendar month (UTC) of the qualifying order; the referee's is not;
 - a revoked qualification (refund within the hold period) makes both ``revoked``;
 - ticks: once ``qualified_at + hold period + lateness`` has passed, a referral's rewards
-  are final: ``pending`` becomes ``confirmed``, and nothing changes them any more (a
-  refund reported later is recorded on the referral, not revoked);
-- milestone bonuses: at the n-th confirmed referral (by confirmation order), a confirmed
-  reward of its own;
-- a reward already announced that a late event voids (its referral was reattributed,
-  rejected, or no longer qualifies) stays visible as ``revoked`` with 0 points and the
-  referral's reason, or ``late_event``.
+  are final: ``pending`` becomes ``confirmed``, and nothing changes them any more;
+- milestone bonuses: at the n-th confirmed referral of a campaign (by the end of its hold),
+  a confirmed reward of its own;
+- a reward already announced that a late event voids stays visible as ``revoked`` with 0
+  points and the referral's reason, or ``late_event``.
+
+What a fact touches, and so what it costs:
+
+- a referral: its code's referrals within two velocity windows of its time, its device
+  group (the referrer's referees on one device, in one campaign), and the calendar months
+  of the referrals whose hold-for-review changed; in a month, only the referrals up to
+  the point where the cap is reached (an appended referral after it is capped at once);
+- a tick: the referrals whose hold ended (a sorted index of due times) and the milestone
+  count of their campaign;
+- a change of the referrer's own profile (their first signup: once, as a rule) re-decides
+  every referral: the profile rule compares each referee with it.
+
+The state is owned by its caller and updated in place by ``step``: copying a referrer's
+whole history on every event is what made an older referrer cost more. ``copy`` gives an
+independent state. The indexes the decisions use (referrals by code, device, month and due
+time, each one's hold reason) are derived from the state: never stored, rebuilt in one pass
+over the referrals the first time a state is stepped after it was loaded or renamed.
 """
 
 from __future__ import annotations
 
+import copy as _copy
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from schemas.derived import ReasonCode, RewardRole, RewardStatus
 from streams.campaigns import Campaign, CampaignBook
 from streams.referee_ledger import Profile, Referral
+
+_AT = 0  # index entries are (time, referral id): sorted by time, then id
+_ONE_TICK = timedelta(microseconds=1)
+Key = tuple[datetime, str]  # datetimes have microseconds: ``t + _ONE_TICK`` is the next instant
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,198 +82,404 @@ class Reward:
     at: datetime  # event time of the decision's cause
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class ReferrerState:
+    """What one referrer's decisions rest on. Mutable: ``step`` updates it in place (see the module docstring)."""
+
     profile: Profile | None = None
-    referrals: dict[str, Referral] = field(default_factory=dict)
-    final: dict[str, Reward] = field(default_factory=dict)  # rewards that no longer change
-    final_order: tuple[str, ...] = ()  # referral ids in the order their hold ended
-    rewards: dict[str, Reward] = field(default_factory=dict)
+    referrals: dict[str, Referral] = field(default_factory=dict)  # every referral heard of, withdrawn ones too
+    rewards: dict[str, Reward] = field(default_factory=dict)  # every reward announced, as it stands now
+    final: set[str] = field(default_factory=set)  # ids of the rewards that no longer change
     changes: dict[str, int] = field(default_factory=dict)  # reward id -> changes emitted
+    confirmed: dict[str, int] = field(default_factory=dict)  # campaign -> referrals confirmed (milestones)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.final, set) or not isinstance(self.confirmed, dict):
+            raise TypeError("a referrer record of the format before the incremental core (#17): the worker's "
+                            "tables must be started fresh (README: the stream worker, records of an older format)")
+
+    def copy(self) -> ReferrerState:
+        """An independent state (the indexes are rebuilt when it is first stepped)."""
+        return ReferrerState(self.profile, dict(self.referrals), dict(self.rewards), set(self.final),
+                             dict(self.changes), dict(self.confirmed))
+
+    def __copy__(self) -> ReferrerState:
+        return self.copy()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ReferrerState:
+        return ReferrerState(*(_copy.deepcopy(getattr(self, f), memo) for f in _FIELDS))
 
 
-def _due(referral: Referral, campaign: Campaign) -> datetime | None:
-    if referral.qualified_at is None or referral.status not in ("qualified", "revoked"):
+_FIELDS = ("profile", "referrals", "rewards", "final", "changes", "confirmed")
+
+
+class _Index:
+    """The state's referrals arranged for the decisions; derived, rebuilt by ``_index`` when missing."""
+
+    __slots__ = ("book", "by_code", "by_device", "by_month", "due", "held", "capped_from")
+
+    def __init__(self, book: CampaignBook) -> None:
+        self.book = book
+        self.by_code: dict[str, list[tuple[datetime, str]]] = {}  # live referrals by code, by attribution time
+        self.by_device: dict[tuple[str, str], dict[str, str]] = {}  # (campaign, device) -> referral -> referee
+        self.by_month: dict[tuple[str, str], list[tuple[datetime, str]]] = {}  # (campaign, month) -> by qualified_at
+        self.due: list[tuple[datetime, str]] = []  # (end of hold, referral id), not final yet
+        self.held: dict[str, ReasonCode] = {}  # live referral -> why held for review
+        self.capped_from: dict[tuple[str, str], tuple[datetime, str] | None] = {}  # month -> entry reaching the cap
+
+
+# -- which index a referral belongs in --------------------------------------------------------------------------
+
+
+def _live(r: Referral, campaigns: CampaignBook) -> bool:
+    return r.status not in ("rejected", "withdrawn") and campaigns.get(r.campaign_id) is not None
+
+
+def _month_of(r: Referral, campaigns: CampaignBook) -> tuple[str, str] | None:
+    """The (campaign, month) whose cap the referral counts against, or None: it has no rewards to decide."""
+    if r.qualified_at is None or r.status not in ("qualified", "revoked") or campaigns.get(r.campaign_id) is None:
         return None
-    return referral.qualified_at + campaign.hold_period + campaign.lateness
+    return r.campaign_id, f"{r.qualified_at.year:04d}-{r.qualified_at.month:02d}"
 
 
-def _held(ordered: list[Referral], profile: Profile | None, campaigns: CampaignBook) -> dict[str, ReasonCode]:
-    """The referrals held for review and why, the first reason that applies in this order: the referrer's own
-    e-mail or device, a device shared by more referees than allowed, a burst on one code. A device or a burst
-    over the limit holds every referral in it, the earlier ones too: their rewards are pending until the hold
-    ends, and an abuse is told by its size, which its first referrals do not show yet."""
-    live = [r for r in ordered if r.status not in ("rejected", "withdrawn") and campaigns.get(r.campaign_id)]
-    held: dict[str, ReasonCode] = {}
-    if profile is not None:
-        for r in live:
-            if r.referee_email_hash and r.referee_email_hash == profile.email_hash:
-                held[r.referral_id] = ReasonCode.SHARED_EMAIL
-            elif r.referee_device_id and r.referee_device_id == profile.device_id:
-                held[r.referral_id] = ReasonCode.SHARED_DEVICE
-    on_device: dict[tuple[str, str], list[Referral]] = {}
-    for r in live:
+def _due_of(r: Referral, campaign: Campaign) -> datetime:
+    assert r.qualified_at is not None
+    return r.qualified_at + campaign.hold_period + campaign.lateness
+
+
+def _remove(entries: list[tuple[datetime, str]], entry: tuple[datetime, str]) -> None:
+    i = bisect_left(entries, entry)
+    if i < len(entries) and entries[i] == entry:
+        del entries[i]
+
+
+def _unindex(state: ReferrerState, idx: _Index, r: Referral) -> None:
+    book = idx.book
+    if _live(r, book):
+        entries = idx.by_code.get(r.code)
+        if entries is not None:
+            _remove(entries, (r.attributed_at, r.referral_id))
+            if not entries:
+                del idx.by_code[r.code]
         if r.referee_device_id:
-            on_device.setdefault((r.campaign_id, r.referee_device_id), []).append(r)
-    for (campaign_id, _device), referrals in on_device.items():
-        if len({r.referee_id for r in referrals}) > campaigns.get(campaign_id).referees_per_device:
-            for r in referrals:
-                held.setdefault(r.referral_id, ReasonCode.DEVICE_REUSED)
-    by_code: dict[str, list[Referral]] = {}
-    for r in live:
-        by_code.setdefault(r.code, []).append(r)
-    for on_code in by_code.values():  # the window ending at each referral, slid along: O(referrals)
-        first = 0
-        marked = 0  # referrals before this one are held already
-        for last, r in enumerate(on_code):
-            campaign = campaigns.get(r.campaign_id)
-            while on_code[first].attributed_at <= r.attributed_at - campaign.velocity_window:
-                first += 1
-            if last - first + 1 > campaign.velocity_limit:
-                for o in on_code[max(first, marked):last + 1]:
-                    held.setdefault(o.referral_id, ReasonCode.VELOCITY_LIMIT)
-                marked = last + 1
-    return held
+            group = idx.by_device.get((r.campaign_id, r.referee_device_id))
+            if group is not None:
+                group.pop(r.referral_id, None)
+                if not group:
+                    del idx.by_device[(r.campaign_id, r.referee_device_id)]
+    idx.held.pop(r.referral_id, None)
+    month = _month_of(r, book)
+    if month is not None:
+        entries = idx.by_month.get(month)
+        if entries is not None:
+            _remove(entries, (r.qualified_at, r.referral_id))  # type: ignore[arg-type]
+        if f"{r.referral_id}:referee" not in state.final:
+            _remove(idx.due, (_due_of(r, book.get(r.campaign_id)), r.referral_id))
 
 
-def _decide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) -> dict[str, Reward]:
-    out: dict[str, Reward] = dict(state.final)
-    ordered = sorted(state.referrals.values(), key=lambda r: (r.attributed_at, r.referral_id))
+def _add_to_index(state: ReferrerState, idx: _Index, r: Referral) -> None:
+    book = idx.book
+    if _live(r, book):
+        insort(idx.by_code.setdefault(r.code, []), (r.attributed_at, r.referral_id))
+        if r.referee_device_id:
+            idx.by_device.setdefault((r.campaign_id, r.referee_device_id), {})[r.referral_id] = r.referee_id
+    month = _month_of(r, book)
+    if month is not None:
+        insort(idx.by_month.setdefault(month, []), (r.qualified_at, r.referral_id))  # type: ignore[arg-type]
+        if f"{r.referral_id}:referee" not in state.final:
+            insort(idx.due, (_due_of(r, book.get(r.campaign_id)), r.referral_id))
+
+
+# -- hold for review ------------------------------------------------------------------------------------------
+
+
+def _over_velocity(state: ReferrerState, entries: list[tuple[datetime, str]], i: int, book: CampaignBook) -> bool:
+    """Whether the referral at ``entries[i]`` is in a window of its code holding more than the limit: a window
+    ends at each referral r (those after r.at - window, up to r in order); ``i`` is in r's if r is at or after
+    it in order and r.at - window < its time."""
+    at = entries[i][_AT]
+    for j in range(i, len(entries)):
+        r_at, r_id = entries[j]
+        campaign = book.get(state.referrals[r_id].campaign_id)
+        window = campaign.velocity_window
+        if r_at - window >= at:
+            break  # later referrals' windows start after this one (one campaign per code: one window)
+        first = bisect_left(entries, (r_at - window + _ONE_TICK,))  # the first after r.at - window
+        if j - first + 1 > campaign.velocity_limit:
+            return True
+    return False
+
+
+def _hold_reason(state: ReferrerState, idx: _Index, r: Referral, over_device: dict[tuple[str, str], bool]
+                 ) -> ReasonCode | None:
+    """Why a live referral is held for review (the first rule that applies, in the reference's order), or None."""
     profile = state.profile
-    held = _held(ordered, profile, campaigns)
-    # monthly cap: rewarded referrals by month of the qualifying order
-    rewarded_in_month: dict[tuple[str, str], int] = {}
-    for r in sorted((r for r in ordered if r.qualified_at is not None),
-                    key=lambda r: (r.qualified_at, r.referral_id)):
-        campaign = campaigns.get(r.campaign_id)
-        if campaign is None or r.status not in ("qualified", "revoked"):
-            continue
-        ids = (f"{r.referral_id}:referrer", f"{r.referral_id}:referee")
-        month = (r.campaign_id, r.qualified_at.strftime("%Y-%m"))
-        final_referrer = state.final.get(ids[0])
-        if final_referrer is not None:
-            if final_referrer.status is RewardStatus.CONFIRMED:
-                rewarded_in_month[month] = rewarded_in_month.get(month, 0) + 1
-            continue
+    if profile is not None:
+        if r.referee_email_hash and r.referee_email_hash == profile.email_hash:
+            return ReasonCode.SHARED_EMAIL
+        if r.referee_device_id and r.referee_device_id == profile.device_id:
+            return ReasonCode.SHARED_DEVICE
+    if r.referee_device_id:
+        group_key = (r.campaign_id, r.referee_device_id)
+        over = over_device.get(group_key)
+        if over is None:
+            referees = set(idx.by_device.get(group_key, {}).values())
+            over = over_device[group_key] = len(referees) > idx.book.get(r.campaign_id).referees_per_device
+        if over:
+            return ReasonCode.DEVICE_REUSED
+    entries = idx.by_code.get(r.code, [])
+    i = bisect_left(entries, (r.attributed_at, r.referral_id))
+    if _over_velocity(state, entries, i, idx.book):
+        return ReasonCode.VELOCITY_LIMIT
+    return None
 
-        def reward(role: RewardRole, status: RewardStatus, reason: ReasonCode | None, points: int,
-                   r: Referral = r) -> Reward:
-            customer = referrer_id if role is RewardRole.REFERRER else r.referee_id
-            return Reward(f"{r.referral_id}:{role.value}", r.referral_id, role, customer, points, status, reason,
-                          r.campaign_id, r.qualified_at)
 
-        if r.referral_id in held:
-            reason = held[r.referral_id]
-            out[ids[0]] = reward(RewardRole.REFERRER, RewardStatus.HELD_FOR_REVIEW, reason, 0)
-            out[ids[1]] = reward(RewardRole.REFEREE, RewardStatus.HELD_FOR_REVIEW, reason, 0)
-        elif r.status == "revoked":  # the points shown are the ones taken back
-            out[ids[0]] = reward(RewardRole.REFERRER, RewardStatus.REVOKED, ReasonCode.REFUNDED_IN_HOLD,
-                                 campaign.referrer_points)
-            out[ids[1]] = reward(RewardRole.REFEREE, RewardStatus.REVOKED, ReasonCode.REFUNDED_IN_HOLD,
-                                 campaign.referee_points)
-        else:
-            count = rewarded_in_month.get(month, 0)
-            if count < campaign.monthly_cap:
-                rewarded_in_month[month] = count + 1
-                out[ids[0]] = reward(RewardRole.REFERRER, RewardStatus.PENDING, None, campaign.referrer_points)
+def _rehold(state: ReferrerState, idx: _Index, referral_ids: set[str]) -> set[str]:
+    """Decide again whether each of ``referral_ids`` is held; those whose answer changed."""
+    changed: set[str] = set()
+    over_device: dict[tuple[str, str], bool] = {}
+    for rid in referral_ids:
+        r = state.referrals.get(rid)
+        reason = _hold_reason(state, idx, r, over_device) if r is not None and _live(r, idx.book) else None
+        if reason != idx.held.get(rid):
+            if reason is None:
+                del idx.held[rid]
             else:
-                out[ids[0]] = reward(RewardRole.REFERRER, RewardStatus.CAPPED, ReasonCode.MONTHLY_CAP, 0)
-            out[ids[1]] = reward(RewardRole.REFEREE, RewardStatus.PENDING, None, campaign.referee_points)
+                idx.held[rid] = reason
+            changed.add(rid)
+    return changed
+
+
+def _positions(state: ReferrerState, idx: _Index, referral_ids: set[str]) -> dict[tuple[str, str], set[Key]]:
+    """Where each referral stands in its month now: month -> positions."""
+    out: dict[tuple[str, str], set[Key]] = {}
+    for rid in referral_ids:
+        r = state.referrals[rid]
+        month = _month_of(r, idx.book)
+        if month is not None:
+            out.setdefault(month, set()).add((r.qualified_at, rid))  # type: ignore[arg-type]
     return out
 
 
-def _emit(state: ReferrerState, decided: dict[str, Reward]) -> tuple[ReferrerState, list[Reward]]:
-    # A reward already announced never silently disappears: if a late event voids it (its referral
-    # was withdrawn, rejected or no longer qualifies), it stays visible as revoked with 0 points.
-    for key, old in state.rewards.items():
-        if key not in decided:
-            referral = state.referrals.get(old.referral_id)
-            reason = referral.reason if referral is not None and referral.status == "rejected" else None
-            decided[key] = replace(old, status=RewardStatus.REVOKED, points=0,
-                                   reason=reason or ReasonCode.LATE_EVENT)
+def _neighbours(state: ReferrerState, idx: _Index, r: Referral) -> set[str]:
+    """The referrals whose hold ``r`` can change: its code's within one velocity window of it (a window holding r
+    ends at some referral in [r.at, r.at + window) and starts after r.at - window), its device group."""
+    out = {r.referral_id}
+    if not _live(r, idx.book):
+        return out
+    reach = max((c.velocity_window for c in idx.book.campaign), default=timedelta(0))
+    entries = idx.by_code.get(r.code, [])
+    lo = bisect_left(entries, (r.attributed_at - reach,))
+    hi = bisect_left(entries, (r.attributed_at + reach + _ONE_TICK,))
+    out.update(rid for _, rid in entries[lo:hi])
+    if r.referee_device_id:
+        out.update(idx.by_device.get((r.campaign_id, r.referee_device_id), {}))
+    return out
+
+
+# -- rewards by month: the cap --------------------------------------------------------------------------------
+
+
+def _reward(referrer_id: str, r: Referral, role: RewardRole, status: RewardStatus, reason: ReasonCode | None,
+            points: int) -> Reward:
+    customer = referrer_id if role is RewardRole.REFERRER else r.referee_id
+    return Reward(f"{r.referral_id}:{role.value}", r.referral_id, role, customer, points, status, reason,
+                  r.campaign_id, r.qualified_at)  # type: ignore[arg-type]
+
+
+def _decide_one(referrer_id: str, r: Referral, campaign: Campaign, held: ReasonCode | None, count: int,
+                out: dict[str, Reward]) -> bool:
+    """Both rewards of a referral that is not final; whether its referrer's reward counts against the cap."""
+    if held is not None:
+        out[f"{r.referral_id}:referrer"] = _reward(referrer_id, r, RewardRole.REFERRER,
+                                                   RewardStatus.HELD_FOR_REVIEW, held, 0)
+        out[f"{r.referral_id}:referee"] = _reward(referrer_id, r, RewardRole.REFEREE,
+                                                  RewardStatus.HELD_FOR_REVIEW, held, 0)
+        return False
+    if r.status == "revoked":  # the points shown are the ones taken back
+        out[f"{r.referral_id}:referrer"] = _reward(referrer_id, r, RewardRole.REFERRER, RewardStatus.REVOKED,
+                                                   ReasonCode.REFUNDED_IN_HOLD, campaign.referrer_points)
+        out[f"{r.referral_id}:referee"] = _reward(referrer_id, r, RewardRole.REFEREE, RewardStatus.REVOKED,
+                                                  ReasonCode.REFUNDED_IN_HOLD, campaign.referee_points)
+        return False
+    rewarded = count < campaign.monthly_cap
+    out[f"{r.referral_id}:referrer"] = (
+        _reward(referrer_id, r, RewardRole.REFERRER, RewardStatus.PENDING, None, campaign.referrer_points)
+        if rewarded else
+        _reward(referrer_id, r, RewardRole.REFERRER, RewardStatus.CAPPED, ReasonCode.MONTHLY_CAP, 0))
+    out[f"{r.referral_id}:referee"] = _reward(referrer_id, r, RewardRole.REFEREE, RewardStatus.PENDING, None,
+                                              campaign.referee_points)
+    return rewarded
+
+
+def _decide_month(state: ReferrerState, idx: _Index, referrer_id: str, month: tuple[str, str],
+                  changes: set[Key], out: dict[str, Reward]) -> None:
+    """Decide the rewards of a month's referrals again after ``changes``: the positions (qualifying order's
+    time, referral id) where a referral came, went or had its hold changed. The month is walked in order,
+    counting the rewarded referrals against the cap. Once the cap is reached, every later referral that is
+    not held or revoked is capped whatever comes before it; so a month whose changes all come after the entry
+    that reached the cap decides only the referrals at them, and a walk stops once it has passed every change
+    and the entry that reached the cap before (everything after it stays capped)."""
+    entries = idx.by_month.get(month, [])
+    campaign = idx.book.get(month[0])
+    capped_from = idx.capped_from.get(month)
+    if capped_from is not None and changes and min(changes) > capped_from:
+        for key in sorted(changes):
+            rid = key[1]
+            r = state.referrals[rid]
+            if (r.qualified_at, rid) == key and _month_of(r, idx.book) == month \
+                    and f"{rid}:referrer" not in state.final:
+                _decide_one(referrer_id, r, campaign, idx.held.get(rid), campaign.monthly_cap, out)
+        return
+    last_change = max(changes, default=None)
+    count = 0
+    reached: Key | None = None
+    for entry in entries:
+        if reached is not None and (last_change is None or entry > last_change) \
+                and (capped_from is None or entry > capped_from):
+            break
+        rid = entry[1]
+        referrer_reward = f"{rid}:referrer"
+        if referrer_reward in state.final:
+            if state.rewards[referrer_reward].status is RewardStatus.CONFIRMED:
+                count += 1
+        elif _decide_one(referrer_id, state.referrals[rid], campaign, idx.held.get(rid), count, out):
+            count += 1
+        if reached is None and count >= campaign.monthly_cap:
+            reached = entry
+    if entries:
+        idx.capped_from[month] = reached
+    else:
+        idx.capped_from.pop(month, None)
+
+
+# -- the step -------------------------------------------------------------------------------------------------
+
+
+def _index(state: ReferrerState, book: CampaignBook) -> _Index:
+    idx: _Index | None = getattr(state, "_idx", None)
+    if idx is not None and idx.book is book:
+        return idx
+    idx = _Index(book)
+    for r in state.referrals.values():
+        _add_to_index(state, idx, r)
+    _rehold(state, idx, {r.referral_id for r in state.referrals.values() if _live(r, book)})
+    scratch: dict[str, Reward] = {}
+    for month in idx.by_month:
+        _decide_month(state, idx, "", month, set(), scratch)  # finds where each month's cap is reached
+    object.__setattr__(state, "_idx", idx)
+    return idx
+
+
+def _late_revoked(state: ReferrerState, old: Reward) -> Reward:
+    """A reward announced that no decision gives any more: revoked, 0 points, the referral's reason or late_event."""
+    referral = state.referrals.get(old.referral_id)
+    reason = referral.reason if referral is not None and referral.status == "rejected" else None
+    return replace(old, status=RewardStatus.REVOKED, points=0, reason=reason or ReasonCode.LATE_EVENT)
+
+
+def _settle(state: ReferrerState, decided: dict[str, Reward], undecided: set[str]) -> list[Reward]:
+    """Store the decisions; rewards in ``undecided`` that no decision gave are revoked; return what changed."""
+    for referral_id in undecided:
+        for role in ("referrer", "referee"):
+            reward_id = f"{referral_id}:{role}"
+            old = state.rewards.get(reward_id)
+            if old is not None and reward_id not in decided and reward_id not in state.final:
+                decided[reward_id] = _late_revoked(state, old)
     changed = [w for k, w in sorted(decided.items()) if state.rewards.get(k) != w]
-    counts = dict(state.changes)
     for w in changed:
-        counts[w.reward_id] = counts.get(w.reward_id, 0) + 1
-    return replace(state, rewards=decided, changes=counts), changed
+        state.rewards[w.reward_id] = w
+        state.changes[w.reward_id] = state.changes.get(w.reward_id, 0) + 1
+    return changed
 
 
-def step(
-    state: ReferrerState, referrer_id: str, fact: Referral | Profile | Tick, campaigns: CampaignBook
-) -> tuple[ReferrerState, list[Reward]]:
-    """Add one fact (or a tick); return the new state and the rewards that are new or changed."""
+def _on_referral(state: ReferrerState, idx: _Index, referrer_id: str, fact: Referral) -> list[Reward]:
+    old = state.referrals.get(fact.referral_id)
+    touched: set[str] = set()
+    changes: dict[tuple[str, str], set[Key]] = {}
+    if old is not None:
+        touched |= _neighbours(state, idx, old)
+        _unindex(state, idx, old)
+        if (month := _month_of(old, idx.book)) is not None:
+            changes.setdefault(month, set()).add((old.qualified_at, old.referral_id))  # type: ignore[arg-type]
+    state.referrals[fact.referral_id] = fact
+    _add_to_index(state, idx, fact)
+    touched |= _neighbours(state, idx, fact)
+    for month, keys in _positions(state, idx, _rehold(state, idx, touched) | {fact.referral_id}).items():
+        changes.setdefault(month, set()).update(keys)
+    decided: dict[str, Reward] = {}
+    for month in sorted(changes):
+        _decide_month(state, idx, referrer_id, month, changes[month], decided)
+    return _settle(state, decided, {fact.referral_id})
+
+
+def _on_profile(state: ReferrerState, idx: _Index, referrer_id: str, fact: Profile) -> list[Reward]:
+    """The profile rule compares every referee with the referrer: every live referral's hold is decided again."""
+    state.profile = fact
+    held = _rehold(state, idx, {r.referral_id for r in state.referrals.values() if _live(r, idx.book)})
+    decided: dict[str, Reward] = {}
+    for month, keys in sorted(_positions(state, idx, held).items()):
+        _decide_month(state, idx, referrer_id, month, keys, decided)
+    return _settle(state, decided, set())
+
+
+def _on_tick(state: ReferrerState, idx: _Index, referrer_id: str, now: datetime) -> list[Reward]:
+    """End the hold of every referral whose due time has passed: its rewards become final, in due order."""
+    cut = bisect_left(idx.due, (now + _ONE_TICK,))  # every entry due at or before now
+    due, idx.due[:cut] = idx.due[:cut], []
+    decided: dict[str, Reward] = {}
+    for when, referral_id in due:
+        for role in ("referrer", "referee"):
+            reward_id = f"{referral_id}:{role}"
+            w = state.rewards.get(reward_id)
+            if w is None:
+                continue
+            if w.status is RewardStatus.PENDING:
+                w = decided[reward_id] = replace(w, status=RewardStatus.CONFIRMED, at=when)
+            state.final.add(reward_id)
+        referrer_reward = decided.get(f"{referral_id}:referrer") or state.rewards.get(f"{referral_id}:referrer")
+        if referrer_reward is None or referrer_reward.status is not RewardStatus.CONFIRMED:
+            continue
+        r = state.referrals[referral_id]
+        campaign = idx.book.get(r.campaign_id)
+        n = state.confirmed[r.campaign_id] = state.confirmed.get(r.campaign_id, 0) + 1
+        if n in campaign.milestones:
+            mid = f"{referrer_id}:{r.campaign_id}:milestone:{n}"
+            if mid not in state.final:
+                decided[mid] = Reward(mid, referral_id, RewardRole.REFERRER, referrer_id, campaign.milestones[n],
+                                      RewardStatus.CONFIRMED, None, r.campaign_id, referrer_reward.at)
+                state.final.add(mid)
+    return _settle(state, decided, set())
+
+
+def step(state: ReferrerState, referrer_id: str, fact: Referral | Profile | Tick, campaigns: CampaignBook
+         ) -> list[Reward] | None:
+    """Add one fact (or a tick) to ``state``, in place; the rewards that are new or changed, or None if the
+    fact changed nothing (a copy of what the state holds, or a tick with no hold ending)."""
+    idx = _index(state, campaigns)
     if isinstance(fact, Profile):
         if fact == state.profile:
-            return state, []
-        state = replace(state, profile=fact)
-    elif isinstance(fact, Referral):
+            return None
+        return _on_profile(state, idx, referrer_id, fact)
+    if isinstance(fact, Referral):
         if state.referrals.get(fact.referral_id) == fact:
-            return state, []
-        state = replace(state, referrals={**state.referrals, fact.referral_id: fact})
-    else:
-        state = _finalise(state, referrer_id, fact.now, campaigns)
-    return _emit(state, _decide(state, referrer_id, campaigns))
-
-
-def _due_now(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> list[tuple[datetime, str]]:
-    """(due time, referral id) of every referral whose hold has ended by ``now`` but is not final yet."""
-    due = []
-    for r in state.referrals.values():
-        campaign = campaigns.get(r.campaign_id)
-        when = _due(r, campaign) if campaign else None
-        if when is not None and when <= now and f"{r.referral_id}:referee" not in state.final:
-            due.append((when, r.referral_id))
-    return due
+            return None
+        return _on_referral(state, idx, referrer_id, fact)
+    if not has_due(state, fact.now, campaigns):
+        return None
+    return _on_tick(state, idx, referrer_id, fact.now)
 
 
 def next_due(state: ReferrerState, campaigns: CampaignBook) -> datetime | None:
     """When the next hold of a referral not final yet ends (the first tick that changes the state), or None."""
-    due = None
-    for r in state.referrals.values():
-        campaign = campaigns.get(r.campaign_id)
-        when = _due(r, campaign) if campaign else None
-        if when is not None and (due is None or when < due) and f"{r.referral_id}:referee" not in state.final:
-            due = when
-    return due
+    due = _index(state, campaigns).due
+    return due[0][_AT] if due else None
 
 
 def has_due(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> bool:
-    """Whether a tick at ``now`` would end the hold of some referral (cheap: no decisions computed)."""
-    return bool(_due_now(state, now, campaigns))
-
-
-def _finalise(state: ReferrerState, referrer_id: str, now: datetime, campaigns: CampaignBook) -> ReferrerState:
-    """End the hold of every referral whose due time has passed: its rewards become final."""
-    current = _decide(state, referrer_id, campaigns)
-    due = _due_now(state, now, campaigns)
-    if not due:
-        return state
-    final = dict(state.final)
-    order = list(state.final_order)
-    for when, referral_id in sorted(due):
-        for role in ("referrer", "referee"):
-            w = current.get(f"{referral_id}:{role}")
-            if w is None:
-                continue
-            if w.status is RewardStatus.PENDING:
-                w = replace(w, status=RewardStatus.CONFIRMED, at=when)
-            final[w.reward_id] = w
-        order.append(referral_id)
-    # milestones: the n-th confirmed referral (by the end of its hold) earns the bonus
-    confirmed = [rid for rid in order if final.get(f"{rid}:referrer") is not None
-                 and final[f"{rid}:referrer"].status is RewardStatus.CONFIRMED]
-    for rid in confirmed:
-        r = state.referrals[rid]
-        campaign = campaigns.get(r.campaign_id)
-        if campaign is None:
-            continue
-        n = sum(1 for x in confirmed[: confirmed.index(rid) + 1] if state.referrals[x].campaign_id == r.campaign_id)
-        if n in campaign.milestones:
-            mid = f"{referrer_id}:{r.campaign_id}:milestone:{n}"
-            if mid not in final:
-                final[mid] = Reward(mid, rid, RewardRole.REFERRER, referrer_id, campaign.milestones[n],
-                                    RewardStatus.CONFIRMED, None, r.campaign_id, final[f"{rid}:referrer"].at)
-    return replace(state, final=final, final_order=tuple(order))
+    """Whether a tick at ``now`` would end the hold of some referral."""
+    due = next_due(state, campaigns)
+    return due is not None and due <= now
 
 
 def balances(rewards: dict[str, Reward]) -> dict[str, dict[str, int]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from schemas.derived import Attribution, AttributionMethod, RewardChange
@@ -30,7 +31,7 @@ from schemas.topics import ATTRIBUTIONS, CUSTOMER_FACTS, REFERRER_FACTS, REWARDS
 from streams import referee_ledger, referrer_rewards, visitor_attribution
 from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, Continue, Erase, Forget, mentions, rename
-from streams.counters import NO_CHANNEL, funnel_cells
+from streams.counters import NO_CHANNEL, referral_cells
 from streams.referee_ledger import CustomerState, Profile, Referral
 from streams.referrer_rewards import ReferrerState, Reward, Tick
 from streams.visitor_attribution import Candidate, Click, VisitorSignup, VisitorState
@@ -285,20 +286,30 @@ def _customer_facts_resend(record: CustomerRecord, customer_id: str) -> list[Out
 
 @dataclass(frozen=True, slots=True)
 class ReferrerRecord:
+    """One referrer's record. Its collections are updated in place by ``referrer_step`` (as the core is:
+    ``streams.referrer_rewards``), so an event costs what it changes, not a copy of the referrer's history;
+    the fields themselves (``seq``, ``ticked``, ``erasure``) change by ``replace``."""
+
     core: ReferrerState = field(default_factory=ReferrerState)
     seq: int = 0  # bumped on every change the counters show; fences the Redis snapshot
     versions: dict[str, int] = field(default_factory=dict)  # referral/profile fact id -> newest version applied
-    counted: frozenset[str] = frozenset()  # share and click event ids counted (each counts once)
+    counted: set[str] = field(default_factory=set)  # share and click event ids counted (each counts once)
     activity: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # (stage, campaign, channel, day)
     ticked: datetime | None = None  # the last tick that changed the record
-    cells: frozenset[tuple[str, str, str, str]] = frozenset()  # funnel cells ever contributed to
+    cells: set[tuple[str, str, str, str]] = field(default_factory=set)  # funnel cells ever contributed to
     reached: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)
     # ^ (reward id, status) -> (role, campaign, points): every status a reward has been in (metrics count these)
     withheld: dict[tuple[str, str], str] = field(default_factory=dict)
     # ^ (referral id, reason code) -> campaign: every reason a referral or its rewards were ever withheld for
     erasure: ReferrerErasure | None = None  # the marker of an erased referrer (streams.erasure), nothing else
-    visitors: frozenset[str] = frozenset()  # visitors whose clicks on its links were counted (their records name it)
-    named: frozenset[str] = frozenset()  # customers whose records name it (``Named``)
+    visitors: set[str] = field(default_factory=set)  # visitors whose clicks on its links were counted (their records name it)
+    named: set[str] = field(default_factory=set)  # customers whose records name it (``Named``)
+
+    def copy(self) -> ReferrerRecord:
+        """An independent record (what a table gives back after a write; the at-least-once model uses it)."""
+        return replace(self, core=self.core.copy(), versions=dict(self.versions), counted=set(self.counted),
+                       activity=dict(self.activity), cells=set(self.cells), reached=dict(self.reached),
+                       withheld=dict(self.withheld), visitors=set(self.visitors), named=set(self.named))
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,24 +346,31 @@ def _referrer_erase(record: ReferrerRecord, referrer_id: str, erase: Erase) -> S
         return Step(record, _referrer_erasure_outbound(referrer_id, marker), changed=True)
     if not mentions(record, x):
         return Step(record, duplicate=True)
-    return Step(_advance(rename(record, x, p)), changed=True)
+    return Step(_advance_all(rename(record, x, p)), changed=True)
 
 
-def _advance(record: ReferrerRecord, **changes: Any) -> ReferrerRecord:
-    """A change the counters show: a new ``seq``; the funnel cells it touches, the reward statuses and
-    withholding reasons it reached remembered (metrics are counters: what was reached stays counted)."""
+def _advance(record: ReferrerRecord, rewards: Iterable[Reward] = (), referrals: Iterable[Referral] = (),
+             **changes: Any) -> ReferrerRecord:
+    """A change the counters show: a new ``seq``; the funnel cells, reward statuses and withholding reasons that
+    ``rewards`` (the changes a step emitted) and ``referrals`` (those it stored) reached, remembered (metrics
+    are counters: what was reached stays counted). Every reward change is emitted, so this sees every status."""
     record = replace(record, seq=record.seq + 1, **changes)
-    reached, withheld = record.reached, record.withheld
-    new_reached = {(w.reward_id, w.status.value): (w.role.value, w.campaign_id, w.points)
-                   for w in record.core.rewards.values() if (w.reward_id, w.status.value) not in reached}
-    new_withheld = {(r.referral_id, r.reason.value): r.campaign_id for r in record.core.referrals.values()
-                    if r.status == "rejected" and r.reason is not None}
-    new_withheld.update({(w.referral_id, w.reason.value): w.campaign_id for w in record.core.rewards.values()
-                         if w.reason is not None})
-    new_withheld = {k: v for k, v in new_withheld.items() if k not in withheld}
-    return replace(record, cells=record.cells | frozenset(funnel_cells(record)),
-                   reached={**reached, **new_reached} if new_reached else reached,
-                   withheld={**withheld, **new_withheld} if new_withheld else withheld)
+    for w in rewards:
+        record.reached.setdefault((w.reward_id, w.status.value), (w.role.value, w.campaign_id, w.points))
+        if w.reason is not None:
+            record.withheld.setdefault((w.referral_id, w.reason.value), w.campaign_id)
+    referrals = list(referrals)
+    for r in referrals:
+        if r.status == "rejected" and r.reason is not None:
+            record.withheld.setdefault((r.referral_id, r.reason.value), r.campaign_id)
+    record.cells.update(referral_cells(referrals))
+    return record
+
+
+def _advance_all(record: ReferrerRecord) -> ReferrerRecord:
+    """``_advance`` for a record any part of which may be new (adopted, renamed): every reward and referral."""
+    record.cells.update(record.activity)
+    return _advance(record, record.core.rewards.values(), record.core.referrals.values())
 
 
 def reward_event(referrer: ReferrerState, w: Reward) -> RewardChange:
@@ -372,8 +390,10 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
     if event_id in record.counted:
         return Step(record, duplicate=True)
     key = (stage, campaign_id, channel, at.strftime("%Y-%m-%d"))
-    return Step(_advance(record, counted=record.counted | {event_id},
-                         activity={**record.activity, key: record.activity.get(key, 0) + 1}), changed=True)
+    record.counted.add(event_id)
+    record.activity[key] = record.activity.get(key, 0) + 1
+    record.cells.add(key)
+    return Step(_advance(record), changed=True)
 
 
 def referrer_step(record: ReferrerRecord, referrer_id: str,
@@ -394,7 +414,7 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
     if isinstance(fact, Adopt):
         if record.seq > 0 or record.erasure is not None:
             return Step(record, duplicate=True)  # adopted before
-        return Step(_advance(fact.record), changed=True)
+        return Step(_advance_all(fact.record.copy()), changed=True)
     if record.erasure is not None:  # a fact for an erased referrer: to its pseudonym, renamed
         if isinstance(fact, Tick):
             return Step(record)
@@ -406,29 +426,30 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
     if isinstance(fact, Tick):
         if record.ticked is not None and fact.now <= record.ticked:
             return Step(record, duplicate=True)
-        if not referrer_rewards.has_due(record.core, fact.now, campaigns):
+        rewards = referrer_rewards.step(record.core, referrer_id, fact, campaigns)
+        if rewards is None:
             return Step(record)
-        core, rewards = referrer_rewards.step(record.core, referrer_id, fact, campaigns)
-        record = _advance(record, core=core, ticked=fact.now)
-        return Step(record, _rewards_outbound(referrer_id, core, rewards), changed=True)
+        record = _advance(record, rewards, ticked=fact.now)
+        return Step(record, _rewards_outbound(referrer_id, record.core, rewards), changed=True)
     if isinstance(fact.fact, Named):
         if fact.fact.customer_id in record.named:
             return Step(record, duplicate=True)
-        return Step(replace(record, named=record.named | {fact.fact.customer_id}), changed=True)
+        record.named.add(fact.fact.customer_id)
+        return Step(replace(record), changed=True)
     if isinstance(fact.fact, ClickCounted):
         c = fact.fact
         step = _count(record, f"click:{c.event_id}", "click", c.campaign_id, c.channel or NO_CHANNEL, c.at)
-        if step.changed and c.visitor_id and c.visitor_id not in step.record.visitors:
-            step = replace(step, record=replace(step.record, visitors=step.record.visitors | {c.visitor_id}))
+        if step.changed and c.visitor_id:
+            step.record.visitors.add(c.visitor_id)
         return step
     if record.versions.get(fact.fact_id, -1) >= fact.version:
         return Step(record, duplicate=True)
-    versions = {**record.versions, fact.fact_id: fact.version}
-    core, rewards = referrer_rewards.step(record.core, referrer_id, fact.fact, campaigns)
-    if core is record.core:
-        return Step(replace(record, versions=versions), changed=True)  # a newer copy of a fact it has
-    record = _advance(record, core=core, versions=versions)
-    return Step(record, _rewards_outbound(referrer_id, core, rewards), changed=True)
+    record.versions[fact.fact_id] = fact.version
+    rewards = referrer_rewards.step(record.core, referrer_id, fact.fact, campaigns)
+    if rewards is None:
+        return Step(replace(record), changed=True)  # a newer copy of a fact it has
+    record = _advance(record, rewards, [fact.fact] if isinstance(fact.fact, Referral) else [])
+    return Step(record, _rewards_outbound(referrer_id, record.core, rewards), changed=True)
 
 
 def tick_due(record: ReferrerRecord, campaigns: CampaignBook) -> datetime | None:

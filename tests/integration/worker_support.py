@@ -30,7 +30,7 @@ from streams.campaigns import load_campaigns
 from streams.counters import NO_CHANNEL, referral_cells
 from streams.redis_layout import RedisLayout
 from streams.redis_views import active_prefix
-from streams.reference_pipeline import ReferencePipeline
+from tests.oracle.pipeline import ReferencePipeline
 from streams.referee_ledger import CodeOwner
 from tests.integration.kafka_reading import read_topic
 

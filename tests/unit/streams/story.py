@@ -7,7 +7,7 @@ from pathlib import Path
 
 from schemas import parse_event
 from streams.campaigns import Campaign, CampaignBook, load_campaigns
-from streams.reference_pipeline import ReferencePipeline
+from tests.oracle.pipeline import ReferencePipeline
 from streams.referee_ledger import CodeOwner
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)

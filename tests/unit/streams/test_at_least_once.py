@@ -76,7 +76,9 @@ class Shell:
 
     def _step(self, name: str, key: str, fact) -> tuple[stages.Step, list[stages.Outbound]]:  # noqa: ANN001
         book = self.story.book
-        table = self.stages[name].table
+        # the stages update a record in place (streams.referrer_rewards): each step gets its own copy, as a
+        # worker's memory is gone with its crash and only the writes that reached Kafka remain
+        table = {k: stored(v) for k, v in self.stages[name].table.items() if k == key}
         alias = self.erased.get(key)
         if alias is not None and table.get(key) is None and not isinstance(fact, Erase | Adopt | Continue | Forget | Tick):
             # what the shell does with a late fact for an erased customer: forward it (referrer), drop it

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from producers.simulator import Simulation, SimulationConfig
 from schemas import parse_event
-from streams.reference_pipeline import ReferencePipeline, rebuild_from_changes
+from tests.oracle.pipeline import ReferencePipeline, rebuild_from_changes
 from streams.referee_ledger import CodeOwner
 from tests.unit.streams.story import campaigns
 

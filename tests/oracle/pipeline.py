@@ -1,5 +1,8 @@
 """The three stages composed in memory: what the Faust agents compute, without Kafka or Redis.
 
+The referrer stage is the reference model (``tests.oracle.referrer_rewards``: recomputed from the
+whole history), so every test comparing the worker with this pipeline compares it with the oracle.
+
 Used by the tests (and the end-to-end check) as the expected result for a stream of
 events: route each inbound event to its stage(s) the way the topics' keys do, pass each
 stage's outputs on to the next, and keep every stage's state. Pure apart from the
@@ -12,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.events import InboundEventBase, ShareEvent, SignupEvent
-from streams import referee_ledger, referrer_rewards, visitor_attribution
+from streams import referee_ledger, visitor_attribution
 from streams.campaigns import CampaignBook
 from streams.inbound import Resolve, to_fact
 from streams.referee_ledger import CustomerState, Profile, Referral
-from streams.referrer_rewards import ReferrerState, Reward, Tick
+from streams.referrer_rewards import Reward, Tick
+from tests.oracle import referrer_rewards
+from tests.oracle.referrer_rewards import ReferrerState
 from streams.visitor_attribution import Candidate, VisitorState
 
 

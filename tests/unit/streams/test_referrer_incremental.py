@@ -1,0 +1,123 @@
+"""The incremental referrer core against the reference model (hypothesis): fact by fact, the same changes.
+
+``tests/oracle/referrer_rewards.py`` recomputes every decision from the referrer's whole history
+on every fact; ``streams.referrer_rewards`` touches only what a fact can change. For any stream
+of referrals, profiles and ticks (updates of a referral, referrals moving between months,
+devices shared, bursts on a code, withdrawals, late events, ticks at any moment, the state
+reloaded from its pickle at any point), both must emit the same reward changes at every step
+and hold the same rewards.
+"""
+
+from __future__ import annotations
+
+import pickle
+from datetime import timedelta
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from schemas.derived import ReasonCode
+from streams import referrer_rewards
+from streams.referee_ledger import Profile, Referral
+from streams.referrer_rewards import ReferrerState, Tick
+from tests.oracle import referrer_rewards as oracle
+from tests.unit.streams.story import T0, campaigns
+
+REFEREES = [f"c{i}" for i in range(8)]
+REFERRER = "anna"
+# attribution times: bursts within minutes (velocity), and days apart across months (caps, holds)
+OFFSETS = st.one_of(st.integers(min_value=0, max_value=180).map(lambda m: timedelta(minutes=m)),
+                    st.integers(min_value=0, max_value=80).map(lambda d: timedelta(days=d, minutes=d * 7)))
+
+
+@st.composite
+def referrals(draw) -> Referral:
+    referee = draw(st.sampled_from(REFEREES))
+    duplicate = draw(st.sampled_from(["", "", "", ":e9"]))  # a duplicate claim is listed beside the referral
+    status = draw(st.sampled_from(["attributed", "qualified", "qualified", "qualified", "revoked", "rejected",
+                                   "withdrawn"]))
+    attributed_at = T0 + draw(OFFSETS)
+    qualified = status in ("qualified", "revoked") or (status != "attributed" and draw(st.booleans()))
+    qualified_at = attributed_at + timedelta(days=draw(st.integers(min_value=0, max_value=40)),
+                                             minutes=draw(st.integers(min_value=0, max_value=90))) \
+        if qualified else None
+    reason = {"revoked": ReasonCode.REFUNDED_IN_HOLD,
+              "rejected": draw(st.sampled_from([ReasonCode.DUPLICATE_ATTRIBUTION, ReasonCode.EXISTING_CUSTOMER]))
+              }.get(status)
+    return Referral(
+        referral_id=f"default:{REFERRER}:{referee}{duplicate}", referee_id=referee, referrer_id=REFERRER,
+        code=draw(st.sampled_from(["ANNA", "ANNA", "ANNA2"])), campaign_id="default", method="signup_code",
+        attributed_at=attributed_at, source_event_id=f"s-{referee}{duplicate}", status=status, reason=reason,
+        referee_email_hash=draw(st.sampled_from([None, None, "h-anna", f"h-{referee}"])),
+        referee_device_id=draw(st.sampled_from([None, "d1", "d2", "d-anna", f"d-{referee}"])),
+        qualifying_order_id="o1" if qualified_at else None, qualified_at=qualified_at,
+        amount=Decimal("30.00") if qualified_at else None, currency="EUR" if qualified_at else None,
+        refunded_after_hold=draw(st.booleans()) if qualified_at else False,
+        channel=draw(st.sampled_from([None, "whatsapp"])))
+
+
+facts = st.one_of(
+    referrals(), referrals(), referrals(), referrals(),
+    st.builds(Profile, st.just(REFERRER), st.sampled_from([None, "h-anna"]), st.sampled_from([None, "d-anna"])),
+    st.integers(min_value=0, max_value=140 * 24).map(lambda h: Tick(T0 + timedelta(hours=h))),
+    st.just("reload"),
+)
+books = st.builds(lambda cap, velocity, window, per_device, hold: campaigns(
+    monthly_cap=cap, velocity_limit=velocity, velocity_window_minutes=window, referees_per_device=per_device,
+    hold_period_days=hold, milestones={1: 100, 2: 200, 3: 250}),
+    st.sampled_from([1, 2, 3, 10]), st.sampled_from([1, 2, 5]), st.sampled_from([30, 60]), st.sampled_from([1, 2]),
+    st.sampled_from([0, 14]))
+
+
+def lockstep(book, stream) -> tuple[oracle.ReferrerState, ReferrerState]:
+    expected, state = oracle.ReferrerState(), ReferrerState()
+    for fact in stream:
+        if fact == "reload":  # as the table's changelog gives it back: the index is rebuilt
+            state = pickle.loads(pickle.dumps(state))
+            continue
+        expected, want = oracle.step(expected, REFERRER, fact, book)
+        got = referrer_rewards.step(state, REFERRER, fact, book)
+        assert (got or []) == want, fact
+        assert state.rewards == expected.rewards
+    return expected, state
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(books, st.lists(facts, min_size=1, max_size=60))
+def test_the_incremental_core_emits_what_the_reference_emits_at_every_step(book, stream):
+    note(repr(stream))
+    expected, state = lockstep(book, stream)
+    assert state.final == set(expected.final)
+    assert state.changes == expected.changes
+    assert state.referrals == expected.referrals
+    assert referrer_rewards.next_due(state, book) == oracle.next_due(expected, book)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(books, st.lists(facts, min_size=1, max_size=40), st.randoms(use_true_random=False))
+def test_a_copy_is_independent_and_decides_alike(book, stream, rnd):
+    state = ReferrerState()
+    for fact in (f for f in stream if f != "reload"):
+        referrer_rewards.step(state, REFERRER, fact, book)
+    twin = state.copy()
+    assert twin == state
+    later = Tick(T0 + timedelta(days=200))
+    changes = referrer_rewards.step(state, REFERRER, later, book)
+    assert referrer_rewards.step(twin, REFERRER, later, book) == changes
+    assert twin == state
+    if changes:
+        assert twin is not state and twin.rewards is not state.rewards
+
+
+def test_a_fact_the_state_holds_changes_nothing():
+    book = campaigns()
+    r = Referral(referral_id="default:anna:c1", referee_id="c1", referrer_id=REFERRER, code="ANNA",
+                 campaign_id="default", method="signup_code", attributed_at=T0, source_event_id="s1",
+                 status="qualified", qualifying_order_id="o1", qualified_at=T0 + timedelta(days=1),
+                 amount=Decimal("30.00"), currency="EUR")
+    state = ReferrerState()
+    assert [w.status.value for w in referrer_rewards.step(state, REFERRER, r, book)] == ["pending", "pending"]
+    assert referrer_rewards.step(state, REFERRER, r, book) is None
+    assert referrer_rewards.step(state, REFERRER, Tick(T0), book) is None  # no hold ends
+    assert referrer_rewards.next_due(state, book) == T0 + timedelta(days=15, hours=1)
