@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import freshness_bench, gateway_bench, pipeline_bench, raw_limits, workload
+from bench import freshness_bench, gateway_bench, pipeline_bench, raw_limits, referrer_history, workload
 from bench.report import SECTIONS, Figure, Report, machine
 from deploy.local.stack import LocalStack
 from referrals.kafka_admin import ensure_topics
@@ -32,11 +32,14 @@ class Sizes:
     growth_customers: tuple[int, ...]
     growth_tail: int
     fixed_rate: float = 1000.0
+    history_referrals: int = 20_000  # one influencer's referrals (``bench.referrer_history``)
+    history_reference: int = 1_000  # of them, through the reference core too (it costs O(history) per fact)
 
 
 FULL = Sizes("full", 3, 1_000_000, 10_000, 1_000_000, 60, 10_000, 30, 20, (10_000, 100_000, 1_000_000), 100_000)
 QUICK = Sizes("quick", 3, 100_000, 10_000, 300_000, 60, 10_000, 30, 20, (10_000, 100_000), 50_000)
-SMOKE = Sizes("smoke", 1, 3_000, 300, 20_000, 4, 200, 3, 3, (300, 600), 1_000, fixed_rate=200.0)
+SMOKE = Sizes("smoke", 1, 3_000, 300, 20_000, 4, 200, 3, 3, (300, 600), 1_000, fixed_rate=200.0,
+              history_referrals=2_000, history_reference=200)
 
 
 
@@ -209,3 +212,30 @@ class Suite:
         self.report.add(Figure(f"growth: cost per event at {large:,} / at {small:,} customers", "ratio",
                                [b / a for a, b in zip(costs[small], costs[large], strict=True)], target="<= 1.25",
                                note="flat: the cost per event does not grow with the state"))
+
+    # -- one referrer's history (in process) -------------------------------------------------------
+
+    def history(self) -> None:
+        s = self.sizes
+        n = s.history_referrals
+        self.echo(f"one referrer gaining {n:,} referrals through the referrer stage, in process")
+        results = [referrer_history.run(n, s.history_reference) for _ in range(s.runs)]
+        add = self.report.add
+        last = f"last {referrer_history.SLICE:,} of {n:,}"
+        add(Figure(f"history: referrer stage per event, first {referrer_history.SLICE:,} referrals", "µs/event",
+                   [r.step_us[0] for r in results]))
+        add(Figure(f"history: referrer stage per event, {last} referrals", "µs/event",
+                   [r.step_us[-1] for r in results]))
+        add(Figure("history: referrer stage per event, last / first slice", "ratio", [r.growth for r in results],
+                   target="<= 1.5", note="the decisions and their bookkeeping: independent of the history"))
+        add(Figure(f"history: reference core (recomputed from the history), first {s.history_reference:,} "
+                   "referrals", "µs/fact", [r.reference_step_us for r in results],
+                   bound="what the worker ran before #17; raw figure of the same run"))
+        add(Figure(f"history: counter snapshot at {n:,} referrals", "ms", [r.snapshot_ms[-1] for r in results],
+                   note="once per batch for a changed referrer; still O(history) (#17 open)"))
+        add(Figure(f"history: changelog value pickled at {n:,} referrals", "ms", [r.pickle_ms[-1] for r in results],
+                   note="once per batch for a changed referrer; still O(history) (#17 open)"))
+        add(Figure(f"history: changelog value at {n:,} referrals", "bytes",
+                   [float(r.value_bytes[-1]) for r in results], target="<= 102400",
+                   bound="Kafka's default max.message.bytes: 1,048,588",
+                   note="the whole record in one value: the poison pill of #17, not fixed yet"))

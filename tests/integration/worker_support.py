@@ -166,7 +166,7 @@ def expected(settings: Settings, events: list[dict[str, Any]], now: datetime | N
         elif e.type == "click" and resolve(e.referral_code):
             funnel[f"click:{e.channel.value if e.channel else NO_CHANNEL}"] += 1
     for state in ref.referrers.values():
-        for (stage, _campaign, channel, _day), n in referral_cells(state).items():
+        for (stage, _campaign, channel, _day), n in referral_cells(state.referrals.values()).items():
             funnel[f"{stage}:{channel}"] += n
     rewards = drop_ghosts({k: (w.status.value, w.points) for k, w in ref.rewards().items()})
     referrals = {k: r.status for k, r in ref.referrals().items()}
