@@ -39,7 +39,7 @@ from referrals.settings import Settings
 from schemas.derived import DeadLetter
 from schemas.events import ShareEvent
 from schemas.topics import REFERRER_FACTS, REWARDS, SHARES
-from streams import counters, erasure_registry, redis_views, stages
+from streams import counters, erasure_registry, redis_views, referrer_parts, stages
 from streams.app import changelog_topics
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify, classify_internal
@@ -121,16 +121,18 @@ class _Replay:
             self._apply(record.key.decode(), fact)
 
 
-def _changelog_records(settings: Settings, until, since, records: dict, changed: set, progress: Progress) -> int:
+def _changelog_records(settings: Settings, campaigns: CampaignBook, until, since, records: dict, changed: set,
+                       progress: Progress) -> int:
+    """The referrer records as the worker's table recovers them: assembled from their parts
+    (``streams.referrer_parts``), a record a crash left torn decided again as the worker will."""
     n = 0
+    assembler = referrer_parts.Assembler(records)
     for record in kafka_log.read(settings, until, since, on_progress=lambda k: progress("read", k, None)):
         n += 1
-        if record.value is None:
-            records.pop(record.key.decode(), None)
-            continue
-        referrer_id = record.key.decode()
-        records[referrer_id] = faust_codecs.loads(RECORDS_CODEC, record.value)  # as the worker's table reads it
-        changed.add(referrer_id)
+        value = None if record.value is None else faust_codecs.loads(RECORDS_CODEC, record.value)
+        changed.add(assembler.apply(record.key, value))
+    for referrer_id, newest in assembler.finish().items():
+        records[referrer_id] = stages.referrer_repair(records[referrer_id], referrer_id, campaigns, newest).record
     return n
 
 
@@ -196,7 +198,7 @@ def rebuild(settings: Settings, campaigns: CampaignBook, *, source: Source = "ch
     records: dict[str, stages.ReferrerRecord]
     if source == "changelog":
         records, changed = {}, set()
-        read = _changelog_records(settings, until, None, records, changed, progress)
+        read = _changelog_records(settings, campaigns, until, None, records, changed, progress)
     else:
         replay = _Replay(settings, campaigns, erasure_registry.pseudonyms(client, key_prefix))
         read = 0
@@ -218,7 +220,7 @@ def rebuild(settings: Settings, campaigns: CampaignBook, *, source: Source = "ch
     since, until = until, kafka_log.end_offsets(settings, topics)
     if source == "changelog":
         changed: set[str] = set()
-        result.records_read += _changelog_records(settings, until, since, records, changed, progress)
+        result.records_read += _changelog_records(settings, campaigns, until, since, records, changed, progress)
     else:
         replay.changed = set()
         for record in kafka_log.read(settings, until, since):

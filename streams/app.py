@@ -41,7 +41,8 @@ import random
 import signal
 import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +80,7 @@ from streams import (
     erasure_registry,
     pickling,
     redis_views,
+    referrer_parts,
     stages,
     visitor_attribution,
     worker_heartbeats,
@@ -103,6 +105,59 @@ class PickleTable(faust.Table):
 
     def _serializer_from_type(self, typ: Any) -> str:
         return "raw" if typ is bytes else pickling.RECORDS_CODEC
+
+
+class _ByName(MutableMapping):
+    """A table's store keyed by bytes, seen by referrer id."""
+
+    def __init__(self, store: MutableMapping) -> None:
+        self.store = store
+
+    def __getitem__(self, key: str) -> Any:
+        return self.store[key.encode()]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.store[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.store[key.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode() for k in self.store)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+
+class ReferrerTable(PickleTable):
+    """The referrer records, whose changelog holds each record in parts (``streams.referrer_parts``): recovery
+    assembles them, and hands the records a crash left torn (referrer id -> newest part seq) of the partitions
+    this worker now owns to ``repair`` before any input is read."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._assembler: referrer_parts.Assembler | None = None
+        self.repair: Callable[[dict[str, int]], Any] | None = None
+
+    @property
+    def assembler(self) -> referrer_parts.Assembler:
+        if self._assembler is None:  # the store exists once the app is set up
+            self._assembler = referrer_parts.Assembler(_ByName(self.data))
+        return self._assembler
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        positions = self.data._key_partition  # noqa: SLF001 - the memory store's, to drop revoked partitions
+        for event in batch:
+            value = None if event.message.value is None else event.value
+            referrer_id = self.assembler.apply(event.key, value)
+            positions[referrer_id.encode()] = event.message.partition
+
+    async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:  # noqa: D102
+        torn = self.assembler.finish()
+        await super().on_recovery_completed(active_tps, standby_tps)  # the store drops what is not ours
+        torn = {r: newest for r, newest in torn.items() if r.encode() in self.data}
+        if torn and self.repair is not None:
+            await self.repair(torn)
 
 
 def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
@@ -164,6 +219,7 @@ class Batch:
         self.caused_at: list[datetime] = []  # event times of the events whose counters this batch writes
         self.retired: dict[str, None] = {}  # erased referrers whose counters go
         self.owners: dict[str, CodeOwner | None] = {}  # the batch's codes looked up before it is stepped
+        self.headers_first: set[tuple[str, bytes]] = set()  # referrer headers sent before the parts (renames)
 
     def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         self.records.append((topic, key, value, headers))
@@ -196,11 +252,12 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     customer_in = app.topic(name(SIGNUPS), name(ORDERS), name(REFUNDS), name(CUSTOMER_FACTS), **raw)
     referrer_in = app.topic(name(SHARES), name(REFERRER_FACTS), **raw)
 
-    def table(table_name: str) -> faust.Table:
-        return app.tables.add(PickleTable(app, name=table_name, default=lambda: None, partitions=partitions,
-                                          key_type=bytes, beacon=app.tables.beacon))
+    def table(table_name: str, kind: type[PickleTable] = PickleTable) -> faust.Table:
+        return app.tables.add(kind(app, name=table_name, default=lambda: None, partitions=partitions,
+                                   key_type=bytes, beacon=app.tables.beacon))
 
-    visitors_table, customers_table, referrers_table = (table(t) for t in TABLES)
+    visitors_table, customers_table = table(TABLES[0]), table(TABLES[1])
+    referrers_table: ReferrerTable = table(TABLES[2], ReferrerTable)
     changelog_of = {t.name: t.changelog_topic.get_topic_name() for t in (visitors_table, customers_table, referrers_table)}
 
     # -- shared plumbing -----------------------------------------------------------------------------
@@ -276,9 +333,22 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 raise TypeError(f"cannot send {type(out.value).__name__}")
 
     def apply(table, key: str, step: stages.Step, batch: Batch, refreshed: set[str],  # noqa: ANN001
-              resend: Callable[[Any], list[stages.Outbound]]) -> None:
+              resend: Callable[[Any], list[stages.Outbound]], before: Any = None, rename: bool = False) -> None:
         """Store a changed record and send its outputs; on a duplicate, re-send once per key and run."""
-        if step.changed and step.record is None:  # an erased customer's marker: the key goes (a tombstone)
+        if step.changed and table is referrers_table:  # in parts: what changed, then the header
+            topic = changelog_of[table.name]
+            for entry_key, value in referrer_parts.entries(step.record, key, step.parts, before, header_first=rename):
+                batch.changelog[(topic, entry_key)] = (batch.partition, value)
+            header = (topic, referrer_parts.changelog_key(key))
+            if rename:  # the header's last writer in the batch decides where it goes (``changelog_order``)
+                batch.headers_first.add(header)
+            else:
+                batch.headers_first.discard(header)
+            if step.record is None:
+                table.data.pop(key.encode(), None)
+            else:
+                table.data[key.encode()] = step.record
+        elif step.changed and step.record is None:  # an erased customer's marker: the key goes (a tombstone)
             batch.changelog[(changelog_of[table.name], key.encode())] = (batch.partition, None)
             table.data.pop(key.encode(), None)
         elif step.changed:
@@ -306,11 +376,13 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         """Send the batch's records, wait for Kafka to acknowledge them (and the table changes), then Redis."""
         sent = [await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
                 for topic, key, value, headers in batch.records]
-        # the table changes, encoded as Faust's table would (its ``records`` codec), straight to the producer
+        # the table changes, encoded as Faust's table would (its ``records`` codec), straight to the producer; a
+        # referrer's parts before its header, an erasure marker first (``streams.referrer_parts``: torn writes)
         sent += [await app.producer.send(topic, key,
                                          None if record is None else codecs.dumps(pickling.RECORDS_CODEC, record),
                                          partition=partition, timestamp=None, headers=None)
-                 for (topic, key), (partition, record) in batch.changelog.items()]
+                 for (topic, key), (partition, record) in sorted(
+                     batch.changelog.items(), key=lambda item: changelog_order(item, batch.headers_first))]
         await fault_point()
         # Every output and every table change acknowledged by Kafka, or the worker stops (and the batch
         # comes again): a flush that does not end must not stall it, and a failed send must not pass.
@@ -452,6 +524,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     # -- referrer stage ------------------------------------------------------------------------------
 
     referrers_refreshed: set[str] = set()
+    referrers_touched: set[str] = set()
     partition_cache: dict[bytes, int] = {}
 
     def referrer_keys(partition: int) -> list[bytes]:
@@ -498,6 +571,28 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         due_at.clear()  # the table may have changed under another owner: read again at the next tick
         ticked_until.clear()
 
+    async def repair_torn(torn: dict[str, int]) -> None:
+        """Records a crash left torn (``streams.referrer_parts``), repaired before any input is read: each decided
+        again, its outputs sent (and acknowledged) first, then all its parts and its header, then its counters.
+        Cut short anywhere, it is still torn at the next recovery, and repaired again."""
+        outputs, changelog = Batch(), Batch()
+        repaired = []
+        for referrer_id, newest in sorted(torn.items()):
+            stored = referrers_table.data[referrer_id.encode()]
+            step = stages.referrer_repair(stored, referrer_id, campaigns, newest)
+            emit(outputs, step.outbound)
+            changelog.partition = partition_of(referrer_id, partitions)
+            apply(referrers_table, referrer_id, replace(step, outbound=[]), changelog, set(), lambda r: [],
+                  before=stored)
+            repaired.append(referrer_id)
+        log.warning("%d referrer records torn by a crash: repaired, %d outputs sent again", len(repaired),
+                    len(outputs.records))
+        await finish(outputs)
+        changelog.dirty = dict.fromkeys(repaired)
+        await finish(changelog, counter_snapshots)
+
+    referrers_table.repair = repair_torn
+
     def referrer_apply(referrer_id: str, fact: Any, batch: Batch) -> None:
         stored = referrers_table[referrer_id.encode()]
         if stored is None and not isinstance(fact, Erase | Adopt | Continue | Forget | Tick):
@@ -508,6 +603,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         if isinstance(fact, Erase):
             erased.add(fact.pseudonym)
         record = stored or stages.ReferrerRecord()
+        renaming = stages.renames(record, referrer_id, fact)
         step = stages.referrer_step(record, referrer_id, fact, campaigns)
         if step.changed and step.record is None:  # an erased referrer's marker goes: so do its counters
             batch.dirty.pop(referrer_id, None)
@@ -519,8 +615,13 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 batch.caused_at.append(caused_at)
         if step.duplicate and referrer_id not in referrers_refreshed:
             batch.dirty[referrer_id] = None  # the snapshot may not have reached Redis: write it again
+        if stored is not None and referrer_id not in referrers_touched:
+            # first touched by this process: what an earlier one wrote to the table (a repair, say) may not have
+            # reached Redis, and this fact need not change anything: the snapshot is written again
+            referrers_touched.add(referrer_id)
+            batch.dirty[referrer_id] = None
         apply(referrers_table, referrer_id, step, batch, referrers_refreshed,
-              lambda r: stages.referrer_resend(r, referrer_id))
+              lambda r: stages.referrer_resend(r, referrer_id), before=record, rename=renaming)
         if step.changed:
             note_due(batch.partition, referrer_id.encode(), step.record)
 
@@ -592,6 +693,17 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             await send_ticks(app.producer, name(REFERRER_FACTS), partitions, datetime.now(UTC))
 
     return app
+
+
+def changelog_order(item: tuple[tuple[str, bytes], tuple[int, Any]], headers_first: set[tuple[str, bytes]]) -> int:
+    """The order a batch sends its table changes in: erasure markers and renamed headers, then a referrer record's
+    parts (and every other table's records), then the other referrer headers (``streams.referrer_parts``)."""
+    (topic, key), (_partition, value) = item
+    if (isinstance(value, stages.ReferrerRecord) and value.erasure is not None) or (topic, key) in headers_first:
+        return 0
+    if b"\x1f" in key or not isinstance(value, stages.ReferrerRecord | None):
+        return 1
+    return 2
 
 
 def tick_record(now: datetime) -> tuple[bytes, bytes]:

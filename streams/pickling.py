@@ -31,7 +31,7 @@ from typing import Any
 from faust.serializers import codecs
 
 from schemas import derived
-from streams import erasure, referee_ledger, referrer_rewards, stages, visitor_attribution
+from streams import erasure, referee_ledger, referrer_parts, referrer_rewards, stages, visitor_attribution
 
 # module -> name -> class: what ``loads`` may build (``allow`` adds to it)
 ALLOWED: dict[str, dict[str, type]] = {
@@ -104,6 +104,6 @@ RECORDS_CODEC = "records"
 codecs.register(RECORDS_CODEC, _RawRecords() | codecs.binary())
 
 
-RECORD_MODULES = (stages, referee_ledger, referrer_rewards, visitor_attribution, erasure)
+RECORD_MODULES = (stages, referee_ledger, referrer_rewards, referrer_parts, visitor_attribution, erasure)
 register(*RECORD_MODULES)
 allow(*RECORD_MODULES, derived)  # the records hold the reward enums of ``schemas.derived``

@@ -91,17 +91,16 @@ class ReferrerState:
     rewards: dict[str, Reward] = field(default_factory=dict)  # every reward announced, as it stands now
     final: set[str] = field(default_factory=set)  # ids of the rewards that no longer change
     changes: dict[str, int] = field(default_factory=dict)  # reward id -> changes emitted
-    confirmed: dict[str, int] = field(default_factory=dict)  # campaign -> referrals confirmed (milestones)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.final, set) or not isinstance(self.confirmed, dict):
+        if not isinstance(self.final, set) or not isinstance(self.changes, dict):
             raise TypeError("a referrer record of the format before the incremental core (#17): the worker's "
                             "tables must be started fresh (README: the stream worker, records of an older format)")
 
     def copy(self) -> ReferrerState:
         """An independent state (the indexes are rebuilt when it is first stepped)."""
         return ReferrerState(self.profile, dict(self.referrals), dict(self.rewards), set(self.final),
-                             dict(self.changes), dict(self.confirmed))
+                             dict(self.changes))
 
     def __copy__(self) -> ReferrerState:
         return self.copy()
@@ -110,13 +109,45 @@ class ReferrerState:
         return ReferrerState(*(_copy.deepcopy(getattr(self, f), memo) for f in _FIELDS))
 
 
-_FIELDS = ("profile", "referrals", "rewards", "final", "changes", "confirmed")
+    def bonuses(self) -> dict[str, list[str]]:
+        """referral id -> the milestone rewards it earned (derived, kept while the state lives)."""
+        bonus = self.__dict__.get("_bonus")
+        if bonus is None:
+            bonus = self.__dict__["_bonus"] = {}
+            for w in self.rewards.values():
+                if not _own(w):
+                    bonus.setdefault(w.referral_id, []).append(w.reward_id)
+        return bonus
+
+    def forget_bonuses(self, referral_id: str) -> None:
+        bonus = self.__dict__.get("_bonus")
+        if bonus is not None:
+            bonus.pop(referral_id, None)
+
+    def note_bonus(self, w: Reward) -> None:
+        bonus = self.__dict__.get("_bonus")
+        if bonus is not None and not _own(w) and w.reward_id not in bonus.get(w.referral_id, ()):
+            bonus.setdefault(w.referral_id, []).append(w.reward_id)
+
+
+_FIELDS = ("profile", "referrals", "rewards", "final", "changes")
+
+
+def _own(w: Reward) -> bool:
+    """A referral's own reward (referrer or referee), not a milestone bonus it earned."""
+    return w.reward_id == f"{w.referral_id}:{w.role.value}"
+
+
+def rewards_of(state: ReferrerState, referral_id: str) -> list[Reward]:
+    """A referral's rewards: its own two, then the milestone bonuses it earned."""
+    out = [w for role in ("referrer", "referee") if (w := state.rewards.get(f"{referral_id}:{role}")) is not None]
+    return out + [state.rewards[mid] for mid in state.bonuses().get(referral_id, ())]
 
 
 class _Index:
     """The state's referrals arranged for the decisions; derived, rebuilt by ``_index`` when missing."""
 
-    __slots__ = ("book", "by_code", "by_device", "by_month", "due", "held", "capped_from")
+    __slots__ = ("book", "by_code", "by_device", "by_month", "due", "held", "capped_from", "confirmed")
 
     def __init__(self, book: CampaignBook) -> None:
         self.book = book
@@ -126,6 +157,7 @@ class _Index:
         self.due: list[tuple[datetime, str]] = []  # (end of hold, referral id), not final yet
         self.held: dict[str, ReasonCode] = {}  # live referral -> why held for review
         self.capped_from: dict[tuple[str, str], tuple[datetime, str] | None] = {}  # month -> entry reaching the cap
+        self.confirmed: dict[str, int] = {}  # campaign -> referrals confirmed so far (the milestone count)
 
 
 # -- which index a referral belongs in --------------------------------------------------------------------------
@@ -364,6 +396,10 @@ def _index(state: ReferrerState, book: CampaignBook) -> _Index:
     for r in state.referrals.values():
         _add_to_index(state, idx, r)
     _rehold(state, idx, {r.referral_id for r in state.referrals.values() if _live(r, book)})
+    for reward_id in state.final:
+        w = state.rewards[reward_id]
+        if w.role is RewardRole.REFERRER and w.status is RewardStatus.CONFIRMED and _own(w):
+            idx.confirmed[w.campaign_id] = idx.confirmed.get(w.campaign_id, 0) + 1
     scratch: dict[str, Reward] = {}
     for month in idx.by_month:
         _decide_month(state, idx, "", month, set(), scratch)  # finds where each month's cap is reached
@@ -442,13 +478,15 @@ def _on_tick(state: ReferrerState, idx: _Index, referrer_id: str, now: datetime)
             continue
         r = state.referrals[referral_id]
         campaign = idx.book.get(r.campaign_id)
-        n = state.confirmed[r.campaign_id] = state.confirmed.get(r.campaign_id, 0) + 1
+        n = idx.confirmed[r.campaign_id] = idx.confirmed.get(r.campaign_id, 0) + 1
         if n in campaign.milestones:
             mid = f"{referrer_id}:{r.campaign_id}:milestone:{n}"
             if mid not in state.final:
                 decided[mid] = Reward(mid, referral_id, RewardRole.REFERRER, referrer_id, campaign.milestones[n],
                                       RewardStatus.CONFIRMED, None, r.campaign_id, referrer_reward.at)
                 state.final.add(mid)
+    for w in decided.values():
+        state.note_bonus(w)
     return _settle(state, decided, set())
 
 
@@ -470,10 +508,29 @@ def step(state: ReferrerState, referrer_id: str, fact: Referral | Profile | Tick
     return _on_tick(state, idx, referrer_id, fact.now)
 
 
+def redecide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) -> list[Reward]:
+    """Every decision made again from the referrals, their finality and the profile, with fresh indexes (a
+    state read back from a write a crash cut short); the rewards that change."""
+    state.__dict__.pop("_idx", None)
+    state.__dict__.pop("_bonus", None)
+    idx = _index(state, campaigns)
+    decided: dict[str, Reward] = {}
+    for month, entries in sorted(idx.by_month.items()):
+        _decide_month(state, idx, referrer_id, month, set(entries), decided)
+    return _settle(state, decided, set(state.referrals))
+
+
 def next_due(state: ReferrerState, campaigns: CampaignBook) -> datetime | None:
     """When the next hold of a referral not final yet ends (the first tick that changes the state), or None."""
     due = _index(state, campaigns).due
     return due[0][_AT] if due else None
+
+
+def due(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> list[str]:
+    """The referrals a tick at ``now`` makes final (their rewards may not change: revoked, held or capped ones
+    become final as they are)."""
+    entries = _index(state, campaigns).due
+    return [rid for _, rid in entries[:bisect_left(entries, (now + _ONE_TICK,))]]
 
 
 def has_due(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> bool:

@@ -90,6 +90,7 @@ class Step:
     duplicate: bool = False  # the input was in the record already: the shell may re-send (``*_resend``)
     changed: bool = False  # the record changed (the referrer shell then writes its counters)
     # ``record`` None: delete the key (an erased customer's marker, ``Forget``)
+    parts: frozenset[str] | None = None  # referrer stage: the parts of the record that changed (None: any)
 
 
 # -- visitors -------------------------------------------------------------------------------------
@@ -293,7 +294,8 @@ class ReferrerRecord:
     core: ReferrerState = field(default_factory=ReferrerState)
     seq: int = 0  # bumped on every change the counters show; fences the Redis snapshot
     versions: dict[str, int] = field(default_factory=dict)  # referral/profile fact id -> newest version applied
-    counted: set[str] = field(default_factory=set)  # share and click event ids counted (each counts once)
+    counted: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
+    # ^ share and click event ids counted (each counts once) -> the funnel cell it counted in
     activity: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # (stage, campaign, channel, day)
     ticked: datetime | None = None  # the last tick that changed the record
     cells: set[tuple[str, str, str, str]] = field(default_factory=set)  # funnel cells ever contributed to
@@ -307,7 +309,7 @@ class ReferrerRecord:
 
     def copy(self) -> ReferrerRecord:
         """An independent record (what a table gives back after a write; the at-least-once model uses it)."""
-        return replace(self, core=self.core.copy(), versions=dict(self.versions), counted=set(self.counted),
+        return replace(self, core=self.core.copy(), versions=dict(self.versions), counted=dict(self.counted),
                        activity=dict(self.activity), cells=set(self.cells), reached=dict(self.reached),
                        withheld=dict(self.withheld), visitors=set(self.visitors), named=set(self.named))
 
@@ -347,6 +349,27 @@ def _referrer_erase(record: ReferrerRecord, referrer_id: str, erase: Erase) -> S
     if not mentions(record, x):
         return Step(record, duplicate=True)
     return Step(_advance_all(rename(record, x, p)), changed=True)
+
+
+def referral_part(referral_id: str) -> str:
+    """The changelog part of a referrer's record holding one referral (``streams.referrer_parts``)."""
+    return f"r:{referral_id}"
+
+
+def counted_part(event_id: str) -> str:
+    return f"c:{event_id}"
+
+
+def visitor_part(visitor_id: str) -> str:
+    return f"v:{visitor_id}"
+
+
+def named_part(customer_id: str) -> str:
+    return f"n:{customer_id}"
+
+
+def _parts(rewards: Iterable[Reward], *more: str) -> frozenset[str]:
+    return frozenset({referral_part(w.referral_id) for w in rewards} | set(more))
 
 
 def _advance(record: ReferrerRecord, rewards: Iterable[Reward] = (), referrals: Iterable[Referral] = (),
@@ -390,10 +413,10 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
     if event_id in record.counted:
         return Step(record, duplicate=True)
     key = (stage, campaign_id, channel, at.strftime("%Y-%m-%d"))
-    record.counted.add(event_id)
+    record.counted[event_id] = key
     record.activity[key] = record.activity.get(key, 0) + 1
     record.cells.add(key)
-    return Step(_advance(record), changed=True)
+    return Step(_advance(record), changed=True, parts=frozenset({counted_part(event_id)}))
 
 
 def referrer_step(record: ReferrerRecord, referrer_id: str,
@@ -426,30 +449,52 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
     if isinstance(fact, Tick):
         if record.ticked is not None and fact.now <= record.ticked:
             return Step(record, duplicate=True)
+        final = [referral_part(rid) for rid in referrer_rewards.due(record.core, fact.now, campaigns)]
         rewards = referrer_rewards.step(record.core, referrer_id, fact, campaigns)
         if rewards is None:
             return Step(record)
         record = _advance(record, rewards, ticked=fact.now)
-        return Step(record, _rewards_outbound(referrer_id, record.core, rewards), changed=True)
+        return Step(record, _rewards_outbound(referrer_id, record.core, rewards), changed=True,
+                    parts=_parts(rewards, *final))
     if isinstance(fact.fact, Named):
         if fact.fact.customer_id in record.named:
             return Step(record, duplicate=True)
         record.named.add(fact.fact.customer_id)
-        return Step(replace(record), changed=True)
+        return Step(replace(record), changed=True, parts=frozenset({named_part(fact.fact.customer_id)}))
     if isinstance(fact.fact, ClickCounted):
         c = fact.fact
         step = _count(record, f"click:{c.event_id}", "click", c.campaign_id, c.channel or NO_CHANNEL, c.at)
         if step.changed and c.visitor_id:
             step.record.visitors.add(c.visitor_id)
+            step = replace(step, parts=step.parts | {visitor_part(c.visitor_id)})
         return step
     if record.versions.get(fact.fact_id, -1) >= fact.version:
         return Step(record, duplicate=True)
     record.versions[fact.fact_id] = fact.version
+    own = (referral_part(fact.fact.referral_id),) if isinstance(fact.fact, Referral) else ()
     rewards = referrer_rewards.step(record.core, referrer_id, fact.fact, campaigns)
     if rewards is None:
-        return Step(replace(record), changed=True)  # a newer copy of a fact it has
+        return Step(replace(record), changed=True, parts=frozenset(own))  # a newer copy of a fact it has
     record = _advance(record, rewards, [fact.fact] if isinstance(fact.fact, Referral) else [])
-    return Step(record, _rewards_outbound(referrer_id, record.core, rewards), changed=True)
+    return Step(record, _rewards_outbound(referrer_id, record.core, rewards), changed=True,
+                parts=_parts(rewards, *own))
+
+
+def renames(record: ReferrerRecord, referrer_id: str, fact: object) -> bool:
+    """Whether stepping ``fact`` renames ids in the referrer's record (an erased customer it names)."""
+    return isinstance(fact, Erase) and fact.customer_id != referrer_id and record.erasure is None
+
+
+def referrer_repair(record: ReferrerRecord, referrer_id: str, campaigns: CampaignBook, newest: int) -> Step:
+    """A record read back torn (``streams.referrer_parts``: some parts newer than the header, ``newest`` the
+    newest seq among them): decided again from the ground up, every part written again, every output
+    re-sent (what the crash cut short may not have reached anyone)."""
+    record = replace(record, seq=max(record.seq, newest))
+    if record.erasure is not None:
+        return Step(record, _referrer_erasure_outbound(referrer_id, record.erasure), changed=True)
+    rewards = referrer_rewards.redecide(record.core, referrer_id, campaigns)
+    record = _advance(record, rewards)
+    return Step(record, referrer_resend(record, referrer_id), changed=True)
 
 
 def tick_due(record: ReferrerRecord, campaigns: CampaignBook) -> datetime | None:

@@ -132,9 +132,10 @@ class Expected:
     referrals: dict[str, str]
 
 
-def reference(settings: Settings, events: list[dict[str, Any]], now: datetime | None = None):  # noqa: ANN201
+def reference(settings: Settings, events: list[dict[str, Any]], now: datetime | None = None,  # noqa: ANN201
+              incremental: bool = False):
     """The in-memory reference pipeline fed with these events and ticked at ``now``; with its code lookup
-    and the parsed events."""
+    and the parsed events (``incremental``: its referrer stage the incremental core, not the reference model)."""
     registry = CodeRegistry.from_settings(settings)
     cache: dict[str, CodeOwner | None] = {}
 
@@ -144,7 +145,7 @@ def reference(settings: Settings, events: list[dict[str, Any]], now: datetime | 
             cache[code] = CodeOwner(owner.referrer_id, owner.campaign_id) if owner else None
         return cache[code]
 
-    ref = ReferencePipeline(load_campaigns(settings.streams.campaigns_file), resolve)
+    ref = ReferencePipeline(load_campaigns(settings.streams.campaigns_file), resolve, incremental=incremental)
     parsed = [parse_event(e) for e in events]
     for e in parsed:
         ref.feed(e)
@@ -152,9 +153,10 @@ def reference(settings: Settings, events: list[dict[str, Any]], now: datetime | 
     return ref, resolve, parsed
 
 
-def expected(settings: Settings, events: list[dict[str, Any]], now: datetime | None = None) -> Expected:
+def expected(settings: Settings, events: list[dict[str, Any]], now: datetime | None = None,
+             incremental: bool = False) -> Expected:
     """What the pure core decides for these events (in time order), ticked at ``now``."""
-    ref, resolve, parsed = reference(settings, events, now)
+    ref, resolve, parsed = reference(settings, events, now, incremental)
     funnel: Counter = Counter()
     seen = set()
     for e in parsed:
@@ -178,9 +180,9 @@ def expected(settings: Settings, events: list[dict[str, Any]], now: datetime | N
 BEFORE_ANY_HOLD_ENDS = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def held(settings: Settings, events: list[dict[str, Any]]) -> Expected:
+def held(settings: Settings, events: list[dict[str, Any]], incremental: bool = False) -> Expected:
     """What the pure core decides for these events before any tick: every hold period still running."""
-    return expected(settings, events, now=BEFORE_ANY_HOLD_ENDS)
+    return expected(settings, events, now=BEFORE_ANY_HOLD_ENDS, incremental=incremental)
 
 
 def tick(settings: Settings, now: datetime) -> None:
@@ -338,19 +340,19 @@ def matches(settings: Settings, want: Expected, worker: WorkerProcess | None) ->
 
 def held_then_ticked(events: list[dict[str, Any]], runs: list[tuple[Settings, WorkerProcess | None]],
                      timeout_s: float, wait: Callable[[Callable[[], tuple[bool, Any]], float], Any] | None = None,
-                     ) -> Expected:
+                     incremental: bool = False) -> Expected:
     """Each run (clock off) reaches the pure core's books before any hold ends, then gets one tick at the same
     moment and reaches the books ticked there (see ``tick``); ``wait(check, timeout_s)`` waits for each. The
     codes are looked up in the first run's registry (``wait``: ``wait_for`` unless given). Returns the ticked
     books."""
     wait = wait or wait_for
-    want = held(runs[0][0], events)
+    want = held(runs[0][0], events, incremental)
     for settings, worker in runs:
         wait(matches(settings, want, worker), timeout_s)
     now = datetime.now(UTC)
     for settings, _ in runs:
         tick(settings, now)
-    want = expected(runs[0][0], events, now)
+    want = expected(runs[0][0], events, now, incremental)
     for settings, worker in runs:
         wait(matches(settings, want, worker), timeout_s)
     return want

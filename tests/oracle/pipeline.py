@@ -16,6 +16,7 @@ from datetime import datetime
 
 from schemas.events import InboundEventBase, ShareEvent, SignupEvent
 from streams import referee_ledger, visitor_attribution
+from streams import referrer_rewards as incremental_core
 from streams.campaigns import CampaignBook
 from streams.inbound import Resolve, to_fact
 from streams.referee_ledger import CustomerState, Profile, Referral
@@ -34,6 +35,9 @@ class ReferencePipeline:
     customers: dict[str, CustomerState] = field(default_factory=dict)
     referrers: dict[str, ReferrerState] = field(default_factory=dict)
     changes: list[Reward] = field(default_factory=list)  # every reward change, in emission order
+    # the referrer stage: the reference model (default), or the incremental core that the hypothesis tests show
+    # equal to it, for histories too long for the reference's O(history) per fact
+    incremental: bool = False
 
     # -- stages ------------------------------------------------------------------------------------
 
@@ -53,6 +57,10 @@ class ReferencePipeline:
             self._referrer(key, output)
 
     def _referrer(self, referrer_id: str, fact: Referral | Profile | Tick) -> None:
+        if self.incremental:
+            state = self.referrers.setdefault(referrer_id, incremental_core.ReferrerState())
+            self.changes.extend(incremental_core.step(state, referrer_id, fact, self.campaigns) or [])
+            return
         state, changes = referrer_rewards.step(self.referrers.get(referrer_id, ReferrerState()), referrer_id, fact,
                                                self.campaigns)
         self.referrers[referrer_id] = state

@@ -1,0 +1,261 @@
+"""A referrer's record in the changelog as many small values: none grows with the referrer's history.
+
+The referrer table keeps one ``ReferrerRecord`` per referrer in memory, but its changelog
+holds it in parts, each under its own key (``<referrer_id>\\x1f<part id>``; ids cannot hold
+control characters, ``schemas.fields``):
+
+- the **header** (key ``<referrer_id>``): the record without its collections: seq, last
+  tick, erasure marker, the referrer's profile and its version;
+- ``r:<referral id>``: one referral with everything decided about it: its version, its
+  rewards (with the milestone bonuses it earned), their change counts and finality, the
+  statuses they reached and the reasons it was withheld for;
+- ``c:<event id>``: a share or click counted, with the funnel cell it counted in (the
+  referrer's activity is the sum of these);
+- ``v:<visitor id>``, ``n:<customer id>``: a visitor whose click was counted, a customer
+  whose records name the referrer.
+
+So one event writes the parts it changed and the header, each bounded: a part by one
+referral's story, the header by the erasure marker (which holds the whole record an erased
+referrer leaves to its pseudonym: the one value still bounded only by the history).
+
+**Torn writes.** A crash can leave only some of a batch's changelog writes on Kafka. Within
+one partition Kafka keeps a prefix of what was sent, so the shell sends a referrer's parts
+before its header, and every part carries the seq of the record it belongs to. A record whose
+parts are newer than its header lost the end of a write (``Assembler.torn``): the shell then
+decides it again from the ground up and re-sends its outputs the first time it touches it
+(``streams.stages.referrer_repair``), while the uncommitted events come again as usual.
+The funnel cells a record ever contributed to are not stored: they are rebuilt from its
+activity and referrals (cells of earlier versions of a referral, at 0, are then left out of
+its next snapshot, which takes them back from the campaign totals exactly as a 0 would).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from schemas.derived import ReasonCode, RewardStatus
+from streams.counters import referral_cells
+from streams.referee_ledger import Referral
+from streams.referrer_rewards import ReferrerState, Reward, rewards_of
+from streams.stages import ReferrerRecord
+
+SEP = "\x1f"
+Cell = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralPart:
+    seq: int  # of the record when written
+    referral: Referral
+    version: int | None  # the newest version of the referral fact applied
+    rewards: tuple[Reward, ...]
+    changes: tuple[int, ...]  # per reward: changes emitted
+    final: tuple[str, ...]  # ids of its rewards that are final
+    reached: tuple[tuple[str, str, str, str, int], ...]  # (reward id, status, role, campaign, points)
+    withheld: tuple[tuple[str, str], ...]  # (reason, campaign)
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    seq: int
+    cell: Cell  # (stage, campaign, channel, day) the share or click counted in
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A visitor (``v:``) or a customer (``n:``) the record names."""
+
+    seq: int
+
+
+Part = ReferralPart | Counted | Member
+
+
+def changelog_key(referrer_id: str, part_id: str | None = None) -> bytes:
+    return (referrer_id if part_id is None else f"{referrer_id}{SEP}{part_id}").encode()
+
+
+def split_key(key: bytes) -> tuple[str, str | None]:
+    referrer_id, sep, part_id = key.decode().partition(SEP)
+    return referrer_id, part_id if sep else None
+
+
+# -- a record into parts --------------------------------------------------------------------------------------
+
+
+def header(record: ReferrerRecord, referrer_id: str) -> ReferrerRecord:
+    """The record without its collections; of the fact versions only the referrer's profile's (every other
+    version is a referral's, kept in its part)."""
+    profile = f"profile:{referrer_id}"
+    return ReferrerRecord(
+        core=ReferrerState(profile=record.core.profile), seq=record.seq, ticked=record.ticked,
+        erasure=record.erasure, versions={profile: record.versions[profile]} if profile in record.versions else {})
+
+
+def part(record: ReferrerRecord, part_id: str) -> Part | None:
+    """The value of one part as the record holds it now; None: the record has no such part (a tombstone)."""
+    kind, ident = part_id[0], part_id[2:]
+    if kind == "r":
+        referral = record.core.referrals.get(ident)
+        if referral is None:
+            return None
+        rewards = tuple(rewards_of(record.core, ident))
+        return ReferralPart(
+            seq=record.seq, referral=referral, version=record.versions.get(f"referral:{ident}"), rewards=rewards,
+            changes=tuple(record.core.changes.get(w.reward_id, 0) for w in rewards),
+            final=tuple(w.reward_id for w in rewards if w.reward_id in record.core.final),
+            reached=tuple((w.reward_id, status.value, *record.reached[(w.reward_id, status.value)])
+                          for w in rewards for status in RewardStatus
+                          if (w.reward_id, status.value) in record.reached),
+            withheld=tuple((reason.value, record.withheld[(ident, reason.value)]) for reason in ReasonCode
+                           if (ident, reason.value) in record.withheld))
+    if kind == "c":
+        cell = record.counted.get(ident)
+        return None if cell is None else Counted(record.seq, cell)
+    members = record.visitors if kind == "v" else record.named
+    return Member(record.seq) if ident in members else None
+
+
+def part_ids(record: ReferrerRecord) -> list[str]:
+    """Every part the record has (what a whole rewrite writes, and what deleting it deletes)."""
+    return ([f"r:{rid}" for rid in record.core.referrals] + [f"c:{eid}" for eid in record.counted]
+            + [f"v:{vid}" for vid in record.visitors] + [f"n:{cid}" for cid in record.named])
+
+
+# -- parts into a record --------------------------------------------------------------------------------------
+
+
+def _apply(record: ReferrerRecord, part_id: str, value: Part | None) -> None:
+    """Put one part into the record (in place); None removes it."""
+    kind, ident = part_id[0], part_id[2:]
+    core = record.core
+    if kind == "r":
+        old = core.referrals.pop(ident, None)
+        record.versions.pop(f"referral:{ident}", None)
+        if old is not None:
+            for w in rewards_of(core, ident):
+                core.rewards.pop(w.reward_id, None)
+                core.changes.pop(w.reward_id, None)
+                core.final.discard(w.reward_id)
+                for status in RewardStatus:
+                    record.reached.pop((w.reward_id, status.value), None)
+            for reason in ReasonCode:
+                record.withheld.pop((ident, reason.value), None)
+            core.forget_bonuses(ident)
+        if value is None:
+            return
+        assert isinstance(value, ReferralPart)
+        core.referrals[ident] = value.referral
+        if value.version is not None:
+            record.versions[f"referral:{ident}"] = value.version
+        for w, n in zip(value.rewards, value.changes, strict=True):
+            core.rewards[w.reward_id] = w
+            core.note_bonus(w)
+            if n:
+                core.changes[w.reward_id] = n
+        core.final.update(value.final)
+        for reward_id, status, role, campaign, points in value.reached:
+            record.reached[(reward_id, status)] = (role, campaign, points)
+        for reason, campaign in value.withheld:
+            record.withheld[(ident, reason)] = campaign
+    elif kind == "c":
+        old_cell = record.counted.pop(ident, None)
+        if old_cell is not None:
+            record.activity[old_cell] -= 1
+            if not record.activity[old_cell]:
+                del record.activity[old_cell]
+        if value is not None:
+            assert isinstance(value, Counted)
+            record.counted[ident] = value.cell
+            record.activity[value.cell] = record.activity.get(value.cell, 0) + 1
+    else:
+        members = record.visitors if kind == "v" else record.named
+        if value is None:
+            members.discard(ident)
+        else:
+            members.add(ident)
+
+
+class Assembler:
+    """Builds records from changelog entries in log order (a table's recovery, ``referrals rebuild``).
+
+    ``data`` receives the records (referrer id -> record). Parts that come before any header of their
+    referrer wait in ``pending``; ``finish`` drops those that never got one (the start of a write a crash
+    cut short), rebuilds each record's funnel cells, and tells which records are torn."""
+
+    def __init__(self, data: MutableMapping[str, ReferrerRecord]) -> None:
+        self.data = data
+        self.pending: dict[str, dict[str, Part | None]] = {}
+        self.newest: dict[str, int] = {}  # referrer -> the newest seq of a part seen
+        self.touched: set[str] = set()
+
+    def apply(self, key: bytes, value: Any) -> str:
+        """One changelog entry (``value`` None: a tombstone); the referrer it belongs to."""
+        referrer_id, part_id = split_key(key)
+        self.touched.add(referrer_id)
+        if part_id is None:
+            if value is None:
+                self.data.pop(referrer_id, None)
+                self.pending.pop(referrer_id, None)
+                self.newest.pop(referrer_id, None)
+                return referrer_id
+            record = self.data.get(referrer_id)
+            if record is None:
+                record = ReferrerRecord(core=ReferrerState())
+                for pid, pvalue in self.pending.pop(referrer_id, {}).items():
+                    _apply(record, pid, pvalue)
+            record.core.profile = value.core.profile
+            record.versions.update(value.versions)
+            self.data[referrer_id] = replace(record, seq=value.seq, ticked=value.ticked, erasure=value.erasure)
+            return referrer_id
+        if value is not None:
+            self.newest[referrer_id] = max(self.newest.get(referrer_id, -1), value.seq)
+        record = self.data.get(referrer_id)
+        if record is None:
+            self.pending.setdefault(referrer_id, {})[part_id] = value
+        else:
+            _apply(record, part_id, value)
+        return referrer_id
+
+    def finish(self) -> dict[str, int]:
+        """Records complete: their cells rebuilt; the torn ones (a part newer than the header) with the newest
+        seq of a part."""
+        self.pending.clear()
+        torn: dict[str, int] = {}
+        for referrer_id in self.touched:
+            record = self.data.get(referrer_id)
+            if record is None:
+                continue
+            record.cells.clear()
+            record.cells.update(record.activity)
+            record.cells.update(referral_cells(record.core.referrals.values()))
+            if self.newest.get(referrer_id, -1) > record.seq:
+                torn[referrer_id] = self.newest[referrer_id]
+        self.touched.clear()
+        self.newest.clear()
+        return torn
+
+
+def entries(record: ReferrerRecord | None, referrer_id: str, changed: Iterable[str] | None,
+            before: ReferrerRecord | None = None, *, header_first: bool = False) -> list[tuple[bytes, Any]]:
+    """The changelog entries a change writes, in the order to send them: the parts ``changed`` (None: every part,
+    with tombstones for those of ``before`` the record no longer has), then the header; a deleted record (None)
+    deletes every part of ``before`` and then its header.
+
+    ``header_first`` (a rename: an erased customer's id replaced in the record's keys), and an erasure marker,
+    send the header first: cut short, such a write leaves the new header with some parts under old names, which
+    the replayed erasure finds and renames again (parts first, a part newer than the header would instead call
+    for a repair, which would decide with the same referral under two names)."""
+    if record is None:
+        gone = part_ids(before) if before is not None else []
+        return [(changelog_key(referrer_id, pid), None) for pid in gone] + [(changelog_key(referrer_id), None)]
+    ids = part_ids(record) if changed is None else sorted(set(changed))
+    out = [(changelog_key(referrer_id, pid), part(record, pid)) for pid in ids]
+    if changed is None and before is not None:
+        kept = set(ids)
+        out += [(changelog_key(referrer_id, pid), None) for pid in part_ids(before) if pid not in kept]
+    if record.erasure is not None or header_first:  # the marker: once it is on Kafka the record is being erased
+        return [(changelog_key(referrer_id), header(record, referrer_id))] + out
+    return out + [(changelog_key(referrer_id), header(record, referrer_id))]

@@ -1,0 +1,123 @@
+"""The referrer record in changelog parts (``streams.referrer_parts``): what the stage writes, assembled, is the
+record; each part stays small however long the referrer's history; a torn write is told apart."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams import referrer_parts
+from streams.referrer_rewards import Tick
+from tests.unit.streams.story import T0
+from tests.unit.streams.test_at_least_once import Shell, nonzero, stored
+from tests.unit.streams.test_properties import stories
+
+
+def assembled(changelog: dict[bytes, object], order: list[bytes] | None = None) -> dict[str, object]:
+    records: dict[str, object] = {}
+    assembler = referrer_parts.Assembler(records)
+    for key in order or list(changelog):
+        assembler.apply(key, changelog[key])
+    assert assembler.finish() == {}  # nothing torn without a crash
+    return records
+
+
+def same_record(a, b) -> bool:  # noqa: ANN001 - funnel cells at 0 aside (the module docstring)
+    from dataclasses import replace
+    return replace(a, cells=set()) == replace(b, cells=set()) and nonzero(
+        {c: a.activity.get(c, 0) for c in a.cells}) == nonzero({c: b.activity.get(c, 0) for c in b.cells})
+
+
+@settings(max_examples=150, deadline=None)
+@given(stories(), st.randoms(use_true_random=False))
+def test_what_the_stage_writes_assembles_to_the_record_in_any_order_of_keys(story, rnd):
+    shell = Shell(story, rnd, 0.0)
+    arrival = list(story.events)
+    rnd.shuffle(arrival)
+    for event in arrival:
+        shell.inbound(event)
+    shell.run()
+    shell.stages["referrer"].log.append(("__tick__", Tick(T0 + timedelta(days=200))))
+    shell.run()
+    table = shell.stages["referrer"].table
+    for order in (None, sorted(shell.changelog, key=lambda _: rnd.random())):
+        rebuilt = assembled(shell.changelog, order)
+        assert set(rebuilt) == set(table)
+        for referrer_id, record in table.items():
+            assert same_record(rebuilt[referrer_id], stored(record)), differences(rebuilt[referrer_id], stored(record))
+
+
+def differences(a, b):  # noqa: ANN001, ANN202 - debugging aid
+    import dataclasses
+    out = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if f.name == "core":
+            for g in dataclasses.fields(x):
+                if getattr(x, g.name) != getattr(y, g.name):
+                    out.append((g.name, getattr(x, g.name), getattr(y, g.name)))
+        elif x != y:
+            out.append((f.name, x, y))
+    return out
+
+
+def test_no_changelog_value_grows_with_the_referrers_history():
+    """An influencer with 3,000 referrals (a qualifying order and a share each, ticks daily): every value the
+    stage writes stays small; the whole record pickled would be megabytes (the poison pill of #17)."""
+    from bench.referrer_history import REFERRER, book, facts
+    from streams import stages
+
+    campaigns = book()
+    record = stages.ReferrerRecord()
+    largest = 0
+    changelog: dict[bytes, object] = {}
+    for group in facts(3_000):
+        for fact in group:
+            before = record
+            step = stages.referrer_step(record, REFERRER, fact, campaigns)
+            record = step.record
+            if step.changed:
+                for key, value in referrer_parts.entries(record, REFERRER, step.parts, before):
+                    largest = max(largest, len(pickle.dumps(value)))
+                    changelog.pop(key, None)
+                    changelog[key] = stored(value)
+    assert largest < 4_096, largest
+    assert len(pickle.dumps(record)) > 1_000_000  # what one value would have been
+    assert same_record(assembled(changelog)[REFERRER], stored(record))
+
+
+def test_a_write_cut_short_is_torn_and_one_without_any_header_is_dropped():
+    from bench.referrer_history import REFERRER, book, facts
+    from streams import stages
+
+    campaigns = book()
+    record = stages.ReferrerRecord()
+    changelog: dict[bytes, object] = {}
+    groups = facts(40)
+    for group in groups[:-1]:
+        for fact in group:
+            before = record
+            step = stages.referrer_step(record, REFERRER, fact, campaigns)
+            record = step.record
+            if step.changed:
+                changelog.update(referrer_parts.entries(record, REFERRER, step.parts, before))
+    last = groups[-1][-1]  # the last referral qualifies: its part, then the header
+    step = stages.referrer_step(record, REFERRER, last, campaigns)
+    entries = referrer_parts.entries(step.record, REFERRER, step.parts, record)
+    assert entries[-1][0] == referrer_parts.changelog_key(REFERRER) and len(entries) >= 2
+    cut = dict(changelog)
+    cut.update(entries[:-1])  # the header never made it
+    records: dict[str, object] = {}
+    assembler = referrer_parts.Assembler(records)
+    for key, value in cut.items():
+        assembler.apply(key, value)
+    assert assembler.finish() == {REFERRER: step.record.seq}
+    # a referrer's first write cut short: parts, no header at all: nothing of it
+    records = {}
+    assembler = referrer_parts.Assembler(records)
+    for key, value in referrer_parts.entries(step.record, "newcomer", None, None)[:-1]:
+        assembler.apply(key, value)
+    assert assembler.finish() == {} and records == {}
