@@ -26,7 +26,8 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[str, int]:
 def read_topic(settings: Settings, topic: str, *, expected: int, timeout_s: float = 15.0) -> list:
     """Every record of the topic from the beginning: at least as far as it reached when called, and waiting
     for ``expected`` records; no longer than the timeout. (A poll returns at most 500 records, so stopping
-    after the first polls returned a part of a longer topic.)"""
+    after the first polls returned a part of a longer topic.) Not reaching the end offsets it found in time
+    is an error, not a shorter answer."""
     consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False,
                              isolation_level="read_committed")
     try:
@@ -44,6 +45,12 @@ def read_topic(settings: Settings, topic: str, *, expected: int, timeout_s: floa
                 for batch in consumer.poll(timeout_ms=500).values():
                     records.extend(batch)
                 break
+        else:
+            short = {tp.partition: (consumer.position(tp), ends[tp]) for tp in partitions
+                     if consumer.position(tp) < ends[tp]}
+            if short:  # a part of the topic, silently, would look like records missing
+                raise AssertionError(f"{topic}: not read to its end within {timeout_s:.0f} s (partition: "
+                                     f"(position, end)) {short}")
         return records
     finally:
         consumer.close()

@@ -266,8 +266,9 @@ def redis_referrals(settings: Settings) -> dict[str, str]:
     return out
 
 
-def reward_changes(settings: Settings, timeout_s: float = 3) -> list[dict[str, Any]]:
-    """Every change on the reward log, each reward's in log order."""
+def reward_changes(settings: Settings, timeout_s: float = 60) -> list[dict[str, Any]]:
+    """Every change on the reward log, each reward's in log order (read to its end: a restarted worker re-sends
+    a busy referrer's every reward once, so the log can be long)."""
     return [json.loads(record.value) for record in read_topic(
         settings, settings.kafka.topic_prefix + "referrals.rewards", expected=0, timeout_s=timeout_s)]
 
