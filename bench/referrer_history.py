@@ -6,12 +6,13 @@ each a fact of its own), one share, and a clock tick per simulated day. Every fa
 through the referrer stage as the worker runs it (``streams.stages.referrer_step``: the
 decisions, the dedup, the bookkeeping of the counters). Timed per slice of 1,000 referrals:
 
-- ``step``: the stage's work per event (what the incremental core made independent of the
-  history; the first and the last slice are compared);
-- ``snapshot`` and ``pickle``: what the worker does once per batch for a changed referrer
-  (the Redis counter snapshot, the changelog value), measured once at the end of each slice:
-  these still grow with the history, and the value's size is reported against Kafka's
-  default message limit (1 MiB).
+- ``step``: the stage's work per event and the encoding of the changelog entries it changed
+  (``streams.referrer_parts``, with the table's codec), as the worker does them (what #17
+  made independent of the history; the first and the last slice are compared), and the
+  largest value written, against Kafka's default message limit (1 MiB);
+- ``snapshot``: the Redis counter snapshot the worker builds once per batch for a changed
+  referrer, measured at the end of each slice: it still grows with the history;
+- ``record_bytes``: the whole record pickled, which is what one changelog value was before.
 
 The reference core (``tests/oracle``, recomputed from the history; what the worker ran
 before) is timed in the same run on the first referrals, as the raw figure to read against.
@@ -27,7 +28,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from schemas.derived import ReasonCode  # noqa: F401 - the records hold its enums
-from streams import counters, stages
+from faust.serializers import codecs
+
+from streams import counters, referrer_parts, stages
+from streams.pickling import RECORDS_CODEC
 from streams.campaigns import Campaign, CampaignBook
 from streams.redis_layout import RedisLayout
 from streams.referee_ledger import Referral
@@ -74,8 +78,8 @@ class HistoryResult:
     referrals: int
     step_us: list[float] = field(default_factory=list)  # per event, per slice
     snapshot_ms: list[float] = field(default_factory=list)  # once per slice end
-    pickle_ms: list[float] = field(default_factory=list)
-    value_bytes: list[int] = field(default_factory=list)
+    record_bytes: list[int] = field(default_factory=list)  # the whole record pickled, per slice end
+    largest_value: int = 0  # the largest changelog value written
     reference_step_us: float = 0.0  # the reference core, per referral fact, over its first slice
 
     @property
@@ -94,19 +98,22 @@ def run(referrals: int, reference_referrals: int = SLICE) -> HistoryResult:
     for start in range(0, referrals, SLICE):
         events = 0
         began = time.perf_counter()
+        largest = 0
         for group in groups[start:start + SLICE]:
             for fact in group:
+                before = record
                 step = stages.referrer_step(record, REFERRER, fact, campaigns)
                 record = step.record
+                if step.changed:
+                    for _key, value in referrer_parts.entries(record, REFERRER, step.parts, before):
+                        largest = max(largest, len(codecs.dumps(RECORDS_CODEC, value)) if value is not None else 0)
                 events += 1
         result.step_us.append((time.perf_counter() - began) / events * 1e6)
+        result.largest_value = max(result.largest_value, largest)
         began = time.perf_counter()
         counters.snapshot(layout, REFERRER, record)
         result.snapshot_ms.append((time.perf_counter() - began) * 1e3)
-        began = time.perf_counter()
-        value = pickle.dumps(record)
-        result.pickle_ms.append((time.perf_counter() - began) * 1e3)
-        result.value_bytes.append(len(value))
+        result.record_bytes.append(len(pickle.dumps(record)))
     result.reference_step_us = reference(groups[:reference_referrals], campaigns)
     return result
 

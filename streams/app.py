@@ -348,6 +348,10 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 table.data.pop(key.encode(), None)
             else:
                 table.data[key.encode()] = step.record
+                # the store drops a key whose partition this worker no longer owns when a recovery completes, but
+                # knows the partitions only of keys recovery read: without this, a record written here would stay
+                # when its partition moves away, and a later recovery would assemble new parts into it
+                table.data._key_partition[key.encode()] = batch.partition  # noqa: SLF001
         elif step.changed and step.record is None:  # an erased customer's marker: the key goes (a tombstone)
             batch.changelog[(changelog_of[table.name], key.encode())] = (batch.partition, None)
             table.data.pop(key.encode(), None)
