@@ -11,7 +11,9 @@ decisions, the dedup, the bookkeeping of the counters). Timed per slice of 1,000
   made independent of the history; the first and the last slice are compared), and the
   largest value written, against Kafka's default message limit (1 MiB);
 - ``snapshot``: the Redis counter snapshot the worker builds once per batch for a changed
-  referrer, measured at the end of each slice: it still grows with the history;
+  referrer (partial: the summaries of the referrals the batch changed, here one, with the
+  referrer's totals), and the complete one it builds after a restart, measured at the end of
+  each slice: the totals are still summed over the history;
 - ``record_bytes``: the whole record pickled, which is what one changelog value was before.
 
 The reference core (``tests/oracle``, recomputed from the history; what the worker ran
@@ -23,7 +25,9 @@ from __future__ import annotations
 import gc
 import pickle
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -73,11 +77,23 @@ def facts(referrals: int) -> list[list[object]]:
     return out
 
 
+def through_stage(record: stages.ReferrerRecord, facts: Iterable[object], campaigns: CampaignBook
+                  ) -> Iterator[tuple[stages.ReferrerRecord, list[tuple[bytes, Any]]]]:
+    """Each fact through the referrer stage as the worker steps it: the record after it, and the changelog
+    entries the worker writes for it (``streams.referrer_parts``)."""
+    for fact in facts:
+        before = record
+        step = stages.referrer_step(record, REFERRER, fact, campaigns)
+        record = step.record
+        yield record, referrer_parts.entries(record, REFERRER, step.parts, before) if step.changed else []
+
+
 @dataclass
 class HistoryResult:
     referrals: int
     step_us: list[float] = field(default_factory=list)  # per event, per slice
-    snapshot_ms: list[float] = field(default_factory=list)  # once per slice end
+    snapshot_ms: list[float] = field(default_factory=list)  # a partial snapshot (one referral), per slice end
+    complete_snapshot_ms: list[float] = field(default_factory=list)  # a complete one, per slice end
     record_bytes: list[int] = field(default_factory=list)  # the whole record pickled, per slice end
     largest_value: int = 0  # the largest changelog value written
     reference_step_us: float = 0.0  # the reference core, per referral fact, over its first slice
@@ -99,20 +115,20 @@ def run(referrals: int, reference_referrals: int = SLICE) -> HistoryResult:
         events = 0
         began = time.perf_counter()
         largest = 0
-        for group in groups[start:start + SLICE]:
-            for fact in group:
-                before = record
-                step = stages.referrer_step(record, REFERRER, fact, campaigns)
-                record = step.record
-                if step.changed:
-                    for _key, value in referrer_parts.entries(record, REFERRER, step.parts, before):
-                        largest = max(largest, len(codecs.dumps(RECORDS_CODEC, value)) if value is not None else 0)
-                events += 1
+        for stepped, entries in through_stage(record, (f for g in groups[start:start + SLICE] for f in g), campaigns):
+            record = stepped
+            for _key, value in entries:
+                largest = max(largest, len(codecs.dumps(RECORDS_CODEC, value)) if value is not None else 0)
+            events += 1
         result.step_us.append((time.perf_counter() - began) / events * 1e6)
         result.largest_value = max(result.largest_value, largest)
+        last = max(record.core.referrals)
+        began = time.perf_counter()
+        counters.snapshot(layout, REFERRER, record, {last})
+        result.snapshot_ms.append((time.perf_counter() - began) * 1e3)
         began = time.perf_counter()
         counters.snapshot(layout, REFERRER, record)
-        result.snapshot_ms.append((time.perf_counter() - began) * 1e3)
+        result.complete_snapshot_ms.append((time.perf_counter() - began) * 1e3)
         result.record_bytes.append(len(pickle.dumps(record)))
     result.reference_step_us = reference(groups[:reference_referrals], campaigns)
     return result

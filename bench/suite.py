@@ -238,4 +238,7 @@ class Suite:
                    [float(r.record_bytes[-1]) for r in results],
                    note="what one changelog value was before #17 (the poison pill)"))
         add(Figure(f"history: counter snapshot at {n:,} referrals", "ms", [r.snapshot_ms[-1] for r in results],
-                   note="once per batch for a changed referrer; still O(history) (#17 open)"))
+                   note="once per batch for a changed referrer (partial: one referral's summary); its totals "
+                        "are still summed over the history (#17 open)"))
+        add(Figure(f"history: complete counter snapshot at {n:,} referrals", "ms",
+                   [r.complete_snapshot_ms[-1] for r in results], note="once per referrer after a restart"))

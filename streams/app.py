@@ -210,7 +210,9 @@ class Batch:
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]] = []
-        self.dirty: dict[str, None] = {}  # referrers whose counters changed, in order
+        # referrers whose counters changed, in order -> the referrals whose summaries changed (None: all of them,
+        # a complete snapshot: after a restart, a duplicate, a repair, a change of the whole record)
+        self.dirty: dict[str, set[str] | None] = {}
         # the table changes: (changelog topic, key) -> (partition, value; None: a tombstone). One write per key
         # and batch, the last: the changelog is compacted, only a key's last value counts
         self.changelog: dict[tuple[str, bytes], tuple[int, Any]] = {}
@@ -223,6 +225,13 @@ class Batch:
 
     def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         self.records.append((topic, key, value, headers))
+
+    def mark(self, referrer_id: str, parts: frozenset[str] | None) -> None:
+        """The referrer's counters to write; ``parts`` the parts of its record that changed (None: any)."""
+        if parts is None or self.dirty.get(referrer_id, set()) is None:
+            self.dirty[referrer_id] = None
+        else:
+            self.dirty.setdefault(referrer_id, set()).update(stages.referrals_in(parts))
 
 
 def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegistry | None = None) -> faust.App:
@@ -376,7 +385,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             log.warning("fault injection: SIGKILL")
             os.kill(os.getpid(), signal.SIGKILL)
 
-    async def finish(batch: Batch, snapshots_of: Callable[[list[str], RedisLayout], list] | None = None) -> None:
+    async def finish(batch: Batch, snapshots_of: Callable[[dict[str, set[str] | None], RedisLayout], list] | None = None
+                     ) -> None:
         """Send the batch's records, wait for Kafka to acknowledge them (and the table changes), then Redis."""
         sent = [await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
                 for topic, key, value, headers in batch.records]
@@ -399,7 +409,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             # the view live now (``referrals rebuild`` may switch it), read before every batch it writes
             layout = await wait_for_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
             if batch.dirty:
-                snapshots = snapshots_of(list(batch.dirty), layout)  # computed in the loop; written in a thread
+                snapshots = snapshots_of(batch.dirty, layout)  # computed in the loop; written in a thread
                 await wait_for_redis(lambda: writer.apply(snapshots))
             if batch.retired:
                 await wait_for_redis(lambda: writer.retire(layout, list(batch.retired)))
@@ -613,17 +623,17 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             batch.dirty.pop(referrer_id, None)
             batch.retired[referrer_id] = None
         elif step.changed and step.record.seq != record.seq:
-            batch.dirty[referrer_id] = None
+            batch.mark(referrer_id, step.parts)
             caused_at = stages.caused_at(fact)
             if caused_at is not None:
                 batch.caused_at.append(caused_at)
         if step.duplicate and referrer_id not in referrers_refreshed:
-            batch.dirty[referrer_id] = None  # the snapshot may not have reached Redis: write it again
+            batch.mark(referrer_id, None)  # the snapshot may not have reached Redis: write it again, complete
         if stored is not None and referrer_id not in referrers_touched:
-            # first touched by this process: what an earlier one wrote to the table (a repair, say) may not have
-            # reached Redis, and this fact need not change anything: the snapshot is written again
+            # first touched by this process: what an earlier one wrote to the table (a repair, a partial snapshot
+            # whose batch a crash cut short) may not have reached Redis: the snapshot is written again, complete
             referrers_touched.add(referrer_id)
-            batch.dirty[referrer_id] = None
+            batch.mark(referrer_id, None)
         apply(referrers_table, referrer_id, step, batch, referrers_refreshed,
               lambda r: stages.referrer_resend(r, referrer_id), before=record, rename=renaming)
         if step.changed:
@@ -645,12 +655,12 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         else:
             referrer_apply(message.key.decode(), fact, batch)
 
-    def counter_snapshots(referrer_ids: list[str], layout: RedisLayout) -> list[counters.CounterSnapshot]:
+    def counter_snapshots(dirty: dict[str, set[str] | None], layout: RedisLayout) -> list[counters.CounterSnapshot]:
         snapshots = []
-        for referrer_id in referrer_ids:
+        for referrer_id, referrals in dirty.items():
             record = referrers_table[referrer_id.encode()]
             if record is not None:
-                snapshots.append(counters.snapshot(layout, referrer_id, record))
+                snapshots.append(counters.snapshot(layout, referrer_id, record, referrals))
         return snapshots
 
     @app.agent(referrer_in, name="referrers")

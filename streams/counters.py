@@ -77,6 +77,9 @@ class CounterSnapshot:
     welcome: dict[str, dict[str, str]] = field(default_factory=dict)
     # ^ referee's welcome key -> reward id -> JSON of the referee's reward (streams.redis_layout)
     own_welcome_key: str = ""  # the referrer's own welcome key (as a referee), in its slot
+    # ``referrals`` and ``welcome`` hold every referral (True) or only those a batch changed (False: the writer
+    # leaves the others as they are; a complete snapshot follows every restart, see ``streams.app``)
+    complete: bool = True
 
     @property
     def blank(self) -> bool:
@@ -127,7 +130,10 @@ def contribution(funnel: dict[FunnelCell, int], ledger: dict[tuple[str, str], in
     return json.dumps(out, separators=(",", ":"))
 
 
-def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> CounterSnapshot:
+def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
+             only: Iterable[str] | None = None) -> CounterSnapshot:
+    """The referrer's counters; with ``only``, the summaries and welcome rewards of just those referrals (the
+    ones a batch changed: a partial snapshot, the totals still whole), else of all of them."""
     core = record.core
     p = partition_of(referrer_id, layout.partitions)
     live = [r for r in core.referrals.values() if r.status != "withdrawn"]
@@ -144,7 +150,8 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> C
         if w.customer_id == referrer_id and f"points:{w.status.value}" in fields:
             fields[f"points:{w.status.value}"] += w.points
     referrals: dict[str, str | None] = {}
-    for r in sorted(core.referrals.values(), key=lambda r: r.referral_id):
+    shown = sorted(core.referrals) if only is None else sorted(rid for rid in set(only) if rid in core.referrals)
+    for r in (core.referrals[rid] for rid in shown):
         if r.status == "withdrawn":
             referrals[r.referral_id] = None
             continue
@@ -173,7 +180,11 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> C
             confirmed[w.campaign_id] += 1
     campaigns = {c for (_, c, _, _) in record.cells} | {c for c, _ in ledger} | set(confirmed)
     welcome: dict[str, dict[str, str]] = {}
-    for w in sorted(core.rewards.values(), key=lambda w: w.reward_id):
+    if only is None:
+        referee_rewards = sorted(core.rewards.values(), key=lambda w: w.reward_id)
+    else:
+        referee_rewards = [w for rid in shown if (w := core.rewards.get(f"{rid}:{RewardRole.REFEREE.value}"))]
+    for w in referee_rewards:
         if w.role is RewardRole.REFEREE:
             welcome.setdefault(layout.welcome(w.customer_id), {})[w.reward_id] = json.dumps({
                 "status": w.status.value, "points": w.points, "reason": w.reason.value if w.reason else None,
@@ -183,4 +194,5 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> C
         referrals_key=layout.referrals(referrer_id), fields=fields, referrals=referrals, sums=sums,
         leaderboard={layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())},
         campaigns_key=layout.campaigns(p), campaigns=tuple(sorted(campaigns)), welcome=welcome,
-        own_welcome_key=layout.welcome(referrer_id), contribution=contribution(funnel, ledger))
+        own_welcome_key=layout.welcome(referrer_id), contribution=contribution(funnel, ledger),
+        complete=only is None)

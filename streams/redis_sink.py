@@ -10,7 +10,9 @@ Kafka does not cover Redis, so every write is a snapshot of one referrer's recor
 3. adds to each campaign funnel and ledger field the *difference* between the referrer's new
    contribution and the one it applied last (stored in ``_funnel`` in the compact form of
    ``streams.counters.contribution``: per campaign and day, the totals implied; it is most of a
-   referrer's bytes), sets the referrer's absolute values and referral list, and the
+   referrer's bytes), sets the referrer's absolute values and the summaries of the referrals it
+   carries (a partial snapshot carries those a batch changed; a complete one, all, and removes the
+   rest), and the
    leaderboard scores;
 4. stores the new ``_seq`` and ``_funnel``.
 
@@ -112,8 +114,10 @@ end
 for id, summary in pairs(referrals) do
   if summary == false then redis.call('HDEL', KEYS[2], id) else redis.call('HSET', KEYS[2], id, summary) end
 end
-for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do  -- the list is the snapshot's: ids it lacks (renamed) go
-  if referrals[id] == nil then redis.call('HDEL', KEYS[2], id) end
+if ARGV[9] == '1' then  -- a complete snapshot: the list is the snapshot's, ids it lacks (renamed) go
+  for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if referrals[id] == nil then redis.call('HDEL', KEYS[2], id) end
+  end
 end
 for key, n in pairs(board) do
   if n > 0 then redis.call('ZADD', key, n, ARGV[6]) else redis.call('ZREM', key, ARGV[6]) end
@@ -184,6 +188,7 @@ class SnapshotWriter:
             snap.referrer_id,
             json.dumps(list(snap.campaigns)),
             tag,
+            "1" if snap.complete else "0",
         ]
         return self._apply(keys=keys, args=args, client=client)
 

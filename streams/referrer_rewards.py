@@ -538,12 +538,3 @@ def has_due(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> boo
     due = next_due(state, campaigns)
     return due is not None and due <= now
 
-
-def balances(rewards: dict[str, Reward]) -> dict[str, dict[str, int]]:
-    """Points per customer and status (pending, confirmed, revoked)."""
-    out: dict[str, dict[str, int]] = {}
-    for w in rewards.values():
-        per = out.setdefault(w.customer_id, {"pending": 0, "confirmed": 0, "revoked": 0})
-        if w.status.value in per:
-            per[w.status.value] += w.points
-    return out

@@ -356,6 +356,11 @@ def referral_part(referral_id: str) -> str:
     return f"r:{referral_id}"
 
 
+def referrals_in(parts: Iterable[str]) -> set[str]:
+    """The referrals whose parts are among ``parts``."""
+    return {p[2:] for p in parts if p.startswith("r:")}
+
+
 def counted_part(event_id: str) -> str:
     return f"c:{event_id}"
 

@@ -176,3 +176,19 @@ def test_a_customer_with_nothing_to_show_takes_no_redis_memory(redis_client, wri
     assert writer.apply([replace(blank, seq=2, fields={"clicks": 0, "signups": 2})]) == 1
     fields = redis_client.hgetall(layout.referrer("carl"))
     assert fields[b"signups"] == b"2" and b"clicks" not in fields  # back to 0: the field goes
+
+
+def test_a_partial_snapshot_leaves_the_other_summaries_and_a_complete_one_replaces_the_list(writer, redis_client,
+                                                                                             layout):
+    """A batch writes the summaries of the referrals it changed (#17: not a referrer's whole list each time);
+    a complete snapshot (after a restart, a rename) is the list: ids it lacks go."""
+    key = layout.referrals("anna")
+    writer.apply([snap(layout, "anna", 1, referrals={"r1": '{"s":1}', "r2": '{"s":1}'})])
+    writer.apply([replace(snap(layout, "anna", 2, referrals={"r2": '{"s":2}', "r3": '{"s":1}'}), complete=False)])
+    assert redis_client.hgetall(key) == {b"r1": b'{"s":1}', b"r2": b'{"s":2}', b"r3": b'{"s":1}'}
+    writer.apply([replace(snap(layout, "anna", 3, referrals={"r1": None}), complete=False)])  # withdrawn
+    assert redis_client.hgetall(key) == {b"r2": b'{"s":2}', b"r3": b'{"s":1}'}
+    writer.apply([snap(layout, "anna", 4, referrals={"r3": '{"s":3}'})])
+    assert redis_client.hgetall(key) == {b"r3": b'{"s":3}'}
+    writer.apply([replace(snap(layout, "anna", 4, referrals={"r9": '{"s":9}'}), complete=False)])  # not newer
+    assert redis_client.hgetall(key) == {b"r3": b'{"s":3}'}

@@ -11,27 +11,8 @@ recomputed from the referrals sorted by event time; only changes are returned, e
 a ``RewardChange`` with a deterministic reward id (``<referral_id>:referrer``,
 ``<referral_id>:referee``, ``<referrer>:<campaign>:milestone:<n>``).
 
-The rules:
-
-- a qualified referral gives two rewards, referrer and referee, ``pending``;
-- ``held_for_review`` (both rewards, no points) when the referee shares the referrer's
-  ``email_hash`` (``shared_email``) or ``device_id`` (``shared_device``) as seen on the
-  referrer's own signup, when more than ``referees_per_device`` of the referrer's referees
-  signed up on one device (``device_reused``: all of them), or when more than
-  ``velocity_limit`` referrals used the same code within ``velocity_window``
-  (``velocity_limit``: all in that window);
-- the referrer's reward is ``capped`` (visible, no points) beyond ``monthly_cap`` rewarded
-  referrals in the calendar month (UTC) of the qualifying order; the referee's is not:
-  the friend keeps the welcome bonus;
-- a revoked qualification (refund within the hold period) makes both ``revoked``;
-- ticks: once ``qualified_at + hold period + lateness`` has passed, a referral's rewards
-  are final: ``pending`` becomes ``confirmed``, and nothing changes them any more (a
-  refund reported later is recorded on the referral, not revoked);
-- milestone bonuses: at the n-th confirmed referral (by confirmation order), a confirmed
-  reward of its own;
-- a reward already announced that a late event voids (its referral was reattributed,
-  rejected, or no longer qualifies) stays visible as ``revoked`` with 0 points and the
-  referral's reason, or ``late_event``.
+The rules are those of ``streams.referrer_rewards`` (its docstring lists them); this module decides
+them the obvious way, so that one can be checked against the other.
 """
 
 from __future__ import annotations
@@ -238,12 +219,3 @@ def _finalise(state: ReferrerState, referrer_id: str, now: datetime, campaigns: 
                                     RewardStatus.CONFIRMED, None, r.campaign_id, final[f"{rid}:referrer"].at)
     return replace(state, final=final, final_order=tuple(order))
 
-
-def balances(rewards: dict[str, Reward]) -> dict[str, dict[str, int]]:
-    """Points per customer and status (pending, confirmed, revoked)."""
-    out: dict[str, dict[str, int]] = {}
-    for w in rewards.values():
-        per = out.setdefault(w.customer_id, {"pending": 0, "confirmed": 0, "revoked": 0})
-        if w.status.value in per:
-            per[w.status.value] += w.points
-    return out

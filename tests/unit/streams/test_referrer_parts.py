@@ -67,43 +67,34 @@ def differences(a, b):  # noqa: ANN001, ANN202 - debugging aid
 def test_no_changelog_value_grows_with_the_referrers_history():
     """An influencer with 3,000 referrals (a qualifying order and a share each, ticks daily): every value the
     stage writes stays small; the whole record pickled would be megabytes (the poison pill of #17)."""
-    from bench.referrer_history import REFERRER, book, facts
+    from bench.referrer_history import REFERRER, book, facts, through_stage
     from streams import stages
 
-    campaigns = book()
     record = stages.ReferrerRecord()
     largest = 0
     changelog: dict[bytes, object] = {}
-    for group in facts(3_000):
-        for fact in group:
-            before = record
-            step = stages.referrer_step(record, REFERRER, fact, campaigns)
-            record = step.record
-            if step.changed:
-                for key, value in referrer_parts.entries(record, REFERRER, step.parts, before):
-                    largest = max(largest, len(pickle.dumps(value)))
-                    changelog.pop(key, None)
-                    changelog[key] = stored(value)
+    for stepped, entries in through_stage(stages.ReferrerRecord(), (f for g in facts(3_000) for f in g), book()):
+        record = stepped
+        for key, value in entries:
+            largest = max(largest, len(pickle.dumps(value)))
+            changelog.pop(key, None)
+            changelog[key] = stored(value)
     assert largest < 4_096, largest
     assert len(pickle.dumps(record)) > 1_000_000  # what one value would have been
     assert same_record(assembled(changelog)[REFERRER], stored(record))
 
 
 def test_a_write_cut_short_is_torn_and_one_without_any_header_is_dropped():
-    from bench.referrer_history import REFERRER, book, facts
+    from bench.referrer_history import REFERRER, book, facts, through_stage
     from streams import stages
 
     campaigns = book()
     record = stages.ReferrerRecord()
     changelog: dict[bytes, object] = {}
     groups = facts(40)
-    for group in groups[:-1]:
-        for fact in group:
-            before = record
-            step = stages.referrer_step(record, REFERRER, fact, campaigns)
-            record = step.record
-            if step.changed:
-                changelog.update(referrer_parts.entries(record, REFERRER, step.parts, before))
+    for stepped, entries in through_stage(stages.ReferrerRecord(), (f for g in groups[:-1] for f in g), campaigns):
+        record = stepped
+        changelog.update(entries)
     last = groups[-1][-1]  # the last referral qualifies: its part, then the header
     step = stages.referrer_step(record, REFERRER, last, campaigns)
     entries = referrer_parts.entries(step.record, REFERRER, step.parts, record)
