@@ -58,8 +58,8 @@ from streams.campaigns import Campaign, CampaignBook
 from streams.referee_ledger import Profile, Referral
 
 _AT = 0  # index entries are (time, referral id): sorted by time, then id
-_ONE_TICK = timedelta(microseconds=1)
-Key = tuple[datetime, str]  # datetimes have microseconds: ``t + _ONE_TICK`` is the next instant
+_ONE_TICK = timedelta(microseconds=1)  # datetimes have microseconds: ``t + _ONE_TICK`` is the next instant
+Key = tuple[datetime, str]  # an index entry: (time, referral id)
 
 
 @dataclass(frozen=True, slots=True)
