@@ -39,6 +39,7 @@ from schemas.derived import ReasonCode, RewardStatus
 from streams.counters import referral_cells
 from streams.referee_ledger import Referral
 from streams.referrer_rewards import ReferrerState, Reward, rewards_of
+from streams import stages
 from streams.stages import ReferrerRecord
 
 SEP = "\x1f"
@@ -120,8 +121,9 @@ def part(record: ReferrerRecord, part_id: str) -> Part | None:
 
 def part_ids(record: ReferrerRecord) -> list[str]:
     """Every part the record has (what a whole rewrite writes, and what deleting it deletes)."""
-    return ([f"r:{rid}" for rid in record.core.referrals] + [f"c:{eid}" for eid in record.counted]
-            + [f"v:{vid}" for vid in record.visitors] + [f"n:{cid}" for cid in record.named])
+    return ([stages.referral_part(rid) for rid in record.core.referrals]
+            + [stages.counted_part(eid) for eid in record.counted]
+            + [stages.visitor_part(vid) for vid in record.visitors] + [stages.named_part(cid) for cid in record.named])
 
 
 # -- parts into a record --------------------------------------------------------------------------------------
