@@ -19,7 +19,6 @@ record then says ``pending``.
 from __future__ import annotations
 
 import json
-import pickle
 import re
 import time
 import uuid
@@ -33,7 +32,7 @@ from referrals.kafka_admin import group_positions
 from referrals.privacy import pseudonym
 from referrals.settings import Settings
 from schemas.topics import CUSTOMER_FACTS, INBOUND, INTERNAL, REFERRER_FACTS
-from streams import erasure_registry, redis_views
+from streams import erasure_registry, record_codec, redis_views
 from streams.erasure import Erase
 
 
@@ -82,7 +81,7 @@ def erase(settings: Settings, customer_id: str, *, wait_s: float = 120.0, rounds
     erasure_id = f"erasure-{uuid.uuid4()}"
     erasure_registry.mark(client, key_prefix, alias)
     codes = registry.forget(customer_id)
-    fact = pickle.dumps(Erase(customer_id, alias, erasure_id, requested))
+    fact = record_codec.encode(Erase(customer_id, alias, erasure_id, requested))
     producer = KafkaProducer(**settings.kafka.client_options(), acks="all", client_id="referrals-erase")
     try:
         for spec in (CUSTOMER_FACTS, REFERRER_FACTS):

@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import redis
-from faust.serializers import codecs as faust_codecs
 
 from consumers import kafka_log
 from referrals.privacy import pseudonym
@@ -39,13 +38,12 @@ from referrals.settings import Settings
 from schemas.derived import DeadLetter
 from schemas.events import ShareEvent
 from schemas.topics import REFERRER_FACTS, REWARDS, SHARES
-from streams import counters, erasure_registry, redis_views, referrer_parts, stages
+from streams import counters, erasure_registry, record_codec, redis_views, referrer_parts, stages
 from streams.app import changelog_topics
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify, classify_internal
 from streams.erasure import Adopt, Continue, Erase, Forget
 from streams.inbound import to_fact
-from streams.pickling import RECORDS_CODEC
 from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
 from streams.referrer_rewards import Tick
@@ -129,7 +127,7 @@ def _changelog_records(settings: Settings, campaigns: CampaignBook, until, since
     assembler = referrer_parts.Assembler(records)
     for record in kafka_log.read(settings, until, since, on_progress=lambda k: progress("read", k, None)):
         n += 1
-        value = None if record.value is None else faust_codecs.loads(RECORDS_CODEC, record.value)
+        value = None if record.value is None else record_codec.decode(record.value)
         changed.add(assembler.apply(record.key, value))
     for referrer_id, newest in assembler.finish().items():
         records[referrer_id] = stages.referrer_repair(records[referrer_id], referrer_id, campaigns, newest).record

@@ -67,7 +67,8 @@ DEADLETTER = TopicSpec(
     "kept per source topic in order; nothing downstream joins on it",
 )
 
-# The worker's own topics between its stages (values are pickled facts, read only by the worker).
+# The worker's own topics between its stages (values are facts in the records' encoding, streams.record_codec;
+# read only by the worker).
 VISITOR_FACTS = TopicSpec(
     "referrals.visitor-facts",
     "visitor_id",

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pickle
 import random
 import signal
 import ssl
@@ -49,7 +48,6 @@ from typing import Any
 import faust
 import mode.loop
 import redis
-from faust.serializers import codecs
 from prometheus_client import start_http_server
 
 from producers.code_registry import CodeRegistry
@@ -78,7 +76,7 @@ from streams import (
     counters,
     deadletter_counts,
     erasure_registry,
-    pickling,
+    record_codec,
     redis_views,
     referrer_parts,
     stages,
@@ -100,11 +98,27 @@ TICK_KEY = b"__tick__"
 CRASH_EXIT_CODE = 70
 
 
-class PickleTable(faust.Table):
-    """Keys as raw bytes, values as pickled records, read back only as record types (``streams.pickling``)."""
+class RecordTable(faust.Table):
+    """Keys as raw bytes, values as records in their typed, versioned encoding (``streams.record_codec``)."""
 
     def _serializer_from_type(self, typ: Any) -> str:
-        return "raw" if typ is bytes else pickling.RECORDS_CODEC
+        return "raw" if typ is bytes else record_codec.RECORDS_CODEC
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        unreadable(self, batch)
+        super().apply_changelog_batch(batch)
+
+
+def unreadable(table: faust.Table, batch: Iterable[Any]) -> None:
+    """Stop the worker at a changelog value it cannot read (``record_codec.Unread``): a table is never built
+    without one of its records (README: records of an older format)."""
+    for event in batch:
+        value = event.value if event.message.value is not None else None
+        if isinstance(value, record_codec.Unread):
+            crash(f"the {table.name} table's changelog holds a value this version cannot read at "
+                  f"{event.message.topic}[{event.message.partition}]@{event.message.offset} ({value.reason}: "
+                  f"{value.message}); start the worker's state fresh (README: the stream worker, records of an "
+                  "older format)")
 
 
 class _ByName(MutableMapping):
@@ -129,7 +143,7 @@ class _ByName(MutableMapping):
         return len(self.store)
 
 
-class ReferrerTable(PickleTable):
+class ReferrerTable(RecordTable):
     """The referrer records, whose changelog holds each record in parts (``streams.referrer_parts``): recovery
     assembles them, and hands the records a crash left torn (referrer id -> newest part seq) of the partitions
     this worker now owns to ``repair`` before any input is read."""
@@ -146,6 +160,7 @@ class ReferrerTable(PickleTable):
         return self._assembler
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        unreadable(self, batch)
         positions = self.data._key_partition  # noqa: SLF001 - the memory store's, to drop revoked partitions
         for event in batch:
             value = None if event.message.value is None else event.value
@@ -261,7 +276,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     customer_in = app.topic(name(SIGNUPS), name(ORDERS), name(REFUNDS), name(CUSTOMER_FACTS), **raw)
     referrer_in = app.topic(name(SHARES), name(REFERRER_FACTS), **raw)
 
-    def table(table_name: str, kind: type[PickleTable] = PickleTable) -> faust.Table:
+    def table(table_name: str, kind: type[RecordTable] = RecordTable) -> faust.Table:
         return app.tables.add(kind(app, name=table_name, default=lambda: None, partitions=partitions,
                                    key_type=bytes, beacon=app.tables.beacon))
 
@@ -331,7 +346,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         for out in outbound:
             if isinstance(out.value, stages.Versioned | visitor_attribution.VisitorSignup | stages.Share | Erase
                           | Adopt | Continue | Forget):
-                batch.add(prefix + out.topic, out.key.encode(), pickle.dumps(out.value))
+                batch.add(prefix + out.topic, out.key.encode(), record_codec.encode(out.value))
             elif isinstance(out.value, Attribution):
                 r = attribution_record(out.value, source, prefix)
                 batch.add(r.topic, r.key, r.value, r.headers)
@@ -390,10 +405,10 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         """Send the batch's records, wait for Kafka to acknowledge them (and the table changes), then Redis."""
         sent = [await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
                 for topic, key, value, headers in batch.records]
-        # the table changes, encoded as Faust's table would (its ``records`` codec), straight to the producer; a
+        # the table changes, encoded as Faust's table would (its ``records`` codec: ``streams.record_codec``), straight to the producer; a
         # referrer's parts before its header, an erasure marker first (``streams.referrer_parts``: torn writes)
         sent += [await app.producer.send(topic, key,
-                                         None if record is None else codecs.dumps(pickling.RECORDS_CODEC, record),
+                                         None if record is None else record_codec.encode(record),
                                          partition=partition, timestamp=None, headers=None)
                  for (topic, key), (partition, record) in sorted(
                      batch.changelog.items(), key=lambda item: changelog_order(item, batch.headers_first))]
@@ -722,7 +737,7 @@ def changelog_order(item: tuple[tuple[str, bytes], tuple[int, Any]], headers_fir
 
 def tick_record(now: datetime) -> tuple[bytes, bytes]:
     """The clock's tick as a referrer-facts record (key, value): ends the hold periods due at ``now``."""
-    return TICK_KEY, pickle.dumps(Tick(now))
+    return TICK_KEY, record_codec.encode(Tick(now))
 
 
 async def send_ticks(producer, topic: str, partitions: int, now: datetime) -> None:  # noqa: ANN001

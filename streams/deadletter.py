@@ -5,10 +5,11 @@ offset and the reason) when its value is not UTF-8 JSON, breaks its event's cont
 or is a valid event of another type than its topic carries (``wrong_topic``). The agent
 goes on with the next record.
 
-The worker's own topics carry pickled facts (``streams.pickling``). A record there is
-dead-lettered the same way when it names a class other than the record types
-(``refused_pickle``: never built, so it runs no code), is a damaged pickle
-(``damaged_pickle``), holds a fact its stage does not take (``wrong_fact``), or has no
+The worker's own topics carry facts in the records' encoding (``streams.record_codec``). A
+record there is dead-lettered the same way when its tag names no record type
+(``unknown_record``: nothing is built from it), it is not an envelope or does not fit its
+type (``damaged_record``: a pickle, random bytes, a value cut short), it is of another format
+(``other_format``), it holds a fact its stage does not take (``wrong_fact``), or it has no
 UTF-8 key (``key``).
 """
 
@@ -20,7 +21,7 @@ from schemas.derived import DeadLetter
 from schemas.events import InboundEventBase
 from schemas.parsing import EventRejected, Problem, parse_event_json
 from schemas.topics import CUSTOMER_FACTS, INBOUND, REFERRER_FACTS, VISITOR_FACTS
-from streams import pickling
+from streams import record_codec
 from streams.erasure import Adopt, Continue, Erase, Forget
 from streams.referrer_rewards import Tick
 from streams.stages import Share, Versioned
@@ -76,11 +77,9 @@ def classify_internal(
     if value is None:
         return dead("empty", "the record has no value")
     try:
-        fact = pickling.loads(value)
-    except pickling.RefusedClass as exc:
-        return dead("refused_pickle", str(exc)[:200])
-    except Exception as exc:  # noqa: BLE001 - a damaged pickle raises about anything (EOFError, TypeError, ...)
-        return dead("damaged_pickle", f"{type(exc).__name__}: {str(exc)[:200]}")
+        fact = record_codec.decode(value)
+    except record_codec.UnreadableRecord as exc:
+        return dead(exc.reason, str(exc)[:200])
     if not isinstance(fact, kinds):
         return dead("wrong_fact", f"a {type(fact).__name__} on {topic}, which carries "
                                   + ", ".join(k.__name__ for k in kinds))

@@ -92,11 +92,6 @@ class ReferrerState:
     final: set[str] = field(default_factory=set)  # ids of the rewards that no longer change
     changes: dict[str, int] = field(default_factory=dict)  # reward id -> changes emitted
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.final, set) or not isinstance(self.changes, dict):
-            raise TypeError("a referrer record of the format before the incremental core (#17): the worker's "
-                            "tables must be started fresh (README: the stream worker, records of an older format)")
-
     def copy(self) -> ReferrerState:
         """An independent state (the indexes are rebuilt when it is first stepped)."""
         return ReferrerState(self.profile, dict(self.referrals), dict(self.rewards), set(self.final),

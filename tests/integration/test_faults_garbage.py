@@ -1,6 +1,6 @@
 """Garbage written straight to every inbound topic, and to the worker's own topics, between valid events:
 every garbage record ends in the dead-letter topic with a reason, once; the worker never stops; the valid
-events around them all count; a pickle that would run code runs none."""
+events around them all count; a pickle that would run code runs none (no pickle is read)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 
 import pytest
 from kafka import KafkaProducer
+from msgspec.msgpack import encode as msgpack_encode
 
 from schemas.topics import CUSTOMER_FACTS, DEADLETTER, INBOUND, REFERRER_FACTS, VISITOR_FACTS
 from streams.deadletter import DeadLetter, classify, classify_internal
 from streams import stages
 from streams.erasure import Forget
+from streams.record_codec import encode
 from streams.referrer_rewards import Tick
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import held_then_ticked, simulated
@@ -70,20 +72,25 @@ INTERNAL = (VISITOR_FACTS, CUSTOMER_FACTS, REFERRER_FACTS)
 
 
 def internal_garbage(rnd: random.Random, trap: str, topic: str) -> bytes | None:
-    """One hostile record for a stage's own topic: a pickle that would run code, a pickle of the wrong kind,
-    a broken pickle, random bytes, a tombstone."""
-    kind = rnd.randrange(6)
+    """One hostile record for a stage's own topic: a pickle that would run code, an envelope naming no record
+    type, a record of the wrong kind, of another format, of the wrong shape, cut short, random bytes, a
+    tombstone."""
+    kind = rnd.randrange(8)
     if kind == 0:
         return pickle.dumps(RunsCode(trap))
     if kind == 1:
-        return pickle.dumps({"referrer_id": "r1", "points": 10**9})
+        return msgpack_encode((1, "builtins.open", {"file": trap, "mode": "w"}))
     if kind == 2:  # a fact of a kind the topic's stage does not take
-        return pickle.dumps(Tick(datetime.now(UTC)) if topic != REFERRER_FACTS.name else stages.VisitorRecord())
+        return encode(Tick(datetime.now(UTC)) if topic != REFERRER_FACTS.name else stages.VisitorRecord())
     if kind == 3:
         return bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 400)))
     if kind == 4:
         return None
-    return pickle.dumps(Forget("erasure-x"))[:-2]  # cut short
+    if kind == 5:
+        return msgpack_encode((2, "forget", {"erasure_id": "erasure-x"}))
+    if kind == 6:
+        return msgpack_encode((1, "forget", {"erasure_id": 10**9}))
+    return encode(Forget("erasure-x"))[:-2]  # cut short
 
 
 def test_garbage_on_every_inbound_topic_is_dead_lettered_once_and_the_valid_events_all_count(pipeline_factory,
@@ -132,6 +139,6 @@ def test_garbage_on_every_inbound_topic_is_dead_lettered_once_and_the_valid_even
     assert len({(d["source_topic"], d["source_partition"], d["source_offset"]) for d in letters}) == sent_garbage
     assert {d["source_topic"] for d in letters} == {prefix + spec.name for spec in (*INBOUND, *INTERNAL)}
     assert all(d["reason"] for d in letters)
-    assert "refused_pickle" in {d["reason"] for d in letters}
-    assert not trap.exists()  # the worker built nothing the pickle named
+    assert {"damaged_record", "unknown_record", "wrong_fact"} <= {d["reason"] for d in letters}
+    assert not trap.exists()  # the worker built nothing a record named
     worker.assert_alive()

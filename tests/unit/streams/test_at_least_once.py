@@ -1,7 +1,7 @@
 """The stages under at-least-once delivery with crashes, in memory: nothing lost, nothing counted twice.
 
 A small model of what the Faust shell does (``streams.app``): one log per stage, a table
-per stage, committed offsets. What goes through Kafka is pickled and read back as the worker
+per stage, committed offsets. What goes through Kafka is encoded and read back as the worker
 reads it (``classify_internal``, the tables' ``records`` codec). A crash after a step may lose any part of what the step
 wrote (the table change, each output, the Redis snapshot) and sends the stage back to its
 last committed offset, as Kafka would. Whatever the crashes, the end state must be the
@@ -10,7 +10,6 @@ one the pure core reaches with every event delivered once, in time order.
 
 from __future__ import annotations
 
-import pickle
 import random
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -25,7 +24,7 @@ from streams import counters, referrer_parts, stages
 from streams.deadletter import classify_internal
 from streams.erasure import Adopt, Continue, Erase, Forget, mentions, rename
 from streams.inbound import to_fact
-from streams.pickling import RECORDS_CODEC
+from streams.record_codec import RECORDS_CODEC, encode
 from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
 from tests.unit.streams.story import T0, Story, resolve
@@ -39,7 +38,7 @@ TARGET = {"referrals.visitor-facts": "visitor", "referrals.customer-facts": "cus
 
 def over_kafka(topic: str, fact: object) -> object:
     """A stage's own fact as the next stage reads it from ``topic``: every fact a stage sends must pass."""
-    read = classify_internal(topic=topic, partition=0, offset=0, key=b"k", value=pickle.dumps(fact), received_at=T0)
+    read = classify_internal(topic=topic, partition=0, offset=0, key=b"k", value=encode(fact), received_at=T0)
     assert not isinstance(read, DeadLetter), read.problems
     assert read == fact
     return read

@@ -3,6 +3,7 @@ origin and reason."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from datetime import UTC, datetime
@@ -10,11 +11,14 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.msgpack import encode as msgpack_encode
 
 from schemas import DeadLetter, ShareEvent
 from streams.deadletter import classify, classify_internal
 from streams.erasure import Erase, Forget
+from streams.record_codec import TYPES, encode
 from streams.referrer_rewards import Tick
+from streams.stages import VisitorRecord
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
 SHARE = {"type": "share", "event_id": "e1", "occurred_at": "2026-05-01T11:00:00Z", "referrer_id": "r",
@@ -50,7 +54,7 @@ def test_a_valid_event_on_the_wrong_topic_is_a_dead_letter():
     assert "a share event on t1.shop.orders" in letter.problems[0]["message"]
 
 
-# -- the worker's own topics: pickled facts, read back only as record types -------------------------------
+# -- the worker's own topics: facts in the records' encoding, read back only as record types ---------------
 
 
 class RunsCode:
@@ -70,17 +74,18 @@ def internal(value, topic="referrals.referrer-facts", prefix="t."):
 
 def test_a_stage_fact_passes_as_itself():
     tick = Tick(NOW)
-    assert internal(pickle.dumps(tick)) == tick
+    assert internal(encode(tick)) == tick
     erase = Erase("c1", "c_alias", "erasure-1", NOW)
-    assert internal(pickle.dumps(erase), "referrals.customer-facts") == erase
+    assert internal(encode(erase), "referrals.customer-facts") == erase
 
 
-def test_a_pickle_naming_any_other_callable_runs_nothing_and_is_a_dead_letter(tmp_path):
+def test_a_pickle_is_no_record_runs_nothing_and_is_a_dead_letter(tmp_path):
+    """No pickle is read anywhere: one that would run code is bytes that are not a record envelope."""
     target = tmp_path / "owned"
     value = pickle.dumps(RunsCode(str(target)))
     dead = internal(value)
-    assert isinstance(dead, DeadLetter) and dead.reason == "refused_pickle"
-    assert dead.problems[0]["message"] == "refused to build io.open: not a record type"
+    assert isinstance(dead, DeadLetter) and dead.reason == "damaged_record"
+    assert dead.problems[0]["message"].startswith("not a record envelope")
     assert not target.exists()
     pickle.loads(value)  # what plain pickle would have done
     assert target.exists()
@@ -89,8 +94,11 @@ def test_a_pickle_naming_any_other_callable_runs_nothing_and_is_a_dead_letter(tm
 
 
 @pytest.mark.parametrize(("value", "reason"), [
-    (None, "empty"), (b"", "damaged_pickle"), (b"\x80\x05garbage", "damaged_pickle"), (b"{}", "damaged_pickle"),
-    (pickle.dumps({"a": 1}), "wrong_fact"), (pickle.dumps(Forget("erasure-1"))[:-3], "damaged_pickle"),
+    (None, "empty"), (b"", "damaged_record"), (b"\x80\x05garbage", "damaged_record"), (b"{}", "damaged_record"),
+    (encode(VisitorRecord()), "wrong_fact"), (encode(Forget("erasure-1"))[:-3], "damaged_record"),
+    (msgpack_encode((1, "os.system", {"command": "true"})), "unknown_record"),
+    (msgpack_encode((2, "forget", {"erasure_id": "erasure-1"})), "other_format"),
+    (msgpack_encode((1, "forget", {"erasure": 1})), "damaged_record"),
 ])
 def test_damaged_or_foreign_records_are_dead_letters(value, reason):
     dead = internal(value)
@@ -100,12 +108,12 @@ def test_damaged_or_foreign_records_are_dead_letters(value, reason):
 @pytest.mark.parametrize("key", [None, b"\xff\xfe"])
 def test_a_fact_without_a_utf8_key_is_a_dead_letter(key):
     dead = classify_internal(topic="referrals.referrer-facts", partition=0, offset=0, key=key,
-                             value=pickle.dumps(Forget("erasure-1")), received_at=NOW)
+                             value=encode(Forget("erasure-1")), received_at=NOW)
     assert isinstance(dead, DeadLetter) and dead.reason == "key"
 
 
 def test_a_fact_for_another_stage_is_a_dead_letter():
-    dead = internal(pickle.dumps(Tick(NOW)), "referrals.visitor-facts")
+    dead = internal(encode(Tick(NOW)), "referrals.visitor-facts")
     assert isinstance(dead, DeadLetter) and dead.reason == "wrong_fact"
     assert "Tick" in dead.problems[0]["message"]
 
@@ -114,3 +122,17 @@ def test_a_fact_for_another_stage_is_a_dead_letter():
 @given(st.binary(max_size=200))
 def test_any_bytes_on_an_internal_topic_give_a_fact_or_a_dead_letter_never_an_error(value):
     internal(value)
+
+
+_FIELD_NAMES = sorted({f.name for cls in TYPES.values() for f in dataclasses.fields(cls)})
+_plain = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=8)
+                      | st.binary(max_size=8) | st.just("2026-05-01T12:00:00Z"),
+                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                  max_size=3), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(TYPES)),
+       st.dictionaries(st.text(max_size=12) | st.sampled_from(_FIELD_NAMES), _plain, max_size=6))
+def test_any_envelope_of_a_record_tag_gives_a_fact_or_a_dead_letter_never_an_error(tag, body):
+    internal(msgpack_encode((1, tag, body)))

@@ -4,13 +4,12 @@
 on every fact; ``streams.referrer_rewards`` touches only what a fact can change. For any stream
 of referrals, profiles and ticks (updates of a referral, referrals moving between months,
 devices shared, bursts on a code, withdrawals, late events, ticks at any moment, the state
-reloaded from its pickle at any point), both must emit the same reward changes at every step
+reloaded from its encoding at any point), both must emit the same reward changes at every step
 and hold the same rewards.
 """
 
 from __future__ import annotations
 
-import pickle
 from datetime import timedelta
 from decimal import Decimal
 
@@ -18,9 +17,10 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from schemas.derived import ReasonCode
-from streams import referrer_rewards
+from streams import record_codec, referrer_rewards
 from streams.referee_ledger import Profile, Referral
 from streams.referrer_rewards import ReferrerState, Tick
+from streams.stages import ReferrerRecord
 from tests.oracle import referrer_rewards as oracle
 from tests.unit.streams.story import T0, campaigns
 
@@ -74,7 +74,7 @@ def lockstep(book, stream) -> tuple[oracle.ReferrerState, ReferrerState]:
     expected, state = oracle.ReferrerState(), ReferrerState()
     for fact in stream:
         if fact == "reload":  # as the table's changelog gives it back: the index is rebuilt
-            state = pickle.loads(pickle.dumps(state))
+            state = record_codec.decode(record_codec.encode(ReferrerRecord(core=state))).core
             continue
         expected, want = oracle.step(expected, REFERRER, fact, book)
         got = referrer_rewards.step(state, REFERRER, fact, book)

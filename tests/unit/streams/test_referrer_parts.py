@@ -3,13 +3,12 @@ record; each part stays small however long the referrer's history; a torn write 
 
 from __future__ import annotations
 
-import pickle
 from datetime import timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import referrer_parts
+from streams import record_codec, referrer_parts
 from streams.referrer_rewards import Tick
 from tests.unit.streams.story import T0
 from tests.unit.streams.test_at_least_once import Shell, nonzero, stored
@@ -66,7 +65,7 @@ def differences(a, b):  # noqa: ANN001, ANN202 - debugging aid
 
 def test_no_changelog_value_grows_with_the_referrers_history():
     """An influencer with 3,000 referrals (a qualifying order and a share each, ticks daily): every value the
-    stage writes stays small; the whole record pickled would be megabytes (the poison pill of #17)."""
+    stage writes stays small; the whole record as one value would be megabytes (the poison pill of #17)."""
     from bench.referrer_history import REFERRER, book, facts, through_stage
     from streams import stages
 
@@ -76,11 +75,11 @@ def test_no_changelog_value_grows_with_the_referrers_history():
     for stepped, entries in through_stage(stages.ReferrerRecord(), (f for g in facts(3_000) for f in g), book()):
         record = stepped
         for key, value in entries:
-            largest = max(largest, len(pickle.dumps(value)))
+            largest = max(largest, len(record_codec.encode(value)))
             changelog.pop(key, None)
             changelog[key] = stored(value)
     assert largest < 4_096, largest
-    assert len(pickle.dumps(record)) > 1_000_000  # what one value would have been
+    assert len(record_codec.encode(record)) > 1_000_000  # what one value would have been
     assert same_record(assembled(changelog)[REFERRER], stored(record))
 
 
