@@ -14,7 +14,9 @@ decisions, the dedup, the bookkeeping of the counters). Timed per slice of 1,000
   referrer (partial: the summaries of the referrals the batch changed, here one, with the
   referrer's totals), and the complete one it builds after a restart, measured at the end of
   each slice: the totals are still summed over the history;
-- ``record_bytes``: the whole record pickled, which is what one changelog value was before.
+- ``record_bytes``: the whole record encoded as one value, which is what one changelog value was before;
+- ``codec``: encoding and decoding the last slice's changelog values with the records' codec
+  (``streams.record_codec``, msgspec), next to ``pickle`` on the same values (what it replaced).
 
 The reference core (``tests/oracle``, recomputed from the history; what the worker ran
 before) is timed in the same run on the first referrals, as the raw figure to read against.
@@ -32,10 +34,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from schemas.derived import ReasonCode  # noqa: F401 - the records hold its enums
-from faust.serializers import codecs
 
-from streams import counters, referrer_parts, stages
-from streams.pickling import RECORDS_CODEC
+from streams import counters, record_codec, referrer_parts, stages
 from streams.campaigns import Campaign, CampaignBook
 from streams.redis_layout import RedisLayout
 from streams.referee_ledger import Referral
@@ -94,9 +94,10 @@ class HistoryResult:
     step_us: list[float] = field(default_factory=list)  # per event, per slice
     snapshot_ms: list[float] = field(default_factory=list)  # a partial snapshot (one referral), per slice end
     complete_snapshot_ms: list[float] = field(default_factory=list)  # a complete one, per slice end
-    record_bytes: list[int] = field(default_factory=list)  # the whole record pickled, per slice end
+    record_bytes: list[int] = field(default_factory=list)  # the whole record encoded as one value, per slice end
     largest_value: int = 0  # the largest changelog value written
     reference_step_us: float = 0.0  # the reference core, per referral fact, over its first slice
+    codec_us: dict[str, float] = field(default_factory=dict)  # encode/decode per value: msgspec, pickle
 
     @property
     def growth(self) -> float:
@@ -115,10 +116,13 @@ def run(referrals: int, reference_referrals: int = SLICE) -> HistoryResult:
         events = 0
         began = time.perf_counter()
         largest = 0
+        written: list[Any] = []
         for stepped, entries in through_stage(record, (f for g in groups[start:start + SLICE] for f in g), campaigns):
             record = stepped
             for _key, value in entries:
-                largest = max(largest, len(codecs.dumps(RECORDS_CODEC, value)) if value is not None else 0)
+                largest = max(largest, len(record_codec.encode(value)) if value is not None else 0)
+                if value is not None:
+                    written.append(value)
             events += 1
         result.step_us.append((time.perf_counter() - began) / events * 1e6)
         result.largest_value = max(result.largest_value, largest)
@@ -129,9 +133,26 @@ def run(referrals: int, reference_referrals: int = SLICE) -> HistoryResult:
         began = time.perf_counter()
         counters.snapshot(layout, REFERRER, record)
         result.complete_snapshot_ms.append((time.perf_counter() - began) * 1e3)
-        result.record_bytes.append(len(pickle.dumps(record)))
+        result.record_bytes.append(len(record_codec.encode(record)))
     result.reference_step_us = reference(groups[:reference_referrals], campaigns)
+    result.codec_us = codec(written)
     return result
+
+
+def codec(values: list[Any]) -> dict[str, float]:
+    """µs per value to encode and to decode ``values`` with the records' codec, and with pickle."""
+    out: dict[str, float] = {}
+    for name, dumps, loads in (("msgspec", record_codec.encode, record_codec.decode),
+                               ("pickle", pickle.dumps, pickle.loads)):
+        began = time.perf_counter()
+        encoded = [dumps(v) for v in values]
+        out[f"{name} encode"] = (time.perf_counter() - began) / len(values) * 1e6
+        began = time.perf_counter()
+        for data in encoded:
+            loads(data)
+        out[f"{name} decode"] = (time.perf_counter() - began) / len(values) * 1e6
+        out[f"{name} bytes"] = sum(map(len, encoded)) / len(values)
+    return out
 
 
 def reference(groups: list[list[object]], campaigns: CampaignBook) -> float:

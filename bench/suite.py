@@ -234,9 +234,15 @@ class Suite:
         add(Figure(f"history: largest changelog value written over {n:,} referrals", "bytes",
                    [float(r.largest_value) for r in results], target="<= 102400",
                    bound="Kafka's default max.message.bytes: 1,048,588"))
-        add(Figure(f"history: the whole record pickled at {n:,} referrals", "bytes",
+        add(Figure(f"history: the whole record as one value at {n:,} referrals", "bytes",
                    [float(r.record_bytes[-1]) for r in results],
                    note="what one changelog value was before #17 (the poison pill)"))
+        for what, unit in (("encode", "µs/value"), ("decode", "µs/value"), ("bytes", "bytes/value")):
+            add(Figure(f"history: changelog values of the last slice, msgspec {what}", unit,
+                       [r.codec_us[f"msgspec {what}"] for r in results], note="the records' codec"))
+            add(Figure(f"history: changelog values of the last slice, pickle {what}", unit,
+                       [r.codec_us[f"pickle {what}"] for r in results],
+                       bound="what it replaced; raw figure of the same run"))
         add(Figure(f"history: counter snapshot at {n:,} referrals", "ms", [r.snapshot_ms[-1] for r in results],
                    note="once per batch for a changed referrer (partial: one referral's summary); its totals "
                         "are still summed over the history (#17 open)"))
