@@ -26,7 +26,7 @@ from producers.simulator import SimulationConfig
 from referrals.settings import Settings
 from schemas.parsing import parse_event
 from schemas.records import inbound_record
-from streams.app import prepare_topics
+from streams.topology import prepare_topics
 
 
 @dataclass

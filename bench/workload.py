@@ -20,7 +20,7 @@ from producers.simulator import Simulation, SimulationConfig
 from referrals.settings import Settings
 from schemas.parsing import parse_event
 from schemas.records import Record, inbound_record
-from streams.app import prepare_topics
+from streams.topology import prepare_topics
 
 SEED = 6
 

@@ -17,7 +17,7 @@ from referrals.redis_client import redis_client
 from referrals.settings import Settings
 from schemas.topics import DEADLETTER, INBOUND, INTERNAL
 from streams import deadletter_counts, redis_views, worker_heartbeats
-from streams.app import changelog_topics, worker_topics
+from streams.topology import changelog_topics, worker_topics
 
 
 @dataclass

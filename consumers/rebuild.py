@@ -39,14 +39,14 @@ from schemas.derived import DeadLetter
 from schemas.events import ShareEvent
 from schemas.topics import REFERRER_FACTS, REWARDS, SHARES
 from streams import counters, erasure_registry, record_codec, redis_views, referrer_parts, stages
-from streams.app import changelog_topics
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify, classify_internal
-from streams.erasure import Adopt, Continue, Erase, Forget
 from streams.inbound import to_fact
-from streams.redis_layout import RedisLayout, partition_of
+from streams.redis_layout import RedisLayout
 from streams.redis_sink import SnapshotWriter
 from streams.referrer_rewards import Tick
+from streams.stage_runner import Batch, ByName, StageRunner, Tables
+from streams.topology import changelog_topics
 
 Source = Literal["changelog", "log"]
 Progress = Callable[[str, int, int | None], None]  # (phase, advance, total or None)
@@ -74,49 +74,38 @@ def _shares_resolve_no_codes(code: str) -> None:
 
 
 class _Replay:
-    """The referrer stage over its own input log, in memory: the same pure step the worker runs."""
+    """The referrer stage over its own input log, in memory: the worker's own runner (``streams.stage_runner``)
+    over a table of its own; what it sends is not sent."""
 
     def __init__(self, settings: Settings, campaigns: CampaignBook, erased: set[str]):
-        self.settings, self.campaigns = settings, campaigns
-        self.records: dict[str, stages.ReferrerRecord] = {}
-        self.partitions = settings.kafka.partitions
+        self.settings = settings
+        secret = settings.privacy.pseudonym_key.get_secret_value()
+        self.runner = StageRunner(campaigns, Tables({}, {}, {}, ("", "", "")), settings.kafka.partitions,
+                                  erased=erased, pseudonym_of=lambda customer_id: pseudonym(secret, customer_id))
+        self.records = ByName(self.runner.tables.referrers)
         self.changed: set[str] = set()
-        self.secret = settings.privacy.pseudonym_key.get_secret_value()
-        self.erased = erased
-
-    def _apply(self, referrer_id: str, fact: object) -> None:
-        stored = self.records.get(referrer_id)
-        if (stored is None and self.erased and not isinstance(fact, Erase | Adopt | Continue | Forget | Tick)
-                and pseudonym(self.secret, referrer_id) in self.erased):
-            return  # the worker forwarded it to the pseudonym: that copy is further on in the log
-        record = stored or stages.ReferrerRecord()
-        step = stages.referrer_step(record, referrer_id, fact, self.campaigns)
-        if step.changed and step.record is None:  # an erased referrer's marker goes
-            self.records.pop(referrer_id, None)
-            self.changed.add(referrer_id)
-        elif step.changed:
-            self.records[referrer_id] = step.record
-            self.changed.add(referrer_id)
 
     def feed(self, record) -> None:  # noqa: ANN001 - a kafka-python ConsumerRecord
         prefix = self.settings.kafka.topic_prefix
+        batch = Batch()
+        batch.partition = record.partition
         if record.topic == prefix + SHARES.name:
             received = datetime.fromtimestamp(record.timestamp / 1000, UTC)
             share = classify(topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
                              value=record.value, received_at=received, topic_prefix=prefix)
             if isinstance(share, ShareEvent):
-                self._apply(*to_fact(share, _shares_resolve_no_codes))
-            return
-        fact = classify_internal(topic=record.topic, partition=record.partition, offset=record.offset,
-                                 key=record.key, value=record.value, received_at=datetime.now(UTC),
-                                 topic_prefix=prefix)
-        if isinstance(fact, DeadLetter):
-            return  # the worker dead-lettered it too: it changed nothing
-        if isinstance(fact, Tick):  # as the worker tells a tick
-            for referrer_id in sorted(r for r in self.records if partition_of(r, self.partitions) == record.partition):
-                self._apply(referrer_id, fact)
+                self.runner.referrer(*to_fact(share, _shares_resolve_no_codes), batch)
         else:
-            self._apply(record.key.decode(), fact)
+            fact = classify_internal(topic=record.topic, partition=record.partition, offset=record.offset,
+                                     key=record.key, value=record.value, received_at=datetime.now(UTC),
+                                     topic_prefix=prefix)
+            if isinstance(fact, DeadLetter):
+                return  # the worker dead-lettered it too: it changed nothing
+            if isinstance(fact, Tick):
+                self.runner.tick(record.partition, fact.now, batch)
+            else:
+                self.runner.referrer(record.key.decode(), fact, batch)
+        self.changed.update(batch.dirty, batch.retired)
 
 
 def _changelog_records(settings: Settings, campaigns: CampaignBook, until, since, records: dict, changed: set,

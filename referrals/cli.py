@@ -672,7 +672,7 @@ def demo(
     except StackError as exc:
         _fail(str(exc))
     _print_status(stack.status())
-    from streams.app import worker_topics
+    from streams.topology import worker_topics
 
     ensure_topics(settings, project_topics(settings) + worker_topics(settings))
     _echo("topics ready: " + ", ".join(worker_topics(settings)))

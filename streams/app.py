@@ -8,8 +8,9 @@ Three agents, one per stage, each over co-partitioned topics and one table of it
 - ``referrers`` on ``referrals.shares`` + ``referrals.referrer-facts``             (key referrer_id)
 
 Each agent takes its input in batches. For a batch it: runs every event through the
-pure stage (``streams.stages``), stores the changed records in its table, sends the
-outputs, waits until Kafka has acknowledged all of them and the table changes (the
+pure stage (``streams.stages``) by way of the stage runner (``streams.stage_runner``: the
+glue this shell shares with the crash model and ``rebuild``), which stores the changed
+records in its table and collects the outputs; then it sends the outputs, waits until Kafka has acknowledged all of them and the table changes (the
 futures of each), and only then (referrer stage) writes the counter snapshots of the
 referrers that changed to Redis, in one pipeline. Faust commits an input offset only
 after its batch is done, so a crash at any moment leaves state that is at or ahead of the
@@ -20,7 +21,7 @@ commit records nobody processed or stop moving: ``OffsetGuard`` (a partition's o
 must go on one by one from the committed one) and ``StallWatch`` (a partition with
 records waiting whose committed offset does not move).
 
-Erasure (``streams.erasure``) is carried out by the stages like any other fact; the shell
+Erasure (``streams.erasure``) is carried out by the stages like any other fact; the runner
 deletes a key whose step returns no record (a changelog tombstone; for a referrer, its Redis
 counters are retired), drops events of erased customers and forwards late facts for erased
 referrers to their pseudonyms. Each process publishes its own metrics
@@ -40,25 +41,23 @@ import random
 import signal
 import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import mode.loop
 import redis
+from faust.serializers import codecs
 from prometheus_client import start_http_server
 
 from producers.code_registry import CodeRegistry
-from referrals.kafka_admin import ensure_topics, group_positions
+from referrals.kafka_admin import group_positions
 from referrals.privacy import pseudonym
 from referrals.settings import KafkaSettings, Settings
-from schemas.derived import Attribution, DeadLetter, RewardChange
+from schemas.derived import DeadLetter
 from schemas.events import ClickEvent, InboundEventBase, ShareEvent
-from schemas.records import attribution_record, reward_record
 from schemas.topics import (
-    ATTRIBUTIONS,
     CLICKS,
     CUSTOMER_FACTS,
     DEADLETTER,
@@ -67,47 +66,55 @@ from schemas.topics import (
     ORDERS,
     REFERRER_FACTS,
     REFUNDS,
-    REWARDS,
     SHARES,
     SIGNUPS,
     VISITOR_FACTS,
 )
 from streams import (
-    counters,
     deadletter_counts,
     erasure_registry,
     record_codec,
     redis_views,
     referrer_parts,
-    stages,
-    visitor_attribution,
     worker_heartbeats,
     worker_metrics,
 )
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify, classify_internal
-from streams.erasure import Adopt, Continue, Erase, Forget, rename
 from streams.inbound import to_fact
-from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
 from streams.referee_ledger import CodeOwner
 from streams.referrer_rewards import Tick
+from streams.stage_runner import Batch, ByName, StageRunner, Tables
+from streams.topology import TABLES, prepare_topics, tick_record
 
 log = logging.getLogger("referrals.worker")
-TICK_KEY = b"__tick__"
 CRASH_EXIT_CODE = 70
+
+
+class _Records(codecs.Codec):
+    """The tables' values: ``streams.record_codec`` (a value it cannot read: ``record_codec.Unread``)."""
+
+    def _loads(self, s: bytes) -> Any:
+        return record_codec.decode_or_unread(s)
+
+    def _dumps(self, obj: Any) -> bytes:
+        return record_codec.encode(obj)
+
+
+RECORDS_CODEC = "records"
+codecs.register(RECORDS_CODEC, _Records())
 
 
 class RecordTable(faust.Table):
     """Keys as raw bytes, values as records in their typed, versioned encoding (``streams.record_codec``)."""
 
     def _serializer_from_type(self, typ: Any) -> str:
-        return "raw" if typ is bytes else record_codec.RECORDS_CODEC
+        return "raw" if typ is bytes else RECORDS_CODEC
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         unreadable(self, batch)
         super().apply_changelog_batch(batch)
-
 
 def unreadable(table: faust.Table, batch: Iterable[Any]) -> None:
     """Stop the worker at a changelog value it cannot read (``record_codec.Unread``): a table is never built
@@ -119,28 +126,6 @@ def unreadable(table: faust.Table, batch: Iterable[Any]) -> None:
                   f"{event.message.topic}[{event.message.partition}]@{event.message.offset} ({value.reason}: "
                   f"{value.message}); start the worker's state fresh (README: the stream worker, records of an "
                   "older format)")
-
-
-class _ByName(MutableMapping):
-    """A table's store keyed by bytes, seen by referrer id."""
-
-    def __init__(self, store: MutableMapping) -> None:
-        self.store = store
-
-    def __getitem__(self, key: str) -> Any:
-        return self.store[key.encode()]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.store[key.encode()] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.store[key.encode()]
-
-    def __iter__(self) -> Iterator[str]:
-        return (k.decode() for k in self.store)
-
-    def __len__(self) -> int:
-        return len(self.store)
 
 
 class ReferrerTable(RecordTable):
@@ -156,7 +141,7 @@ class ReferrerTable(RecordTable):
     @property
     def assembler(self) -> referrer_parts.Assembler:
         if self._assembler is None:  # the store exists once the app is set up
-            self._assembler = referrer_parts.Assembler(_ByName(self.data))
+            self._assembler = referrer_parts.Assembler(ByName(self.data))
         return self._assembler
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
@@ -220,35 +205,6 @@ def redis_at_start(call: Callable[[], Any], sleep: Callable[[float], None] = tim
             sleep(delay)
 
 
-class Batch:
-    """What one batch of one agent sends and writes once all its events have been stepped."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]] = []
-        # referrers whose counters changed, in order -> the referrals whose summaries changed (None: all of them,
-        # a complete snapshot: after a restart, a duplicate, a repair, a change of the whole record)
-        self.dirty: dict[str, set[str] | None] = {}
-        # the table changes: (changelog topic, key) -> (partition, value; None: a tombstone). One write per key
-        # and batch, the last: the changelog is compacted, only a key's last value counts
-        self.changelog: dict[tuple[str, bytes], tuple[int, Any]] = {}
-        self.partition = 0  # of the event being handled: its key's partition in every co-partitioned topic
-        self.deadletters: list[tuple[str, str, int, int]] = []  # (source topic, reason, partition, offset)
-        self.caused_at: list[datetime] = []  # event times of the events whose counters this batch writes
-        self.retired: dict[str, None] = {}  # erased referrers whose counters go
-        self.owners: dict[str, CodeOwner | None] = {}  # the batch's codes looked up before it is stepped
-        self.headers_first: set[tuple[str, bytes]] = set()  # referrer headers sent before the parts (renames)
-
-    def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
-        self.records.append((topic, key, value, headers))
-
-    def mark(self, referrer_id: str, parts: frozenset[str] | None) -> None:
-        """The referrer's counters to write; ``parts`` the parts of its record that changed (None: any)."""
-        if parts is None or self.dirty.get(referrer_id, set()) is None:
-            self.dirty[referrer_id] = None
-        else:
-            self.dirty.setdefault(referrer_id, set()).update(stages.referrals_in(parts))
-
-
 def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegistry | None = None) -> faust.App:
     cfg = settings.streams
     prefix = settings.kafka.topic_prefix
@@ -304,21 +260,24 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     owners: dict[str, CodeOwner | None] = {}
 
-    # -- erased customers (streams.erasure): their pseudonyms, from Redis and from the Erase facts seen --
+    # -- the stages, run by one runner (``streams.stage_runner``: the glue the crash model and rebuild share) ----
     secret = settings.privacy.pseudonym_key.get_secret_value()
-    erased: set[str] = redis_at_start(lambda: erasure_registry.pseudonyms(registry.client, key_prefix))
 
-    def erased_as(customer_id: str) -> str | None:
-        """The pseudonym of an erased customer, or None."""
-        if not erased:
-            return None
-        p = pseudonym(secret, customer_id)
-        return p if p in erased else None
+    def written(store, key: bytes, partition: int) -> None:  # noqa: ANN001
+        store._key_partition[key] = partition  # noqa: SLF001 - the memory store's: see StageRunner._apply
+
+    runner = StageRunner(
+        campaigns, Tables(visitors_table.data, customers_table.data, referrers_table.data,
+                          tuple(changelog_of[t] for t in TABLES)),
+        partitions, topic_prefix=prefix, source=source,
+        # erased customers (streams.erasure): their pseudonyms, from Redis and from the Erase facts seen
+        erased=redis_at_start(lambda: erasure_registry.pseudonyms(registry.client, key_prefix)),
+        pseudonym_of=lambda customer_id: pseudonym(secret, customer_id), written=written)
 
     @app.timer(interval=10.0)
     async def refresh_erased() -> None:
         try:
-            erased.update(await asyncio.to_thread(erasure_registry.pseudonyms, registry.client, key_prefix))
+            runner.erased.update(await asyncio.to_thread(erasure_registry.pseudonyms, registry.client, key_prefix))
         except redis.RedisError as exc:
             log.warning("erased customers not refreshed: %s", exc)
 
@@ -342,55 +301,6 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             return batch.owners[code]  # looked up by ``look_up_codes``
         return resolve
 
-    def emit(batch: Batch, outbound: Iterable[stages.Outbound]) -> None:
-        for out in outbound:
-            if isinstance(out.value, stages.Versioned | visitor_attribution.VisitorSignup | stages.Share | Erase
-                          | Adopt | Continue | Forget):
-                batch.add(prefix + out.topic, out.key.encode(), record_codec.encode(out.value))
-            elif isinstance(out.value, Attribution):
-                r = attribution_record(out.value, source, prefix)
-                batch.add(r.topic, r.key, r.value, r.headers)
-            elif isinstance(out.value, RewardChange):
-                r = reward_record(out.value, out.key, source, prefix)
-                batch.add(r.topic, r.key, r.value, r.headers)
-            else:  # pragma: no cover - a new kind of output without a wire format
-                raise TypeError(f"cannot send {type(out.value).__name__}")
-
-    def apply(table, key: str, step: stages.Step, batch: Batch, refreshed: set[str],  # noqa: ANN001
-              resend: Callable[[Any], list[stages.Outbound]], before: Any = None, rename: bool = False) -> None:
-        """Store a changed record and send its outputs; on a duplicate, re-send once per key and run."""
-        if step.changed and table is referrers_table:  # in parts: what changed, then the header
-            topic = changelog_of[table.name]
-            for entry_key, value in referrer_parts.entries(step.record, key, step.parts, before, header_first=rename):
-                batch.changelog[(topic, entry_key)] = (batch.partition, value)
-            header = (topic, referrer_parts.changelog_key(key))
-            if rename:  # the header's last writer in the batch decides where it goes (``changelog_order``)
-                batch.headers_first.add(header)
-            else:
-                batch.headers_first.discard(header)
-            if step.record is None:
-                table.data.pop(key.encode(), None)
-            else:
-                table.data[key.encode()] = step.record
-                # the store drops a key whose partition this worker no longer owns when a recovery completes, but
-                # knows the partitions only of keys recovery read: without this, a record written here would stay
-                # when its partition moves away, and a later recovery would assemble new parts into it
-                table.data._key_partition[key.encode()] = batch.partition  # noqa: SLF001
-        elif step.changed and step.record is None:  # an erased customer's marker: the key goes (a tombstone)
-            batch.changelog[(changelog_of[table.name], key.encode())] = (batch.partition, None)
-            table.data.pop(key.encode(), None)
-        elif step.changed:
-            # What ``table[key] = record`` does, with the changelog write left to ``finish``, which sends it
-            # with the batch's outputs and waits for Kafka's acknowledgement of all of them.
-            batch.changelog[(changelog_of[table.name], key.encode())] = (batch.partition, step.record)
-            table.data[key.encode()] = step.record
-        if step.duplicate:
-            if key in refreshed:
-                return
-            refreshed.add(key)
-            emit(batch, resend(step.record))
-        emit(batch, step.outbound)
-
     chaos = random.Random()
 
     async def fault_point() -> None:
@@ -400,18 +310,15 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             log.warning("fault injection: SIGKILL")
             os.kill(os.getpid(), signal.SIGKILL)
 
-    async def finish(batch: Batch, snapshots_of: Callable[[dict[str, set[str] | None], RedisLayout], list] | None = None
-                     ) -> None:
+    async def finish(batch: Batch, counters_too: bool = False) -> None:
         """Send the batch's records, wait for Kafka to acknowledge them (and the table changes), then Redis."""
         sent = [await app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
                 for topic, key, value, headers in batch.records]
-        # the table changes, encoded as Faust's table would (its ``records`` codec: ``streams.record_codec``), straight to the producer; a
-        # referrer's parts before its header, an erasure marker first (``streams.referrer_parts``: torn writes)
-        sent += [await app.producer.send(topic, key,
-                                         None if record is None else record_codec.encode(record),
+        # the table changes, encoded as Faust's table would (its ``records`` codec: ``streams.record_codec``),
+        # straight to the producer, in the order that tells torn writes apart (``Batch.table_changes``)
+        sent += [await app.producer.send(topic, key, None if record is None else record_codec.encode(record),
                                          partition=partition, timestamp=None, headers=None)
-                 for (topic, key), (partition, record) in sorted(
-                     batch.changelog.items(), key=lambda item: changelog_order(item, batch.headers_first))]
+                 for topic, key, partition, record in batch.table_changes()]
         await fault_point()
         # Every output and every table change acknowledged by Kafka, or the worker stops (and the batch
         # comes again): a flush that does not end must not stall it, and a failed send must not pass.
@@ -420,11 +327,11 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         await fault_point()
         if batch.deadletters:
             await wait_for_redis(lambda: deadletter_counts.record(registry.client, key_prefix, batch.deadletters))
-        if snapshots_of is not None and (batch.dirty or batch.retired):
+        if counters_too and (batch.dirty or batch.retired):
             # the view live now (``referrals rebuild`` may switch it), read before every batch it writes
             layout = await wait_for_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
             if batch.dirty:
-                snapshots = snapshots_of(batch.dirty, layout)  # computed in the loop; written in a thread
+                snapshots = runner.snapshots(batch.dirty, layout)  # computed in the loop; written in a thread
                 await wait_for_redis(lambda: writer.apply(snapshots))
             if batch.retired:
                 await wait_for_redis(lambda: writer.retire(layout, list(batch.retired)))
@@ -464,13 +371,15 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     @app.on_partitions_assigned.connect
     async def restart_positions(app, assigned, **kwargs) -> None:  # noqa: ANN001, ARG001
         """On every assignment, before anything is fetched: each partition goes on from its committed offset
-        (read now, so that a gap Faust commits later cannot move the starting point)."""
+        (read now, so that a gap Faust commits later cannot move the starting point); the tick index is read
+        again (the tables may have changed under another owner)."""
+        runner.reassigned()
         mine = {(tp.topic, tp.partition) for tp in assigned if tp.topic in inputs}
         offsets.forget(mine)
         offsets.start(await committed_offsets(mine))
 
     async def run_stage(stream, agent: str, inbound: set[str],  # noqa: ANN001
-                        handle: Callable[[Any, Any, Batch], None], snapshots_of=None) -> None:  # noqa: ANN001
+                        handle: Callable[[Any, Any, Batch], None], counters_too: bool = False) -> None:
         """Batches of events; Faust acknowledges a batch's events only after this loop body returns. A batch's
         inbound events (topics in ``inbound``) and the stage's own facts are parsed first and the codes looked
         up, then every event is stepped: ``handle(event, parsed, batch)``, ``parsed`` None for a dead letter."""
@@ -492,8 +401,9 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 await look_up_codes(batch, parsed)
                 for event, inbound_event in zip(events, parsed, strict=True):
                     batch.partition = event.message.partition
-                    handle(event, inbound_event, batch)
-                await finish(batch, snapshots_of)
+                    if inbound_event is not None:  # None: dead-lettered
+                        handle(event, inbound_event, batch)
+                await finish(batch, counters_too)
                 events_done.inc(len(events))
                 processed[0] += len(events)
                 batches_done.inc()
@@ -502,185 +412,56 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             except Exception:  # noqa: BLE001 - anything unexpected: restart from the committed offsets
                 crash(f"a batch of {stream} failed")
 
-    # -- visitor stage -------------------------------------------------------------------------------
+    # -- the agents: each record to its stage (inbound events as facts, the stages' own facts as they are) --------
 
-    visitors_refreshed: set[str] = set()
-
-    def visitor_event(event, click, batch: Batch) -> None:  # noqa: ANN001
+    def visitor_event(event, parsed, batch: Batch) -> None:  # noqa: ANN001
         message = event.message
         if message.topic == name(CLICKS):
-            if not isinstance(click, ClickEvent):
-                return
-            key, fact = to_fact(click, resolver(batch))
-        elif click is None:  # dead-lettered
-            return
+            if isinstance(parsed, ClickEvent):
+                runner.visitor(*to_fact(parsed, resolver(batch)), batch)
         else:
-            key, fact = message.key.decode(), click
-        record = visitors_table[key.encode()] or stages.VisitorRecord()
-        apply(visitors_table, key, stages.visitor_step(record, fact, campaigns), batch, visitors_refreshed,
-              stages.visitor_resend)
+            runner.visitor(message.key.decode(), parsed, batch)
 
     @app.agent(visitor_in, name="visitors")
     async def visitors(stream):  # noqa: ANN001
         await run_stage(stream, "visitors", {name(CLICKS)}, visitor_event)
 
-    # -- referee stage -------------------------------------------------------------------------------
-
-    customers_refreshed: set[str] = set()
-
     def customer_event(event, parsed, batch: Batch) -> None:  # noqa: ANN001
         message = event.message
-        if parsed is None:  # dead-lettered
-            return
         if message.topic == name(CUSTOMER_FACTS):
-            customer_id, fact = message.key.decode(), parsed
+            runner.customer(message.key.decode(), parsed, batch)
         else:
-            customer_id, fact = to_fact(parsed, resolver(batch))
-        stored = customers_table[customer_id.encode()]
-        if isinstance(fact, Erase):
-            erased.add(fact.pseudonym)
-        elif stored is None and not isinstance(fact, Forget) and erased_as(customer_id) is not None:
-            log.debug("an event of an erased customer dropped")
-            return
-        record = stored or stages.CustomerRecord()
-        apply(customers_table, customer_id, stages.customer_step(record, customer_id, fact, campaigns), batch,
-              customers_refreshed, lambda r: stages.customer_resend(r, customer_id))
+            runner.customer(*to_fact(parsed, resolver(batch)), batch)
 
     @app.agent(customer_in, name="customers")
     async def customers(stream):  # noqa: ANN001
         await run_stage(stream, "customers", {name(SIGNUPS), name(ORDERS), name(REFUNDS)}, customer_event)
 
-    # -- referrer stage ------------------------------------------------------------------------------
-
-    referrers_refreshed: set[str] = set()
-    referrers_touched: set[str] = set()
-    partition_cache: dict[bytes, int] = {}
-
-    def referrer_keys(partition: int) -> list[bytes]:
-        keys = []
-        for key in list(referrers_table.keys()):
-            p = partition_cache.get(key)
-            if p is None:
-                p = partition_cache[key] = partition_of(key.decode(), partitions)
-            if p == partition:
-                keys.append(key)
-        return sorted(keys)
-
-    # Which referrers a tick can change (``stages.tick_due``), per partition: built from the table at the first
-    # tick after an assignment, then kept with every step. A tick visits only the referrers due by its time; a
-    # tick no later than one a record was already ticked at is a replay, and visits every referrer as before
-    # (a duplicate re-sends what the crash may have lost). The same records change either way.
-    due_at: dict[int, dict[bytes, datetime]] = {}
-    ticked_until: dict[int, datetime] = {}
-
-    def tick_targets(partition: int, now: datetime) -> list[bytes]:
-        index = due_at.get(partition)
-        if index is None:
-            index = due_at[partition] = {}
-            for key in referrer_keys(partition):
-                note_due(partition, key, referrers_table[key])
-        if partition in ticked_until and now <= ticked_until[partition]:
-            return referrer_keys(partition)
-        return sorted(key for key, when in index.items() if when <= now)
-
-    def note_due(partition: int, key: bytes, record: stages.ReferrerRecord | None) -> None:
-        index = due_at.get(partition)
-        if index is None:  # not built yet: the first tick reads the table
-            return
-        when = stages.tick_due(record, campaigns) if record is not None else None
-        if when is None:
-            index.pop(key, None)
-        else:
-            index[key] = when
-        if record is not None and record.ticked is not None:
-            ticked_until[partition] = max(ticked_until.get(partition, record.ticked), record.ticked)
-
-    @app.on_partitions_assigned.connect
-    async def forget_due(app, assigned, **kwargs) -> None:  # noqa: ANN001, ARG001
-        due_at.clear()  # the table may have changed under another owner: read again at the next tick
-        ticked_until.clear()
-
     async def repair_torn(torn: dict[str, int]) -> None:
         """Records a crash left torn (``streams.referrer_parts``), repaired before any input is read: each decided
         again, its outputs sent (and acknowledged) first, then all its parts and its header, then its counters.
         Cut short anywhere, it is still torn at the next recovery, and repaired again."""
-        outputs, changelog = Batch(), Batch()
-        repaired = []
-        for referrer_id, newest in sorted(torn.items()):
-            stored = referrers_table.data[referrer_id.encode()]
-            step = stages.referrer_repair(stored, referrer_id, campaigns, newest)
-            emit(outputs, step.outbound)
-            changelog.partition = partition_of(referrer_id, partitions)
-            apply(referrers_table, referrer_id, replace(step, outbound=[]), changelog, set(), lambda r: [],
-                  before=stored)
-            repaired.append(referrer_id)
-        log.warning("%d referrer records torn by a crash: repaired, %d outputs sent again", len(repaired),
+        outputs, changelog = runner.repair(torn)
+        log.warning("%d referrer records torn by a crash: repaired, %d outputs sent again", len(torn),
                     len(outputs.records))
         await finish(outputs)
-        changelog.dirty = dict.fromkeys(repaired)
-        await finish(changelog, counter_snapshots)
+        await finish(changelog, counters_too=True)
 
     referrers_table.repair = repair_torn
 
-    def referrer_apply(referrer_id: str, fact: Any, batch: Batch) -> None:
-        stored = referrers_table[referrer_id.encode()]
-        if stored is None and not isinstance(fact, Erase | Adopt | Continue | Forget | Tick):
-            pseudonym_ = erased_as(referrer_id)
-            if pseudonym_ is not None:  # late for an erased referrer: to its pseudonym, renamed
-                emit(batch, [stages.Outbound(REFERRER_FACTS.name, pseudonym_, rename(fact, referrer_id, pseudonym_))])
-                return
-        if isinstance(fact, Erase):
-            erased.add(fact.pseudonym)
-        record = stored or stages.ReferrerRecord()
-        renaming = stages.renames(record, referrer_id, fact)
-        step = stages.referrer_step(record, referrer_id, fact, campaigns)
-        if step.changed and step.record is None:  # an erased referrer's marker goes: so do its counters
-            batch.dirty.pop(referrer_id, None)
-            batch.retired[referrer_id] = None
-        elif step.changed and step.record.seq != record.seq:
-            batch.mark(referrer_id, step.parts)
-            caused_at = stages.caused_at(fact)
-            if caused_at is not None:
-                batch.caused_at.append(caused_at)
-        if step.duplicate and referrer_id not in referrers_refreshed:
-            batch.mark(referrer_id, None)  # the snapshot may not have reached Redis: write it again, complete
-        if stored is not None and referrer_id not in referrers_touched:
-            # first touched by this process: what an earlier one wrote to the table (a repair, a partial snapshot
-            # whose batch a crash cut short) may not have reached Redis: the snapshot is written again, complete
-            referrers_touched.add(referrer_id)
-            batch.mark(referrer_id, None)
-        apply(referrers_table, referrer_id, step, batch, referrers_refreshed,
-              lambda r: stages.referrer_resend(r, referrer_id), before=record, rename=renaming)
-        if step.changed:
-            note_due(batch.partition, referrer_id.encode(), step.record)
-
-    def referrer_event(event, share, batch: Batch) -> None:  # noqa: ANN001
+    def referrer_event(event, parsed, batch: Batch) -> None:  # noqa: ANN001
         message = event.message
         if message.topic == name(SHARES):
-            if not isinstance(share, ShareEvent):
-                return
-            referrer_apply(*to_fact(share, resolver(batch)), batch)
-            return
-        if share is None:  # dead-lettered
-            return
-        fact = share
-        if isinstance(fact, Tick):
-            for key in tick_targets(message.partition, fact.now):
-                referrer_apply(key.decode(), fact, batch)
+            if isinstance(parsed, ShareEvent):
+                runner.referrer(*to_fact(parsed, resolver(batch)), batch)
+        elif isinstance(parsed, Tick):
+            runner.tick(message.partition, parsed.now, batch)
         else:
-            referrer_apply(message.key.decode(), fact, batch)
-
-    def counter_snapshots(dirty: dict[str, set[str] | None], layout: RedisLayout) -> list[counters.CounterSnapshot]:
-        snapshots = []
-        for referrer_id, referrals in dirty.items():
-            record = referrers_table[referrer_id.encode()]
-            if record is not None:
-                snapshots.append(counters.snapshot(layout, referrer_id, record, referrals))
-        return snapshots
+            runner.referrer(message.key.decode(), parsed, batch)
 
     @app.agent(referrer_in, name="referrers")
     async def referrers(stream):  # noqa: ANN001
-        await run_stage(stream, "referrers", {name(SHARES)}, referrer_event, counter_snapshots)
+        await run_stage(stream, "referrers", {name(SHARES)}, referrer_event, counters_too=True)
 
     # -- the watchdog --------------------------------------------------------------------------------
 
@@ -724,31 +505,12 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     return app
 
 
-def changelog_order(item: tuple[tuple[str, bytes], tuple[int, Any]], headers_first: set[tuple[str, bytes]]) -> int:
-    """The order a batch sends its table changes in: erasure markers and renamed headers, then a referrer record's
-    parts (and every other table's records), then the other referrer headers (``streams.referrer_parts``)."""
-    (topic, key), (_partition, value) = item
-    if (isinstance(value, stages.ReferrerRecord) and value.erasure is not None) or (topic, key) in headers_first:
-        return 0
-    if b"\x1f" in key or not isinstance(value, stages.ReferrerRecord | None):
-        return 1
-    return 2
-
-
-def tick_record(now: datetime) -> tuple[bytes, bytes]:
-    """The clock's tick as a referrer-facts record (key, value): ends the hold periods due at ``now``."""
-    return TICK_KEY, record_codec.encode(Tick(now))
-
-
 async def send_ticks(producer, topic: str, partitions: int, now: datetime) -> None:  # noqa: ANN001
     """A tick to every partition: each referrer partition ends its due hold periods at ``now``."""
     key, value = tick_record(now)
     for p in range(partitions):
         await producer.send(topic, key, value, partition=p, timestamp=None, headers=None)
     await producer.flush()
-
-
-TABLES = ("visitors", "customers", "referrers")
 
 
 class OffsetGuard:
@@ -813,26 +575,6 @@ class StallWatch:
             elif now - seen[1] >= self.timeout_s:
                 out.append(tp)
         return out
-
-
-def worker_topics(settings: Settings) -> list[str]:
-    prefix = settings.kafka.topic_prefix
-    return [prefix + s.name for s in (*INBOUND, ATTRIBUTIONS, REWARDS, DEADLETTER, *INTERNAL)]
-
-
-def changelog_topics(settings: Settings) -> list[str]:
-    """The tables' changelog topics, named as Faust names them."""
-    return [f"{settings.streams.app_id}-{table}-changelog" for table in TABLES]
-
-
-def prepare_topics(settings: Settings) -> None:
-    """Every topic the worker uses, before it starts. Faust would create the changelogs itself, but a
-    just-created topic can show 0 partitions to its consumer for a moment, and Faust then refuses the
-    table write (``PartitionsMismatch``); created and awaited here, they are complete when it starts."""
-    ensure_topics(settings, worker_topics(settings))
-    # compacted; segments roll daily, so a tombstone (an erased customer, streams.erasure) removes the
-    # values before it within about a day
-    ensure_topics(settings, changelog_topics(settings), configs={"cleanup.policy": "compact", "segment.ms": "86400000"})
 
 
 def run_worker(settings: Settings, campaigns: CampaignBook, loglevel: str = "warn") -> None:

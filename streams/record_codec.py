@@ -33,7 +33,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from faust.serializers import codecs
 
 from streams.erasure import Adopt, Continue, Erase, Forget
 from streams.referee_ledger import CustomerState, Order, Profile, Referral, Refund, Signup
@@ -168,6 +167,14 @@ def encode(record: Any) -> bytes:
     return _encoder.encode((FORMAT, tag, record if wire is None else wire[0](record)))
 
 
+def decode_or_unread(data: bytes) -> Any:
+    """The record, or ``Unread`` with the reason it is none."""
+    try:
+        return decode(data)
+    except UnreadableRecord as exc:
+        return Unread(exc.reason, str(exc))
+
+
 def decode(data: bytes) -> Any:
     """The record an envelope holds; ``UnreadableRecord`` if it holds none this version reads."""
     try:
@@ -190,24 +197,9 @@ def decode(data: bytes) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Unread:
-    """What the tables' codec gives for a changelog value it cannot read: Faust's recovery only logs an
-    exception and then never finishes, so the table is handed this instead and stops the worker
+    """What the tables' codec (``streams.app``) gives for a changelog value it cannot read: Faust's recovery
+    only logs an exception and then never finishes, so the table is handed this instead and stops the worker
     (``streams.app.RecordTable``)."""
 
     reason: str
     message: str
-
-
-class _Records(codecs.Codec):
-    def _loads(self, s: bytes) -> Any:
-        try:
-            return decode(s)
-        except UnreadableRecord as exc:
-            return Unread(exc.reason, str(exc))
-
-    def _dumps(self, obj: Any) -> bytes:
-        return encode(obj)
-
-
-RECORDS_CODEC = "records"
-codecs.register(RECORDS_CODEC, _Records())

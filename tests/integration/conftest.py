@@ -243,7 +243,7 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
                                                            "metrics_port": metrics_port}),
             "state_dir": tmp_path / tag,
         })
-        from streams.app import prepare_topics
+        from streams.topology import prepare_topics
         from tests.integration.worker_support import WorkerProcess
 
         prepare_topics(own)
@@ -254,7 +254,7 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
     yield make
     for own, worker in made:
         worker.stop()
-        from streams.app import changelog_topics, worker_topics
+        from streams.topology import changelog_topics, worker_topics
         from tests.integration.worker_support import client
 
         # and the topic Faust makes for its partition assignor's leader election

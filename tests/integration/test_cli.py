@@ -60,7 +60,7 @@ def _funnel_rows(tables: str) -> dict[str, list[int]]:
 def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_twice(stack, settings, unique_name):
     from deploy.local.processes import port_open
     from referrals.kafka_admin import delete_topics
-    from streams.app import changelog_topics, worker_topics
+    from streams.topology import changelog_topics, worker_topics
 
     tag = unique_name("demo").replace(".", "-")
     own = {"REFERRALS_KAFKA__TOPIC_PREFIX": tag + ".", "REFERRALS_REDIS__KEY_PREFIX": tag + ":",

@@ -16,7 +16,7 @@ from producers.code_registry import CodeRegistry
 from referrals.privacy import pseudonym
 from schemas.derived import RewardRole
 from streams import erasure_registry, record_codec
-from streams.app import changelog_topics
+from streams.topology import changelog_topics
 from streams.erasure import mentions, rename
 from streams.redis_layout import RedisLayout
 from tests.integration.conftest import READ_KEY

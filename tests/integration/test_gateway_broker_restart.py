@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from deploy.local.stack import LocalStack
-from streams.app import prepare_topics
+from streams.topology import prepare_topics
 from tests.integration.conftest import APP_KEY
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import WorkerProcess, held_then_ticked, send, simulated

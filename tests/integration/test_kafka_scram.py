@@ -13,7 +13,7 @@ from deploy.local.stack import LocalStack
 from referrals.kafka_admin import broker_answers
 from referrals.redis_client import redis_client
 from referrals.settings import Settings
-from streams.app import prepare_topics
+from streams.topology import prepare_topics
 from tests.integration.conftest import free_port
 from tests.integration.worker_support import WorkerProcess, expected, matches, send, simulated, wait_for
 

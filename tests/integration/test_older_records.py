@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from kafka import KafkaProducer
 
-from streams.app import TABLES, changelog_topics
+from streams.topology import TABLES, changelog_topics
 from streams.erasure import Forget
 
 START_FRESH = "README: the stream worker, records of an older format"

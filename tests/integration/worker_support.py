@@ -25,7 +25,7 @@ from referrals.redis_client import redis_client
 from referrals.settings import Settings, worker_environment
 from schemas import parse_event
 from schemas.topics import REFERRER_FACTS
-from streams.app import tick_record
+from streams.topology import tick_record
 from streams.campaigns import load_campaigns
 from streams.counters import NO_CHANNEL, referral_cells
 from streams.redis_layout import RedisLayout

@@ -129,9 +129,13 @@ def test_only_record_types_are_encoded():
         encode(stages.Step(stages.VisitorRecord()))
 
 
-def test_the_faust_codec_is_the_same_encoding():
+def test_the_tables_faust_codec_is_the_same_encoding_and_marks_what_it_cannot_read():
     from faust.serializers import codecs
 
+    from streams.app import RECORDS_CODEC
+
     value = Forget("erasure-1")
-    assert codecs.dumps(record_codec.RECORDS_CODEC, value) == encode(value)
-    assert codecs.loads(record_codec.RECORDS_CODEC, encode(value)) == value
+    assert codecs.dumps(RECORDS_CODEC, value) == encode(value)
+    assert codecs.loads(RECORDS_CODEC, encode(value)) == value
+    assert codecs.loads(RECORDS_CODEC, pickle.dumps(value)) == record_codec.Unread(
+        "damaged_record", "not a record envelope: Expected `array`, got `object`")

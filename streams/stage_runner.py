@@ -1,0 +1,315 @@
+"""The stages run as the worker runs them: one object between the pure stages (``streams.stages``) and the
+shell that feeds them, with no Faust, Kafka, Redis or clock inside.
+
+Three shells use it: the Faust worker (``streams.app``: parses records, looks up codes, sends a
+batch's records and table changes, waits for Kafka's acknowledgement, then writes Redis), the
+in-memory crash model of the tests (``tests/unit/streams/test_at_least_once.py``: loses any part
+of a batch's writes and recovers from what it kept) and ``referrals rebuild`` (replays the
+referrer stage's log). What they share is here, so the crash model checks the worker's own glue:
+
+- a step's record goes to its table, its changelog write (a referrer's record in parts, its
+  header last unless it renames: ``streams.referrer_parts``) and its outputs to the ``Batch``;
+- on a duplicate, a key's current outputs are sent again, once per key and process;
+- an erased customer's late facts are forwarded to the pseudonym (referrers) or dropped;
+- which referrers a tick visits (only those due, or all of a partition on a replayed tick);
+- which referrers' counters the batch writes, complete or only the changed referrals;
+- a record a crash left torn is decided again (``repair``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from schemas.derived import Attribution, RewardChange
+from schemas.records import attribution_record, reward_record
+from schemas.topics import REFERRER_FACTS
+from streams import counters, record_codec, referrer_parts, stages, visitor_attribution
+from streams.campaigns import CampaignBook
+from streams.erasure import Adopt, Continue, Erase, Forget, rename
+from streams.redis_layout import RedisLayout, partition_of
+from streams.referee_ledger import CodeOwner
+from streams.referrer_rewards import Tick
+
+Store = MutableMapping[bytes, Any]  # a table: key -> record (Faust's in-memory store, or a dict)
+_SENT_AS_FACTS = (stages.Versioned, visitor_attribution.VisitorSignup, stages.Share, Erase, Adopt, Continue, Forget)
+_ERASURE_FACTS = (Erase, Adopt, Continue, Forget, Tick)
+
+
+class Batch:
+    """What one batch of one stage sends and writes once all its events have been stepped."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]] = []
+        # referrers whose counters changed, in order -> the referrals whose summaries changed (None: all of them,
+        # a complete snapshot: after a restart, a duplicate, a repair, a change of the whole record)
+        self.dirty: dict[str, set[str] | None] = {}
+        # the table changes: (changelog topic, key) -> (partition, value; None: a tombstone). One write per key
+        # and batch, the last: the changelog is compacted, only a key's last value counts
+        self.changelog: dict[tuple[str, bytes], tuple[int, Any]] = {}
+        self.partition = 0  # of the event being handled: its key's partition in every co-partitioned topic
+        self.deadletters: list[tuple[str, str, int, int]] = []  # (source topic, reason, partition, offset)
+        self.caused_at: list[datetime] = []  # event times of the events whose counters this batch writes
+        self.retired: dict[str, None] = {}  # erased referrers whose counters go
+        self.owners: dict[str, CodeOwner | None] = {}  # the batch's codes looked up before it is stepped
+        self.headers_first: set[tuple[str, bytes]] = set()  # referrer headers sent before the parts (renames)
+
+    def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.records.append((topic, key, value, headers))
+
+    def mark(self, referrer_id: str, parts: frozenset[str] | None) -> None:
+        """The referrer's counters to write; ``parts`` the parts of its record that changed (None: any)."""
+        if parts is None or self.dirty.get(referrer_id, set()) is None:
+            self.dirty[referrer_id] = None
+        else:
+            self.dirty.setdefault(referrer_id, set()).update(stages.referrals_in(parts))
+
+    def table_changes(self) -> list[tuple[str, bytes, int, Any]]:
+        """The table changes (topic, key, partition, record or None) in the order they are sent: erasure markers
+        and renamed headers, then a referrer record's parts (and every other table's records), then the other
+        referrer headers (``streams.referrer_parts``: torn writes)."""
+        return [(topic, key, partition, value) for (topic, key), (partition, value)
+                in sorted(self.changelog.items(), key=self._order)]
+
+    def _order(self, item: tuple[tuple[str, bytes], tuple[int, Any]]) -> int:
+        (topic, key), (_partition, value) = item
+        if (isinstance(value, stages.ReferrerRecord) and value.erasure is not None) or (topic, key) in self.headers_first:
+            return 0
+        if b"\x1f" in key or not isinstance(value, stages.ReferrerRecord | None):
+            return 1
+        return 2
+
+
+class ByName(MutableMapping):
+    """A table's store keyed by bytes, seen by id (what ``referrer_parts.Assembler`` and ``rebuild`` read)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __getitem__(self, key: str) -> Any:
+        return self.store[key.encode()]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.store[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.store[key.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode() for k in self.store)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+
+@dataclass
+class Tables:
+    """The three stages' tables and their changelog topics."""
+
+    visitors: Store
+    customers: Store
+    referrers: Store
+    changelogs: tuple[str, str, str]  # visitors, customers, referrers
+
+
+@dataclass
+class StageRunner:
+    """The glue of one worker process. ``erased`` holds the pseudonyms of erased customers (the shell keeps it
+    current); ``pseudonym_of`` gives a customer id's pseudonym; ``written(table, key, partition)`` hears of every
+    record written (Faust's store must learn a key's partition)."""
+
+    campaigns: CampaignBook
+    tables: Tables
+    partitions: int
+    topic_prefix: str = ""
+    source: str = "referrals-worker"
+    erased: set[str] = field(default_factory=set)
+    pseudonym_of: Callable[[str], str] = str
+    written: Callable[[Store, bytes, int], None] = lambda _store, _key, _partition: None
+    # per process: keys whose outputs were re-sent on a duplicate, referrers stepped (first touch: complete snapshot)
+    refreshed: dict[str, set[str]] = field(default_factory=lambda: {"visitors": set(), "customers": set(),
+                                                                      "referrers": set()})
+    touched: set[str] = field(default_factory=set)
+    # which referrers a tick can change, per partition (built at the first tick after an assignment), and the
+    # latest tick a record of the partition was ticked at (a tick no later than that is a replay)
+    due_at: dict[int, dict[bytes, datetime]] = field(default_factory=dict)
+    ticked_until: dict[int, datetime] = field(default_factory=dict)
+    _partition_of: dict[bytes, int] = field(default_factory=dict)
+
+    # -- the stages --------------------------------------------------------------------------------
+
+    def visitor(self, key: str, fact: Any, batch: Batch) -> None:
+        record = self.tables.visitors.get(key.encode()) or stages.VisitorRecord()
+        self._apply("visitors", key, stages.visitor_step(record, fact, self.campaigns), batch, stages.visitor_resend)
+
+    def customer(self, customer_id: str, fact: Any, batch: Batch) -> None:
+        stored = self.tables.customers.get(customer_id.encode())
+        if isinstance(fact, Erase):
+            self.erased.add(fact.pseudonym)
+        elif stored is None and not isinstance(fact, Forget) and self.erased_as(customer_id) is not None:
+            return  # an event of an erased customer: dropped
+        record = stored or stages.CustomerRecord()
+        self._apply("customers", customer_id, stages.customer_step(record, customer_id, fact, self.campaigns), batch,
+                    lambda r: stages.customer_resend(r, customer_id))
+
+    def referrer(self, referrer_id: str, fact: Any, batch: Batch) -> None:
+        stored = self.tables.referrers.get(referrer_id.encode())
+        if stored is None and not isinstance(fact, _ERASURE_FACTS):
+            alias = self.erased_as(referrer_id)
+            if alias is not None:  # late for an erased referrer: to its pseudonym, renamed
+                self.emit(batch, [stages.Outbound(REFERRER_FACTS.name, alias, rename(fact, referrer_id, alias))])
+                return
+        if isinstance(fact, Erase):
+            self.erased.add(fact.pseudonym)
+        record = stored or stages.ReferrerRecord()
+        renaming = stages.renames(record, referrer_id, fact)
+        step = stages.referrer_step(record, referrer_id, fact, self.campaigns)
+        if step.changed and step.record is None:  # an erased referrer's marker goes: so do its counters
+            batch.dirty.pop(referrer_id, None)
+            batch.retired[referrer_id] = None
+        elif step.changed and step.record.seq != record.seq:
+            batch.mark(referrer_id, step.parts)
+            caused_at = stages.caused_at(fact)
+            if caused_at is not None:
+                batch.caused_at.append(caused_at)
+        if step.duplicate and referrer_id not in self.refreshed["referrers"]:
+            batch.mark(referrer_id, None)  # the snapshot may not have reached Redis: write it again, complete
+        if stored is not None and referrer_id not in self.touched:
+            # first touched by this process: what an earlier one wrote to the table (a repair, a partial snapshot
+            # whose batch a crash cut short) may not have reached Redis: the snapshot is written again, complete
+            self.touched.add(referrer_id)
+            batch.mark(referrer_id, None)
+        self._apply("referrers", referrer_id, step, batch, lambda r: stages.referrer_resend(r, referrer_id),
+                    before=record, rename=renaming)
+        if step.changed:
+            self._note_due(batch.partition, referrer_id.encode(), step.record)
+
+    def tick(self, partition: int, now: datetime, batch: Batch) -> None:
+        """The clock's tick on one referrer partition: every referrer of it the tick can change."""
+        for key in self.tick_targets(partition, now):
+            self.referrer(key.decode(), Tick(now), batch)
+
+    # -- ticks -------------------------------------------------------------------------------------
+
+    def referrer_keys(self, partition: int) -> list[bytes]:
+        keys = []
+        for key in list(self.tables.referrers.keys()):
+            p = self._partition_of.get(key)
+            if p is None:
+                p = self._partition_of[key] = partition_of(key.decode(), self.partitions)
+            if p == partition:
+                keys.append(key)
+        return sorted(keys)
+
+    def tick_targets(self, partition: int, now: datetime) -> list[bytes]:
+        """The referrers due by ``now`` (``stages.tick_due``); all of the partition's on a replayed tick (no later
+        than one a record was already ticked at: a duplicate re-sends what a crash may have lost). The same
+        records change either way."""
+        index = self.due_at.get(partition)
+        if index is None:
+            index = self.due_at[partition] = {}
+            for key in self.referrer_keys(partition):
+                self._note_due(partition, key, self.tables.referrers.get(key))
+        if partition in self.ticked_until and now <= self.ticked_until[partition]:
+            return self.referrer_keys(partition)
+        return sorted(key for key, when in index.items() if when <= now)
+
+    def reassigned(self) -> None:
+        """Partitions moved: the tables may have changed under another owner; the tick index is read again."""
+        self.due_at.clear()
+        self.ticked_until.clear()
+
+    def _note_due(self, partition: int, key: bytes, record: stages.ReferrerRecord | None) -> None:
+        index = self.due_at.get(partition)
+        if index is None:  # not built yet: the first tick reads the table
+            return
+        when = stages.tick_due(record, self.campaigns) if record is not None else None
+        if when is None:
+            index.pop(key, None)
+        else:
+            index[key] = when
+        if record is not None and record.ticked is not None:
+            self.ticked_until[partition] = max(self.ticked_until.get(partition, record.ticked), record.ticked)
+
+    # -- recovery ------------------------------------------------------------------------------------
+
+    def repair(self, torn: dict[str, int]) -> tuple[Batch, Batch]:
+        """Records a crash left torn (referrer id -> newest part seq), decided again: the outputs to send (and
+        have acknowledged) first, then the batch of their parts, headers and complete counters."""
+        outputs, changelog = Batch(), Batch()
+        for referrer_id, newest in sorted(torn.items()):
+            stored = self.tables.referrers[referrer_id.encode()]
+            step = stages.referrer_repair(stored, referrer_id, self.campaigns, newest)
+            self.emit(outputs, step.outbound)
+            changelog.partition = partition_of(referrer_id, self.partitions)
+            self._apply("referrers", referrer_id, replace(step, outbound=[]), changelog, lambda r: [], before=stored,
+                        refreshed=set())
+            changelog.mark(referrer_id, None)
+        return outputs, changelog
+
+    def snapshots(self, dirty: dict[str, set[str] | None], layout: RedisLayout) -> list[counters.CounterSnapshot]:
+        """The counter snapshots of a batch's changed referrers (``Batch.dirty``)."""
+        out = []
+        for referrer_id, referrals in dirty.items():
+            record = self.tables.referrers.get(referrer_id.encode())
+            if record is not None:
+                out.append(counters.snapshot(layout, referrer_id, record, referrals))
+        return out
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def erased_as(self, customer_id: str) -> str | None:
+        """The pseudonym of an erased customer, or None."""
+        if not self.erased:
+            return None
+        alias = self.pseudonym_of(customer_id)
+        return alias if alias in self.erased else None
+
+    def emit(self, batch: Batch, outbound: Iterable[stages.Outbound]) -> None:
+        """The outputs as Kafka records: facts for the stages' own topics in their encoding, attributions and
+        reward changes as their JSON events."""
+        for out in outbound:
+            if isinstance(out.value, _SENT_AS_FACTS):
+                batch.add(self.topic_prefix + out.topic, out.key.encode(), record_codec.encode(out.value))
+            elif isinstance(out.value, Attribution):
+                r = attribution_record(out.value, self.source, self.topic_prefix)
+                batch.add(r.topic, r.key, r.value, r.headers)
+            elif isinstance(out.value, RewardChange):
+                r = reward_record(out.value, out.key, self.source, self.topic_prefix)
+                batch.add(r.topic, r.key, r.value, r.headers)
+            else:  # pragma: no cover - a new kind of output without a wire format
+                raise TypeError(f"cannot send {type(out.value).__name__}")
+
+    def _apply(self, table: str, key: str, step: stages.Step, batch: Batch, resend: Callable[[Any], list],
+               before: Any = None, rename: bool = False, refreshed: set[str] | None = None) -> None:
+        """Store a changed record and send its outputs; on a duplicate, re-send once per key and process."""
+        store = getattr(self.tables, table)
+        topic = self.tables.changelogs[("visitors", "customers", "referrers").index(table)]
+        k = key.encode()
+        if step.changed and table == "referrers":  # in parts: what changed, then the header
+            for entry_key, value in referrer_parts.entries(step.record, key, step.parts, before, header_first=rename):
+                batch.changelog[(topic, entry_key)] = (batch.partition, value)
+            header = (topic, referrer_parts.changelog_key(key))
+            if rename:  # the header's last writer in the batch decides where it goes (``Batch.table_changes``)
+                batch.headers_first.add(header)
+            else:
+                batch.headers_first.discard(header)
+        elif step.changed:  # None: an erased customer's marker goes (a tombstone)
+            batch.changelog[(topic, k)] = (batch.partition, step.record)
+        if step.changed and step.record is None:
+            store.pop(k, None)
+        elif step.changed:
+            store[k] = step.record
+            # the store drops a key whose partition this worker no longer owns when a recovery completes, but
+            # knows the partitions only of keys recovery read: without this, a record written here would stay
+            # when its partition moves away, and a later recovery would build on it
+            self.written(store, k, batch.partition)
+        if step.duplicate:
+            done = self.refreshed[table] if refreshed is None else refreshed
+            if key in done:
+                return
+            done.add(key)
+            self.emit(batch, resend(step.record))
+        self.emit(batch, step.outbound)
