@@ -3,7 +3,9 @@ serializers, batches taken with ``take_events``) around an agent that does nothi
 events. Whatever the pipeline does per event comes on top of this.
 
 Run as ``python -m bench.faust_floor TOPIC RECORDS OUT``: consumes RECORDS records of TOPIC
-(as a group of its own), writes ``{"records_per_s": ...}`` to OUT and exits.
+(as a group of its own), writes ``{"records_per_s": ...}`` to OUT and exits. On uvloop, as the
+worker runs (``BENCH_LOOP`` names another loop); ``BENCH_CYTHON=1`` turns on faust-streaming's
+opt-in Cython fast paths (``cython_optimizations``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ import faust
 
 
 def main(topic: str, records: int, out: str) -> None:
-    if os.environ.get("BENCH_LOOP"):
-        import mode.loop
+    import mode.loop
 
-        mode.loop.use(os.environ["BENCH_LOOP"])
+    mode.loop.use(os.environ.get("BENCH_LOOP") or "uvloop")
     from referrals.settings import Settings
 
     settings = Settings()
@@ -30,7 +31,7 @@ def main(topic: str, records: int, out: str) -> None:
         f"bench-floor-{uuid.uuid4().hex[:8]}", broker=f"kafka://{settings.kafka.bootstrap}", store="memory://",
         processing_guarantee="at_least_once", web_enabled=False, consumer_auto_offset_reset="earliest",
         broker_commit_every=cfg.batch_size, broker_commit_interval=cfg.commit_interval_s,
-        topic_allow_declare=False,
+        topic_allow_declare=False, cython_optimizations=os.environ.get("BENCH_CYTHON") == "1",
     )
     source = app.topic(topic, key_serializer="raw", value_serializer="raw")
     seen = [0]

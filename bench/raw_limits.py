@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -172,14 +173,17 @@ def redis_pipelined_incr(settings: Settings, key_prefix: str, ops: int, pipeline
 
 # -- Faust ------------------------------------------------------------------------------------------------
 
-def faust_empty_agent(settings: Settings, topic: str, records: int, work_dir: Path) -> float:
-    """records/s of a Faust agent that only takes and decodes its events (``bench.faust_floor``)."""
-    out = work_dir / f"faust-floor-{topic}.json"
+def faust_empty_agent(settings: Settings, topic: str, records: int, work_dir: Path, cython: bool = False) -> float:
+    """records/s of a Faust agent that only takes and decodes its events (``bench.faust_floor``); ``cython``:
+    with faust-streaming's opt-in Cython fast paths."""
+    variant = "-cython" if cython else ""
+    out = work_dir / f"faust-floor-{topic}{variant}.json"
     work_dir.mkdir(parents=True, exist_ok=True)
-    log = work_dir / f"faust-floor-{topic}.log"
+    log = work_dir / f"faust-floor-{topic}{variant}.log"
     with log.open("wb") as sink:
         done = subprocess.run([sys.executable, "-m", "bench.faust_floor", topic, str(records), str(out)],
-                              stdout=sink, stderr=subprocess.STDOUT, timeout=900, cwd=PROJECT_ROOT)
+                              stdout=sink, stderr=subprocess.STDOUT, timeout=900, cwd=PROJECT_ROOT,
+                              env={**os.environ, "BENCH_CYTHON": "1" if cython else "0"})
     if done.returncode != 0 or not out.exists():
         raise StackError(f"the empty Faust agent failed (exit {done.returncode}):\n{log.read_text()[-3000:]}")
     return float(json.loads(out.read_text())["records_per_s"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import freshness_bench, gateway_bench, pipeline_bench, raw_limits, referrer_history, workload
+from bench import freshness_bench, gateway_bench, influencer_bench, pipeline_bench, raw_limits, referrer_history, workload
 from bench.report import SECTIONS, Figure, Report, machine
 from deploy.local.stack import LocalStack
 from referrals.kafka_admin import ensure_topics
@@ -34,12 +34,14 @@ class Sizes:
     fixed_rate: float = 1000.0
     history_referrals: int = 20_000  # one influencer's referrals (``bench.referrer_history``)
     history_reference: int = 1_000  # of them, through the reference core too (it costs O(history) per fact)
+    influencer_referrals: int = 20_000  # one influencer's referrals through the real worker
+    variant_events: int = 100_000  # the workload the worker's variants (``VARIANTS``) are compared on
 
 
 FULL = Sizes("full", 3, 1_000_000, 10_000, 1_000_000, 60, 10_000, 30, 20, (10_000, 100_000, 1_000_000), 100_000)
 QUICK = Sizes("quick", 3, 100_000, 10_000, 300_000, 60, 10_000, 30, 20, (10_000, 100_000), 50_000)
 SMOKE = Sizes("smoke", 1, 3_000, 300, 20_000, 4, 200, 3, 3, (300, 600), 1_000, fixed_rate=200.0,
-              history_referrals=2_000, history_reference=200)
+              history_referrals=2_000, history_reference=200, influencer_referrals=2_000, variant_events=3_000)
 
 
 
@@ -47,6 +49,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# the worker's settings compared in the ``variants`` section (#17: the framework's floor), against the defaults
+VARIANTS: dict[str, dict[str, object]] = {
+    "defaults": {},
+    "cython_optimizations": {"cython_optimizations": True},
+    "gc_freeze": {"gc_freeze": True},
+    "batch_size 2000": {"batch_size": 2000},
+}
 
 
 @dataclass
@@ -84,7 +95,7 @@ class Suite:
     def raw(self) -> None:
         s, runs = self.base, self.sizes.runs
         n = self.sizes.raw_records
-        tool, kp, ap, consume, floor, incr = [], [], [], [], [], []
+        tool, kp, ap, consume, floor, floor_cython, incr = [], [], [], [], [], [], []
         for i in range(runs):
             self.echo(f"raw limits, run {i + 1} of {runs}")
             topics = [f"bench-raw-{uuid.uuid4().hex[:8]}-{kind}" for kind in ("tool", "kp", "ap")]
@@ -94,6 +105,8 @@ class Suite:
             ap.append(raw_limits.aiokafka_produce(s, topics[2], n))
             consume.append(raw_limits.aiokafka_consume(s, topics[2], n))
             floor.append(raw_limits.faust_empty_agent(s, topics[2], min(n, 200_000), self.work_dir))
+            floor_cython.append(raw_limits.faust_empty_agent(s, topics[2], min(n, 200_000), self.work_dir,
+                                                             cython=True))
             incr.append(raw_limits.redis_pipelined_incr(s, f"bench:raw-{uuid.uuid4().hex[:8]}:", n))
         add = self.report.add
         add(Figure("raw: Kafka ProducerPerformance (Java)", "records/s", tool, note="200-byte records, acks=all"))
@@ -101,7 +114,9 @@ class Suite:
         add(Figure("raw: aiokafka producer", "records/s", ap, note="200-byte records, acks=all, linger 5 ms"))
         add(Figure("raw: aiokafka consume + JSON decode", "records/s", consume))
         add(Figure("raw: Faust agent that only takes and decodes (take_events)", "records/s", floor,
-                   note="the worker's Faust set-up, an empty agent body: the framework's own cost"))
+                   note="the worker's Faust set-up (uvloop), an empty agent body: the framework's own cost"))
+        add(Figure("raw: Faust agent that only takes and decodes, with cython_optimizations", "records/s",
+                   floor_cython, note="faust-streaming's opt-in repaired Cython fast paths"))
         add(Figure("raw: Redis HINCRBY, pipelined 1,000", "ops/s", incr))
 
     # -- the pipeline --------------------------------------------------------------------------------
@@ -248,3 +263,46 @@ class Suite:
                         "are still summed over the history (#17 open)"))
         add(Figure(f"history: complete counter snapshot at {n:,} referrals", "ms",
                    [r.complete_snapshot_ms[-1] for r in results], note="once per referrer after a restart"))
+
+    # -- one influencer through the real worker --------------------------------------------------------
+
+    def influencer(self) -> None:
+        s = self.sizes
+        n = s.influencer_referrals
+        results = []
+        for i in range(s.runs):
+            self.echo(f"one influencer gaining {n:,} referrals through the real worker, run {i + 1} of {s.runs}")
+            results.append(influencer_bench.run(self.base, n, metrics_port=free_port(), work_dir=self.work_dir))
+        add = self.report.add
+        size = influencer_bench.SLICE
+        add(Figure(f"influencer: first {size:,} referrals through the worker", "s", [r.slice_s[0] for r in results],
+                   note="a share, a signup with the code and a qualifying order each; from sent to processed"))
+        add(Figure(f"influencer: last {size:,} of {n:,} referrals through the worker", "s",
+                   [r.slice_s[-1] for r in results]))
+        add(Figure("influencer: last / first slice", "ratio", [r.growth for r in results], target="<= 1.5",
+                   note="the worker's cost per referral does not grow with the referrer's history"))
+        add(Figure(f"influencer: largest value the worker wrote over {n:,} referrals", "bytes",
+                   [float(r.largest_value) for r in results], target="<= 102400",
+                   bound="Kafka's default max.message.bytes: 1,048,588",
+                   note="every topic it writes: changelogs, its own topics, attributions, rewards, dead letters"))
+        add(Figure(f"influencer: worker peak RSS after {n:,} referrals", "MiB",
+                   [r.rss_peak_bytes / 2**20 for r in results]))
+
+    # -- the worker's variants ---------------------------------------------------------------------------
+
+    def variants(self) -> None:
+        """Pipeline throughput with each of ``VARIANTS``' settings, the runs interleaved (A B C D, A B C D, ...)
+        so that a drift of the machine falls on all of them alike."""
+        s = self.sizes
+        load = workload.build(s.variant_events, s.throughput_customers)
+        rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        for i in range(s.runs):
+            for name, changes in VARIANTS.items():
+                self.echo(f"variant {name!r}, run {i + 1} of {s.runs}: {load.events:,} events, one worker")
+                base = self.base.model_copy(update={"streams": self.base.streams.model_copy(update=changes)})
+                result = pipeline_bench.throughput(base, load, metrics_port=free_port(), label="var",
+                                                   work_dir=self.work_dir)
+                rates[name].append(result.events_per_s)
+        for name, values in rates.items():
+            self.report.add(Figure(f"variants: pipeline throughput, {name}", "events/s", values,
+                                   note=f"{load.events:,} events; settings {VARIANTS[name] or 'as shipped'}"))

@@ -185,6 +185,14 @@ class StreamSettings(BaseModel):
         9110, ge=0, le=65535, description="port of the worker's /metrics (events per agent, batch time, "
         "freshness); 0: off. Give every worker on one host its own"
     )
+    cython_optimizations: bool = Field(
+        False, description="faust-streaming's opt-in repaired Cython fast paths (its stream iterator and "
+        "conductor); measured in `make bench` (README Performance)",
+    )
+    gc_freeze: bool = Field(
+        False, description="move the objects alive after the tables' recovery out of the garbage collector's "
+        "reach (gc.freeze), so that full collections do not walk the recovered state; measured in `make bench`",
+    )
     fault_kill_rate: float = Field(
         0.0, ge=0, le=1,
         description="fault injection for tests: the chance that the worker SIGKILLs itself at a batch's worst "

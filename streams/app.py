@@ -35,6 +35,7 @@ any other fact, and a replay confirms exactly what the first run confirmed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import random
@@ -112,9 +113,17 @@ class RecordTable(faust.Table):
     def _serializer_from_type(self, typ: Any) -> str:
         return "raw" if typ is bytes else RECORDS_CODEC
 
+    freeze_gc = False  # ``streams.gc_freeze``: gc.freeze() once the table is recovered
+
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         unreadable(self, batch)
         super().apply_changelog_batch(batch)
+
+    async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:  # noqa: D102
+        await super().on_recovery_completed(active_tps, standby_tps)
+        if self.freeze_gc:  # the recovered records stay: full collections need not walk them again
+            gc.freeze()
+
 
 def unreadable(table: faust.Table, batch: Iterable[Any]) -> None:
     """Stop the worker at a changelog value it cannot read (``record_codec.Unread``): a table is never built
@@ -221,7 +230,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         topic_allow_declare=True, consumer_auto_offset_reset="earliest", broker_commit_every=cfg.batch_size,
         broker_commit_interval=cfg.commit_interval_s, broker_session_timeout=cfg.session_timeout_s,
         broker_heartbeat_interval=cfg.session_timeout_s / 5, producer_request_timeout=cfg.kafka_timeout_s,
-        broker_credentials=broker_credentials(settings.kafka),
+        broker_credentials=broker_credentials(settings.kafka), cython_optimizations=cfg.cython_optimizations,
     )
 
     def name(spec) -> str:  # noqa: ANN001
@@ -238,6 +247,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     visitors_table, customers_table = table(TABLES[0]), table(TABLES[1])
     referrers_table: ReferrerTable = table(TABLES[2], ReferrerTable)
+    for t in (visitors_table, customers_table, referrers_table):
+        t.freeze_gc = cfg.gc_freeze
     changelog_of = {t.name: t.changelog_topic.get_topic_name() for t in (visitors_table, customers_table, referrers_table)}
 
     # -- shared plumbing -----------------------------------------------------------------------------

@@ -24,7 +24,10 @@ SECTIONS = ("raw: Kafka ProducerPerformance", "raw: kafka-python producer", "raw
             "growth 600 customers: Redis per referrer: referral lists",
             "growth: cost per event at 600 / at 300 customers",
             "history: referrer stage per event, last / first slice", "history: reference core",
-            "history: largest changelog value written over 2,000 referrals")
+            "history: largest changelog value written over 2,000 referrals",
+            "influencer: last / first slice", "influencer: largest value the worker wrote over 2,000 referrals",
+            "raw: Faust agent that only takes and decodes, with cython_optimizations",
+            "variants: pipeline throughput, defaults", "variants: pipeline throughput, gc_freeze")
 
 
 def test_the_benchmark_runs_end_to_end_and_writes_its_results(stack, tmp_path):

@@ -14,35 +14,16 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
+from bench.influencer_bench import influencer_events
 from producers.code_registry import CodeRegistry
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import held_then_ticked, send, supervise
 
 LARGEST_VALUE = 100 * 1024  # bytes: the issue's bound for any value the worker writes
-
-
-def influencer_events(code: str, referrals: int, now: datetime) -> list[dict]:
-    """A share, a signup with the code and a qualifying order per referral, evenly over the referrals' span
-    (75 a day: fewer than the velocity limit of 5 an hour), ending a few minutes ago."""
-    span = timedelta(days=referrals / 75)
-    start = now - timedelta(minutes=10) - span
-    events: list[dict] = []
-    for i in range(referrals):
-        at = start + span * i / referrals
-        friend = f"friend-{i}"
-        events += [
-            {"type": "share", "event_id": f"share-{i}", "occurred_at": at.isoformat(), "referrer_id": "influencer",
-             "channel": "whatsapp"},
-            {"type": "signup", "event_id": f"signup-{i}", "occurred_at": (at + timedelta(seconds=30)).isoformat(),
-             "customer_id": friend, "referral_code": code},
-            {"type": "order", "event_id": f"order-{i}", "occurred_at": (at + timedelta(minutes=3)).isoformat(),
-             "customer_id": friend, "order_id": f"o-{i}", "amount": "49.90", "currency": "EUR"},
-        ]
-    return events
 
 
 @pytest.mark.faults
