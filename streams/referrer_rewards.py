@@ -346,7 +346,8 @@ def _decide_month(state: ReferrerState, idx: _Index, referrer_id: str, month: tu
     counting the rewarded referrals against the cap. Once the cap is reached, every later referral that is
     not held or revoked is capped whatever comes before it; so a month whose changes all come after the entry
     that reached the cap decides only the referrals at them, and a walk stops once it has passed every change
-    and the entry that reached the cap before (everything after it stays capped)."""
+    and the entry that reached the cap before (everything after it stays capped). A month whose cap was not
+    reached before is walked to its end."""
     entries = idx.by_month.get(month, [])
     campaign = idx.book.get(month[0])
     capped_from = idx.capped_from.get(month)
@@ -362,8 +363,10 @@ def _decide_month(state: ReferrerState, idx: _Index, referrer_id: str, month: tu
     count = 0
     reached: Key | None = None
     for entry in entries:
+        # past the reach, every change and the reach before (with none before, every later referral was decided
+        # uncapped and is capped now: walked to the end)
         if reached is not None and (last_change is None or entry > last_change) \
-                and (capped_from is None or entry > capped_from):
+                and capped_from is not None and entry > capped_from:
             break
         rid = entry[1]
         referrer_reward = f"{rid}:referrer"

@@ -121,3 +121,27 @@ def test_a_fact_the_state_holds_changes_nothing():
     assert referrer_rewards.step(state, REFERRER, r, book) is None
     assert referrer_rewards.step(state, REFERRER, Tick(T0), book) is None  # no hold ends
     assert referrer_rewards.next_due(state, book) == T0 + timedelta(days=15, hours=1)
+
+
+def test_a_month_whose_cap_is_first_reached_caps_every_later_referral():
+    """Found by the lockstep test: c0 is held by the velocity rule while c1 sits beside it; c1 moves 30 minutes
+    later and qualifies, c0 is released, and the month's cap (2) is reached at c1 for the first time: c2, later
+    in the month and pending until now, must be capped. The walk used to stop at the new reach point."""
+    book = campaigns(monthly_cap=2, velocity_limit=1, velocity_window_minutes=30, referees_per_device=1,
+                     hold_period_days=0, milestones={1: 100, 2: 200, 3: 250})
+
+    def referral(referee: str, code: str, at: timedelta, qualified: timedelta | None) -> Referral:
+        return Referral(referral_id=f"default:anna:{referee}", referee_id=referee, referrer_id=REFERRER, code=code,
+                        campaign_id="default", method="signup_code", attributed_at=T0 + at,
+                        source_event_id=f"s-{referee}", status="qualified" if qualified is not None else "attributed",
+                        qualifying_order_id="o1" if qualified is not None else None,
+                        qualified_at=T0 + qualified if qualified is not None else None,
+                        amount=Decimal("30.00") if qualified is not None else None,
+                        currency="EUR" if qualified is not None else None)
+
+    zero, half_hour, day = timedelta(0), timedelta(minutes=30), timedelta(days=1)
+    stream = [referral("c0", "ANNA", zero, zero), referral("c1", "ANNA", zero, None),
+              referral("c2", "ANNA2", zero, day), referral("c1", "ANNA", half_hour, half_hour)]
+    expected, state = lockstep(book, stream)
+    assert state.rewards["default:anna:c2:referrer"].status.value == "capped"
+    assert state.rewards == expected.rewards
