@@ -259,8 +259,8 @@ class Suite:
                        [r.codec_us[f"pickle {what}"] for r in results],
                        bound="what it replaced; raw figure of the same run"))
         add(Figure(f"history: counter snapshot at {n:,} referrals", "ms", [r.snapshot_ms[-1] for r in results],
-                   note="once per batch for a changed referrer (partial: one referral's summary); its totals "
-                        "are still summed over the history (#17 open)"))
+                   note="once per batch for a changed referrer (partial: one referral's summary, the totals "
+                        "brought up to date with it)"))
         add(Figure(f"history: complete counter snapshot at {n:,} referrals", "ms",
                    [r.complete_snapshot_ms[-1] for r in results], note="once per referrer after a restart"))
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from schemas.derived import RewardRole, RewardStatus
+from schemas.derived import ReasonCode, RewardRole, RewardStatus
 from streams.redis_layout import RedisLayout, partition_of
 from streams.referee_ledger import Referral
 
@@ -130,27 +130,101 @@ def contribution(funnel: dict[FunnelCell, int], ledger: dict[tuple[str, str], in
     return json.dumps(out, separators=(",", ":"))
 
 
+_POINTS = ("pending", "confirmed", "revoked")  # the statuses whose points a referrer's hash shows
+
+
+def referral_contribution(record: ReferrerRecord, referrer_id: str, referral_id: str) -> Counter:
+    """What one referral adds to its referrer's totals: ``("signups",)``, ``("conversions",)``, ``("points",
+    status)`` (the referrer's fields), ``("cell", cell)`` (funnel cells), ``("ledger", campaign, field)``,
+    ``("board", campaign)`` (confirmed referrals) and ``("campaign", campaign)`` (its referrals). The totals are
+    the sum over the referrals (``Totals``); what a referral adds depends only on its part of the record
+    (``streams.referrer_parts``: the referral, its rewards, their statuses reached, its reasons withheld)."""
+    from streams.referrer_rewards import rewards_of
+
+    core = record.core
+    out: Counter = Counter()
+    r = core.referrals[referral_id]
+    out[("campaign", r.campaign_id)] += 1
+    if r.status in ("attributed", "qualified", "revoked"):
+        out[("signups",)] += 1
+    if r.status in ("qualified", "revoked"):
+        out[("conversions",)] += 1
+    for cell, n in referral_cells([r]).items():
+        if n:
+            out[("cell", cell)] += n
+    for w in rewards_of(core, referral_id):
+        status = w.status.value
+        if w.customer_id == referrer_id and status in _POINTS:
+            out[("points", status)] += w.points
+        if w.role is RewardRole.REFERRER and w.status is RewardStatus.CONFIRMED and ":milestone:" not in w.reward_id:
+            out[("board", w.campaign_id)] += 1
+        for reached in RewardStatus:
+            got = record.reached.get((w.reward_id, reached.value))
+            if got is not None:
+                role, campaign_id, points = got
+                out[("ledger", campaign_id, f"rewards:{role}:{reached.value}")] += 1
+                out[("ledger", campaign_id, f"points:{role}:{reached.value}")] += points
+    for reason in ReasonCode:
+        campaign_id = record.withheld.get((referral_id, reason.value))
+        if campaign_id is not None:
+            out[("ledger", campaign_id, f"rejections:{reason.value}")] += 1
+    return out
+
+
+class Totals:
+    """A referrer's referrals' contributions summed (``referral_contribution``), kept with the record's state
+    while it lives (derived: rebuilt from the referrals after a load) and brought up to date with only the
+    referrals a batch changed: a snapshot costs what changed, not the referrer's history."""
+
+    def __init__(self, referrer_id: str) -> None:
+        self.referrer_id = referrer_id
+        self.of: dict[str, Counter] = {}  # referral id -> its contribution
+        self.sum: Counter = Counter()
+        self.named: Counter = Counter()  # key -> how many contributions name it (a ledger field at 0 stays)
+
+    def set(self, referral_id: str, contribution: Counter | None) -> None:
+        old = self.of.pop(referral_id, None)
+        if old is not None:
+            self.sum.subtract(old)
+            self.named.subtract(dict.fromkeys(old, 1))
+        if contribution is not None:
+            self.of[referral_id] = contribution
+            self.sum.update(contribution)
+            self.named.update(dict.fromkeys(contribution, 1))
+
+
+def totals(record: ReferrerRecord, referrer_id: str, changed: Iterable[str] | None) -> Totals:
+    """The referrals' contributions summed; ``changed``: the referrals whose part changed since the last call
+    for this record (None: any; all are summed again)."""
+    core = record.core
+    kept = core.__dict__.get("_totals")
+    if changed is None or kept is None or kept.referrer_id != referrer_id:
+        kept = core.__dict__["_totals"] = Totals(referrer_id)
+        changed = core.referrals
+    for rid in changed:
+        kept.set(rid, referral_contribution(record, referrer_id, rid) if rid in core.referrals else None)
+    return kept
+
+
 def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
              only: Iterable[str] | None = None) -> CounterSnapshot:
     """The referrer's counters; with ``only``, the summaries and welcome rewards of just those referrals (the
-    ones a batch changed: a partial snapshot, the totals still whole), else of all of them."""
+    ones a batch changed: a partial snapshot) and the totals brought up to date with just those (``totals``),
+    else of all of them."""
     core = record.core
+    only = None if only is None else set(only)
     p = partition_of(referrer_id, layout.partitions)
-    live = [r for r in core.referrals.values() if r.status != "withdrawn"]
-    fields: dict[str, int] = {"clicks": 0, "signups": 0, "conversions": 0,
-                              "points:pending": 0, "points:confirmed": 0, "points:revoked": 0}
+    kept = totals(record, referrer_id, only)
+    summed = kept.sum
+    fields: dict[str, int] = {"clicks": 0, "signups": summed[("signups",)], "conversions": summed[("conversions",)],
+                              **{f"points:{status}": summed[("points", status)] for status in _POINTS}}
     for (stage, _campaign, channel, _day), n in record.activity.items():
         if stage == "share":
             fields[f"shares:{channel}"] = fields.get(f"shares:{channel}", 0) + n
         else:
             fields["clicks"] += n
-    fields["signups"] = sum(1 for r in live if r.status in ("attributed", "qualified", "revoked"))
-    fields["conversions"] = sum(1 for r in live if r.status in ("qualified", "revoked"))
-    for w in core.rewards.values():
-        if w.customer_id == referrer_id and f"points:{w.status.value}" in fields:
-            fields[f"points:{w.status.value}"] += w.points
     referrals: dict[str, str | None] = {}
-    shown = sorted(core.referrals) if only is None else sorted(rid for rid in set(only) if rid in core.referrals)
+    shown = sorted(core.referrals) if only is None else sorted(rid for rid in only if rid in core.referrals)
     for r in (core.referrals[rid] for rid in shown):
         if r.status == "withdrawn":
             referrals[r.referral_id] = None
@@ -167,17 +241,26 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
             "reward_points": reward.points if reward else 0,
         })
     sums: dict[tuple[str, str], int] = {}
-    funnel, ledger = funnel_cells(record), ledger_cells(record)
+    funnel = Counter(record.activity)
+    ledger: dict[tuple[str, str], int] = {}
+    confirmed: Counter = Counter()
+    for key, n in summed.items():
+        if key[0] == "cell":
+            funnel[key[1]] += n
+        elif key[0] == "ledger" and kept.named[key] > 0:
+            ledger[(key[1], key[2])] = n
+        elif key[0] == "board":
+            confirmed[key[1]] += n
+        elif key[0] == "campaign" and n:
+            confirmed[key[1]] += 0
+    for cell in record.cells:  # once contributed, a cell stays (with 0)
+        funnel[cell] += 0
     for (stage, campaign_id, channel, day), n in funnel.items():
         field = f"{stage}:{channel}"
         for key in (layout.funnel(p, campaign_id), layout.funnel(p, campaign_id, day)):
             sums[(key, field)] = sums.get((key, field), 0) + n
     for (campaign_id, field), n in ledger.items():
         sums[(layout.ledger(p, campaign_id), field)] = n
-    confirmed: Counter = Counter({r.campaign_id: 0 for r in core.referrals.values()})
-    for w in core.rewards.values():
-        if w.role is RewardRole.REFERRER and w.status is RewardStatus.CONFIRMED and ":milestone:" not in w.reward_id:
-            confirmed[w.campaign_id] += 1
     campaigns = {c for (_, c, _, _) in record.cells} | {c for c, _ in ledger} | set(confirmed)
     welcome: dict[str, dict[str, str]] = {}
     if only is None:

@@ -6,11 +6,15 @@ import json
 from collections import Counter
 from dataclasses import replace
 
-from streams import stages
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams import record_codec, stages
 from streams.counters import NO_CHANNEL, CounterSnapshot, read_referral_summary, snapshot
 from streams.redis_layout import RedisLayout, partition_of
 from streams.referrer_rewards import Tick
 from tests.unit.streams.story import T0, Story
+from tests.unit.streams.test_referrer_incremental import REFERRER, books, facts
 
 LAYOUT = RedisLayout("rp:", 6)
 
@@ -176,3 +180,50 @@ def test_the_ledger_counts_every_status_a_reward_reached_and_every_reason_once()
         "rewards:referee:revoked": 1, "points:referee:revoked": 500,
         "rejections:refunded_in_hold": 1, "rejections:duplicate_attribution": 1,
     })
+
+
+# -- the totals, kept up to date with what changed, against the reference (recomputed from the history) -------
+
+def _inputs(stream):  # noqa: ANN001, ANN202 - the referrer stage's inputs for the incremental core's facts
+    from streams.referee_ledger import Profile, Referral
+
+    versions: Counter = Counter()
+    for i, fact in enumerate(stream):
+        if isinstance(fact, Referral | Profile):
+            fid = f"referral:{fact.referral_id}" if isinstance(fact, Referral) else f"profile:{fact.customer_id}"
+            versions[fid] += 1
+            yield stages.Versioned(fid, versions[fid], fact)
+        elif isinstance(fact, Tick):
+            yield fact
+        elif fact == "reload":
+            yield fact
+        yield stages.Share(f"sh{i}", "default", ["sms", "whatsapp"][i % 2], T0)
+
+
+def _totals(snap: CounterSnapshot) -> tuple:
+    return snap.fields, snap.sums, snap.leaderboard, snap.campaigns, snap.contribution, snap.seq
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(books, st.lists(facts, min_size=1, max_size=50), st.randoms(use_true_random=False))
+def test_the_totals_of_a_partial_snapshot_are_the_references_at_every_batch(book, stream, rnd):
+    """Steps in batches of one to four; after each batch a snapshot with the referrals the batch changed (as the
+    worker's ``Batch.dirty``), its totals equal to the reference's summed over the whole history."""
+    from tests.oracle import counters as reference
+
+    record = stages.ReferrerRecord()
+    inputs = list(_inputs(stream))
+    i = 0
+    while i < len(inputs):
+        changed: set[str] | None = set()
+        for fact in inputs[i:i + rnd.randint(1, 4)]:
+            i += 1
+            if fact == "reload":  # a new process: the totals are summed again (a complete snapshot)
+                record, changed = record_codec.decode(record_codec.encode(record)), None
+                continue
+            step = stages.referrer_step(record, REFERRER, fact, book)
+            record = step.record
+            if step.changed and changed is not None:
+                changed = None if step.parts is None else changed | stages.referrals_in(step.parts)
+        got = snapshot(LAYOUT, REFERRER, record, changed)
+        assert _totals(got) == _totals(reference.snapshot(LAYOUT, REFERRER, record))
