@@ -1,7 +1,8 @@
 """The three stages composed in memory: what the Faust agents compute, without Kafka or Redis.
 
-The referrer stage is the reference model (``tests.oracle.referrer_rewards``: recomputed from the
-whole history), so every test comparing the worker with this pipeline compares it with the oracle.
+The visitor and referrer stages are the reference models (``tests.oracle.visitor_attribution`` and
+``tests.oracle.referrer_rewards``: recomputed from the whole history), so every test comparing the worker
+with this pipeline compares it with the oracle.
 
 Used by the tests (and the end-to-end check) as the expected result for a stream of
 events: route each inbound event to its stage(s) the way the topics' keys do, pass each
@@ -22,6 +23,7 @@ from streams.inbound import Resolve, to_fact
 from streams.referee_ledger import CustomerState, Profile, Referral
 from streams.referrer_rewards import Reward, Tick
 from tests.oracle import referrer_rewards
+from tests.oracle import visitor_attribution as reference_visitors
 from tests.oracle.referrer_rewards import ReferrerState
 from streams.visitor_attribution import Candidate, VisitorState
 
@@ -35,15 +37,15 @@ class ReferencePipeline:
     customers: dict[str, CustomerState] = field(default_factory=dict)
     referrers: dict[str, ReferrerState] = field(default_factory=dict)
     changes: list[Reward] = field(default_factory=list)  # every reward change, in emission order
-    # the referrer stage: the reference model (default), or the incremental core that the hypothesis tests show
-    # equal to it, for histories too long for the reference's O(history) per fact
+    # the visitor and referrer stages: the reference models (default), or the incremental ones that the
+    # hypothesis tests show equal to them, for histories too long for the references' O(history) per fact
     incremental: bool = False
 
     # -- stages ------------------------------------------------------------------------------------
 
     def _visitor(self, visitor_id: str, fact) -> None:
-        state, candidates = visitor_attribution.step(self.visitors.get(visitor_id, VisitorState()), fact,
-                                                     self.campaigns)
+        stage = visitor_attribution if self.incremental else reference_visitors
+        state, candidates = stage.step(self.visitors.get(visitor_id, VisitorState()), fact, self.campaigns)
         self.visitors[visitor_id] = state
         for candidate in candidates:
             self._customer(candidate.customer_id, candidate)
