@@ -415,6 +415,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                     if inbound_event is not None:  # None: dead-lettered
                         handle(event, inbound_event, batch)
                 await finish(batch, counters_too)
+                runner.done(batch)
                 events_done.inc(len(events))
                 processed[0] += len(events)
                 batches_done.inc()

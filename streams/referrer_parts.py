@@ -92,7 +92,8 @@ def header(record: ReferrerRecord, referrer_id: str) -> ReferrerRecord:
     profile = f"profile:{referrer_id}"
     return ReferrerRecord(
         core=ReferrerState(profile=record.core.profile), seq=record.seq, ticked=record.ticked,
-        erasure=record.erasure, versions={profile: record.versions[profile]} if profile in record.versions else {})
+        erasure=record.erasure, versions={profile: record.versions[profile]} if profile in record.versions else {},
+        acked=record.acked)
 
 
 def part(record: ReferrerRecord, part_id: str) -> Part | None:
@@ -146,9 +147,12 @@ def _apply(record: ReferrerRecord, part_id: str, value: Part | None) -> None:
             for reason in ReasonCode:
                 record.withheld.pop((ident, reason.value), None)
             core.forget_bonuses(ident)
+        changed_at = core.__dict__.setdefault("_changed_at", {})  # the seq each referral last changed at
+        changed_at.pop(ident, None)
         if value is None:
             return
         assert isinstance(value, ReferralPart)
+        changed_at[ident] = value.seq
         core.referrals[ident] = value.referral
         if value.version is not None:
             record.versions[f"referral:{ident}"] = value.version
@@ -210,7 +214,8 @@ class Assembler:
                     _apply(record, pid, pvalue)
             record.core.profile = value.core.profile
             record.versions.update(value.versions)
-            self.data[referrer_id] = replace(record, seq=value.seq, ticked=value.ticked, erasure=value.erasure)
+            self.data[referrer_id] = replace(record, seq=value.seq, ticked=value.ticked, erasure=value.erasure,
+                                             acked=value.acked)
             return referrer_id
         if value is not None:
             self.newest[referrer_id] = max(self.newest.get(referrer_id, -1), value.seq)

@@ -55,6 +55,7 @@ class Batch:
         self.retired: dict[str, None] = {}  # erased referrers whose counters go
         self.owners: dict[str, CodeOwner | None] = {}  # the batch's codes looked up before it is stepped
         self.headers_first: set[tuple[str, bytes]] = set()  # referrer headers sent before the parts (renames)
+        self.referrers: set[str] = set()  # the referrers this batch stepped
 
     def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         self.records.append((topic, key, value, headers))
@@ -132,6 +133,8 @@ class StageRunner:
     refreshed: dict[str, set[str]] = field(default_factory=lambda: {"visitors": set(), "customers": set(),
                                                                       "referrers": set()})
     touched: set[str] = field(default_factory=set)
+    # referrers stepped by a batch of this process that is done (every output and table change acknowledged)
+    acknowledged: set[str] = field(default_factory=set)
     # which referrers a tick can change, per partition (built at the first tick after an assignment), and the
     # latest tick a record of the partition was ticked at (a tick no later than that is a replay)
     due_at: dict[int, dict[bytes, datetime]] = field(default_factory=dict)
@@ -164,6 +167,12 @@ class StageRunner:
         if isinstance(fact, Erase):
             self.erased.add(fact.pseudonym)
         record = stored or stages.ReferrerRecord()
+        if referrer_id not in batch.referrers:  # its first step in the batch
+            if referrer_id in self.acknowledged and record.acked != record.seq:
+                # the last batch of this process that stepped it is done: every output of its steps is on Kafka
+                record = replace(record, acked=record.seq)
+            self.acknowledged.discard(referrer_id)  # until this batch is done
+            batch.referrers.add(referrer_id)
         renaming = stages.renames(record, referrer_id, fact)
         step = stages.referrer_step(record, referrer_id, fact, self.campaigns)
         if step.changed and step.record is None:  # an erased referrer's marker goes: so do its counters
@@ -185,6 +194,11 @@ class StageRunner:
                     before=record, rename=renaming)
         if step.changed:
             self._note_due(batch.partition, referrer_id.encode(), step.record)
+
+    def done(self, batch: Batch) -> None:
+        """The shell's word that ``batch`` is done: Kafka acknowledged all it sent (a later duplicate of its
+        referrers need not re-send what their steps so far sent)."""
+        self.acknowledged.update(batch.referrers)
 
     def tick(self, partition: int, now: datetime, batch: Batch) -> None:
         """The clock's tick on one referrer partition: every referrer of it the tick can change."""
@@ -217,9 +231,15 @@ class StageRunner:
         return sorted(key for key, when in index.items() if when <= now)
 
     def reassigned(self) -> None:
-        """Partitions moved: the tables may have changed under another owner; the tick index is read again."""
+        """Partitions moved: the tables may have changed under another owner (whose last batch a crash may have
+        cut short). The tick index is read again, and every key counts as not yet touched by this process: its
+        first duplicate re-sends, its first step writes complete counters, nothing is taken as acknowledged."""
         self.due_at.clear()
         self.ticked_until.clear()
+        for done in self.refreshed.values():
+            done.clear()
+        self.touched.clear()
+        self.acknowledged.clear()
 
     def _note_due(self, partition: int, key: bytes, record: stages.ReferrerRecord | None) -> None:
         index = self.due_at.get(partition)
@@ -302,6 +322,8 @@ class StageRunner:
             store.pop(k, None)
         elif step.changed:
             store[k] = step.record
+            if table == "referrers":
+                stages.note_changed(step.record, step.parts)
             # the store drops a key whose partition this worker no longer owns when a recovery completes, but
             # knows the partitions only of keys recovery read: without this, a record written here would stay
             # when its partition moves away, and a later recovery would build on it

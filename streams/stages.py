@@ -306,6 +306,7 @@ class ReferrerRecord:
     erasure: ReferrerErasure | None = None  # the marker of an erased referrer (streams.erasure), nothing else
     visitors: set[str] = field(default_factory=set)  # visitors whose clicks on its links were counted (their records name it)
     named: set[str] = field(default_factory=set)  # customers whose records name it (``Named``)
+    acked: int = 0  # every output of the steps up to this seq is acknowledged by Kafka (``StageRunner`` sets it)
 
     def copy(self) -> ReferrerRecord:
         """An independent record (what a table gives back after a write; the at-least-once model uses it)."""
@@ -519,8 +520,24 @@ def caused_at(fact: Share | Versioned | Tick) -> datetime | None:
     return None
 
 
+def note_changed(record: ReferrerRecord, parts: Iterable[str] | None) -> None:
+    """Remember at which seq the referrals among ``parts`` (None: all) last changed (derived, kept with the
+    state while it lives; ``referrer_parts`` seeds it from the parts' seqs on recovery)."""
+    changed_at = record.core.__dict__.setdefault("_changed_at", {})
+    for rid in (record.core.referrals if parts is None else referrals_in(parts)):
+        changed_at[rid] = record.seq
+
+
 def referrer_resend(record: ReferrerRecord, referrer_id: str) -> list[Outbound]:
+    """What a duplicate re-sends, once per key and process: the current state of every reward of a referral that
+    changed after ``acked`` (what a crash may have kept from Kafka); of every reward if that is not known."""
     if record.erasure is not None:
         return _referrer_erasure_outbound(referrer_id, record.erasure)
     core = record.core
-    return _rewards_outbound(referrer_id, core, [core.rewards[k] for k in sorted(core.rewards)])
+    changed_at = core.__dict__.get("_changed_at")
+    if changed_at is None:
+        rewards = [core.rewards[k] for k in sorted(core.rewards)]
+    else:
+        rewards = sorted((w for rid, r in core.referrals.items() if changed_at.get(rid, record.seq + 1) > record.acked
+                          for w in referrer_rewards.rewards_of(core, rid)), key=lambda w: w.reward_id)
+    return _rewards_outbound(referrer_id, core, rewards)

@@ -203,6 +203,7 @@ class Shell:
             self.runner = self.recover()
             return
         self.write_counters(self.runner, batch)
+        self.runner.done(batch)
         stage.committed = start + len(records)
 
     def run(self) -> None:

@@ -128,3 +128,31 @@ def test_a_tick_in_a_batch_is_a_fact_like_any_other():
     batch = Batch()
     run.referrer("anna", Tick(T0 + timedelta(days=20)), batch)
     assert batch.records  # the rewards confirmed
+
+
+def test_a_duplicate_re_sends_only_what_changed_since_the_referrers_last_acknowledged_batch():
+    story = a_story()
+    share = stages.Share("share-again", "default", "sms", T0)
+    for acknowledged in (False, True):
+        run = runner(story)
+        for batch in through(run, story):
+            if acknowledged:
+                run.done(batch)  # the shell's word: Kafka took all of it
+        run.referrer("anna", share, Batch())
+        run.referrer("anna", share, batch := Batch())  # delivered again: a duplicate
+        rewards = [t for t, _, _, _ in batch.records if t == "referrals.rewards"]
+        # unacknowledged, a crash may have lost any reward event: all of anna's are sent again; acknowledged,
+        # none changed since (the share changed no referral)
+        assert len(rewards) == (0 if acknowledged else 2)
+
+
+def test_after_a_rebalance_nothing_is_taken_as_acknowledged_or_re_sent_already():
+    story = a_story()
+    run = runner(story)
+    for batch in through(run, story):
+        run.done(batch)
+    run.reassigned()  # another worker may have stepped anna meanwhile and crashed
+    run.referrer("anna", stages.Share("share-again", "default", "sms", T0), Batch())
+    run.referrer("anna", stages.Share("share-again", "default", "sms", T0), batch := Batch())
+    assert len([t for t, _, _, _ in batch.records if t == "referrals.rewards"]) == 2
+    assert batch.dirty == {"anna": None}
