@@ -451,13 +451,14 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     async def repair_torn(torn: dict[str, int]) -> None:
         """Records a crash left torn (``streams.referrer_parts``), repaired before any input is read: each decided
-        again, its outputs sent (and acknowledged) first, then all its parts and its header, then its counters.
-        Cut short anywhere, it is still torn at the next recovery, and repaired again."""
+        again, its outputs sent (and acknowledged) and its counters written first, then all its parts and its
+        header (``StageRunner.repair``). Cut short anywhere, it is still torn at the next recovery, and repaired
+        again alike."""
         outputs, changelog = runner.repair(torn)
         log.warning("%d referrer records torn by a crash: repaired, %d outputs sent again", len(torn),
                     len(outputs.records))
-        await finish(outputs)
-        await finish(changelog, counters_too=True)
+        await finish(outputs, counters_too=True)
+        await finish(changelog)
 
     referrers_table.repair = repair_torn
 

@@ -256,8 +256,12 @@ class StageRunner:
     # -- recovery ------------------------------------------------------------------------------------
 
     def repair(self, torn: dict[str, int]) -> tuple[Batch, Batch]:
-        """Records a crash left torn (referrer id -> newest part seq), decided again: the outputs to send (and
-        have acknowledged) first, then the batch of their parts, headers and complete counters."""
+        """Records a crash left torn (referrer id -> newest part seq), decided again: the batch of their outputs
+        and complete counters to send (and have acknowledged) and write first, then the batch of their parts and
+        headers. Cut short before the parts are all on Kafka, the record is still torn at the next recovery and
+        decided again alike (nothing else is read before the repair): the counters written ahead show that same
+        state. Written after the parts, the counters could be lost for good with a crash in between (the record
+        whole again, nothing would write them before its next change)."""
         outputs, changelog = Batch(), Batch()
         for referrer_id, newest in sorted(torn.items()):
             stored = self.tables.referrers[referrer_id.encode()]
@@ -266,7 +270,7 @@ class StageRunner:
             changelog.partition = partition_of(referrer_id, self.partitions)
             self._apply("referrers", referrer_id, replace(step, outbound=[]), changelog, lambda r: [], before=stored,
                         refreshed=set())
-            changelog.mark(referrer_id, None)
+            outputs.mark(referrer_id, None)
         return outputs, changelog
 
     def snapshots(self, dirty: dict[str, set[str] | None], layout: RedisLayout) -> list[counters.CounterSnapshot]:

@@ -124,8 +124,8 @@ class Shell:
 
     def recover(self) -> StageRunner:
         """A new process, with every record a crash left torn repaired before any input is read, as the worker
-        does (``streams.app``): its outputs sent first, then its parts and header, then its counters; a crash on
-        the way leaves it torn for the next recovery."""
+        does (``streams.app``): its outputs sent and its counters written first, then its parts and header; a
+        crash on the way leaves it torn for the next recovery."""
         while True:
             runner, torn = self.process()
             if not torn:
@@ -137,9 +137,9 @@ class Shell:
             outputs, changelog = runner.repair(torn)
             self.send(outputs, lossy=in_outputs)
             if not in_outputs:
+                self.write_counters(runner, outputs)
                 self.persist(changelog, lossy=crash)
             if not crash:
-                self.write_counters(runner, changelog)
                 return runner
             self.crashes += 1
 
