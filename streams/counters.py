@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from schemas.derived import ReasonCode, RewardRole, RewardStatus
 from streams.redis_layout import RedisLayout, partition_of
 from streams.referee_ledger import Referral
+from streams.referrer_rewards import rewards_of
 
 if TYPE_CHECKING:
     from streams.stages import ReferrerRecord
@@ -133,14 +134,24 @@ def contribution(funnel: dict[FunnelCell, int], ledger: dict[tuple[str, str], in
 _POINTS = ("pending", "confirmed", "revoked")  # the statuses whose points a referrer's hash shows
 
 
-def referral_contribution(record: ReferrerRecord, referrer_id: str, referral_id: str) -> Counter:
+Contribution = tuple[tuple[tuple, int], ...]  # (key, n) pairs: what one referral adds to the totals
+_KEYS: dict[tuple, tuple] = {}  # one object per key, shared by every referral's contribution
+
+
+def _key(key: tuple) -> tuple:
+    return _KEYS.setdefault(key, key)
+
+
+def referral_contribution(record: ReferrerRecord, referrer_id: str, referral_id: str,
+                          reached: dict[str, list] | None = None, withheld: dict[str, list] | None = None
+                          ) -> Contribution:
     """What one referral adds to its referrer's totals: ``("signups",)``, ``("conversions",)``, ``("points",
     status)`` (the referrer's fields), ``("cell", cell)`` (funnel cells), ``("ledger", campaign, field)``,
     ``("board", campaign)`` (confirmed referrals) and ``("campaign", campaign)`` (its referrals). The totals are
     the sum over the referrals (``Totals``); what a referral adds depends only on its part of the record
-    (``streams.referrer_parts``: the referral, its rewards, their statuses reached, its reasons withheld)."""
-    from streams.referrer_rewards import rewards_of
-
+    (``streams.referrer_parts``: the referral, its rewards, their statuses reached, its reasons withheld).
+    ``reached`` (reward id -> [(status, entry)]) and ``withheld`` (referral id -> [(reason, campaign)]): the
+    record's, arranged once for many referrals (else looked up per status and reason)."""
     core = record.core
     out: Counter = Counter()
     r = core.referrals[referral_id]
@@ -158,39 +169,46 @@ def referral_contribution(record: ReferrerRecord, referrer_id: str, referral_id:
             out[("points", status)] += w.points
         if w.role is RewardRole.REFERRER and w.status is RewardStatus.CONFIRMED and ":milestone:" not in w.reward_id:
             out[("board", w.campaign_id)] += 1
-        for reached in RewardStatus:
-            got = record.reached.get((w.reward_id, reached.value))
-            if got is not None:
-                role, campaign_id, points = got
-                out[("ledger", campaign_id, f"rewards:{role}:{reached.value}")] += 1
-                out[("ledger", campaign_id, f"points:{role}:{reached.value}")] += points
-    for reason in ReasonCode:
-        campaign_id = record.withheld.get((referral_id, reason.value))
-        if campaign_id is not None:
-            out[("ledger", campaign_id, f"rejections:{reason.value}")] += 1
-    return out
+        if reached is None:
+            statuses = [(s.value, got) for s in RewardStatus
+                        if (got := record.reached.get((w.reward_id, s.value))) is not None]
+        else:
+            statuses = reached.get(w.reward_id, ())
+        for value, (role, campaign_id, points) in statuses:
+            out[("ledger", campaign_id, f"rewards:{role}:{value}")] += 1
+            out[("ledger", campaign_id, f"points:{role}:{value}")] += points
+    if withheld is None:
+        reasons = [(c.value, campaign_id) for c in ReasonCode
+                   if (campaign_id := record.withheld.get((referral_id, c.value))) is not None]
+    else:
+        reasons = withheld.get(referral_id, ())
+    for reason, campaign_id in reasons:
+        out[("ledger", campaign_id, f"rejections:{reason}")] += 1
+    return tuple((_key(k), n) for k, n in out.items())
 
 
 class Totals:
     """A referrer's referrals' contributions summed (``referral_contribution``), kept with the record's state
     while it lives (derived: rebuilt from the referrals after a load) and brought up to date with only the
-    referrals a batch changed: a snapshot costs what changed, not the referrer's history."""
+    referrals a batch changed: a snapshot costs what changed, not the referrer's history. Contributions are
+    tuples of shared keys and numbers (the garbage collector soon stops walking them)."""
 
     def __init__(self, referrer_id: str) -> None:
         self.referrer_id = referrer_id
-        self.of: dict[str, Counter] = {}  # referral id -> its contribution
+        self.of: dict[str, Contribution] = {}  # referral id -> its contribution
         self.sum: Counter = Counter()
         self.named: Counter = Counter()  # key -> how many contributions name it (a ledger field at 0 stays)
 
-    def set(self, referral_id: str, contribution: Counter | None) -> None:
-        old = self.of.pop(referral_id, None)
-        if old is not None:
-            self.sum.subtract(old)
-            self.named.subtract(dict.fromkeys(old, 1))
+    def set(self, referral_id: str, contribution: Contribution | None) -> None:
+        total, named = self.sum, self.named
+        for key, n in self.of.pop(referral_id, ()):
+            total[key] -= n
+            named[key] -= 1
         if contribution is not None:
             self.of[referral_id] = contribution
-            self.sum.update(contribution)
-            self.named.update(dict.fromkeys(contribution, 1))
+            for key, n in contribution:
+                total[key] += n
+                named[key] += 1
 
 
 def totals(record: ReferrerRecord, referrer_id: str, changed: Iterable[str] | None) -> Totals:
@@ -200,7 +218,15 @@ def totals(record: ReferrerRecord, referrer_id: str, changed: Iterable[str] | No
     kept = core.__dict__.get("_totals")
     if changed is None or kept is None or kept.referrer_id != referrer_id:
         kept = core.__dict__["_totals"] = Totals(referrer_id)
-        changed = core.referrals
+        reached: dict[str, list] = {}
+        for (reward_id, status), entry in record.reached.items():
+            reached.setdefault(reward_id, []).append((status, entry))
+        withheld: dict[str, list] = {}
+        for (rid, reason), campaign_id in record.withheld.items():
+            withheld.setdefault(rid, []).append((reason, campaign_id))
+        for rid in core.referrals:
+            kept.set(rid, referral_contribution(record, referrer_id, rid, reached, withheld))
+        return kept
     for rid in changed:
         kept.set(rid, referral_contribution(record, referrer_id, rid) if rid in core.referrals else None)
     return kept
