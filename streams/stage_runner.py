@@ -25,7 +25,7 @@ from typing import Any
 
 from schemas.derived import Attribution, RewardChange
 from schemas.records import attribution_record, reward_record
-from schemas.topics import REFERRER_FACTS
+from schemas.topics import CUSTOMER_FACTS, REFERRER_FACTS
 from streams import counters, record_codec, referrer_parts, stages, visitor_attribution
 from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, Continue, Erase, Forget, rename
@@ -56,6 +56,7 @@ class Batch:
         self.owners: dict[str, CodeOwner | None] = {}  # the batch's codes looked up before it is stepped
         self.headers_first: set[tuple[str, bytes]] = set()  # referrer headers sent before the parts (renames)
         self.referrers: set[str] = set()  # the referrers this batch stepped
+        self.emitted: set[tuple[str, str]] = set()  # (table, key): keys whose outputs this batch sends
 
     def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         self.records.append((topic, key, value, headers))
@@ -154,8 +155,10 @@ class StageRunner:
         elif stored is None and not isinstance(fact, Forget) and self.erased_as(customer_id) is not None:
             return  # an event of an erased customer: dropped
         record = stored or stages.CustomerRecord()
-        self._apply("customers", customer_id, stages.customer_step(record, customer_id, fact, self.campaigns), batch,
-                    lambda r: stages.customer_resend(r, customer_id))
+        step = stages.customer_step(record, customer_id, fact, self.campaigns)
+        if self._deferred("customers", customer_id, step, fact, batch):
+            return
+        self._apply("customers", customer_id, step, batch, lambda r: stages.customer_resend(r, customer_id))
 
     def referrer(self, referrer_id: str, fact: Any, batch: Batch) -> None:
         stored = self.tables.referrers.get(referrer_id.encode())
@@ -175,6 +178,8 @@ class StageRunner:
             batch.referrers.add(referrer_id)
         renaming = stages.renames(record, referrer_id, fact)
         step = stages.referrer_step(record, referrer_id, fact, self.campaigns)
+        if self._deferred("referrers", referrer_id, step, fact, batch):
+            return
         if step.changed and step.record is None:  # an erased referrer's marker goes: so do its counters
             batch.dirty.pop(referrer_id, None)
             batch.retired[referrer_id] = None
@@ -306,6 +311,17 @@ class StageRunner:
             else:  # pragma: no cover - a new kind of output without a wire format
                 raise TypeError(f"cannot send {type(out.value).__name__}")
 
+    def _deferred(self, table: str, key: str, step: stages.Step, fact: Any, batch: Batch) -> bool:
+        """An erasure marker's deletion (``Forget``) in a batch that also sends the key's outputs (the marker's
+        facts re-sent on a duplicate, say) waits: sent to itself again, it comes in a later batch, once these
+        outputs are on Kafka. Deleted in this batch, the tombstone could reach Kafka and the outputs not, and
+        with the marker gone nothing would send them again."""
+        if not (step.changed and step.record is None and (table, key) in batch.emitted):
+            return False
+        own = CUSTOMER_FACTS.name if table == "customers" else REFERRER_FACTS.name
+        self.emit(batch, [stages.Outbound(own, key, fact)])
+        return True
+
     def _apply(self, table: str, key: str, step: stages.Step, batch: Batch, resend: Callable[[Any], list],
                before: Any = None, rename: bool = False, refreshed: set[str] | None = None) -> None:
         """Store a changed record and send its outputs; on a duplicate, re-send once per key and process."""
@@ -337,5 +353,10 @@ class StageRunner:
             if key in done:
                 return
             done.add(key)
-            self.emit(batch, resend(step.record))
+            again = resend(step.record)
+            if again:
+                batch.emitted.add((table, key))
+            self.emit(batch, again)
+        if step.outbound:
+            batch.emitted.add((table, key))
         self.emit(batch, step.outbound)

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from schemas.derived import RewardChange
 from streams import record_codec, referrer_parts, stages
-from streams.erasure import Erase
+from streams.erasure import Erase, Forget
 from streams.inbound import to_fact
 from streams.referrer_rewards import Tick
 from streams.stage_runner import Batch, StageRunner, Tables
@@ -156,3 +156,25 @@ def test_after_a_rebalance_nothing_is_taken_as_acknowledged_or_re_sent_already()
     run.referrer("anna", stages.Share("share-again", "default", "sms", T0), batch := Batch())
     assert len([t for t, _, _, _ in batch.records if t == "referrals.rewards"]) == 2
     assert batch.dirty == {"anna": None}
+
+
+def test_a_marker_is_not_deleted_in_the_batch_that_sends_its_facts_again():
+    """Found by the crash model: a duplicate Erase re-sends the marker's facts and its Forget deletes the marker
+    in the same batch; a crash could keep the tombstone and lose the facts, and nothing would send them again.
+    The deletion waits for a later batch."""
+    story = a_story()
+    run = runner(story)
+    through(run, story)
+    erase = Erase("eva", "p:eva", "erasure-1", T0 + timedelta(days=30))
+    run.customer("eva", erase, Batch())
+    assert run.tables.customers[b"eva"].erasure is not None  # the marker
+    restarted = runner(story)
+    restarted.tables = run.tables
+    restarted.customer("eva", erase, batch := Batch())  # delivered again after a crash: re-sends the marker's facts
+    restarted.customer("eva", Forget("erasure-1"), batch)
+    assert b"eva" in restarted.tables.customers  # not deleted with the facts in flight
+    sent = [(t, k, record_codec.decode(v)) for t, k, v, _ in batch.records if t == "referrals.customer-facts"]
+    assert ("referrals.customer-facts", b"eva", Forget("erasure-1")) in sent  # to itself, for a later batch
+    restarted.customer("eva", Forget("erasure-1"), later := Batch())
+    assert b"eva" not in restarted.tables.customers
+    assert later.table_changes() == [(CHANGELOGS[1], b"eva", 0, None)]  # the tombstone
