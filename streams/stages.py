@@ -538,6 +538,6 @@ def referrer_resend(record: ReferrerRecord, referrer_id: str) -> list[Outbound]:
     if changed_at is None:
         rewards = [core.rewards[k] for k in sorted(core.rewards)]
     else:
-        rewards = sorted((w for rid, r in core.referrals.items() if changed_at.get(rid, record.seq + 1) > record.acked
+        rewards = sorted((w for rid in core.referrals if changed_at.get(rid, record.seq + 1) > record.acked
                           for w in referrer_rewards.rewards_of(core, rid)), key=lambda w: w.reward_id)
     return _rewards_outbound(referrer_id, core, rewards)
