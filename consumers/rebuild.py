@@ -81,7 +81,8 @@ class _Replay:
         self.settings = settings
         secret = settings.privacy.pseudonym_key.get_secret_value()
         self.runner = StageRunner(campaigns, Tables({}, {}, {}, ("", "", "")), settings.kafka.partitions,
-                                  erased=erased, pseudonym_of=lambda customer_id: pseudonym(secret, customer_id))
+                                  erased=erased, pseudonym_of=lambda customer_id: pseudonym(secret, customer_id),
+                                  horizon_days=settings.streams.dedup_horizon_days)
         self.records = ByName(self.runner.tables.referrers)
         self.changed: set[str] = set()
 

@@ -185,6 +185,11 @@ class StreamSettings(BaseModel):
         9110, ge=0, le=65535, description="port of the worker's /metrics (events per agent, batch time, "
         "freshness); 0: off. Give every worker on one host its own"
     )
+    dedup_horizon_days: int = Field(
+        60, ge=1, description="how long a referrer's record keeps the ids of the shares and clicks it counted, in "
+        "days of event time behind the newest one: within it every event counts once however often it comes; "
+        "an older one is not counted (worker metric referral_worker_dropped, beyond_dedup_horizon)",
+    )
     cython_optimizations: bool = Field(
         False, description="faust-streaming's opt-in repaired Cython fast paths (its stream iterator and "
         "conductor); measured in `make bench` (README Performance)",

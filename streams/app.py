@@ -283,7 +283,9 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         partitions, topic_prefix=prefix, source=source,
         # erased customers (streams.erasure): their pseudonyms, from Redis and from the Erase facts seen
         erased=redis_at_start(lambda: erasure_registry.pseudonyms(registry.client, key_prefix)),
-        pseudonym_of=lambda customer_id: pseudonym(secret, customer_id), written=written)
+        pseudonym_of=lambda customer_id: pseudonym(secret, customer_id), written=written,
+        horizon_days=settings.streams.dedup_horizon_days,
+        dropped=lambda table, reason: worker_metrics.DROPPED.labels(table, reason).inc())
 
     @app.timer(interval=10.0)
     async def refresh_erased() -> None:

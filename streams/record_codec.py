@@ -36,7 +36,7 @@ import msgspec
 
 from streams.erasure import Adopt, Continue, Erase, Forget
 from streams.referee_ledger import CustomerState, Order, Profile, Referral, Refund, Signup
-from streams.referrer_parts import Counted, Member, ReferralPart
+from streams.referrer_parts import Counted, Folded, Member, ReferralPart
 from streams.referrer_rewards import Tick
 from streams.stages import (
     ClickCounted,
@@ -76,6 +76,7 @@ TYPES: dict[str, type] = {
     "referral_part": ReferralPart,
     "counted": Counted,
     "member": Member,
+    "folded": Folded,
 }
 _TAGS: dict[type, str] = {cls: tag for tag, cls in TYPES.items()}
 

@@ -9,8 +9,11 @@ control characters, ``schemas.fields``):
 - ``r:<referral id>``: one referral with everything decided about it: its version, its
   rewards (with the milestone bonuses it earned), their change counts and finality, the
   statuses they reached and the reasons it was withheld for;
-- ``c:<event id>``: a share or click counted, with the funnel cell it counted in (the
-  referrer's activity is the sum of these);
+- ``c:<event id>``: a share or click counted, with the funnel cell it counted in, for as long
+  as its day is within the dedup horizon (``streams.stages._count``);
+- ``a:<day>``: a day's shares and clicks counted, per cell, once the horizon's floor has passed
+  the day and its ``c:`` parts went (the referrer's activity is the sum of these and the
+  ``c:`` parts after the floor);
 - ``v:<visitor id>``, ``n:<customer id>``: a visitor whose click was counted, a customer
   whose records name the referrer.
 
@@ -62,6 +65,15 @@ class ReferralPart:
 class Counted:
     seq: int
     cell: Cell  # (stage, campaign, channel, day) the share or click counted in
+    floor: str = ""  # the record's dedup floor once it was counted (``Assembler``: a header a crash kept back)
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A day's shares and clicks once the dedup horizon has passed it: never changes again."""
+
+    seq: int
+    cells: tuple[tuple[str, str, str, int], ...]  # (stage, campaign, channel, count) of the day
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +83,7 @@ class Member:
     seq: int
 
 
-Part = ReferralPart | Counted | Member
+Part = ReferralPart | Counted | Folded | Member
 
 
 def changelog_key(referrer_id: str, part_id: str | None = None) -> bytes:
@@ -93,7 +105,7 @@ def header(record: ReferrerRecord, referrer_id: str) -> ReferrerRecord:
     return ReferrerRecord(
         core=ReferrerState(profile=record.core.profile), seq=record.seq, ticked=record.ticked,
         erasure=record.erasure, versions={profile: record.versions[profile]} if profile in record.versions else {},
-        acked=record.acked)
+        acked=record.acked, floor=record.floor)
 
 
 def part(record: ReferrerRecord, part_id: str) -> Part | None:
@@ -115,7 +127,12 @@ def part(record: ReferrerRecord, part_id: str) -> Part | None:
                            if (ident, reason.value) in record.withheld))
     if kind == "c":
         cell = record.counted.get(ident)
-        return None if cell is None else Counted(record.seq, cell)
+        return None if cell is None else Counted(record.seq, cell, record.floor)
+    if kind == "a":
+        if ident > record.floor:
+            return None
+        cells = stages.count_index(record).cells.get(ident, ())
+        return Folded(record.seq, tuple(sorted((*cell[:3], record.activity[cell]) for cell in cells)))
     members = record.visitors if kind == "v" else record.named
     return Member(record.seq) if ident in members else None
 
@@ -123,6 +140,7 @@ def part(record: ReferrerRecord, part_id: str) -> Part | None:
 def part_ids(record: ReferrerRecord) -> list[str]:
     """Every part the record has (what a whole rewrite writes, and what deleting it deletes)."""
     return ([stages.referral_part(rid) for rid in record.core.referrals]
+            + [stages.folded_part(day) for day in stages.folded_days(record)]
             + [stages.counted_part(eid) for eid in record.counted]
             + [stages.visitor_part(vid) for vid in record.visitors] + [stages.named_part(cid) for cid in record.named])
 
@@ -167,6 +185,7 @@ def _apply(record: ReferrerRecord, part_id: str, value: Part | None) -> None:
         for reason, campaign in value.withheld:
             record.withheld[(ident, reason)] = campaign
     elif kind == "c":
+        stages.forget_count_index(record)
         old_cell = record.counted.pop(ident, None)
         if old_cell is not None:
             record.activity[old_cell] -= 1
@@ -189,11 +208,23 @@ class Assembler:
 
     ``data`` receives the records (referrer id -> record). Parts that come before any header of their
     referrer wait in ``pending``; ``finish`` drops those that never got one (the start of a write a crash
-    cut short), rebuilds each record's funnel cells, and tells which records are torn."""
+    cut short), puts in the folded days, rebuilds each record's funnel cells, and tells which records are
+    torn.
+
+    A folded day (``a:<day>``) replaces whatever the record counted on that day. The step that moves the floor
+    sends its folded days in order, then the tombstones of their ``c:`` parts and the ``c:`` part of the event
+    that moved it (carrying the new floor), and the batch ends with the header; cut short, it leaves folded days
+    up to some day, perhaps that ``c:`` part, and the header's older floor. The floor read is the latest of
+    the header's, the last folded day's and any ``c:`` part's: every day up to it is folded (its ``c:`` parts
+    left out, their tombstones may be missing), the days after it still have their ``c:`` parts, and the
+    events whose writes the crash kept back come again: an event of a folded day is not counted twice, one of
+    a later day counts once."""
 
     def __init__(self, data: MutableMapping[str, ReferrerRecord]) -> None:
         self.data = data
         self.pending: dict[str, dict[str, Part | None]] = {}
+        self.folded: dict[str, dict[str, Folded | None]] = {}  # referrer -> day -> its folded part (None: deleted)
+        self.floors: dict[str, str] = {}  # referrer -> the latest floor a ``c:`` part carries
         self.newest: dict[str, int] = {}  # referrer -> the newest seq of a part seen
         self.touched: set[str] = set()
 
@@ -205,6 +236,8 @@ class Assembler:
             if value is None:
                 self.data.pop(referrer_id, None)
                 self.pending.pop(referrer_id, None)
+                self.folded.pop(referrer_id, None)
+                self.floors.pop(referrer_id, None)
                 self.newest.pop(referrer_id, None)
                 return referrer_id
             record = self.data.get(referrer_id)
@@ -215,10 +248,15 @@ class Assembler:
             record.core.profile = value.core.profile
             record.versions.update(value.versions)
             self.data[referrer_id] = replace(record, seq=value.seq, ticked=value.ticked, erasure=value.erasure,
-                                             acked=value.acked)
+                                             acked=value.acked, floor=max(record.floor, value.floor))
             return referrer_id
         if value is not None:
             self.newest[referrer_id] = max(self.newest.get(referrer_id, -1), value.seq)
+        if part_id.startswith("a:"):
+            self.folded.setdefault(referrer_id, {})[part_id[2:]] = value
+            return referrer_id
+        if isinstance(value, Counted) and value.floor > self.floors.get(referrer_id, ""):
+            self.floors[referrer_id] = value.floor
         record = self.data.get(referrer_id)
         if record is None:
             self.pending.setdefault(referrer_id, {})[part_id] = value
@@ -227,14 +265,16 @@ class Assembler:
         return referrer_id
 
     def finish(self) -> dict[str, int]:
-        """Records complete: their cells rebuilt; the torn ones (a part newer than the header) with the newest
-        seq of a part."""
+        """Records complete: their folded days put in, their cells rebuilt; the torn ones (a part newer than the
+        header) with the newest seq of a part."""
         self.pending.clear()
         torn: dict[str, int] = {}
         for referrer_id in self.touched:
             record = self.data.get(referrer_id)
             if record is None:
                 continue
+            record = self._fold(record, self.folded.pop(referrer_id, {}), self.floors.pop(referrer_id, ""))
+            self.data[referrer_id] = record
             record.cells.clear()
             record.cells.update(record.activity)
             record.cells.update(referral_cells(record.core.referrals.values()))
@@ -242,7 +282,25 @@ class Assembler:
                 torn[referrer_id] = self.newest[referrer_id]
         self.touched.clear()
         self.newest.clear()
+        self.folded.clear()
+        self.floors.clear()
         return torn
+
+    @staticmethod
+    def _fold(record: ReferrerRecord, days: dict[str, Folded | None], counted_floor: str) -> ReferrerRecord:
+        floor = max([record.floor, counted_floor, *(day for day, f in days.items() if f is not None)])
+        stale = [eid for eid, cell in record.counted.items() if cell[3] <= floor]
+        if not days and not stale:
+            return record if floor == record.floor else replace(record, floor=floor)
+        stages.forget_count_index(record)
+        for eid in stale:  # a folded day's ids whose tombstones a crash kept from the log
+            _apply(record, stages.counted_part(eid), None)
+        for cell in [c for c in record.activity if c[3] in days]:
+            del record.activity[cell]
+        for day, folded in days.items():
+            for stage, campaign, channel, n in folded.cells if folded is not None else ():
+                record.activity[(stage, campaign, channel, day)] = n
+        return replace(record, floor=floor)
 
 
 def entries(record: ReferrerRecord | None, referrer_id: str, changed: Iterable[str] | None,

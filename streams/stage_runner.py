@@ -130,6 +130,8 @@ class StageRunner:
     erased: set[str] = field(default_factory=set)
     pseudonym_of: Callable[[str], str] = str
     written: Callable[[Store, bytes, int], None] = lambda _store, _key, _partition: None
+    horizon_days: int = stages.DEDUP_HORIZON_DAYS  # the referrers' dedup horizon (``streams.stages._count``)
+    dropped: Callable[[str, str], None] = lambda _table, _reason: None  # hears of every input not applied, why
     # per process: keys whose outputs were re-sent on a duplicate, referrers stepped (first touch: complete snapshot)
     refreshed: dict[str, set[str]] = field(default_factory=lambda: {"visitors": set(), "customers": set(),
                                                                       "referrers": set()})
@@ -177,7 +179,9 @@ class StageRunner:
             self.acknowledged.discard(referrer_id)  # until this batch is done
             batch.referrers.add(referrer_id)
         renaming = stages.renames(record, referrer_id, fact)
-        step = stages.referrer_step(record, referrer_id, fact, self.campaigns)
+        step = stages.referrer_step(record, referrer_id, fact, self.campaigns, self.horizon_days)
+        if step.dropped is not None:
+            self.dropped("referrers", step.dropped)
         if self._deferred("referrers", referrer_id, step, fact, batch):
             return
         if step.changed and step.record is None:  # an erased referrer's marker goes: so do its counters

@@ -22,7 +22,7 @@ reach its changelog while the outputs of the same event did not). So:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from collections.abc import Iterable
 from typing import Any
 
@@ -91,6 +91,7 @@ class Step:
     changed: bool = False  # the record changed (the referrer shell then writes its counters)
     # ``record`` None: delete the key (an erased customer's marker, ``Forget``)
     parts: frozenset[str] | None = None  # referrer stage: the parts of the record that changed (None: any)
+    dropped: str | None = None  # the input was not applied, for this reason (``BEYOND_DEDUP_HORIZON``)
 
 
 # -- visitors -------------------------------------------------------------------------------------
@@ -307,6 +308,7 @@ class ReferrerRecord:
     visitors: set[str] = field(default_factory=set)  # visitors whose clicks on its links were counted (their records name it)
     named: set[str] = field(default_factory=set)  # customers whose records name it (``Named``)
     acked: int = 0  # every output of the steps up to this seq is acknowledged by Kafka (``StageRunner`` sets it)
+    floor: str = ""  # the dedup horizon's floor: shares and clicks of this UTC day or before are folded (``_count``)
 
     def copy(self) -> ReferrerRecord:
         """An independent record (what a table gives back after a write; the at-least-once model uses it)."""
@@ -366,6 +368,12 @@ def counted_part(event_id: str) -> str:
     return f"c:{event_id}"
 
 
+def folded_part(day: str) -> str:
+    """A day's shares and clicks, counted, once the dedup horizon's floor has passed it (sorted before the ``c:``
+    parts, so a batch sends it before the tombstones of the day's ids)."""
+    return f"a:{day}"
+
+
 def visitor_part(visitor_id: str) -> str:
     return f"v:{visitor_id}"
 
@@ -414,20 +422,81 @@ def _rewards_outbound(referrer_id: str, core: ReferrerState, rewards: list[Rewar
     return [Outbound(REWARDS.name, referrer_id, reward_event(core, w)) for w in rewards]
 
 
+# The dedup horizon of shares and clicks. A referrer's record keeps the ids of the shares and clicks it counted
+# (each counts once, whatever redelivers or resends it) only for the UTC days after its ``floor``: the day of the
+# newest event it counted minus ``horizon_days``. Once the floor passes a day, that day's ids go and its counts
+# stay, folded (``folded_part``); an event of a day at or before the floor is not counted (``BEYOND_DEDUP_HORIZON``):
+# its id may be one that went, and counting it could count it twice. So what the record keeps of them is bounded
+# by the events of ``horizon_days`` days, plus one count per (stage, campaign, channel, day) it was active.
+DEDUP_HORIZON_DAYS = 60  # the default of ``StreamSettings.dedup_horizon_days``
+BEYOND_DEDUP_HORIZON = "beyond_dedup_horizon"
+
+
+@dataclass
+class _CountIndex:
+    """Derived from a record's ``counted`` and ``activity`` (kept with its state while it lives, rebuilt after a
+    load): the ids and the cells of each day, so that folding a day costs that day's events."""
+
+    ids: dict[str, list[str]]  # day -> the live ids counted on it
+    cells: dict[str, set[tuple[str, str, str, str]]]  # day -> its cells in ``activity``
+
+
+def count_index(record: ReferrerRecord) -> _CountIndex:
+    index = record.core.__dict__.get("_count_index")
+    if index is None:
+        index = _CountIndex({}, {})
+        for event_id, cell in record.counted.items():
+            index.ids.setdefault(cell[3], []).append(event_id)
+        for cell in record.activity:
+            index.cells.setdefault(cell[3], set()).add(cell)
+        record.core.__dict__["_count_index"] = index
+    return index
+
+
+def forget_count_index(record: ReferrerRecord) -> None:
+    """``counted`` or ``activity`` changed outside ``_count`` (``streams.referrer_parts``): rebuilt when next asked."""
+    record.core.__dict__.pop("_count_index", None)
+
+
+def folded_days(record: ReferrerRecord) -> list[str]:
+    """The days whose counts are folded (at or before the floor) that have any."""
+    return sorted(day for day in count_index(record).cells if day <= record.floor)
+
+
+def floor_of(day: str, horizon_days: int) -> str:
+    """The floor that counting an event of ``day`` sets."""
+    return (date.fromisoformat(day) - timedelta(days=horizon_days)).isoformat()
+
+
 def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, channel: str,
-           at: datetime) -> Step:
+           at: datetime, horizon_days: int) -> Step:
     if event_id in record.counted:
         return Step(record, duplicate=True)
-    key = (stage, campaign_id, channel, at.strftime("%Y-%m-%d"))
+    day = at.strftime("%Y-%m-%d")
+    if day <= record.floor:
+        return Step(record, dropped=BEYOND_DEDUP_HORIZON)
+    key = (stage, campaign_id, channel, day)
+    index = count_index(record)
     record.counted[event_id] = key
     record.activity[key] = record.activity.get(key, 0) + 1
     record.cells.add(key)
-    return Step(_advance(record), changed=True, parts=frozenset({counted_part(event_id)}))
+    index.ids.setdefault(day, []).append(event_id)
+    index.cells.setdefault(day, set()).add(key)
+    parts = {counted_part(event_id)}
+    floor = floor_of(day, horizon_days)
+    if floor <= record.floor:
+        return Step(_advance(record), changed=True, parts=frozenset(parts))
+    for gone in [d for d in index.ids if d <= floor]:  # the days the floor passes: their ids go, counts stay
+        for old in index.ids.pop(gone):
+            del record.counted[old]
+            parts.add(counted_part(old))  # a tombstone, sent after the day's folded part (``referrer_parts``)
+        parts.add(folded_part(gone))
+    return Step(_advance(record, floor=floor), changed=True, parts=frozenset(parts))
 
 
 def referrer_step(record: ReferrerRecord, referrer_id: str,
                   fact: Share | Versioned | Tick | Erase | Adopt | Continue | Forget,
-                  campaigns: CampaignBook) -> Step:
+                  campaigns: CampaignBook, horizon_days: int = DEDUP_HORIZON_DAYS) -> Step:
     if isinstance(fact, Erase):
         return _referrer_erase(record, referrer_id, fact)
     if isinstance(fact, Forget):  # the marker and the counters go; again if they went before (a crash may have
@@ -451,7 +520,8 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
         return Step(record, [Outbound(REFERRER_FACTS.name, erase.pseudonym,
                                       rename(fact, erase.customer_id, erase.pseudonym))])
     if isinstance(fact, Share):
-        return _count(record, f"share:{fact.event_id}", "share", fact.campaign_id, fact.channel, fact.at)
+        return _count(record, f"share:{fact.event_id}", "share", fact.campaign_id, fact.channel, fact.at,
+                      horizon_days)
     if isinstance(fact, Tick):
         if record.ticked is not None and fact.now <= record.ticked:
             return Step(record, duplicate=True)
@@ -469,10 +539,14 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
         return Step(replace(record), changed=True, parts=frozenset({named_part(fact.fact.customer_id)}))
     if isinstance(fact.fact, ClickCounted):
         c = fact.fact
-        step = _count(record, f"click:{c.event_id}", "click", c.campaign_id, c.channel or NO_CHANNEL, c.at)
-        if step.changed and c.visitor_id:
+        step = _count(record, f"click:{c.event_id}", "click", c.campaign_id, c.channel or NO_CHANNEL, c.at,
+                      horizon_days)
+        if c.visitor_id and c.visitor_id not in step.record.visitors and not step.duplicate:
+            # the visitor's record names the referrer, counted or not: its erasure must reach the visitor
             step.record.visitors.add(c.visitor_id)
-            step = replace(step, parts=step.parts | {visitor_part(c.visitor_id)})
+            record = step.record if step.changed else replace(step.record)
+            step = replace(step, record=record, changed=True,
+                           parts=(step.parts or frozenset()) | {visitor_part(c.visitor_id)})
         return step
     if record.versions.get(fact.fact_id, -1) >= fact.version:
         return Step(record, duplicate=True)

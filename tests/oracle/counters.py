@@ -1,17 +1,20 @@
 """The counter totals as they were computed before #17 made them incremental: summed over the referrer's whole
 history on every snapshot. The reference model of ``streams.counters.snapshot``'s totals (the referrer's fields,
 the funnel and ledger sums, the leaderboard, the campaigns, the contribution: ``tests/unit/streams/
-test_counters.py``); the referral summaries and welcome rewards are not totals and are not modelled here."""
+test_counters.py``); the referral summaries and welcome rewards are not totals and are not modelled here. And the
+shares and clicks counted under the dedup horizon, every id kept (``counted_activity``)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from schemas.derived import RewardRole, RewardStatus
-from streams.counters import contribution, funnel_cells, ledger_cells
+from streams.counters import NO_CHANNEL, contribution, funnel_cells, ledger_cells
 from streams.redis_layout import RedisLayout, partition_of
-from streams.stages import ReferrerRecord
+from streams.stages import ClickCounted, ReferrerRecord, Share, Versioned
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,34 @@ def totals(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> Tot
     campaigns = {c for (_, c, _, _) in record.cells} | {c for c, _ in ledger} | set(confirmed)
     return Totals(fields, sums, {layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())},
                   tuple(sorted(campaigns)), contribution(funnel, ledger), record.seq)
+
+
+def counted_activity(log: Iterable[tuple[str, object]], horizon_days: int) -> dict[str, dict[tuple, int]]:
+    """The shares and clicks each referrer counts, per funnel cell, from the referrer stage's log read once in
+    order: the reference model of the dedup horizon (``streams.stages._count``) that keeps every id forever. An
+    event counts if its id was not counted before and its UTC day is after the referrer's floor (the day of the
+    newest event counted, minus ``horizon_days``). The stage forgets the ids the floor passes; this model shows
+    that forgetting them counts nothing twice and drops nothing the rule keeps."""
+    seen: dict[str, set[str]] = {}
+    floor: dict[str, date] = {}
+    out: dict[str, dict[tuple, int]] = {}
+    for referrer_id, fact in log:
+        if isinstance(fact, Share):
+            event_id, stage, cell = f"share:{fact.event_id}", "share", (fact.campaign_id, fact.channel)
+            at = fact.at
+        elif isinstance(fact, Versioned) and isinstance(fact.fact, ClickCounted):
+            c = fact.fact
+            event_id, stage, cell, at = f"click:{c.event_id}", "click", (c.campaign_id, c.channel or NO_CHANNEL), c.at
+        else:
+            continue
+        ids = seen.setdefault(referrer_id, set())
+        day = at.date()
+        if event_id in ids or (referrer_id in floor and day <= floor[referrer_id]):
+            continue
+        ids.add(event_id)
+        floor[referrer_id] = max(floor.get(referrer_id, day - timedelta(days=horizon_days)),
+                                 day - timedelta(days=horizon_days))
+        key = (stage, *cell, day.isoformat())
+        counts = out.setdefault(referrer_id, {})
+        counts[key] = counts.get(key, 0) + 1
+    return out

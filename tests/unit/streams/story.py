@@ -49,6 +49,14 @@ class Story:
         return self._add({"type": "click", "occurred_at": at(minutes, days), "referral_code": code,
                           "visitor_id": visitor})
 
+    def share(self, referrer: str, channel: str = "whatsapp", minutes: float = 0, days: float = 0):
+        return self._add({"type": "share", "occurred_at": at(minutes, days), "referrer_id": referrer,
+                          "channel": channel})
+
+    def resend(self, index: int) -> None:
+        """An event sent again by its client: the same event (id and all) once more."""
+        self.events.append(self.events[index])
+
     def signup(self, customer: str, code: str | None = None, visitor: str | None = None, minutes: float = 0,
                days: float = 0, email: str | None = None, device: str | None = None):
         data = {"type": "signup", "occurred_at": at(minutes, days), "customer_id": customer}

@@ -28,6 +28,7 @@ from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
 from streams.stage_runner import Batch, ByName, StageRunner, Tables
+from tests.oracle.counters import counted_activity
 from tests.unit.streams.story import T0, Story, resolve
 from tests.unit.streams.test_properties import stories
 
@@ -71,6 +72,7 @@ class Shell:
     story: Story
     rnd: random.Random
     crash_rate: float
+    horizon_days: int = 1  # the dedup horizon: short, so that the stories' 40 days fold and drop shares and clicks
     stages: dict[str, Stage] = field(default_factory=lambda: {s: Stage() for s in STAGES})
     redis: dict[str, counters.CounterSnapshot] = field(default_factory=dict)
     rewards_log: list = field(default_factory=list)  # referrals.rewards as delivered (duplicates and all)
@@ -119,7 +121,8 @@ class Shell:
         torn = assembler.finish()
         runner = StageRunner(self.story.book, Tables(table("visitor"), table("customer"), referrers, CHANGELOGS), 1,
                              erased=set(self.erased.values()),
-                             pseudonym_of=lambda customer_id: self.erased.get(customer_id, f"p:{customer_id}"))
+                             pseudonym_of=lambda customer_id: self.erased.get(customer_id, f"p:{customer_id}"),
+                             horizon_days=self.horizon_days)
         return runner, torn
 
     def recover(self) -> StageRunner:
@@ -248,6 +251,12 @@ def test_crashes_and_redeliveries_end_as_one_clean_pass_in_time_order(story, rnd
         shell.stages["referrer"].log.append(("__tick__", Tick(T0 + timedelta(days=200))))
         shell.run()
     assert final(shell) == (want_rewards, want_referrals)
+    # shares and clicks: each counted once, those beyond the dedup horizon not at all, as the model that keeps
+    # every id says for the referrer stage's log in the order it was read
+    want_counted = counted_activity(shell.stages["referrer"].log, shell.horizon_days)
+    got_counted = {k: nonzero({c: n for c, n in r.activity.items()})
+                   for k, r in shell.tables["referrer"].items() if r is not None and r.activity}
+    assert got_counted == {k: v for k, v in want_counted.items() if v}
     # Redis shows every referrer's final record, whatever was lost on the way
     for referrer_id, record in shell.tables["referrer"].items():
         assert same_counters(shell.redis.get(referrer_id), counters.snapshot(LAYOUT, referrer_id, record))

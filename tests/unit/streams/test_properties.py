@@ -21,10 +21,15 @@ def stories(draw) -> Story:
     s = Story(monthly_cap=draw(st.sampled_from([1, 2, 10])), velocity_limit=draw(st.sampled_from([1, 5])))
     orders: list[tuple[str, str]] = []
     for _ in range(draw(st.integers(min_value=1, max_value=25))):
-        kind = draw(st.sampled_from(["click", "signup", "signup", "order", "order", "refund"]))
+        kind = draw(st.sampled_from(["click", "share", "signup", "signup", "order", "order", "refund", "resend"]))
         m = draw(minutes)
         customer = draw(st.sampled_from(CUSTOMERS))
-        if kind == "click":
+        if kind == "share":
+            s.share(draw(st.sampled_from(["anna", "ben"])), draw(st.sampled_from(["whatsapp", "email"])), minutes=m)
+        elif kind == "resend":
+            if s.events:
+                s.resend(draw(st.integers(min_value=0, max_value=len(s.events) - 1)))
+        elif kind == "click":
             s.click(draw(st.sampled_from(["v0", "v1", "v2"])), draw(st.sampled_from(CODES)), minutes=m)
         elif kind == "signup":
             s.signup(customer, code=draw(st.none() | st.sampled_from(CODES)),

@@ -47,7 +47,7 @@ def a_customer_record() -> stages.CustomerRecord:
 
 def test_every_value_of_a_referrers_changelog_round_trips():
     record, values = a_referrer_record()
-    assert {type(v).__name__ for v in values} == {"ReferrerRecord", "ReferralPart", "Counted"}
+    assert {type(v).__name__ for v in values} == {"ReferrerRecord", "ReferralPart", "Counted", "Folded"}
     for value in values:
         assert decode(encode(value)) == value
     back = decode(encode(record))
