@@ -229,7 +229,8 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
     made: list = []  # (settings, WorkerProcess)
 
     def make(name: str = "w", tick_interval_s: float = 1.0, fault_kill_rate: float = 0.0, batch_size: int = 500,
-             stall_timeout_s: float = 60.0, metrics_port: int = 0, base: Settings | None = None):
+             stall_timeout_s: float = 60.0, metrics_port: int = 0, base: Settings | None = None,
+             dedup_horizon_days: int | None = None):
         """``base``: settings to start from instead of the session's (another Redis, say)."""
         base = base or settings
         tag = unique_name(name).replace(".", "-")
@@ -240,7 +241,9 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
                                                            "fault_kill_rate": fault_kill_rate,
                                                            "batch_size": batch_size,
                                                            "stall_timeout_s": stall_timeout_s,
-                                                           "metrics_port": metrics_port}),
+                                                           "metrics_port": metrics_port,
+                                                           "dedup_horizon_days": dedup_horizon_days
+                                                           or base.streams.dedup_horizon_days}),
             "state_dir": tmp_path / tag,
         })
         from streams.topology import prepare_topics

@@ -4,7 +4,8 @@ Before the referrer's record went to its changelog in parts, a referrer with a f
 referrals outgrew Kafka's message size and stopped the worker for everyone, at every restart.
 Here one influencer gains 3,000 referrals (``make soak``: 30,000), each a share, a signup with
 their code and a qualifying 49.90 EUR order, spread over weeks as real traffic is (a few an
-hour: under the velocity limit), while the worker is killed at random moments. The books must
+hour: under the velocity limit), while the worker is killed at random moments. The worker's dedup
+horizon is a week, so its shares' ids are folded into days (and tombstoned) while it is killed. The books must
 be the pure core's (its incremental referrer stage: the reference model, O(history) per fact,
 takes more than 10 minutes for this history), and no value on the referrer table's changelog
 may exceed 100 KB.
@@ -29,7 +30,8 @@ LARGEST_VALUE = 100 * 1024  # bytes: the issue's bound for any value the worker 
 @pytest.mark.faults
 def test_an_influencer_with_thousands_of_referrals_under_sigkills(pipeline_factory, soak_factor):
     referrals = 3_000 if soak_factor == 1 else 30_000
-    own, worker = pipeline_factory("influencer", tick_interval_s=0)  # ticked by the test (worker_support.tick)
+    # ticked by the test (worker_support.tick); a week's horizon: 40 days of shares fold (300 days in the soak)
+    own, worker = pipeline_factory("influencer", tick_interval_s=0, dedup_horizon_days=7)
     code = CodeRegistry.from_settings(own).issue("influencer").code
     events = influencer_events(code, referrals, datetime.now(UTC))
     rnd = random.Random(17)
@@ -53,3 +55,5 @@ def test_an_influencer_with_thousands_of_referrals_under_sigkills(pipeline_facto
     largest = max(len(r.value or b"") for r in changelog)
     assert largest < LARGEST_VALUE, f"a changelog value of {largest:,} bytes"
     assert any(r.key == b"influencer" for r in changelog)  # its header is there: the record was written
+    folded = {r.key for r in changelog if r.key.startswith(b"influencer\x1fa:") and r.value}
+    assert len(folded) >= referrals // 75 - 7 - 1  # every day the floor passed is folded
