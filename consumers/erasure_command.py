@@ -2,14 +2,16 @@
 
 1. The customer's pseudonym is noted as erased (``streams.erasure_registry``) and their
    referral codes are removed from the registry (their links lead nowhere any more).
-2. ``Erase`` goes to the customer stage and the referrer stage. The worker renames the
+2. ``Erase`` goes to the referrer stage (which hands it on to the customer stage once the
+   customer's referrer record is adopted by the pseudonym). The worker renames the
    customer to the pseudonym in every record that mentions them, drops their e-mail hash
    and device id, deletes their own records (tombstones in the compacted changelogs) and
    their Redis views, and keeps their points and referrals under the pseudonym.
 3. This command waits until the worker group has processed everything that follows from
-   it (four rounds of "every input topic committed up to where it ended"; each round covers
-   one step of the spread, and it takes four: erase, continue, tell the referees, their
-   re-sends to the pseudonym), removes the customer's welcome-reward hash, and writes an
+   it (six rounds of "every input topic committed up to where it ended"; each round covers
+   one step of the spread, and it takes up to six: erase, continue, the customer stage's
+   erasure, the visitors and referees it tells, their re-sends, the re-sends' referrals to
+   the pseudonym), removes the customer's welcome-reward hash, and writes an
    audit record (pseudonym, times, what was removed: never the customer id).
 
 If no worker runs, the erasure waits in Kafka and is carried out when one does; the audit
@@ -31,7 +33,7 @@ from producers.code_registry import CodeRegistry
 from referrals.kafka_admin import group_positions
 from referrals.privacy import pseudonym
 from referrals.settings import Settings
-from schemas.topics import CUSTOMER_FACTS, INBOUND, INTERNAL, REFERRER_FACTS
+from schemas.topics import INBOUND, INTERNAL, REFERRER_FACTS
 from streams import erasure_registry, record_codec, redis_views
 from streams.erasure import Erase
 
@@ -72,7 +74,7 @@ def _sweep_welcome(client, layout, customer_id: str, alias: str) -> None:  # noq
             client.hdel(key, *stale)
 
 
-def erase(settings: Settings, customer_id: str, *, wait_s: float = 120.0, rounds: int = 4) -> ErasureResult:
+def erase(settings: Settings, customer_id: str, *, wait_s: float = 120.0, rounds: int = 6) -> ErasureResult:
     registry = CodeRegistry.from_settings(settings)
     client = registry.client
     key_prefix = settings.redis.key_prefix
@@ -84,9 +86,8 @@ def erase(settings: Settings, customer_id: str, *, wait_s: float = 120.0, rounds
     fact = record_codec.encode(Erase(customer_id, alias, erasure_id, requested))
     producer = KafkaProducer(**settings.kafka.client_options(), acks="all", client_id="referrals-erase")
     try:
-        for spec in (CUSTOMER_FACTS, REFERRER_FACTS):
-            producer.send(settings.kafka.topic_prefix + spec.name, key=customer_id.encode(), value=fact).get(
-                timeout=30)
+        producer.send(settings.kafka.topic_prefix + REFERRER_FACTS.name, key=customer_id.encode(), value=fact).get(
+            timeout=30)
     finally:
         producer.close()
     deadline = time.monotonic() + wait_s

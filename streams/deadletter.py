@@ -22,7 +22,7 @@ from schemas.events import InboundEventBase
 from schemas.parsing import EventRejected, Problem, parse_event_json
 from schemas.topics import CUSTOMER_FACTS, INBOUND, REFERRER_FACTS, VISITOR_FACTS
 from streams import record_codec
-from streams.erasure import Adopt, Continue, Erase, Forget
+from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget
 from streams.referrer_rewards import Tick
 from streams.stages import Share, Versioned
 from streams.visitor_attribution import VisitorSignup
@@ -32,7 +32,7 @@ from streams.visitor_attribution import VisitorSignup
 INTERNAL_FACTS: dict[str, tuple[type, ...]] = {
     VISITOR_FACTS.name: (VisitorSignup, Erase),
     CUSTOMER_FACTS.name: (Versioned, Erase, Forget),
-    REFERRER_FACTS.name: (Share, Versioned, Tick, Erase, Adopt, Continue, Forget),
+    REFERRER_FACTS.name: (Share, Versioned, Tick, Erase, Adopt, AdoptPart, Continue, Forget),
 }
 
 

@@ -10,16 +10,21 @@ ledgers hold no ids, and every reward, referral and point is kept, under ``P``.
 How it spreads (``streams.stages``), each step an ordinary fact on the stages' topics, so
 it is exact under at-least-once delivery like any other:
 
-1. ``referrals erase`` sends ``Erase`` to the customer stage and the referrer stage, key ``X``.
-2. Customer stage, key ``X``: the record is renamed and kept as a marker; ``Erase`` goes on
+1. ``referrals erase`` sends ``Erase`` to the referrer stage, key ``X``.
+2. Referrer stage, key ``X``: the record is kept with a marker; the renamed record goes to key
+   ``P`` (``AdoptPart`` for each part of it, then ``Adopt`` with its header), so what ``X``
+   earned stays in the books; then (``Continue``, once the adoption is on Kafka) ``Erase`` goes
+   to the customer stage (key ``X``), to ``X``'s referees and to the visitors who clicked
+   ``X``'s links, so that everything renamed reaches ``P`` after the adopted record (the
+   customer stage's own renaming sent ``P`` renamed clicks and referrals: before the adoption,
+   they made ``P``'s record look adopted already, and the adoption was lost); and a ``Forget``
+   to itself, which deletes the marker. A repeated ``Erase`` finds the marker and sends the
+   adoption again. With no referrer record, ``Erase`` goes straight on to the customer stage.
+3. Customer stage, key ``X``: the record is renamed and kept as a marker; ``Erase`` goes on
    to the visitor records of ``X``'s browser and to every referrer holding one of ``X``'s
    referrals, and a ``Forget`` to itself, which deletes the marker. A repeated ``Erase``
    finds the marker and sends all of it again; ``Forget`` is processed only after the batch
    that sent it has had everything acknowledged, so once the marker is gone nothing is missing.
-3. Referrer stage, key ``X``: likewise; the renamed record goes to key ``P`` (``Adopt``), so
-   what ``X`` earned stays in the books; then (``Continue``, once the adoption is on Kafka)
-   ``X``'s referees and the visitors who clicked ``X``'s links are told, so what they send
-   next goes to ``P``, after the adopted record.
 4. Any other record that mentions ``X`` is renamed in place (the customer stage sends the
    renamed referrals on to ``P``).
 5. A fact for ``X`` that arrives after its erasure: the referrer stage forwards it, renamed,
@@ -50,10 +55,22 @@ class Erase:
 
 @dataclass(frozen=True, slots=True)
 class Adopt:
-    """The referrer record of an erased customer, renamed: the pseudonym's key keeps it."""
+    """The referrer record of an erased customer, renamed: the pseudonym's key keeps it. Over Kafka it holds only
+    the record's header, after one ``AdoptPart`` per part (``streams.stage_runner``), and how many parts there
+    are: a crash can lose some of them, and the adoption waits until the erasure sends them all again."""
 
     erasure_id: str
     record: Any
+    parts: int | None = None  # None: ``record`` is the whole record
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptPart:
+    """One part of an adopted referrer record (``streams.referrer_parts``), sent before the ``Adopt`` that ends it."""
+
+    erasure_id: str
+    part_id: str
+    value: Any
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ their records (before #17) are not read: there is no migration; start the worker
 (README: the stream worker, records of an older format).
 
 Three record types hold what msgspec cannot type by field alone, and go through a wire form
-(``_WIRE``): a ``Versioned`` fact's ``fact`` (any fact: an envelope of its own), an ``Adopt``'s
+(``_WIRE``): a ``Versioned`` fact's ``fact`` and an ``AdoptPart``'s ``value`` (envelopes of their own), an ``Adopt``'s
 ``record`` (a referrer record) and a customer record's outputs (referrals and the profile, kept in
 one map: split by type on the wire).
 """
@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from streams.erasure import Adopt, Continue, Erase, Forget
+from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget
 from streams.referee_ledger import CustomerState, Order, Profile, Referral, Refund, Signup
 from streams.referrer_parts import Counted, Folded, Member, ReferralPart
 from streams.referrer_rewards import Tick
@@ -63,6 +63,7 @@ TYPES: dict[str, type] = {
     "forget": Forget,
     "continue": Continue,
     "adopt": Adopt,
+    "adopt_part": AdoptPart,
     # the facts a ``Versioned`` carries
     "candidate": Candidate,
     "click_counted": ClickCounted,
@@ -103,6 +104,14 @@ class _VersionedWire:
 class _AdoptWire:
     erasure_id: str
     record: ReferrerRecord
+    parts: int | None = None
+
+
+@dataclass(slots=True)
+class _AdoptPartWire:
+    erasure_id: str
+    part_id: str
+    value: msgspec.Raw  # an envelope of its own (a part of ``streams.referrer_parts``)
 
 
 @dataclass(slots=True)
@@ -147,7 +156,10 @@ _WIRE: dict[type, tuple[Callable[[Any], Any], type, Callable[[Any], Any]]] = {
     Versioned: (lambda v: _VersionedWire(v.fact_id, v.version, msgspec.Raw(encode(v.fact)), v.caused_at),
                 _VersionedWire,
                 lambda w: Versioned(w.fact_id, w.version, decode(bytes(w.fact)), w.caused_at)),
-    Adopt: (lambda a: _AdoptWire(a.erasure_id, a.record), _AdoptWire, lambda w: Adopt(w.erasure_id, w.record)),
+    Adopt: (lambda a: _AdoptWire(a.erasure_id, a.record, a.parts), _AdoptWire,
+            lambda w: Adopt(w.erasure_id, w.record, w.parts)),
+    AdoptPart: (lambda a: _AdoptPartWire(a.erasure_id, a.part_id, msgspec.Raw(encode(a.value))), _AdoptPartWire,
+                lambda w: AdoptPart(w.erasure_id, w.part_id, decode(bytes(w.value)))),
     CustomerRecord: (_customer_to_wire, _CustomerWire, _customer_from_wire),
 }
 

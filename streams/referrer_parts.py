@@ -203,6 +203,22 @@ def _apply(record: ReferrerRecord, part_id: str, value: Part | None) -> None:
             members.add(ident)
 
 
+def put(record: ReferrerRecord, part_id: str, value: Part) -> ReferrerRecord:
+    """One part of an adopted record taken in (``streams.erasure.AdoptPart``), in place; the record, its floor at
+    least the part's (a folded day, a counted event's), as ``Assembler`` reads it."""
+    if part_id.startswith("a:"):
+        assert isinstance(value, Folded)
+        day = part_id[2:]
+        stages.forget_count_index(record)
+        for stage, campaign, channel, n in value.cells:
+            record.activity[(stage, campaign, channel, day)] = n
+        floor = day
+    else:
+        _apply(record, part_id, value)
+        floor = value.floor if isinstance(value, Counted) else ""
+    return replace(record, floor=max(record.floor, floor))  # its cells: when the ``Adopt`` completes it
+
+
 class Assembler:
     """Builds records from changelog entries in log order (a table's recovery, ``referrals rebuild``).
 

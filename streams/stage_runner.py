@@ -28,14 +28,14 @@ from schemas.records import attribution_record, reward_record
 from schemas.topics import CUSTOMER_FACTS, REFERRER_FACTS
 from streams import counters, record_codec, referrer_parts, stages, visitor_attribution
 from streams.campaigns import CampaignBook
-from streams.erasure import Adopt, Continue, Erase, Forget, rename
+from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget, rename
 from streams.redis_layout import RedisLayout, partition_of
 from streams.referee_ledger import CodeOwner
 from streams.referrer_rewards import Tick
 
 Store = MutableMapping[bytes, Any]  # a table: key -> record (Faust's in-memory store, or a dict)
-_SENT_AS_FACTS = (stages.Versioned, visitor_attribution.VisitorSignup, stages.Share, Erase, Adopt, Continue, Forget)
-_ERASURE_FACTS = (Erase, Adopt, Continue, Forget, Tick)
+_SENT_AS_FACTS = (stages.Versioned, visitor_attribution.VisitorSignup, stages.Share, Erase, Continue, Forget)
+_ERASURE_FACTS = (Erase, Adopt, AdoptPart, Continue, Forget, Tick)
 
 
 class Batch:
@@ -172,6 +172,9 @@ class StageRunner:
         if isinstance(fact, Erase):
             self.erased.add(fact.pseudonym)
         record = stored or stages.ReferrerRecord()
+        if isinstance(fact, AdoptPart):
+            self._adopt_part(referrer_id, record, fact, batch)
+            return
         if referrer_id not in batch.referrers:  # its first step in the batch
             if referrer_id in self.acknowledged and record.acked != record.seq:
                 # the last batch of this process that stepped it is done: every output of its steps is on Kafka
@@ -188,7 +191,7 @@ class StageRunner:
             batch.dirty.pop(referrer_id, None)
             batch.retired[referrer_id] = None
         elif step.changed and step.record.seq != record.seq:
-            batch.mark(referrer_id, step.parts)
+            batch.mark(referrer_id, None if isinstance(fact, Adopt) else step.parts)  # adopted: all of it
             caused_at = stages.caused_at(fact)
             if caused_at is not None:
                 batch.caused_at.append(caused_at)
@@ -203,6 +206,16 @@ class StageRunner:
                     before=record, rename=renaming)
         if step.changed:
             self._note_due(batch.partition, referrer_id.encode(), step.record)
+
+    def _adopt_part(self, referrer_id: str, record: stages.ReferrerRecord, fact: AdoptPart, batch: Batch) -> None:
+        """A part of a record this key adopts (an erased referrer's, renamed): taken in and written like any
+        part, with the header, until the ``Adopt`` with the record's header completes it. Once adopted, a part
+        sent again changes nothing (the adoption re-sent after a crash)."""
+        if record.seq > 0 or record.erasure is not None:
+            return
+        record = referrer_parts.put(record, fact.part_id, fact.value)
+        self._apply("referrers", referrer_id, stages.Step(record, changed=True, parts=frozenset({fact.part_id})),
+                    batch, lambda r: [])
 
     def done(self, batch: Batch) -> None:
         """The shell's word that ``batch`` is done: Kafka acknowledged all it sent (a later duplicate of its
@@ -287,7 +300,7 @@ class StageRunner:
         out = []
         for referrer_id, referrals in dirty.items():
             record = self.tables.referrers.get(referrer_id.encode())
-            if record is not None:
+            if record is not None and record.erasure is None:  # an erased one's counters go at ``Forget``
                 out.append(counters.snapshot(layout, referrer_id, record, referrals))
         return out
 
@@ -304,7 +317,15 @@ class StageRunner:
         """The outputs as Kafka records: facts for the stages' own topics in their encoding, attributions and
         reward changes as their JSON events."""
         for out in outbound:
-            if isinstance(out.value, _SENT_AS_FACTS):
+            if isinstance(out.value, Adopt):  # the adopted record part by part, its header last: no value grows
+                record, topic, key = out.value.record, self.topic_prefix + out.topic, out.key.encode()
+                for part_id in referrer_parts.part_ids(record):
+                    value = AdoptPart(out.value.erasure_id, part_id, referrer_parts.part(record, part_id))
+                    batch.add(topic, key, record_codec.encode(value))
+                parts = len(referrer_parts.part_ids(record))
+                header = Adopt(out.value.erasure_id, referrer_parts.header(record, out.key), parts)
+                batch.add(topic, key, record_codec.encode(header))
+            elif isinstance(out.value, _SENT_AS_FACTS):
                 batch.add(self.topic_prefix + out.topic, out.key.encode(), record_codec.encode(out.value))
             elif isinstance(out.value, Attribution):
                 r = attribution_record(out.value, self.source, self.topic_prefix)

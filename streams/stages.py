@@ -319,22 +319,46 @@ class ReferrerRecord:
 
 @dataclass(frozen=True, slots=True)
 class ReferrerErasure:
+    """The marker of an erased referrer, in its record's header. The record keeps the rest as it was (its parts
+    stay on the changelog) until ``Forget`` deletes it: the adoption is sent from it, renamed, as often as needed.
+    ``adopted`` and ``referees`` are what the markers of the version before held (the whole record, renamed, in
+    one value: over Kafka's limit for a large referrer); still read, never written."""
+
     erase: Erase
-    adopted: ReferrerRecord  # the record, renamed, for the pseudonym's key
-    referees: tuple[str, ...]  # the customers it referred (their records name it)
+    adopted: ReferrerRecord | None = None
+    referees: tuple[str, ...] = ()
 
 
-def _referrer_erasure_outbound(referrer_id: str, marker: ReferrerErasure) -> list[Outbound]:
-    """First the adoption (and a ``Continue`` to itself); the rest once that is on Kafka."""
-    erase = marker.erase
-    return [Outbound(REFERRER_FACTS.name, erase.pseudonym, Adopt(erase.erasure_id, marker.adopted)),
+def _adopted(record: ReferrerRecord, referrer_id: str) -> ReferrerRecord:
+    """What the pseudonym's key adopts: the erased referrer's record, renamed, without the marker."""
+    marker = record.erasure
+    assert marker is not None
+    if marker.adopted is not None:
+        return marker.adopted
+    return rename(replace(record, erasure=None), referrer_id, marker.erase.pseudonym)
+
+
+def _referrer_erasure_outbound(referrer_id: str, record: ReferrerRecord) -> list[Outbound]:
+    """First the adoption (and a ``Continue`` to itself); the rest once that is on Kafka. The ``Adopt`` holds the
+    whole renamed record; it goes over Kafka as one fact per part and the header last (``streams.stage_runner``),
+    so no message grows with the referrer's history."""
+    erase = record.erasure.erase
+    return [Outbound(REFERRER_FACTS.name, erase.pseudonym, Adopt(erase.erasure_id, _adopted(record, referrer_id))),
             Outbound(REFERRER_FACTS.name, referrer_id, Continue(erase.erasure_id))]
 
 
-def _referrer_erasure_continued(referrer_id: str, marker: ReferrerErasure) -> list[Outbound]:
+def _referrer_erasure_continued(referrer_id: str, record: ReferrerRecord) -> list[Outbound]:
+    marker = record.erasure
     erase = marker.erase
-    return ([Outbound(CUSTOMER_FACTS.name, c, erase) for c in marker.referees]
-            + [Outbound(VISITOR_FACTS.name, v, erase) for v in sorted(marker.adopted.visitors)]
+    if marker.adopted is not None:
+        referees, visitors = marker.referees, marker.adopted.visitors
+    else:
+        referees = tuple(sorted({r.referee_id for r in record.core.referrals.values()} | record.named))
+        visitors = record.visitors
+    # the customer stage's own erasure of the customer too, only now: what it renames reaches the pseudonym's
+    # key after the adopted record (``streams.erasure``)
+    return ([Outbound(CUSTOMER_FACTS.name, c, erase) for c in sorted({*referees, referrer_id})]
+            + [Outbound(VISITOR_FACTS.name, v, erase) for v in sorted(visitors)]
             + [Outbound(REFERRER_FACTS.name, referrer_id, Forget(erase.erasure_id))])
 
 
@@ -343,12 +367,11 @@ def _referrer_erase(record: ReferrerRecord, referrer_id: str, erase: Erase) -> S
     if referrer_id == x:
         if record.erasure is not None:
             return Step(record, duplicate=True)
-        if record == ReferrerRecord():
-            return Step(record)  # nothing of it here (or erased before: its marker is gone)
-        referees = tuple(sorted({r.referee_id for r in record.core.referrals.values()} | record.named))
-        marker = ReferrerErasure(erase, rename(record, x, p), referees)
-        record = ReferrerRecord(seq=record.seq, erasure=marker)  # same seq: its counters are retired at Forget
-        return Step(record, _referrer_erasure_outbound(referrer_id, marker), changed=True)
+        if record == ReferrerRecord():  # nothing of it here (or erased before: its marker is gone): nothing to
+            return Step(record, [Outbound(CUSTOMER_FACTS.name, x, erase)])  # adopt, on to the customer stage
+        # the marker in the header, nothing else changed (same seq: its counters are retired at Forget)
+        record = replace(record, erasure=ReferrerErasure(erase))
+        return Step(record, _referrer_erasure_outbound(referrer_id, record), changed=True, parts=frozenset())
     if not mentions(record, x):
         return Step(record, duplicate=True)
     return Step(_advance_all(rename(record, x, p)), changed=True)
@@ -494,6 +517,22 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
     return Step(_advance(record, floor=floor), changed=True, parts=frozenset(parts))
 
 
+def part_count(record: ReferrerRecord) -> int:
+    """How many changelog parts the record has (``streams.referrer_parts.part_ids``)."""
+    return (len(record.core.referrals) + len(folded_days(record)) + len(record.counted) + len(record.visitors)
+            + len(record.named))
+
+
+def _with_header(record: ReferrerRecord, adopted: ReferrerRecord) -> ReferrerRecord:
+    """The adopted record: ``adopted`` itself, or, when it came over Kafka, its header (``adopted``) on the parts
+    this key took in before it (``streams.stage_runner``, ``AdoptPart``)."""
+    if not (record.core.referrals or record.counted or record.activity or record.visitors or record.named):
+        return adopted.copy()
+    record.core.profile = adopted.core.profile
+    record.versions.update(adopted.versions)
+    return replace(record, seq=adopted.seq, ticked=adopted.ticked, floor=max(record.floor, adopted.floor), acked=0)
+
+
 def referrer_step(record: ReferrerRecord, referrer_id: str,
                   fact: Share | Versioned | Tick | Erase | Adopt | Continue | Forget,
                   campaigns: CampaignBook, horizon_days: int = DEDUP_HORIZON_DAYS) -> Step:
@@ -507,12 +546,16 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
         return Step(record)
     if isinstance(fact, Continue):
         if record.erasure is not None and record.erasure.erase.erasure_id == fact.erasure_id:
-            return Step(record, _referrer_erasure_continued(referrer_id, record.erasure))
+            return Step(record, _referrer_erasure_continued(referrer_id, record))
         return Step(record)
     if isinstance(fact, Adopt):
         if record.seq > 0 or record.erasure is not None:
             return Step(record, duplicate=True)  # adopted before
-        return Step(_advance_all(fact.record.copy()), changed=True)
+        if fact.parts is not None and part_count(record) < fact.parts:
+            return Step(record)  # a crash lost some of its parts: the erasure sends them all again
+        # over Kafka, its parts are written already (one step each): only the header is
+        parts = None if fact.parts is None else frozenset()
+        return Step(_advance_all(_with_header(record, fact.record)), changed=True, parts=parts)
     if record.erasure is not None:  # a fact for an erased referrer: to its pseudonym, renamed
         if isinstance(fact, Tick):
             return Step(record)
@@ -571,7 +614,7 @@ def referrer_repair(record: ReferrerRecord, referrer_id: str, campaigns: Campaig
     re-sent (what the crash cut short may not have reached anyone)."""
     record = replace(record, seq=max(record.seq, newest))
     if record.erasure is not None:
-        return Step(record, _referrer_erasure_outbound(referrer_id, record.erasure), changed=True)
+        return Step(record, _referrer_erasure_outbound(referrer_id, record), changed=True)
     rewards = referrer_rewards.redecide(record.core, referrer_id, campaigns)
     record = _advance(record, rewards)
     return Step(record, referrer_resend(record, referrer_id), changed=True)
@@ -606,7 +649,7 @@ def referrer_resend(record: ReferrerRecord, referrer_id: str) -> list[Outbound]:
     """What a duplicate re-sends, once per key and process: the current state of every reward of a referral that
     changed after ``acked`` (what a crash may have kept from Kafka); of every reward if that is not known."""
     if record.erasure is not None:
-        return _referrer_erasure_outbound(referrer_id, record.erasure)
+        return _referrer_erasure_outbound(referrer_id, record)
     core = record.core
     changed_at = core.__dict__.get("_changed_at")
     if changed_at is None:

@@ -8,12 +8,15 @@ hour: under the velocity limit), while the worker is killed at random moments. T
 horizon is a week, so its shares' ids are folded into days (and tombstoned) while it is killed. The books must
 be the pure core's (its incremental referrer stage: the reference model, O(history) per fact,
 takes more than 10 minutes for this history), and no value on the referrer table's changelog
-may exceed 100 KB.
+may exceed 100 KB. Then the influencer is erased: the record goes to the pseudonym's key, and no value
+on the referrer stage's topic or changelog may exceed 100 KB either.
 """
 
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -21,8 +24,11 @@ import pytest
 
 from bench.influencer_bench import influencer_events
 from producers.code_registry import CodeRegistry
+from referrals.privacy import pseudonym
+from schemas.topics import REFERRER_FACTS
+from streams.redis_layout import RedisLayout
 from tests.integration.kafka_reading import read_topic
-from tests.integration.worker_support import held_then_ticked, send, supervise
+from tests.integration.worker_support import client, held_then_ticked, send, supervise, view_prefix
 
 LARGEST_VALUE = 100 * 1024  # bytes: the issue's bound for any value the worker writes
 
@@ -57,3 +63,21 @@ def test_an_influencer_with_thousands_of_referrals_under_sigkills(pipeline_facto
     assert any(r.key == b"influencer" for r in changelog)  # its header is there: the record was written
     folded = {r.key for r in changelog if r.key.startswith(b"influencer\x1fa:") and r.value}
     assert len(folded) >= referrals // 75 - 7 - 1  # every day the floor passed is folded
+
+    # erased, the influencer's record goes to its pseudonym part by part: before #17 it went as one value (the
+    # marker and the Adopt fact, each holding the whole record), over Kafka's limit
+    with client(own) as c:
+        before = c.hgetall(RedisLayout(view_prefix(own), own.kafka.partitions).referrer("influencer"))
+    done = subprocess.run([sys.executable, "-m", "referrals.cli", "erase", "influencer", "--yes", "--wait", "600"],
+                          env=worker.env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    worker.assert_alive()
+    alias = pseudonym(own.privacy.pseudonym_key.get_secret_value(), "influencer")
+    with client(own) as c:
+        after = c.hgetall(RedisLayout(view_prefix(own), own.kafka.partitions).referrer(alias))
+    assert {k: v for k, v in after.items() if not k.startswith("_")} == \
+        {k: v for k, v in before.items() if not k.startswith("_")}
+    for topic in (f"{own.streams.app_id}-referrers-changelog", own.kafka.topic_prefix + REFERRER_FACTS.name):
+        records = read_topic(own, topic, expected=0, timeout_s=120)
+        largest = max(len(r.value or b"") for r in records)
+        assert largest < LARGEST_VALUE, f"{topic}: a value of {largest:,} bytes"

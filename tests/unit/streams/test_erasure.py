@@ -86,7 +86,12 @@ def test_an_erased_referrer_is_adopted_first_and_tells_the_others_only_once_the_
     adopted = step.outbound[0].value.record
     assert not mentions(adopted, "anna") and "default:c_a:eva" in adopted.core.referrals
     continued = stages.referrer_step(step.record, "anna", step.outbound[1].value, s.book)
+    # the customer stage's own erasure comes only now: what it renames reaches the pseudonym after the adoption
     assert [(o.topic, o.key, type(o.value).__name__) for o in continued.outbound] == [
-        ("referrals.customer-facts", "eva", "Erase"), ("referrals.referrer-facts", "anna", "Forget")]
+        ("referrals.customer-facts", "anna", "Erase"), ("referrals.customer-facts", "eva", "Erase"),
+        ("referrals.referrer-facts", "anna", "Forget")]
     at_pseudonym = stages.referrer_step(stages.ReferrerRecord(), "c_a", step.outbound[0].value, s.book)
     assert at_pseudonym.record.core == adopted.core and at_pseudonym.record.seq == adopted.seq + 1
+    # a customer who never referred anyone: nothing to adopt, the erasure goes on to the customer stage at once
+    nobody = stages.referrer_step(stages.ReferrerRecord(), "eva", ERASE, s.book)
+    assert [(o.topic, o.key, o.value) for o in nobody.outbound] == [("referrals.customer-facts", "eva", ERASE)]

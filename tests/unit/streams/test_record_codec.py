@@ -14,7 +14,7 @@ import pytest
 from bench.referrer_history import book, facts, through_stage
 from schemas.events import OrderEvent, SignupEvent
 from streams import record_codec, referrer_parts, stages
-from streams.erasure import Adopt, Continue, Erase, Forget
+from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget
 from streams.inbound import to_fact
 from streams.record_codec import FORMAT, TYPES, UnreadableRecord, decode, encode
 from streams.referee_ledger import Profile, Referral
@@ -67,7 +67,9 @@ def examples() -> list[object]:
     return [Tick(T0), stages.Share("sh1", "default", "sms", T0), Erase("eva", "c_alias", "erasure-1", T0),
             Forget("erasure-1"), Continue("erasure-1"), Adopt("erasure-1", referrer), VisitorSignup("s1", T0, "eva"),
             *(stages.Versioned(f"f{i}", i, fact, T0) for i, fact in enumerate(inner)), *inner,
-            customer, visitor, referrer, *values, referrer_parts.Member(3)]
+            customer, visitor, referrer, *values, referrer_parts.Member(3),
+            *(AdoptPart("erasure-1", f"p{i}", value) for i, value in enumerate(values[:3])),
+            Adopt("erasure-1", referrer_parts.header(referrer, "c_alias"), 7)]
 
 
 def test_every_record_type_round_trips_as_itself():
