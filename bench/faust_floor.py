@@ -27,8 +27,10 @@ def main(topic: str, records: int, out: str) -> None:
 
     settings = Settings()
     cfg = settings.streams
+    name = f"bench-floor-{uuid.uuid4().hex[:8]}"
     app = faust.App(
-        f"bench-floor-{uuid.uuid4().hex[:8]}", broker=f"kafka://{settings.kafka.bootstrap}", store="memory://",
+        name, broker=f"kafka://{settings.kafka.bootstrap}", store="memory://",
+        datadir=os.path.join(os.path.dirname(os.path.abspath(out)), f"{name}-data"),  # not the working directory
         processing_guarantee="at_least_once", web_enabled=False, consumer_auto_offset_reset="earliest",
         broker_commit_every=cfg.batch_size, broker_commit_interval=cfg.commit_interval_s,
         topic_allow_declare=False, cython_optimizations=os.environ.get("BENCH_CYTHON") == "1",
