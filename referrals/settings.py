@@ -190,6 +190,11 @@ class StreamSettings(BaseModel):
         "days of event time behind the newest one: within it every event counts once however often it comes; "
         "an older one is not counted (worker metric referral_worker_dropped, beyond_dedup_horizon)",
     )
+    visitor_fact_cap: int = Field(
+        300, ge=1, description="most clicks and signups one visitor's record keeps; later ones are not taken (no "
+        "candidate, no click counted; worker metric referral_worker_dropped, visitor_fact_cap): a bot replaying one "
+        "cookie cannot grow a record past Kafka's message size",
+    )
     cython_optimizations: bool = Field(
         False, description="faust-streaming's opt-in repaired Cython fast paths (its stream iterator and "
         "conductor); measured in `make bench` (README Performance)",

@@ -284,7 +284,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         # erased customers (streams.erasure): their pseudonyms, from Redis and from the Erase facts seen
         erased=redis_at_start(lambda: erasure_registry.pseudonyms(registry.client, key_prefix)),
         pseudonym_of=lambda customer_id: pseudonym(secret, customer_id), written=written,
-        horizon_days=settings.streams.dedup_horizon_days,
+        horizon_days=settings.streams.dedup_horizon_days, visitor_cap=settings.streams.visitor_fact_cap,
         dropped=lambda table, reason: worker_metrics.DROPPED.labels(table, reason).inc())
 
     @app.timer(interval=10.0)

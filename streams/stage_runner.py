@@ -131,6 +131,7 @@ class StageRunner:
     pseudonym_of: Callable[[str], str] = str
     written: Callable[[Store, bytes, int], None] = lambda _store, _key, _partition: None
     horizon_days: int = stages.DEDUP_HORIZON_DAYS  # the referrers' dedup horizon (``streams.stages._count``)
+    visitor_cap: int = stages.VISITOR_FACTS_KEPT  # clicks and signups a visitor's record keeps (``stages.visitor_step``)
     dropped: Callable[[str, str], None] = lambda _table, _reason: None  # hears of every input not applied, why
     # per process: keys whose outputs were re-sent on a duplicate, referrers stepped (first touch: complete snapshot)
     refreshed: dict[str, set[str]] = field(default_factory=lambda: {"visitors": set(), "customers": set(),
@@ -148,7 +149,10 @@ class StageRunner:
 
     def visitor(self, key: str, fact: Any, batch: Batch) -> None:
         record = self.tables.visitors.get(key.encode()) or stages.VisitorRecord()
-        self._apply("visitors", key, stages.visitor_step(record, fact, self.campaigns), batch, stages.visitor_resend)
+        step = stages.visitor_step(record, fact, self.campaigns, self.visitor_cap)
+        if step.dropped is not None:
+            self.dropped("visitors", step.dropped)
+        self._apply("visitors", key, step, batch, stages.visitor_resend)
 
     def customer(self, customer_id: str, fact: Any, batch: Batch) -> None:
         stored = self.tables.customers.get(customer_id.encode())

@@ -115,7 +115,16 @@ def _visitor_outbound(record: VisitorRecord, candidates: list[Candidate], clicks
     return out
 
 
-def visitor_step(record: VisitorRecord, fact: Click | VisitorSignup | Erase, campaigns: CampaignBook) -> Step:
+# A visitor is a browser (its cookie) or whatever id an app sends: anyone can send clicks under one. Its record is
+# one changelog value, so it keeps at most this many clicks and signups; the ones after are not taken
+# (``VISITOR_FACT_CAP``: no candidate, no click counted). A person clicks a few referral links, not hundreds; a
+# bot replaying one cookie would otherwise grow the value past Kafka's limit and stop the worker for everyone.
+VISITOR_FACTS_KEPT = 300  # the default of ``StreamSettings.visitor_fact_cap``: about 60 KB of record
+VISITOR_FACT_CAP = "visitor_fact_cap"
+
+
+def visitor_step(record: VisitorRecord, fact: Click | VisitorSignup | Erase, campaigns: CampaignBook,
+                 cap: int = VISITOR_FACTS_KEPT) -> Step:
     if isinstance(fact, Erase):  # the erased customer's signups go; clicks on their links are renamed
         gone = {k for k, signup in record.core.signups.items() if signup.customer_id == fact.customer_id}
         core = replace(record.core, signups={k: v for k, v in record.core.signups.items() if k not in gone},
@@ -123,6 +132,9 @@ def visitor_step(record: VisitorRecord, fact: Click | VisitorSignup | Erase, cam
         if not gone and not mentions(core, fact.customer_id):
             return Step(record, duplicate=True)
         return Step(VisitorRecord(rename(core, fact.customer_id, fact.pseudonym), record.seq + 1), changed=True)
+    kept = record.core.clicks if isinstance(fact, Click) else record.core.signups
+    if fact.event_id not in kept and len(record.core.clicks) + len(record.core.signups) >= cap:
+        return Step(record, dropped=VISITOR_FACT_CAP)
     core, candidates = visitor_attribution.step(record.core, fact, campaigns)
     if core is record.core:
         return Step(record, duplicate=True)

@@ -21,7 +21,8 @@ BATCH_SECONDS = Histogram(
     ["agent"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 DEADLETTERS = Counter("referral_worker_deadletters", "Records this worker sent to the dead-letter topic", ["agent"])
 DROPPED = Counter("referral_worker_dropped", "Inputs an agent did not apply, by reason (beyond_dedup_horizon: "
-                  "a share or click older than the referrer's dedup horizon)", ["agent", "reason"])
+                  "a share or click older than the referrer's dedup horizon; visitor_fact_cap: a click or signup "
+                  "of a visitor that has as many as its record keeps)", ["agent", "reason"])
 FRESHNESS = Histogram(
     "referral_event_freshness_seconds",
     "From an event's occurred_at to the live counters it changes being written to Redis",

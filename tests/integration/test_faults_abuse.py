@@ -64,3 +64,31 @@ def test_a_burst_a_device_farm_and_a_second_account_get_no_points_and_say_why(pi
         seen[(kind, change["reason"])] += 1
     assert seen == {("burst", "velocity_limit"): 2 * BURST, ("farm", "device_reused"): 100,
                     ("cheat", "shared_email"): 2}
+
+
+def test_a_bot_replaying_one_visitor_cookie_is_capped_and_stops_no_one(pipeline_factory):
+    """3,000 clicks under one visitor id (a bot keeping its cookie, or an app sending one id): before the cap the
+    visitor's record, one changelog value, grew about 180 bytes a click, past Kafka's limit at about 5,800. The
+    record keeps 300 (``visitor_fact_cap``); the clicks after are not counted, the worker goes on."""
+    from consumers.erasure_command import _caught_up
+    from streams.stages import VISITOR_FACTS_KEPT
+    from tests.integration.kafka_reading import read_topic
+    from tests.integration.worker_support import redis_funnel
+
+    own, worker = pipeline_factory("bot")
+    code = CodeRegistry.from_settings(own).issue("bot-target").code
+    start = datetime.now(UTC) - timedelta(hours=2)
+    clicks = [{"type": "click", "event_id": f"bot-click-{i}", "occurred_at": (start + timedelta(seconds=i)).isoformat(),
+               "referral_code": code, "visitor_id": "bot-cookie-0123456789", "channel": "whatsapp"}
+              for i in range(3_000)]
+    human = {"type": "click", "event_id": "human-click", "occurred_at": start.isoformat(), "referral_code": code,
+             "visitor_id": "a-person", "channel": "whatsapp"}
+    worker.start()
+    send(own, [*clicks, human])
+    # every input committed to its end, twice (the clicks, then the referrer's counts of them): all were read
+    assert all(_caught_up(own, 240) for _ in range(2))
+    worker.assert_alive()
+    assert redis_funnel(own)["click:whatsapp"] == VISITOR_FACTS_KEPT + 1
+    changelog = read_topic(own, f"{own.streams.app_id}-visitors-changelog", expected=0, timeout_s=60)
+    largest = max(len(r.value or b"") for r in changelog)
+    assert largest < 100 * 1024, f"a visitor record of {largest:,} bytes"

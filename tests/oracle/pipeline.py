@@ -20,6 +20,7 @@ from streams import referee_ledger, visitor_attribution
 from streams import referrer_rewards as incremental_core
 from streams.campaigns import CampaignBook
 from streams.inbound import Resolve, to_fact
+from streams.stages import VISITOR_FACTS_KEPT
 from streams.referee_ledger import CustomerState, Profile, Referral
 from streams.referrer_rewards import Reward, Tick
 from tests.oracle import referrer_rewards
@@ -45,7 +46,11 @@ class ReferencePipeline:
 
     def _visitor(self, visitor_id: str, fact) -> None:
         stage = visitor_attribution if self.incremental else reference_visitors
-        state, candidates = stage.step(self.visitors.get(visitor_id, VisitorState()), fact, self.campaigns)
+        state = self.visitors.get(visitor_id, VisitorState())
+        kept = state.clicks if isinstance(fact, visitor_attribution.Click) else state.signups
+        if fact.event_id not in kept and len(state.clicks) + len(state.signups) >= VISITOR_FACTS_KEPT:
+            return  # the stage's cap on a visitor's record (streams.stages.visitor_step)
+        state, candidates = stage.step(state, fact, self.campaigns)
         self.visitors[visitor_id] = state
         for candidate in candidates:
             self._customer(candidate.customer_id, candidate)

@@ -76,3 +76,34 @@ def test_a_visitor_with_a_thousand_clicks_decides_a_click_by_its_window_alone():
     assert len(idx.clicks) == 1000 and len(idx.signups) == 10
     state, got = visitor_attribution.step(state, VisitorSignup("late", T0 + timedelta(days=2000), "x"), book)
     assert got == [] and state.candidates["late"] is None  # no click within its window
+
+
+def test_a_visitor_keeps_at_most_its_cap_of_clicks_and_signups_and_says_why_it_drops_the_rest():
+    """A bot replaying one cookie: the record stops growing at the cap (one changelog value: it must stay well
+    under Kafka's limit); a click after it is dropped with its reason, no click counted, no candidate; a click it
+    kept, delivered again, is still a duplicate (its outputs re-sent)."""
+    from streams import stages
+
+    book, record = campaigns(), VisitorRecord()
+    steps = []
+    for i in range(stages.VISITOR_FACTS_KEPT + 50):
+        click = Click(f"click-{i:06d}-0123456789", T0 + timedelta(minutes=i), "ANNA", "anna", "default",
+                      "whatsapp", "bot-cookie-0123456789")
+        step = stages.visitor_step(record, click, book)
+        steps.append(step)
+        record = step.record
+    assert len(record.core.clicks) == stages.VISITOR_FACTS_KEPT
+    assert len(record_codec.encode(record)) < 100 * 1024
+    assert [s.dropped for s in steps].count(stages.VISITOR_FACT_CAP) == 50
+    assert all(s.outbound == [] and not s.changed for s in steps[stages.VISITOR_FACTS_KEPT:])
+    signup = stages.visitor_step(record, VisitorSignup("s1", T0 + timedelta(days=1), "eva"), book)
+    assert signup.dropped == stages.VISITOR_FACT_CAP and signup.outbound == []
+    again = stages.visitor_step(record, next(iter(record.core.clicks.values())), book)
+    assert again.duplicate and again.dropped is None
+
+
+def test_the_settings_cap_is_the_stages_default():
+    from referrals.settings import StreamSettings
+    from streams import stages
+
+    assert StreamSettings().visitor_fact_cap == stages.VISITOR_FACTS_KEPT
