@@ -10,7 +10,11 @@ referrer stage's log). What they share is here, so the crash model checks the wo
 - a step's record goes to its table, its changelog write (a referrer's record in parts, its
   header last unless it renames: ``streams.referrer_parts``) and its outputs to the ``Batch``;
 - on a duplicate, a key's current outputs are sent again, once per key and process;
-- an erased customer's late facts are forwarded to the pseudonym (referrers) or dropped;
+- an erased customer's late facts are forwarded to the pseudonym (referrers) or dropped; an
+  erased referrer's record goes to the pseudonym part by part (``AdoptPart``, then the
+  ``Adopt`` with its header), and the pseudonym's key takes the parts in;
+- inputs a stage does not take (``Step.dropped``: beyond the dedup horizon, over a visitor's
+  cap) are told to ``dropped`` (the worker's metric);
 - which referrers a tick visits (only those due, or all of a partition on a replayed tick);
 - which referrers' counters the batch writes, complete or only the changed referrals;
 - a record a crash left torn is decided again (``repair``).
