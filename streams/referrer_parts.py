@@ -137,14 +137,6 @@ def part(record: ReferrerRecord, part_id: str) -> Part | None:
     return Member(record.seq) if ident in members else None
 
 
-def part_ids(record: ReferrerRecord) -> list[str]:
-    """Every part the record has (what a whole rewrite writes, and what deleting it deletes)."""
-    return ([stages.referral_part(rid) for rid in record.core.referrals]
-            + [stages.folded_part(day) for day in stages.folded_days(record)]
-            + [stages.counted_part(eid) for eid in record.counted]
-            + [stages.visitor_part(vid) for vid in record.visitors] + [stages.named_part(cid) for cid in record.named])
-
-
 # -- parts into a record --------------------------------------------------------------------------------------
 
 
@@ -330,13 +322,13 @@ def entries(record: ReferrerRecord | None, referrer_id: str, changed: Iterable[s
     the replayed erasure finds and renames again (parts first, a part newer than the header would instead call
     for a repair, which would decide with the same referral under two names)."""
     if record is None:
-        gone = part_ids(before) if before is not None else []
+        gone = stages.part_ids(before) if before is not None else []
         return [(changelog_key(referrer_id, pid), None) for pid in gone] + [(changelog_key(referrer_id), None)]
-    ids = part_ids(record) if changed is None else sorted(set(changed))
+    ids = stages.part_ids(record) if changed is None else sorted(set(changed))
     out = [(changelog_key(referrer_id, pid), part(record, pid)) for pid in ids]
     if changed is None and before is not None:
         kept = set(ids)
-        out += [(changelog_key(referrer_id, pid), None) for pid in part_ids(before) if pid not in kept]
+        out += [(changelog_key(referrer_id, pid), None) for pid in stages.part_ids(before) if pid not in kept]
     if record.erasure is not None or header_first:  # the marker: once it is on Kafka the record is being erased
         return [(changelog_key(referrer_id), header(record, referrer_id))] + out
     return out + [(changelog_key(referrer_id), header(record, referrer_id))]

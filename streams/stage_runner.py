@@ -327,11 +327,11 @@ class StageRunner:
         for out in outbound:
             if isinstance(out.value, Adopt):  # the adopted record part by part, its header last: no value grows
                 record, topic, key = out.value.record, self.topic_prefix + out.topic, out.key.encode()
-                for part_id in referrer_parts.part_ids(record):
+                part_ids = stages.part_ids(record)
+                for part_id in part_ids:
                     value = AdoptPart(out.value.erasure_id, part_id, referrer_parts.part(record, part_id))
                     batch.add(topic, key, record_codec.encode(value))
-                parts = len(referrer_parts.part_ids(record))
-                header = Adopt(out.value.erasure_id, referrer_parts.header(record, out.key), parts)
+                header = Adopt(out.value.erasure_id, referrer_parts.header(record, out.key), len(part_ids))
                 batch.add(topic, key, record_codec.encode(header))
             elif isinstance(out.value, _SENT_AS_FACTS):
                 batch.add(self.topic_prefix + out.topic, out.key.encode(), record_codec.encode(out.value))

@@ -529,10 +529,13 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
     return Step(_advance(record, floor=floor), changed=True, parts=frozenset(parts))
 
 
-def part_count(record: ReferrerRecord) -> int:
-    """How many changelog parts the record has (``streams.referrer_parts.part_ids``)."""
-    return (len(record.core.referrals) + len(folded_days(record)) + len(record.counted) + len(record.visitors)
-            + len(record.named))
+def part_ids(record: ReferrerRecord) -> list[str]:
+    """Every changelog part the record has (``streams.referrer_parts``: what a whole rewrite writes, what deleting
+    it deletes, what an adoption sends)."""
+    return ([referral_part(rid) for rid in record.core.referrals]
+            + [folded_part(day) for day in folded_days(record)]
+            + [counted_part(eid) for eid in record.counted]
+            + [visitor_part(vid) for vid in record.visitors] + [named_part(cid) for cid in record.named])
 
 
 def _with_header(record: ReferrerRecord, adopted: ReferrerRecord) -> ReferrerRecord:
@@ -563,7 +566,7 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
     if isinstance(fact, Adopt):
         if record.seq > 0 or record.erasure is not None:
             return Step(record, duplicate=True)  # adopted before
-        if fact.parts is not None and part_count(record) < fact.parts:
+        if fact.parts is not None and len(part_ids(record)) < fact.parts:
             return Step(record)  # a crash lost some of its parts: the erasure sends them all again
         # over Kafka, its parts are written already (one step each): only the header is
         parts = None if fact.parts is None else frozenset()
