@@ -38,7 +38,7 @@ from referrals.settings import Settings
 from schemas.derived import DeadLetter
 from schemas.events import ShareEvent
 from schemas.topics import REFERRER_FACTS, REWARDS, SHARES
-from streams import counters, erasure_registry, record_codec, redis_views, referrer_parts, stages
+from streams import counters, erasure_registry, record_codec, redis_views, referee_ledger, referrer_parts, stages
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify, classify_internal
 from streams.inbound import to_fact
@@ -82,7 +82,9 @@ class _Replay:
         secret = settings.privacy.pseudonym_key.get_secret_value()
         self.runner = StageRunner(campaigns, Tables({}, {}, {}, ("", "", "")), settings.kafka.partitions,
                                   erased=erased, pseudonym_of=lambda customer_id: pseudonym(secret, customer_id),
-                                  horizon_days=settings.streams.dedup_horizon_days)
+                                  horizon_days=settings.streams.dedup_horizon_days,
+                                  visitor_cap=settings.streams.visitor_fact_cap,
+                                  customer_limits=referee_ledger.Limits(orders=settings.streams.customer_orders_kept))
         self.records = ByName(self.runner.tables.referrers)
         self.changed: set[str] = set()
 

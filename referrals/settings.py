@@ -195,6 +195,12 @@ class StreamSettings(BaseModel):
         "candidate, no click counted; worker metric referral_worker_dropped, visitor_fact_cap): a bot replaying one "
         "cookie cannot grow a record past Kafka's message size",
     )
+    customer_orders_kept: int = Field(
+        50, ge=1, description="a customer's first orders by event time that their record keeps: a referral "
+        "qualifies with one of them or not at all; later orders are not taken (worker metric "
+        "referral_worker_dropped, customer_fact_cap). Signups (10), refunds per order (5) and refunds waiting for "
+        "their order (20) are kept the same way (streams.referee_ledger.Limits)",
+    )
     cython_optimizations: bool = Field(
         False, description="faust-streaming's opt-in repaired Cython fast paths (its stream iterator and "
         "conductor); measured in `make bench` (README Performance)",

@@ -76,6 +76,7 @@ from streams import (
     erasure_registry,
     record_codec,
     redis_views,
+    referee_ledger,
     referrer_parts,
     worker_heartbeats,
     worker_metrics,
@@ -285,6 +286,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         erased=redis_at_start(lambda: erasure_registry.pseudonyms(registry.client, key_prefix)),
         pseudonym_of=lambda customer_id: pseudonym(secret, customer_id), written=written,
         horizon_days=settings.streams.dedup_horizon_days, visitor_cap=settings.streams.visitor_fact_cap,
+        customer_limits=referee_ledger.Limits(orders=settings.streams.customer_orders_kept),
         dropped=lambda table, reason: worker_metrics.DROPPED.labels(table, reason).inc())
 
     @app.timer(interval=10.0)

@@ -127,6 +127,7 @@ class _CustomerWire:
     sent_referrals: dict[str, Referral] = field(default_factory=dict)
     sent_profiles: dict[str, Profile] = field(default_factory=dict)
     erasure: CustomerErasure | None = None
+    named: tuple[str, ...] = ()
 
 
 def _by_type(outputs: dict[str, Referral | Profile]) -> tuple[dict[str, Referral], dict[str, Profile]]:
@@ -142,13 +143,14 @@ def _customer_to_wire(record: CustomerRecord) -> _CustomerWire:
     outputs = _by_type(core.outputs)
     sent = _by_type(record.sent)
     return _CustomerWire(core.signups, core.orders, core.refunds, core.candidates, *outputs,
-                         record.seq, record.seen, *sent, record.erasure)
+                         record.seq, record.seen, *sent, record.erasure, record.named)
 
 
 def _customer_from_wire(wire: _CustomerWire) -> CustomerRecord:
     core = CustomerState(wire.signups, wire.orders, wire.refunds, wire.candidates,
                          {**wire.referral_outputs, **wire.profile_outputs})
-    return CustomerRecord(core, wire.seq, wire.seen, {**wire.sent_referrals, **wire.sent_profiles}, wire.erasure)
+    return CustomerRecord(core, wire.seq, wire.seen, {**wire.sent_referrals, **wire.sent_profiles}, wire.erasure,
+                          wire.named)
 
 
 # record type -> (to its wire form, the wire type, back from it)

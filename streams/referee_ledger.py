@@ -25,6 +25,22 @@ The rules:
 - **Refunds** of the qualifying order up to the end of the hold period (order time +
   hold) that bring it below the minimum revoke the qualification (``refunded_in_hold``);
   refunds after that are recorded (``refunded_after_hold``) and do not revoke.
+
+**What a customer's state keeps** (``Limits``; the record is one changelog value, so it must not grow
+with the customer's history). The decisions look at a customer's first signup, their earliest orders
+and the refunds of one order, so the state keeps:
+
+- the first ``signups`` signups by event time (and the candidates of those only);
+- the first ``orders`` orders by event time: a referral qualifies with one of them or not at all;
+- per kept order, the first ``refunds_per_order`` refunds of it by event time;
+- refunds of an order it does not (yet) keep, waiting for their order: the first
+  ``unmatched_refunds`` of them by event time (a refund of an order beyond the first ``orders``
+  waits here too, as the state cannot tell it from one whose order is late).
+
+A fact beyond these is not kept (``admits`` is false; the stage counts it under ``FACT_CAP``); an
+earlier one arriving late takes the place of the latest kept (which goes, with what hangs on it).
+Within the last two limits the state is a function of the set of facts, whatever their order (the
+kept ones are the earliest n); a refund dropped from a full set of unmatched ones is lost for good.
 """
 
 from __future__ import annotations
@@ -124,6 +140,83 @@ class CustomerState:
 
 
 Fact = Signup | Order | Refund | Candidate
+
+#: the reason an input is not kept (``admits`` false): the stage's ``dropped`` metric label
+FACT_CAP = "customer_fact_cap"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a customer's state keeps (module docstring). With the defaults a record stays under about
+    40 KB (orders about 150 bytes each, refunds about 120, referral outputs about 400)."""
+
+    signups: int = 10
+    orders: int = 50
+    refunds_per_order: int = 5
+    unmatched_refunds: int = 20
+
+
+LIMITS = Limits()
+
+
+def _rank(fact: Signup | Order | Refund) -> tuple[datetime, str]:
+    return fact.at, fact.event_id
+
+
+def _kept_order_ids(state: CustomerState) -> set[str]:
+    return {o.order_id for o in state.orders.values()}
+
+
+def _room(kept: list[tuple[datetime, str]], limit: int, rank: tuple[datetime, str]) -> bool:
+    """Whether a fact of ``rank`` is among the first ``limit`` of ``kept`` and itself."""
+    return len(kept) < limit or rank < max(kept)
+
+
+def admits(state: CustomerState, fact: Fact, limits: Limits = LIMITS) -> bool:
+    """Whether ``step`` keeps ``fact`` (a fact kept already: true, ``step`` sees the duplicate)."""
+    if isinstance(fact, Candidate):
+        return fact.source_event_id in state.signups
+    if isinstance(fact, Signup):
+        return fact.event_id in state.signups or _room([_rank(s) for s in state.signups.values()], limits.signups,
+                                                      _rank(fact))
+    if isinstance(fact, Order):
+        return fact.event_id in state.orders or _room([_rank(o) for o in state.orders.values()], limits.orders,
+                                                     _rank(fact))
+    if fact.event_id in state.refunds:
+        return True
+    if fact.order_id in _kept_order_ids(state):
+        return _room([_rank(r) for r in state.refunds.values() if r.order_id == fact.order_id],
+                     limits.refunds_per_order, _rank(fact))
+    matched = _kept_order_ids(state)
+    return _room([_rank(r) for r in state.refunds.values() if r.order_id not in matched], limits.unmatched_refunds,
+                 _rank(fact))
+
+
+def _first(facts: dict, limit: int) -> dict:
+    if len(facts) <= limit:
+        return facts
+    keep = set(sorted(facts, key=lambda k: _rank(facts[k]))[:limit])
+    return {k: v for k, v in facts.items() if k in keep}
+
+
+def _trim(state: CustomerState, limits: Limits) -> CustomerState:
+    """The state with only what ``limits`` keeps (after one fact was added: at most one of each goes)."""
+    signups = _first(state.signups, limits.signups)
+    orders = _first(state.orders, limits.orders)
+    candidates = state.candidates if signups is state.signups else {
+        k: c for k, c in state.candidates.items() if k in signups}
+    matched = {o.order_id for o in orders.values()}
+    by_order: dict[str | None, dict[str, Refund]] = {}
+    for key, r in state.refunds.items():
+        by_order.setdefault(r.order_id if r.order_id in matched else None, {})[key] = r
+    refunds: dict[str, Refund] = {}
+    for order_id, group in by_order.items():
+        refunds.update(_first(group, limits.unmatched_refunds if order_id is None else limits.refunds_per_order))
+    if len(refunds) == len(state.refunds):
+        refunds = state.refunds
+    if signups is state.signups and orders is state.orders and refunds is state.refunds:
+        return state
+    return replace(state, signups=signups, orders=orders, refunds=refunds, candidates=candidates)
 
 
 def _key(fact: Fact) -> str:
@@ -249,16 +342,19 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
 
 
 def step(
-    state: CustomerState, customer_id: str, fact: Fact, campaigns: CampaignBook
+    state: CustomerState, customer_id: str, fact: Fact, campaigns: CampaignBook, limits: Limits = LIMITS
 ) -> tuple[CustomerState, list[Referral | Profile]]:
-    """Add one fact; return the new state and the outputs that are new or changed."""
+    """Add one fact; return the new state and the outputs that are new or changed. A fact ``limits`` does
+    not keep (``admits`` false) changes nothing."""
     bucket = _bucket(state, fact)
     current = getattr(state, bucket)
     # Events are kept once by event id. A candidate is the visitor stage's latest word on one signup
     # (a late click can change it), so a changed candidate replaces the one before.
     if (current.get(_key(fact)) == fact) if isinstance(fact, Candidate) else (_key(fact) in current):
         return state, []
-    state = replace(state, **{bucket: {**current, _key(fact): fact}})
+    if not admits(state, fact, limits):
+        return state, []
+    state = _trim(replace(state, **{bucket: {**current, _key(fact): fact}}), limits)
     decided = _decide(state, customer_id, campaigns)
     changed: list[Referral | Profile] = []
     for key, old in sorted(state.outputs.items()):

@@ -30,7 +30,7 @@ from typing import Any
 from schemas.derived import Attribution, RewardChange
 from schemas.records import attribution_record, reward_record
 from schemas.topics import CUSTOMER_FACTS, REFERRER_FACTS
-from streams import counters, record_codec, referrer_parts, stages, visitor_attribution
+from streams import counters, record_codec, referee_ledger, referrer_parts, stages, visitor_attribution
 from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget, rename
 from streams.redis_layout import RedisLayout, partition_of
@@ -136,6 +136,7 @@ class StageRunner:
     written: Callable[[Store, bytes, int], None] = lambda _store, _key, _partition: None
     horizon_days: int = stages.DEDUP_HORIZON_DAYS  # the referrers' dedup horizon (``streams.stages._count``)
     visitor_cap: int = stages.VISITOR_FACTS_KEPT  # clicks and signups a visitor's record keeps (``stages.visitor_step``)
+    customer_limits: referee_ledger.Limits = referee_ledger.LIMITS  # what a customer's record keeps
     dropped: Callable[[str, str], None] = lambda _table, _reason: None  # hears of every input not applied, why
     # per process: keys whose outputs were re-sent on a duplicate, referrers stepped (first touch: complete snapshot)
     refreshed: dict[str, set[str]] = field(default_factory=lambda: {"visitors": set(), "customers": set(),
@@ -165,7 +166,9 @@ class StageRunner:
         elif stored is None and not isinstance(fact, Forget) and self.erased_as(customer_id) is not None:
             return  # an event of an erased customer: dropped
         record = stored or stages.CustomerRecord()
-        step = stages.customer_step(record, customer_id, fact, self.campaigns)
+        step = stages.customer_step(record, customer_id, fact, self.campaigns, self.customer_limits)
+        if step.dropped is not None:
+            self.dropped("customers", step.dropped)
         if self._deferred("customers", customer_id, step, fact, batch):
             return
         self._apply("customers", customer_id, step, batch, lambda r: stages.customer_resend(r, customer_id))

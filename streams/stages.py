@@ -160,6 +160,9 @@ class CustomerRecord:
     seen: dict[str, int] = field(default_factory=dict)  # candidate fact id -> newest version applied
     sent: dict[str, Referral | Profile] = field(default_factory=dict)  # fact id -> last word sent (withdrawn too)
     erasure: CustomerErasure | None = None  # the marker of an erased customer (streams.erasure), nothing else
+    # every referrer the customer's facts named (sent ``Named``), also by facts the core no longer keeps: the
+    # erasure must reach them all. At most ``NAMED_KEPT``: a fact naming one more is not taken.
+    named: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +189,7 @@ def _customer_erase(record: CustomerRecord, customer_id: str, erase: Erase) -> S
         marker = CustomerErasure(
             erase, tuple(sorted({s.visitor_id for s in record.core.signups.values() if s.visitor_id})),
             tuple(sorted({o.referrer_id for o in record.sent.values() if isinstance(o, Referral)}
-                         | _named(record.core))))
+                         | _named_by(record))))
         record = CustomerRecord(seq=record.seq + 1, erasure=marker)
         return Step(record, _customer_erasure_outbound(customer_id, marker), changed=True)
     if not mentions(record, x):  # renamed before (or never concerned): re-send what it says
@@ -230,9 +233,15 @@ def _customer_outbound(record: CustomerRecord, outputs: list[Referral | Profile]
     return out
 
 
+# A customer's record keeps a bounded part of their history (``referee_ledger.Limits``): a customer with thousands
+# of orders (a business buying every day) would otherwise grow one changelog value past Kafka's limit. Besides, it
+# remembers the referrers its facts named, at most this many: only a customer using hundreds of codes reaches it.
+NAMED_KEPT = 100
+
+
 def customer_step(record: CustomerRecord, customer_id: str,
                   fact: referee_ledger.Signup | referee_ledger.Order | referee_ledger.Refund | Versioned | Erase
-                  | Forget, campaigns: CampaignBook) -> Step:
+                  | Forget, campaigns: CampaignBook, limits: referee_ledger.Limits = referee_ledger.LIMITS) -> Step:
     if isinstance(fact, Erase):
         return _customer_erase(record, customer_id, fact)
     if isinstance(fact, Forget):  # the marker goes; again if it went before (the tombstone may be all that was lost)
@@ -251,18 +260,28 @@ def customer_step(record: CustomerRecord, customer_id: str,
         fact = fact.fact
     else:
         caused_at = fact.at
-    core, outputs = referee_ledger.step(record.core, customer_id, fact, campaigns)
+    named_before = _named_by(record)
+    naming = _named_in(fact)
+    if not referee_ledger.admits(record.core, fact, limits) or (
+            naming is not None and naming not in named_before and len(named_before) >= NAMED_KEPT):
+        return Step(record, dropped=referee_ledger.FACT_CAP)  # not even its version is kept: dropped each time
+    core, outputs = referee_ledger.step(record.core, customer_id, fact, campaigns, limits)
     if core is record.core:
         if seen is record.seen:
             return Step(record, duplicate=True)
         return Step(replace(record, seen=seen), changed=True)  # a newer copy of a fact it has
+    if len(core.signups) < len(record.core.signups) + isinstance(fact, referee_ledger.Signup):
+        # a late, earlier signup took the place of the latest kept: that one's candidate versions go with it
+        seen = {k: v for k, v in seen.items() if not k.startswith("candidate:")
+                or k.removeprefix("candidate:") in core.signups}
     before = record.sent
-    named_before = _named(record.core)
-    record = CustomerRecord(core, record.seq + 1, seen, {**before, **{_fact_id(o): o for o in outputs}})
+    named = named_before | _named(core)
+    record = CustomerRecord(core, record.seq + 1, seen, {**before, **{_fact_id(o): o for o in outputs}},
+                            named=tuple(sorted(named)) if named != named_before else record.named)
     signups = [fact] if isinstance(fact, referee_ledger.Signup) else []
     return Step(record,
                 _visitor_signups(customer_id, signups) + _customer_outbound(record, outputs, before, caused_at)
-                + _named_outbound(customer_id, _named(core) - named_before),
+                + _named_outbound(customer_id, named - named_before),
                 changed=True)
 
 
@@ -270,6 +289,18 @@ def _named(core: CustomerState) -> set[str]:
     """The referrers a customer's facts name: owners of the codes they used, referrers of their clicks."""
     named = {f.owner.referrer_id for f in (*core.signups.values(), *core.orders.values()) if f.owner is not None}
     return named | {c.referrer_id for c in core.candidates.values()}
+
+
+def _named_by(record: CustomerRecord) -> set[str]:
+    """Every referrer the customer's facts named (a record written before ``named`` was kept: its core's)."""
+    return set(record.named) | _named(record.core)
+
+
+def _named_in(fact: object) -> str | None:
+    if isinstance(fact, Candidate):
+        return fact.referrer_id
+    owner = getattr(fact, "owner", None)
+    return owner.referrer_id if owner is not None else None
 
 
 def _named_outbound(customer_id: str, referrers: set[str]) -> list[Outbound]:
@@ -286,7 +317,7 @@ def _visitor_signups(customer_id: str, signups: list[referee_ledger.Signup]) -> 
 def customer_resend(record: CustomerRecord, customer_id: str) -> list[Outbound]:
     if record.erasure is not None:
         return _customer_erasure_outbound(customer_id, record.erasure)
-    return _customer_facts_resend(record, customer_id) + _named_outbound(customer_id, _named(record.core))
+    return _customer_facts_resend(record, customer_id) + _named_outbound(customer_id, _named_by(record))
 
 
 def _customer_facts_resend(record: CustomerRecord, customer_id: str) -> list[Outbound]:

@@ -22,7 +22,8 @@ BATCH_SECONDS = Histogram(
 DEADLETTERS = Counter("referral_worker_deadletters", "Records this worker sent to the dead-letter topic", ["agent"])
 DROPPED = Counter("referral_worker_dropped", "Inputs an agent did not apply, by reason (beyond_dedup_horizon: "
                   "a share or click older than the referrer's dedup horizon; visitor_fact_cap: a click or signup "
-                  "of a visitor that has as many as its record keeps)", ["agent", "reason"])
+                  "of a visitor that has as many as its record keeps; customer_fact_cap: a customer's signup, order or "
+                  "refund beyond what their record keeps)", ["agent", "reason"])
 FRESHNESS = Histogram(
     "referral_event_freshness_seconds",
     "From an event's occurred_at to the live counters it changes being written to Redis",

@@ -92,3 +92,30 @@ def test_a_bot_replaying_one_visitor_cookie_is_capped_and_stops_no_one(pipeline_
     changelog = read_topic(own, f"{own.streams.app_id}-visitors-changelog", expected=0, timeout_s=60)
     largest = max(len(r.value or b"") for r in changelog)
     assert largest < 100 * 1024, f"a visitor record of {largest:,} bytes"
+
+
+def test_a_customer_with_thousands_of_orders_is_one_small_record_and_stops_no_one(pipeline_factory):
+    """A business customer ordering many times a day: 7,500 orders of one referred customer. Before the limit the
+    customer's record, one changelog value, grew about 120 bytes an order (890 KB here), past Kafka's limit at about
+    8,800: every restart would have stopped on it. The record keeps the first 50 orders (``customer_orders_kept``): the referral qualified
+    with the first, the later orders are not taken, the worker goes on and another customer is still served."""
+    from consumers.erasure_command import _caught_up
+    from tests.integration.kafka_reading import read_topic
+    from tests.integration.worker_support import redis_referrals
+
+    own, worker = pipeline_factory("b2b")
+    code = CodeRegistry.from_settings(own).issue("b2b-referrer").code
+    start = datetime.now(UTC) - timedelta(days=30)
+    orders = [{"type": "order", "event_id": f"b2b-order-{i}", "customer_id": "b2b-buyer", "order_id": f"b2b-{i}",
+               "amount": "49.90", "currency": "EUR", "occurred_at": (start + timedelta(minutes=5 * i)).isoformat()}
+              for i in range(7_500)]
+    worker.start()
+    send(own, [signup("b2b-buyer", start - timedelta(minutes=1), code=code), *orders,
+               signup("someone-else", start, code=code), order("someone-else", start + timedelta(hours=1))])
+    assert all(_caught_up(own, 240) for _ in range(2))
+    worker.assert_alive()
+    statuses = wait_for(lambda: (len(got := redis_referrals(own)) == 2, got), timeout_s=60)
+    assert sorted(statuses.values()) == ["qualified", "qualified"]
+    changelog = read_topic(own, f"{own.streams.app_id}-customers-changelog", expected=0, timeout_s=60)
+    largest = max(len(r.value or b"") for r in changelog)
+    assert largest < 100 * 1024, f"a customer record of {largest:,} bytes"
