@@ -32,6 +32,20 @@ class ThroughputResult:
     seconds: float
     ready_s: float
     rss_peak_bytes: int
+    # the history through the worker: seconds per input over the first and the last tenth of the inputs, and the
+    # resident set when the first tenth was done and at the end
+    first_tenth_s: float = 0.0
+    last_tenth_s: float = 0.0
+    rss_first_tenth_bytes: int = 0
+    rss_end_bytes: int = 0
+
+    @property
+    def last_over_first(self) -> float:
+        return self.last_tenth_s / self.first_tenth_s
+
+    @property
+    def rss_end_over_first(self) -> float:
+        return self.rss_end_bytes / self.rss_first_tenth_bytes
 
     @property
     def events_per_s(self) -> float:
@@ -54,7 +68,12 @@ def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: 
         ready_s = worker.wait_ready()
         ready_at = time.monotonic()
         progress, inputs = follow(worker, watch, timeout_s=timeout_s)
-        seconds = progress.reached(inputs) - progress.started(0, ready_at)
+        started = progress.started(0, ready_at)
+        seconds = progress.reached(inputs) - started
+        tenth = inputs // 10
+        first_tenth = (progress.reached(tenth) - started) / tenth
+        last_tenth = (progress.reached(inputs) - progress.reached(inputs - tenth)) / tenth
+        rss_tenth, rss_end = progress.rss_at(tenth), worker.rss_bytes()
         rss = worker.rss_peak_bytes()
         worker.stop()
         check_counters(run, workload)
@@ -62,7 +81,8 @@ def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: 
         worker.stop()
         watch.close()
         cleanup(run)  # a failed run leaves no keys either: a million customers' worth slows every later SCAN
-    return ThroughputResult(workload.events, inputs, seconds, ready_s, rss)
+    return ThroughputResult(workload.events, inputs, seconds, ready_s, rss, first_tenth, last_tenth, rss_tenth,
+                            rss_end)
 
 
 def check_counters(run: BenchRun, workload: Workload) -> None:

@@ -146,6 +146,29 @@ class Suite:
         add(Figure("pipeline inputs per event (events + internal facts)", "inputs",
                    [r.inputs / r.events for r in results]))
         add(Figure("worker peak RSS (throughput run)", "MiB", [r.rss_peak_bytes / 2**20 for r in results]))
+        # the history through the worker (#17): does an input cost more, and the worker hold more, as it goes on?
+        # (only where a tenth took long enough for the samples, four a second, to time it)
+        if min(min(r.first_tenth_s, r.last_tenth_s) * r.inputs / 10 for r in results) >= 2.0:
+            self._history_through_worker(load, results)
+        self._freshness(rates)
+
+    def _history_through_worker(self, load: workload.Workload, results: list[pipeline_bench.ThroughputResult]
+                                ) -> None:
+        add = self.report.add
+        events = f"{load.events // 10:,} events"
+        add(Figure(f"history through the worker: time per input, first tenth ({events})", "µs/input",
+                   [1e6 * r.first_tenth_s for r in results]))
+        add(Figure(f"history through the worker: time per input, last tenth (the last {events})", "µs/input",
+                   [1e6 * r.last_tenth_s for r in results]))
+        add(Figure("history through the worker: last / first tenth", "ratio", [r.last_over_first for r in results],
+                   target="<= 1.2", note="per input (events and the internal facts they cause)"))
+        add(Figure("history through the worker: RSS after the first tenth", "MiB",
+                   [r.rss_first_tenth_bytes / 2**20 for r in results]))
+        add(Figure("history through the worker: RSS at the end / after the first tenth", "ratio",
+                   [r.rss_end_over_first for r in results], target="<= 1.5"))
+
+    def _freshness(self, rates: list[float]) -> None:
+        s, add = self.sizes, self.report.add
         maximum = statistics.median(rates)
         for label, rate in (("fixed", s.fixed_rate), ("80 % of max", 0.8 * maximum)):
             fresh = []

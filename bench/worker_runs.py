@@ -84,12 +84,20 @@ class Worker:
         """The worker's freshness histogram: (upper bound, cumulative count)."""
         return [(float(le), int(float(n))) for le, n in _FRESHNESS_BUCKET.findall(self.metrics())]
 
-    def rss_peak_bytes(self) -> int:
-        """The process's peak resident set (VmHWM): the most memory it held at any point."""
+    def _pid(self) -> int:
         assert self.proc is not None
         pid = self.proc.pid
         if self.profiled:  # py-spy runs the worker as its child
             pid = psutil.Process(pid).children()[0].pid
+        return pid
+
+    def rss_bytes(self) -> int:
+        """The process's resident set now."""
+        return psutil.Process(self._pid()).memory_info().rss
+
+    def rss_peak_bytes(self) -> int:
+        """The process's peak resident set (VmHWM): the most memory it held at any point."""
+        pid = self._pid()
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
@@ -143,6 +151,7 @@ class Progress:
     """(monotonic time, inputs processed) as the worker published them."""
 
     samples: list[tuple[float, int]] = field(default_factory=list)
+    rss: list[tuple[int, int]] = field(default_factory=list)  # (inputs processed, resident bytes), once a second
 
     def started(self, baseline: int, fallback: float) -> float:
         """When processing beyond ``baseline`` began, at the latest: the last sample still at it, or ``fallback``
@@ -152,6 +161,10 @@ class Progress:
 
     def reached(self, total: int) -> float:
         return next(t for t, n in self.samples if n >= total)
+
+    def rss_at(self, inputs: int) -> int:
+        """The worker's resident set at the first sample with ``inputs`` processed."""
+        return next(rss for n, rss in self.rss if n >= inputs)
 
 
 def follow(worker: Worker, watch: GroupWatch, *, timeout_s: float, interval_s: float = 0.25,
@@ -173,6 +186,7 @@ def follow(worker: Worker, watch: GroupWatch, *, timeout_s: float, interval_s: f
             continue
         if now - last_check >= 1.0:
             last_check = now
+            progress.rss.append((progress.samples[-1][1], worker.rss_bytes()))
             done, total = watch.caught_up()
             if done and total >= at_least and progress.samples[-1][1] >= total:
                 return progress, total
