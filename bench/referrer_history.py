@@ -135,8 +135,11 @@ def run(referrals: int, reference_referrals: int = SLICE) -> HistoryResult:
         began = time.perf_counter()
         counters.snapshot(layout, REFERRER, record)  # complete: the totals summed again from every referral
         result.complete_snapshot_ms.append((time.perf_counter() - began) * 1e3)
-        began = time.perf_counter()  # partial, as a batch that changed one referral writes it
-        counters.snapshot(layout, REFERRER, record, {last})
+        # partial, as a batch that changed one referral and counted one share writes it (the complete one just
+        # before took what the totals gathered: this one takes one referral's and one cell's)
+        cells = {max(record.counted.values(), key=lambda cell: cell[3])} if record.counted else set()
+        began = time.perf_counter()
+        counters.snapshot(layout, REFERRER, record, {last}, cells)
         result.snapshot_ms.append((time.perf_counter() - began) * 1e3)
         result.record_bytes.append(len(record_codec.encode(record)))
     result.reference_step_us = reference(groups[:reference_referrals], campaigns)

@@ -346,7 +346,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             # the view live now (``referrals rebuild`` may switch it), read before every batch it writes
             layout = await wait_for_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
             if batch.dirty:
-                snapshots = runner.snapshots(batch.dirty, layout)  # computed in the loop; written in a thread
+                snapshots = runner.snapshots(batch, layout)  # computed in the loop; written in a thread
                 await wait_for_redis(lambda: writer.apply(snapshots))
             if batch.retired:
                 await wait_for_redis(lambda: writer.retire(layout, list(batch.retired)))

@@ -7,9 +7,15 @@ snapshot (``streams.redis_sink.SnapshotWriter``), fenced by the record's ``seq``
   points by status, the list of referrals): writing them twice is harmless;
 - the campaign funnels, ledgers (rewards by role and status, rejections by reason) and
   leaderboards are sums over referrers, so the snapshot holds the referrer's
-  *contribution* to each of their fields; the script stores the contribution it applied
-  last and adds only the difference. A snapshot applied twice, or one older than what
-  Redis has, changes nothing.
+  *contribution* to each of their cells (a funnel's day, a ledger's field); the script
+  stores, per cell, the contribution it applied last and adds only the difference. A
+  snapshot applied twice, or one older than what Redis has, changes nothing.
+
+A *complete* snapshot names every cell the referrer ever contributed to and every referral; a
+*partial* one (``only``: what a batch changed) names only the cells and referrals the batch
+touched, so what it costs, to compute and in Redis, is what the batch touched, not the days
+the referrer was active. The worker writes a complete one first for every referrer a process
+touches (``streams.stage_runner``), so a partial one always lands on what the ones before wrote.
 
 The ledger counts what was *reached*: a reward that went from pending to confirmed counts
 once under each, so every ledger field only grows (Prometheus counters, see
@@ -53,6 +59,30 @@ def referral_cells(referrals: Iterable[Referral]) -> Counter:
     return cells
 
 
+def channel_totals(record: ReferrerRecord) -> Counter:
+    """(stage, channel) -> the shares and clicks the referrer counted: derived from ``activity``, kept with the
+    record's state while it lives (``counted`` brings it up to date; ``forget`` drops it when ``activity`` changed
+    otherwise), so the referrer's own fields cost the channels, not the days."""
+    kept = record.core.__dict__.get("_channel_totals")
+    if kept is None:
+        kept = record.core.__dict__["_channel_totals"] = Counter()
+        for (stage, _campaign, channel, _day), n in record.activity.items():
+            kept[(stage, channel)] += n
+    return kept
+
+
+def counted(record: ReferrerRecord, cell: FunnelCell) -> None:
+    """One more share or click in ``cell`` (after ``activity`` has it)."""
+    kept = record.core.__dict__.get("_channel_totals")
+    if kept is not None:
+        kept[(cell[0], cell[2])] += 1
+
+
+def forget(record: ReferrerRecord) -> None:
+    """``activity`` changed otherwise than by ``counted``: the derived totals are rebuilt when next asked."""
+    record.core.__dict__.pop("_channel_totals", None)
+
+
 def funnel_cells(record: ReferrerRecord) -> dict[FunnelCell, int]:
     """The referrer's whole contribution: shares and clicks counted, signups and conversions decided."""
     cells = Counter(record.activity)
@@ -70,8 +100,8 @@ class CounterSnapshot:
     referrals_key: str
     fields: dict[str, int]
     referrals: dict[str, str | None]  # referral id -> JSON summary; None: remove (withdrawn)
-    sums: dict[tuple[str, str], int]  # (funnel or ledger key, field) -> this referrer's contribution
-    contribution: str  # ``sums`` as the writer keeps them in ``_funnel`` (``contribution()``)
+    sums: dict[tuple[str, str], int]  # (funnel or ledger key, field) -> the contribution of the cells it names
+    contribution: str  # those cells, as the writer's script reads them (``contribution()``)
     leaderboard: dict[str, int]  # leaderboard key -> this referrer's confirmed referrals
     campaigns_key: str  # the shard's set of campaigns
     campaigns: tuple[str, ...]  # the campaigns this referrer contributes to
@@ -81,12 +111,14 @@ class CounterSnapshot:
     # ``referrals`` and ``welcome`` hold every referral (True) or only those a batch changed (False: the writer
     # leaves the others as they are; a complete snapshot follows every restart, see ``streams.app``)
     complete: bool = True
+    cells_key: str = ""  # where the writer keeps, per cell, the contribution it applied (``streams.redis_layout``)
 
     @property
     def blank(self) -> bool:
         """Nothing to show: no share, click, referral, reward or contribution, ever (a customer the referrer
-        stage knows only by their profile). Once a snapshot is not blank, none after it is (contributed cells
-        stay, with 0), so leaving blank ones out of Redis never hides a change: readers take no keys as zeros."""
+        stage knows only by their profile). Once a complete snapshot is not blank, none after it is (contributed
+        cells stay, with 0), so leaving blank ones out of Redis never hides a change: readers take no keys as
+        zeros. A partial one is blank when the batch changed nothing it shows: nothing to write either."""
         return (not self.referrals and not self.sums and not self.welcome and not self.campaigns
                 and not any(self.fields.values()) and not any(self.leaderboard.values()))
 
@@ -198,17 +230,24 @@ class Totals:
         self.of: dict[str, Contribution] = {}  # referral id -> its contribution
         self.sum: Counter = Counter()
         self.named: Counter = Counter()  # key -> how many contributions name it (a ledger field at 0 stays)
+        self.touched: set[tuple] = set()  # keys whose sum may have changed since ``take_touched``
 
     def set(self, referral_id: str, contribution: Contribution | None) -> None:
-        total, named = self.sum, self.named
+        total, named, touched = self.sum, self.named, self.touched
         for key, n in self.of.pop(referral_id, ()):
             total[key] -= n
             named[key] -= 1
+            touched.add(key)
         if contribution is not None:
             self.of[referral_id] = contribution
             for key, n in contribution:
                 total[key] += n
                 named[key] += 1
+                touched.add(key)
+
+    def take_touched(self) -> set[tuple]:
+        touched, self.touched = self.touched, set()
+        return touched
 
 
 def totals(record: ReferrerRecord, referrer_id: str, changed: Iterable[str] | None) -> Totals:
@@ -233,18 +272,21 @@ def totals(record: ReferrerRecord, referrer_id: str, changed: Iterable[str] | No
 
 
 def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
-             only: Iterable[str] | None = None) -> CounterSnapshot:
-    """The referrer's counters; with ``only``, the summaries and welcome rewards of just those referrals (the
-    ones a batch changed: a partial snapshot) and the totals brought up to date with just those (``totals``),
-    else of all of them."""
+             only: Iterable[str] | None = None, cells: Iterable[FunnelCell] = ()) -> CounterSnapshot:
+    """The referrer's counters. Complete without ``only``; with it, partial (the module docstring): the summaries
+    and welcome rewards of just the referrals in ``only``, the totals brought up to date with just those
+    (``totals``), and the funnel and ledger cells they and ``cells`` (the shares' and clicks' cells the batch
+    counted or folded: ``streams.stages.touched_cells``) touch."""
     core = record.core
+    complete = only is None
     only = None if only is None else set(only)
     p = partition_of(referrer_id, layout.partitions)
     kept = totals(record, referrer_id, only)
+    touched = kept.take_touched()
     summed = kept.sum
     fields: dict[str, int] = {"clicks": 0, "signups": summed[("signups",)], "conversions": summed[("conversions",)],
                               **{f"points:{status}": summed[("points", status)] for status in _POINTS}}
-    for (stage, _campaign, channel, _day), n in record.activity.items():
+    for (stage, channel), n in channel_totals(record).items():
         if stage == "share":
             fields[f"shares:{channel}"] = fields.get(f"shares:{channel}", 0) + n
         else:
@@ -266,28 +308,15 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
             "reward_reason": reward.reason.value if reward and reward.reason else None,
             "reward_points": reward.points if reward else 0,
         })
+    funnel, ledger, confirmed = (_every_cell(record, kept) if complete else _touched_cells(record, kept, touched, cells))
     sums: dict[tuple[str, str], int] = {}
-    funnel = Counter(record.activity)
-    ledger: dict[tuple[str, str], int] = {}
-    confirmed: Counter = Counter()
-    for key, n in summed.items():
-        if key[0] == "cell":
-            funnel[key[1]] += n
-        elif key[0] == "ledger" and kept.named[key] > 0:
-            ledger[(key[1], key[2])] = n
-        elif key[0] == "board":
-            confirmed[key[1]] += n
-        elif key[0] == "campaign" and n:
-            confirmed[key[1]] += 0
-    for cell in record.cells:  # once contributed, a cell stays (with 0)
-        funnel[cell] += 0
     for (stage, campaign_id, channel, day), n in funnel.items():
         field = f"{stage}:{channel}"
         for key in (layout.funnel(p, campaign_id), layout.funnel(p, campaign_id, day)):
             sums[(key, field)] = sums.get((key, field), 0) + n
     for (campaign_id, field), n in ledger.items():
         sums[(layout.ledger(p, campaign_id), field)] = n
-    campaigns = {c for (_, c, _, _) in record.cells} | {c for c, _ in ledger} | set(confirmed)
+    campaigns = {c for (_, c, _, _) in funnel} | {c for c, _ in ledger} | set(confirmed)
     welcome: dict[str, dict[str, str]] = {}
     if only is None:
         referee_rewards = sorted(core.rewards.values(), key=lambda w: w.reward_id)
@@ -304,4 +333,40 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
         leaderboard={layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())},
         campaigns_key=layout.campaigns(p), campaigns=tuple(sorted(campaigns)), welcome=welcome,
         own_welcome_key=layout.welcome(referrer_id), contribution=contribution(funnel, ledger),
-        complete=only is None)
+        complete=complete, cells_key=layout.cells(referrer_id))
+
+
+Cells = tuple[dict[FunnelCell, int], dict[tuple[str, str], int], dict[str, int]]  # funnel, ledger, leaderboard
+
+
+def _every_cell(record: ReferrerRecord, kept: Totals) -> Cells:
+    """Every cell the referrer ever contributed to (at 0 if it no longer does), every ledger field its referrals
+    name, every campaign's confirmed referrals."""
+    funnel = Counter(record.activity)
+    ledger: dict[tuple[str, str], int] = {}
+    confirmed: Counter = Counter()
+    for key, n in kept.sum.items():
+        if key[0] == "cell":
+            funnel[key[1]] += n
+        elif key[0] == "ledger" and kept.named[key] > 0:
+            ledger[(key[1], key[2])] = n
+        elif key[0] == "board":
+            confirmed[key[1]] += n
+        elif key[0] == "campaign" and n:
+            confirmed[key[1]] += 0
+    for cell in record.cells:  # once contributed, a cell stays (with 0)
+        funnel[cell] += 0
+    return dict(funnel), ledger, dict(confirmed)
+
+
+def _touched_cells(record: ReferrerRecord, kept: Totals, touched: set[tuple], cells: Iterable[FunnelCell]) -> Cells:
+    """The cells whose value may have changed: the shares' and clicks' ``cells``, and those of the totals' keys
+    ``touched``, each with its whole value now."""
+    summed = kept.sum
+    funnel = {cell: 0 for cell in cells}
+    funnel.update((key[1], 0) for key in touched if key[0] == "cell")
+    for cell in funnel:
+        funnel[cell] = record.activity.get(cell, 0) + summed[("cell", cell)]
+    ledger = {(key[1], key[2]): summed[key] for key in touched if key[0] == "ledger"}
+    confirmed = {key[1]: summed[("board", key[1])] for key in touched if key[0] in ("board", "campaign")}
+    return funnel, ledger, confirmed

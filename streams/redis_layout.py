@@ -7,8 +7,10 @@ total add up the ``partitions`` shards (six by default).
 
     <prefix>{ref:<p>}:referrer:<referrer_id>     hash  shares:<channel>, clicks, signups, conversions,
                                                        points:pending|confirmed|revoked; and the writer's
-                                                       _seq (snapshot fence), _funnel (contribution applied,
-                                                       its keys named by streams.redis_sink's script)
+                                                       _seq (snapshot fence)
+    <prefix>{ref:<p>}:cells:<referrer_id>        hash  the writer's bookkeeping: <campaign>\t<day>\t<field> ->
+                                                       the referrer's contribution to that funnel cell (day
+                                                       "": the campaign's ledger) as last applied
     <prefix>{ref:<p>}:referrals:<referrer_id>    hash  referral id -> JSON {referee_id, status, reason, channel,
                                                        attributed_at, reward_status, reward_reason, reward_points};
                                                        a field at its default left out (streams.counters)
@@ -60,6 +62,9 @@ class RedisLayout:
 
     def referrals(self, referrer_id: str) -> str:
         return f"{self.tag(partition_of(referrer_id, self.partitions))}:referrals:{referrer_id}"
+
+    def cells(self, referrer_id: str) -> str:
+        return f"{self.tag(partition_of(referrer_id, self.partitions))}:cells:{referrer_id}"
 
     def welcome(self, referee_id: str) -> str:
         return f"{self.tag(partition_of(referee_id, self.partitions))}:welcome:{referee_id}"

@@ -7,14 +7,20 @@ Kafka does not cover Redis, so every write is a snapshot of one referrer's recor
    does nothing unless it is newer (a snapshot written twice, or an older one written
    late after a crash, changes nothing);
 2. checks every value before writing any (Redis does not roll back a failing script);
-3. adds to each campaign funnel and ledger field the *difference* between the referrer's new
-   contribution and the one it applied last (stored in ``_funnel`` in the compact form of
-   ``streams.counters.contribution``: per campaign and day, the totals implied; it is most of a
-   referrer's bytes), sets the referrer's absolute values and the summaries of the referrals it
-   carries (a partial snapshot carries those a batch changed; a complete one, all, and removes the
-   rest), and the
+3. adds to each funnel and ledger cell the snapshot names the *difference* between the
+   referrer's contribution to it now and the one it applied last (kept per cell in the
+   referrer's cells hash, ``RedisLayout.cells``): a partial snapshot names the cells its batch
+   touched, so it reads and writes those only; a complete one names every cell the referrer
+   contributed to and takes back any it applied before that it no longer names. It sets the
+   referrer's absolute values and the summaries of the referrals it carries (a partial snapshot
+   carries those a batch changed; a complete one, all, and removes the rest), and the
    leaderboard scores;
-4. stores the new ``_seq`` and ``_funnel``.
+4. stores the new ``_seq``.
+
+A referrer written by the version before kept its whole contribution in one ``_funnel`` field,
+diffed whole on every snapshot (the cost grew with the days the referrer was active): the first
+snapshot after it, always complete (the worker's first for every referrer it touches), takes
+that contribution back and adds every cell again, one by one.
 
 Every key is passed as KEYS and all share the referrer's hash tag, so the script is
 valid on Redis Cluster (the referee's welcome rewards, in the referee's slot, go by a
@@ -73,40 +79,105 @@ local function cells_of(text, tag)
 end
 """
 
-_APPLY = _CELLS + """
+# The cells of a snapshot's contribution (``streams.counters.contribution``), one entry each: its name in the
+# cells hash (``<campaign>\t<day>\t<field>``), the counter keys it adds to (a day's funnel and the campaign's, or
+# the campaign's ledger for the day ""), its field and count.
+_ENTRIES = """
+local function keys_of(campaign, day, tag)
+  if day == '' then return {tag .. 'ledger:' .. campaign} end
+  return {tag .. 'funnel:' .. campaign .. ':' .. day, tag .. 'funnel:' .. campaign}
+end
+local function entries_of(text, tag)
+  local out = {}
+  for campaign, days in pairs(cjson.decode(text)) do
+    if type(days) ~= 'table' then error('bad contribution ' .. tostring(campaign)) end
+    for day, fields in pairs(days) do
+      for field, n in pairs(fields) do
+        if type(n) ~= 'number' or n % 1 ~= 0 or n < 0 then error('bad count ' .. campaign .. ' ' .. day) end
+        out[#out + 1] = {campaign .. '\t' .. day .. '\t' .. field, keys_of(campaign, day, tag), field, n}
+      end
+    end
+  end
+  return out
+end
+local function entry_of(name, n, tag)  -- a stored cell back as an entry
+  local campaign, day, field = string.match(name, '^(.-)\t(.-)\t(.*)$')
+  if not campaign then error('bad cell ' .. name) end
+  return {name, keys_of(campaign, day, tag), field, tonumber(n)}
+end
+"""
+
+# KEYS: the referrer's hash, its referrals, the shard's campaigns, its cells (``RedisLayout.cells``), then every
+# funnel, ledger and leaderboard key the snapshot names. ARGV: seq, fields, referrals, the cells (contribution
+# JSON), leaderboard, referrer id, campaigns, the slot's tag, "1" for a complete snapshot.
+_APPLY = _CELLS + _ENTRIES + """
 local seq = tonumber(ARGV[1])
 local stored = tonumber(redis.call('HGET', KEYS[1], '_seq') or '-1')
 if seq <= stored then return 0 end
+local complete = ARGV[9] == '1'
 local declared = {}
-for i = 4, #KEYS do declared[KEYS[i]] = true end
+for i = 5, #KEYS do declared[KEYS[i]] = true end
 local tag = ARGV[8]
 local fields = cjson.decode(ARGV[2])
 local referrals = cjson.decode(ARGV[3])
-local new = cells_of(ARGV[4], tag)
-local old = cells_of(redis.call('HGET', KEYS[1], '_funnel') or '{}', tag)
+local new = entries_of(ARGV[4], tag)
 local board = cjson.decode(ARGV[5])
--- check everything before writing anything
-for key, counts in pairs(new) do
-  if not declared[key] then error('funnel key not declared: ' .. key) end
-  for f, n in pairs(counts) do if n < 0 then error('bad count ' .. key .. ' ' .. f) end end
+-- the contribution written by a version before cells were kept one by one: taken back whole, then the snapshot
+-- (which must be complete) adds every cell again
+local legacy = redis.call('HGET', KEYS[1], '_funnel')
+local legacy_cells = {}
+if legacy then
+  if not complete then error('a partial snapshot on a contribution of the previous format') end
+  legacy_cells = cells_of(legacy, tag)
 end
-for key, _ in pairs(old) do if not declared[key] then error('funnel key not declared: ' .. key) end end
+-- what the cells hash holds of the cells that matter: those named (all of them, for a complete snapshot)
+local applied = {}
+local gone = {}
+if legacy then
+  applied = {}
+elseif complete then
+  local all = redis.call('HGETALL', KEYS[4])
+  for i = 1, #all, 2 do applied[all[i]] = tonumber(all[i + 1]) end
+elseif #new > 0 then
+  local names = {}
+  for i, e in ipairs(new) do names[i] = e[1] end
+  local values = redis.call('HMGET', KEYS[4], unpack(names))
+  for i, e in ipairs(new) do applied[e[1]] = tonumber(values[i] or '0') end
+end
+if complete then  -- cells applied before that the snapshot no longer names go back to 0
+  local named = {}
+  for _, e in ipairs(new) do named[e[1]] = true end
+  for name, n in pairs(applied) do
+    if not named[name] then gone[#gone + 1] = entry_of(name, n, tag) end
+  end
+end
+-- check everything before writing anything
+for _, list in ipairs({new, gone}) do
+  for _, e in ipairs(list) do
+    for _, key in ipairs(e[2]) do
+      if not declared[key] then error('funnel key not declared: ' .. key) end
+    end
+  end
+end
+for key, _ in pairs(legacy_cells) do if not declared[key] then error('funnel key not declared: ' .. key) end end
 for f, v in pairs(fields) do if type(v) ~= 'number' or v % 1 ~= 0 then error('bad field ' .. f) end end
 for key, n in pairs(board) do
   if not declared[key] or type(n) ~= 'number' then error('bad leaderboard ' .. key) end
 end
-for key, counts in pairs(new) do
-  local before = old[key] or {}
-  for f, n in pairs(counts) do
-    local d = n - (before[f] or 0)
-    bump(key, f, d)
+for key, counts in pairs(legacy_cells) do
+  for f, n in pairs(counts) do bump(key, f, -n) end
+end
+if legacy then redis.call('HDEL', KEYS[1], '_funnel') end
+for _, e in ipairs(new) do
+  local d = e[4] - (applied[e[1]] or 0)
+  if d ~= 0 then
+    for _, key in ipairs(e[2]) do bump(key, e[3], d) end
+    if e[4] == 0 then redis.call('HDEL', KEYS[4], e[1]) else redis.call('HSET', KEYS[4], e[1], e[4]) end
   end
 end
-for key, counts in pairs(old) do
-  local after = new[key] or {}
-  for f, n in pairs(counts) do
-    if after[f] == nil then bump(key, f, -n) end
-  end
+for _, e in ipairs(gone) do
+  for _, key in ipairs(e[2]) do bump(key, e[3], -e[4]) end
+  redis.call('HDEL', KEYS[4], e[1])
 end
 for f, v in pairs(fields) do  -- a 0 is no field (readers take a missing field as 0): fewer bytes per referrer
   if v == 0 then redis.call('HDEL', KEYS[1], f) else redis.call('HSET', KEYS[1], f, v) end
@@ -114,7 +185,7 @@ end
 for id, summary in pairs(referrals) do
   if summary == false then redis.call('HDEL', KEYS[2], id) else redis.call('HSET', KEYS[2], id, summary) end
 end
-if ARGV[9] == '1' then  -- a complete snapshot: the list is the snapshot's, ids it lacks (renamed) go
+if complete then  -- the list is the snapshot's, ids it lacks (renamed) go
   for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
     if referrals[id] == nil then redis.call('HDEL', KEYS[2], id) end
   end
@@ -124,7 +195,7 @@ for key, n in pairs(board) do
 end
 local campaigns = cjson.decode(ARGV[7])
 if #campaigns > 0 then redis.call('SADD', KEYS[3], unpack(campaigns)) end
-redis.call('HSET', KEYS[1], '_seq', ARGV[1], '_funnel', ARGV[4])
+redis.call('HSET', KEYS[1], '_seq', ARGV[1])
 return 1
 """
 
@@ -151,15 +222,21 @@ return written
 # campaigns, its keys are deleted. Running it again changes nothing. KEYS[1] referrer hash, KEYS[2]
 # referrals hash, KEYS[3] welcome hash, KEYS[4] the shard's campaigns (all one slot); ARGV[1] the
 # referrer id, ARGV[2] the shard's leaderboard key prefix. The funnel and leaderboard keys are in the
-# same slot but found here, not declared. ARGV[3]: the slot's tag, which ``_funnel``'s names are relative to.
-_RETIRE = _CELLS + """
+# same slot but found here, not declared. KEYS[5]: its cells (``RedisLayout.cells``). ARGV[3]: the slot's tag,
+# which the cells' keys (and a ``_funnel`` of the previous format) are relative to.
+_RETIRE = _CELLS + _ENTRIES + """
 for key, counts in pairs(cells_of(redis.call('HGET', KEYS[1], '_funnel') or '{}', ARGV[3])) do
   for field, n in pairs(counts) do
     bump(key, field, -n)
   end
 end
+local all = redis.call('HGETALL', KEYS[5])
+for i = 1, #all, 2 do
+  local e = entry_of(all[i], all[i + 1], ARGV[3])
+  for _, key in ipairs(e[2]) do bump(key, e[3], -e[4]) end
+end
 for _, campaign in ipairs(redis.call('SMEMBERS', KEYS[4])) do redis.call('ZREM', ARGV[2] .. campaign, ARGV[1]) end
-return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
 """
 
 
@@ -177,7 +254,7 @@ class SnapshotWriter:
 
     def _call(self, snap: CounterSnapshot, client) -> object:
         tag = slot_tag(snap.referrer_key)
-        keys = [snap.referrer_key, snap.referrals_key, snap.campaigns_key]
+        keys = [snap.referrer_key, snap.referrals_key, snap.campaigns_key, snap.cells_key]
         keys += sorted({key for key, _ in snap.sums} | set(snap.leaderboard))
         args = [
             snap.seq,
@@ -216,7 +293,7 @@ class SnapshotWriter:
         for referrer_id in referrer_ids:
             p = partition_of(referrer_id, layout.partitions)
             keys = [layout.referrer(referrer_id), layout.referrals(referrer_id), layout.welcome(referrer_id),
-                    layout.campaigns(p)]
+                    layout.campaigns(p), layout.cells(referrer_id)]
             self._retire(keys=keys, args=[referrer_id, layout.leaderboard(p, ""), slot_tag(keys[0])], client=pipe)
         pipe.execute()
 

@@ -50,6 +50,8 @@ class Batch:
         # referrers whose counters changed, in order -> the referrals whose summaries changed (None: all of them,
         # a complete snapshot: after a restart, a duplicate, a repair, a change of the whole record)
         self.dirty: dict[str, set[str] | None] = {}
+        # referrers in ``dirty`` with a set -> the cells of shares and clicks the batch changed (``touched_cells``)
+        self.cells: dict[str, set[tuple[str, str, str, str]]] = {}
         # the table changes: (changelog topic, key) -> (partition, value; None: a tombstone). One write per key
         # and batch, the last: the changelog is compacted, only a key's last value counts
         self.changelog: dict[tuple[str, bytes], tuple[int, Any]] = {}
@@ -65,12 +67,17 @@ class Batch:
     def add(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         self.records.append((topic, key, value, headers))
 
-    def mark(self, referrer_id: str, parts: frozenset[str] | None) -> None:
-        """The referrer's counters to write; ``parts`` the parts of its record that changed (None: any)."""
+    def mark(self, referrer_id: str, parts: frozenset[str] | None, record: stages.ReferrerRecord | None = None
+             ) -> None:
+        """The referrer's counters to write; ``parts`` the parts of ``record`` (as the step left it) that changed
+        (None: any)."""
         if parts is None or self.dirty.get(referrer_id, set()) is None:
             self.dirty[referrer_id] = None
+            self.cells.pop(referrer_id, None)
         else:
+            assert record is not None, "the record the parts are of"
             self.dirty.setdefault(referrer_id, set()).update(stages.referrals_in(parts))
+            self.cells.setdefault(referrer_id, set()).update(stages.touched_cells(record, parts))
 
     def table_changes(self) -> list[tuple[str, bytes, int, Any]]:
         """The table changes (topic, key, partition, record or None) in the order they are sent: erasure markers
@@ -200,9 +207,10 @@ class StageRunner:
             return
         if step.changed and step.record is None:  # an erased referrer's marker goes: so do its counters
             batch.dirty.pop(referrer_id, None)
+            batch.cells.pop(referrer_id, None)
             batch.retired[referrer_id] = None
         elif step.changed and step.record.seq != record.seq:
-            batch.mark(referrer_id, None if isinstance(fact, Adopt) else step.parts)  # adopted: all of it
+            batch.mark(referrer_id, None if isinstance(fact, Adopt) else step.parts, step.record)  # adopted: all
             caused_at = stages.caused_at(fact)
             if caused_at is not None:
                 batch.caused_at.append(caused_at)
@@ -306,13 +314,15 @@ class StageRunner:
             outputs.mark(referrer_id, None)
         return outputs, changelog
 
-    def snapshots(self, dirty: dict[str, set[str] | None], layout: RedisLayout) -> list[counters.CounterSnapshot]:
-        """The counter snapshots of a batch's changed referrers (``Batch.dirty``)."""
+    def snapshots(self, batch: Batch, layout: RedisLayout) -> list[counters.CounterSnapshot]:
+        """The counter snapshots of a batch's changed referrers (``Batch.dirty``), each computed once: a partial one
+        takes the changes its record's totals gathered since the last."""
         out = []
-        for referrer_id, referrals in dirty.items():
+        for referrer_id, referrals in batch.dirty.items():
             record = self.tables.referrers.get(referrer_id.encode())
             if record is not None and record.erasure is None:  # an erased one's counters go at ``Forget``
-                out.append(counters.snapshot(layout, referrer_id, record, referrals))
+                out.append(counters.snapshot(layout, referrer_id, record, referrals,
+                                             batch.cells.get(referrer_id, ())))
         return out
 
     # -- plumbing ------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any
 
 from schemas.derived import Attribution, AttributionMethod, RewardChange
 from schemas.topics import ATTRIBUTIONS, CUSTOMER_FACTS, REFERRER_FACTS, REWARDS, VISITOR_FACTS
-from streams import referee_ledger, referrer_rewards, visitor_attribution
+from streams import counters, referee_ledger, referrer_rewards, visitor_attribution
 from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, Continue, Erase, Forget, mentions, rename
 from streams.counters import NO_CHANNEL, referral_cells
@@ -522,6 +522,21 @@ def count_index(record: ReferrerRecord) -> _CountIndex:
 def forget_count_index(record: ReferrerRecord) -> None:
     """``counted`` or ``activity`` changed outside ``_count`` (``streams.referrer_parts``): rebuilt when next asked."""
     record.core.__dict__.pop("_count_index", None)
+    counters.forget(record)
+
+
+def touched_cells(record: ReferrerRecord, parts: Iterable[str]) -> set[tuple[str, str, str, str]]:
+    """The funnel cells of shares and clicks that the parts a step wrote change: a counted event's cell, every cell
+    of a folded day (whose events this batch may have counted before the floor passed it)."""
+    out: set[tuple[str, str, str, str]] = set()
+    for part in parts:
+        if part.startswith("c:"):
+            cell = record.counted.get(part[2:])
+            if cell is not None:  # None: a tombstone (its day folded: see that day's part)
+                out.add(cell)
+        elif part.startswith("a:"):
+            out.update(count_index(record).cells.get(part[2:], ()))
+    return out
 
 
 def folded_days(record: ReferrerRecord) -> list[str]:
@@ -545,6 +560,7 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
     index = count_index(record)
     record.counted[event_id] = key
     record.activity[key] = record.activity.get(key, 0) + 1
+    counters.counted(record, key)
     record.cells.add(key)
     index.ids.setdefault(day, []).append(event_id)
     index.cells.setdefault(day, set()).add(key)

@@ -40,7 +40,7 @@ def snap(layout, referrer, seq, shares=1, signups=0, day="2026-05-04", referrals
         referrals_key=layout.referrals(referrer), fields={"shares:whatsapp": shares, "signups": signups},
         referrals=referrals or {}, sums=sums, contribution=contribution(cells, ledger),
         leaderboard={layout.leaderboard(p, "spring"): confirmed}, campaigns_key=layout.campaigns(p),
-        campaigns=("spring",))
+        campaigns=("spring",), cells_key=layout.cells(referrer))
 
 
 def dump(client, layout) -> dict:
@@ -125,31 +125,71 @@ def test_a_referees_welcome_rewards_are_fenced_field_by_field(redis_client, writ
     assert json.loads(redis_client.hget(key, "spring:anna:eva:referee"))["status"] == "revoked"
 
 
-def test_funnel_bookkeeping_keeps_days_only_and_the_forms_written_before_still_count(redis_client, writer, layout):
+def test_the_writer_keeps_one_field_per_cell_and_a_partial_snapshot_touches_only_its_cells(redis_client, writer,
+                                                                                           layout):
     p = partition_of("anna", layout.partitions)
+    day = layout.funnel(p, "spring", "2026-05-04")
     writer.apply([snap(layout, "anna", 1, shares=2, rewards=1)])
-    # the campaign's total is the sum of its days, so only days are kept; the day "" is the ledger
-    assert json.loads(redis_client.hget(layout.referrer("anna"), "_funnel")) == {
-        "spring": {"2026-05-04": {"share:whatsapp": 2, "signup:unknown": 0}, "": {"rewards:referrer:pending": 1}}}
-    assert funnel(redis_client, layout)["share:whatsapp"] == 2
-    assert redis_client.hget(layout.funnel(p, "spring", "2026-05-04"), "share:whatsapp") == b"2"
+    # per cell (campaign, day, field; the day "" is the ledger) what the writer added; a 0 is no field
+    assert redis_client.hgetall(layout.cells("anna")) == {b"spring\t2026-05-04\tshare:whatsapp": b"2",
+                                                           b"spring\t\trewards:referrer:pending": b"1"}
+    assert funnel(redis_client, layout)["share:whatsapp"] == 2 and redis_client.hget(day, "share:whatsapp") == b"2"
     assert redis_client.hget(layout.ledger(p, "spring"), "rewards:referrer:pending") == b"1"
-    # as written before: every cell of every key named, keys whole or relative to the slot's tag
-    applied = snap(layout, "anna", 1, shares=2, rewards=1).sums
-    tag = f"{layout.tag(p)}:"
-    for names in ({f"{k}\t{f}": n for (k, f), n in applied.items()},
-                  {f"{k.removeprefix(tag)}\t{f}": n for (k, f), n in applied.items()}):
-        redis_client.hset(layout.referrer("anna"), mapping={"_funnel": json.dumps(names), "_seq": 1})
-        for key in (layout.funnel(p, "spring"), layout.funnel(p, "spring", "2026-05-04")):
-            redis_client.hset(key, "share:whatsapp", 2)  # as the older writer left them
-        writer.apply([snap(layout, "anna", 2, shares=3, rewards=1)])  # only the difference is added
-        assert funnel(redis_client, layout)["share:whatsapp"] == 3
-        assert redis_client.hget(layout.funnel(p, "spring", "2026-05-04"), "share:whatsapp") == b"3"
-        assert redis_client.hget(layout.ledger(p, "spring"), "rewards:referrer:pending") == b"1"
-    writer.retire(layout, ["anna"])  # her counts leave the shared counters; at 0 they are no fields
-    assert "share:whatsapp" not in funnel(redis_client, layout)
-    assert redis_client.hget(layout.funnel(p, "spring", "2026-05-04"), "share:whatsapp") is None
+    # a partial snapshot naming one cell of another day: the day before and the ledger stay as they are
+    other = layout.funnel(p, "spring", "2026-05-05")
+    partial = replace(snap(layout, "anna", 2, shares=5, day="2026-05-05"), complete=False,
+                      contribution=contribution({("share", "spring", "whatsapp", "2026-05-05"): 5}, {}),
+                      sums={(layout.funnel(p, "spring"), "share:whatsapp"): 5, (other, "share:whatsapp"): 5})
+    writer.apply([partial])
+    assert funnel(redis_client, layout)["share:whatsapp"] == 7
+    assert (redis_client.hget(day, "share:whatsapp"), redis_client.hget(other, "share:whatsapp")) == (b"2", b"5")
+    assert redis_client.hget(layout.ledger(p, "spring"), "rewards:referrer:pending") == b"1"
+    writer.apply([partial])  # again: not newer, nothing
+    assert funnel(redis_client, layout)["share:whatsapp"] == 7
+    # a complete snapshot takes back what it no longer names (here: the ledger field, the first day; their keys
+    # declared, as every key a script touches must be)
+    complete = snap(layout, "anna", 3, shares=5, day="2026-05-05")
+    writer.apply([replace(complete, sums={**complete.sums, (day, "share:whatsapp"): 0,
+                                          (layout.ledger(p, "spring"), "rewards:referrer:pending"): 0})])
+    assert funnel(redis_client, layout)["share:whatsapp"] == 5 and redis_client.hget(day, "share:whatsapp") is None
     assert redis_client.hget(layout.ledger(p, "spring"), "rewards:referrer:pending") is None
+    writer.retire(layout, ["anna"])  # her counts leave the shared counters; at 0 they are no fields
+    assert "share:whatsapp" not in funnel(redis_client, layout) and not redis_client.exists(layout.cells("anna"))
+
+
+def test_a_contribution_written_by_the_version_before_is_taken_back_whole_by_a_complete_snapshot(
+        redis_client, writer, layout):
+    """Before, the writer kept a referrer's whole contribution in one ``_funnel`` field (in three forms over
+    time): the first snapshot after it, complete, takes it back and adds every cell again; a partial one is
+    refused (the worker's first snapshot of a referrer is complete)."""
+    p = partition_of("anna", layout.partitions)
+    day = layout.funnel(p, "spring", "2026-05-04")
+    before = snap(layout, "anna", 1, shares=2, rewards=1)
+    tag = f"{layout.tag(p)}:"
+    for names in (json.loads(before.contribution),  # {campaign: {day: {field: n}}}, the day "" the ledger
+                  {f"{k}\t{f}": n for (k, f), n in before.sums.items()},  # every cell of every key, keys whole
+                  {f"{k.removeprefix(tag)}\t{f}": n for (k, f), n in before.sums.items()}):  # or relative
+        redis_client.delete(layout.cells("anna"))
+        redis_client.hset(layout.referrer("anna"), mapping={"_funnel": json.dumps(names), "_seq": 1})
+        for key in (layout.funnel(p, "spring"), day):
+            redis_client.hset(key, "share:whatsapp", 2)  # as the older writer left them
+        redis_client.hset(layout.ledger(p, "spring"), "rewards:referrer:pending", 1)
+        with pytest.raises(redis_lib.ResponseError, match="previous format"):
+            writer.apply([replace(snap(layout, "anna", 2, shares=3, rewards=1), complete=False)])
+        writer.apply([snap(layout, "anna", 2, shares=3, rewards=1)])  # only the difference is added
+        assert funnel(redis_client, layout)["share:whatsapp"] == 3 and redis_client.hget(day, "share:whatsapp") == b"3"
+        assert redis_client.hget(layout.ledger(p, "spring"), "rewards:referrer:pending") == b"1"
+        assert redis_client.hget(layout.referrer("anna"), "_funnel") is None
+        assert redis_client.hget(layout.cells("anna"), "spring\t2026-05-04\tshare:whatsapp") == b"3"
+        writer.retire(layout, ["anna"])
+        assert "share:whatsapp" not in funnel(redis_client, layout)
+        assert redis_client.hget(layout.ledger(p, "spring"), "rewards:referrer:pending") is None
+    # a referrer retired while its contribution was still of the older form: taken back too
+    redis_client.hset(layout.referrer("anna"), mapping={"_funnel": before.contribution, "_seq": 1})
+    for key in (layout.funnel(p, "spring"), day):
+        redis_client.hset(key, "share:whatsapp", 2)
+    writer.retire(layout, ["anna"])
+    assert redis_client.hget(day, "share:whatsapp") is None
 
 
 def test_a_contribution_to_a_key_the_snapshot_does_not_declare_changes_nothing(redis_client, writer, layout):

@@ -239,14 +239,16 @@ def redis_funnel(settings: Settings, campaign: str = "default") -> Counter:
 
 
 def redis_dump(settings: Settings, prefix: str | None = None, bookkeeping: bool = False) -> dict[str, Any]:
-    """Every key of the live view (or of ``prefix``), prefix removed; the writer's bookkeeping fields
-    (``_seq``, ``_funnel``) left out unless asked for. A welcome reward's own fence (``_seq:<reward id>``) is
+    """Every key of the live view (or of ``prefix``), prefix removed; the writer's bookkeeping (fields ``_seq``,
+    ``_funnel``, the cells keys) left out unless asked for. A welcome reward's own fence (``_seq:<reward id>``) is
     left out either way: the live worker's partial snapshots set it to the seq at which the reward last
     changed, a rebuild's complete ones to the record's seq, and either fences alike."""
     prefix = prefix or view_prefix(settings)
     out: dict[str, Any] = {}
     with client(settings) as c:
         for key in sorted(c.scan_iter(match=f"{prefix}{{ref:*")):
+            if not bookkeeping and "}:cells:" in key:
+                continue  # the writer's: what it applied per cell (streams.redis_sink)
             kind = c.type(key)
             if kind == "hash":
                 value: Any = {k: v.replace(prefix, "<view>") if k == "_funnel" else v  # _funnel names keys

@@ -6,6 +6,7 @@ shares and clicks counted under the dedup horizon, every id kept (``counted_acti
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -59,6 +60,37 @@ def totals(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> Tot
     campaigns = {c for (_, c, _, _) in record.cells} | {c for c, _ in ledger} | set(confirmed)
     return Totals(fields, sums, {layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())},
                   tuple(sorted(campaigns)), contribution(funnel, ledger), record.seq)
+
+
+Cell = tuple[str, str, str]  # (campaign, day, field): one cell of the writer's cells hash (day "": the ledger)
+
+
+def contribution_cells(text: str) -> dict[Cell, int]:
+    """The cells a snapshot's contribution names (``streams.counters.contribution``), as the writer's script reads
+    them."""
+    return {(campaign, day, field): n for campaign, days in json.loads(text).items()
+            for day, fields in days.items() for field, n in fields.items()}
+
+
+def applied(held: dict[Cell, int], contribution_text: str, complete: bool) -> dict[Cell, int]:
+    """What the writer's script leaves in a referrer's cells hash (``streams.redis_sink``): a complete snapshot's
+    cells (any other back to 0), or a partial one's over what was there. Cells at 0 are no field."""
+    out = {} if complete else dict(held)
+    out.update(contribution_cells(contribution_text))
+    return {cell: n for cell, n in out.items() if n}
+
+
+def cell_sums(layout: RedisLayout, referrer_id: str, cells: dict[Cell, int]) -> dict[tuple[str, str], int]:
+    """(funnel or ledger key, field) -> what the cells add to it: a day's funnel and the campaign's, or the
+    ledger. Sums at 0 left out."""
+    p = partition_of(referrer_id, layout.partitions)
+    sums: Counter = Counter()
+    for (campaign, day, field), n in cells.items():
+        keys = [layout.ledger(p, campaign)] if day == "" else [layout.funnel(p, campaign, day),
+                                                               layout.funnel(p, campaign)]
+        for key in keys:
+            sums[(key, field)] += n
+    return {k: n for k, n in sums.items() if n}
 
 
 def counted_activity(log: Iterable[tuple[str, object]], horizon_days: int) -> dict[str, dict[tuple, int]]:

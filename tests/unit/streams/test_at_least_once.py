@@ -28,6 +28,7 @@ from streams.inbound import to_fact
 from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
 from streams.stage_runner import Batch, ByName, StageRunner, Tables
+from tests.oracle import counters as reference_counters
 from tests.oracle.counters import counted_activity
 from tests.unit.streams.story import T0, Story, resolve
 from tests.unit.streams.test_properties import stories
@@ -75,6 +76,7 @@ class Shell:
     horizon_days: int = 1  # the dedup horizon: short, so that the stories' 40 days fold and drop shares and clicks
     stages: dict[str, Stage] = field(default_factory=lambda: {s: Stage() for s in STAGES})
     redis: dict[str, counters.CounterSnapshot] = field(default_factory=dict)
+    cells: dict[str, dict] = field(default_factory=dict)  # referrer -> its cells hash (``streams.redis_sink``)
     rewards_log: list = field(default_factory=list)  # referrals.rewards as delivered (duplicates and all)
     crashes: int = 0
     erased: dict[str, str] = field(default_factory=dict)  # erased customer -> pseudonym (the erasure registry)
@@ -102,11 +104,16 @@ class Shell:
         old = self.redis.get(k)
         if old is not None and snap.seq <= old.seq:
             return
+        cells = reference_counters.applied(self.cells.get(k, {}), snap.contribution, snap.complete)
+        self.cells[k] = cells
         if old is not None and not snap.complete:
             welcome = {**old.welcome, **{key: {**old.welcome.get(key, {}), **fields}
                                          for key, fields in snap.welcome.items()}}
-            snap = replace(snap, referrals={**old.referrals, **snap.referrals}, welcome=welcome, complete=True)
-        self.redis[k] = snap
+            snap = replace(snap, referrals={**old.referrals, **snap.referrals}, welcome=welcome,
+                           leaderboard={**old.leaderboard, **snap.leaderboard},
+                           campaigns=tuple(sorted({*old.campaigns, *snap.campaigns})), complete=True)
+        # the funnel and ledger as the cells hash says (the script adds each cell's difference)
+        self.redis[k] = replace(snap, sums=reference_counters.cell_sums(LAYOUT, k, cells), contribution="")
 
     def process(self) -> tuple[StageRunner, dict[str, int]]:
         """A new worker process: its tables read back from the changelogs (the referrer records assembled from
@@ -174,10 +181,11 @@ class Shell:
 
     def write_counters(self, runner: StageRunner, batch: Batch) -> None:
         """Redis, once Kafka acknowledged everything (a crash before: nothing written)."""
-        for snap in runner.snapshots(batch.dirty, LAYOUT):
+        for snap in runner.snapshots(batch, LAYOUT):
             self.write_redis(snap)
         for referrer_id in batch.retired:
             self.redis.pop(referrer_id, None)  # an erased referrer's counters retired
+            self.cells.pop(referrer_id, None)
 
     def inbound(self, event) -> None:  # noqa: ANN001 - what the agents make of each inbound event
         key, fact = to_fact(event, resolve)
@@ -274,8 +282,11 @@ def same_counters(a: counters.CounterSnapshot | None, b: counters.CounterSnapsho
     referrer when its seq moves."""
     if a is None:
         return b.seq == 0
-    strip = {"sums": {k: n for k, n in b.sums.items() if n}, "contribution": "", "complete": True}
-    return replace(a, **{**strip, "sums": {k: n for k, n in a.sums.items() if n}}) == replace(b, **strip)
+
+    def shown(snap: counters.CounterSnapshot) -> counters.CounterSnapshot:
+        return replace(snap, sums={k: n for k, n in snap.sums.items() if n}, contribution="", complete=True,
+                       leaderboard={k: n for k, n in snap.leaderboard.items() if n})
+    return shown(a) == shown(b)
 
 
 def books(shell: Shell) -> dict[str, tuple[str, int]]:

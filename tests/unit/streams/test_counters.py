@@ -34,19 +34,25 @@ def expanded(snap: CounterSnapshot) -> dict[tuple[str, str], int]:
 
 
 class FakeRedis:
-    """What the snapshot script does, in a dict: fenced by seq, funnel by difference of contributions."""
+    """What the snapshot script does, in a dict: fenced by seq, each funnel and ledger cell by the difference of
+    the contribution to it and the one applied last (the cells hash)."""
 
     def __init__(self) -> None:
         self.hashes: dict[str, dict[str, object]] = {}
         self.applied: dict[str, CounterSnapshot] = {}
+        self.cells: dict[str, dict] = {}  # referrer -> its cells hash
 
     def apply(self, snap: CounterSnapshot) -> bool:
+        from tests.oracle.counters import applied, cell_sums
+
         old = self.applied.get(snap.referrer_id)
         if old is not None and snap.seq <= old.seq:
             return False
-        assert expanded(snap) == snap.sums  # what is kept in _funnel names what the snapshot adds up
-        before = expanded(old) if old else {}
-        after = expanded(snap)
+        assert expanded(snap) == snap.sums  # the cells the contribution names add up to the sums declared
+        before = cell_sums(LAYOUT, snap.referrer_id, self.cells.get(snap.referrer_id, {}))
+        self.cells[snap.referrer_id] = applied(self.cells.get(snap.referrer_id, {}), snap.contribution,
+                                               snap.complete)
+        after = cell_sums(LAYOUT, snap.referrer_id, self.cells[snap.referrer_id])
         for cell in set(before) | set(after):
             key, field = cell
             h = self.hashes.setdefault(key, {})
@@ -204,18 +210,29 @@ def _totals(snap) -> tuple:  # noqa: ANN001 - a snapshot, or the reference's tot
     return snap.fields, snap.sums, snap.leaderboard, snap.campaigns, snap.contribution, snap.seq
 
 
+def _nonzero(values: dict) -> dict:
+    return {k: n for k, n in values.items() if n}
+
+
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(books, st.lists(facts, min_size=1, max_size=50), st.randoms(use_true_random=False))
-def test_the_totals_of_a_partial_snapshot_are_the_references_at_every_batch(book, stream, rnd):
-    """Steps in batches of one to four; after each batch a snapshot with the referrals the batch changed (as the
-    worker's ``Batch.dirty``), its totals equal to the reference's summed over the whole history."""
+def test_partial_snapshots_leave_redis_with_the_references_totals_at_every_batch(book, stream, rnd):
+    """Steps in batches of one to four; after each batch a snapshot with the referrals and the cells of shares and
+    clicks the batch changed (as the worker's ``Batch.dirty`` and ``Batch.cells``), applied as the writer's script
+    applies it over the ones before: the referrer's fields, the funnel and ledger cells, the leaderboard and the
+    campaigns in Redis equal the reference's, summed over the whole history. A partial snapshot names only what
+    the batch touched; the first of a process is complete."""
     from tests.oracle import counters as reference
 
     record = stages.ReferrerRecord()
     inputs = list(_inputs(stream))
-    i = 0
+    cells: dict = {}
+    board: dict[str, int] = {}
+    campaigns: set[str] = set()
+    i, first = 0, True
     while i < len(inputs):
-        changed: set[str] | None = set()
+        changed: set[str] | None = None if first else set()
+        touched: set = set()
         for fact in inputs[i:i + rnd.randint(1, 4)]:
             i += 1
             if fact == "reload":  # a new process: the totals are summed again (a complete snapshot)
@@ -225,5 +242,16 @@ def test_the_totals_of_a_partial_snapshot_are_the_references_at_every_batch(book
             record = step.record
             if step.changed and changed is not None:
                 changed = None if step.parts is None else changed | stages.referrals_in(step.parts)
-        got = snapshot(LAYOUT, REFERRER, record, changed)
-        assert _totals(got) == _totals(reference.totals(LAYOUT, REFERRER, record))
+                touched |= stages.touched_cells(record, step.parts or ())
+        got = snapshot(LAYOUT, REFERRER, record, changed, touched)
+        first = False
+        want = reference.totals(LAYOUT, REFERRER, record)
+        cells = reference.applied(cells, got.contribution, got.complete)
+        board = got.leaderboard if got.complete else {**board, **got.leaderboard}
+        campaigns |= set(got.campaigns)
+        assert got.fields == want.fields and got.seq == want.seq
+        assert cells == reference.applied({}, want.contribution, True)
+        assert _nonzero(board) == _nonzero(want.leaderboard)
+        assert campaigns == set(want.campaigns)
+        if got.complete:
+            assert _totals(got) == _totals(want)
