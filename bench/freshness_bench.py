@@ -38,6 +38,12 @@ class FreshnessResult:
     p50_s: float
     p99_s: float
     max_le_s: float
+    gc_full: int = 0  # the worker's full (generation 2) garbage collections within the window
+    gc_full_s: float = 0.0  # their time in all
+
+    @property
+    def gc_full_mean_s(self) -> float:
+        return self.gc_full_s / self.gc_full if self.gc_full else 0.0
 
 
 def quantile(q: float, buckets: list[tuple[float, int]]) -> float:
@@ -96,6 +102,7 @@ def freshness(base: Settings, *, rate: float, seconds: float, customers: int, me
         worker.wait_ready()
         follow(worker, watch, timeout_s=600)
         before = worker.freshness_buckets()
+        gc_before = worker.gc_pauses()
         started = time.perf_counter()
         for i, raw in enumerate(live):
             due = started + i / rate
@@ -109,10 +116,12 @@ def freshness(base: Settings, *, rate: float, seconds: float, customers: int, me
         achieved = count / (time.perf_counter() - started)
         follow(worker, watch, timeout_s=600)
         buckets = window(before, worker.freshness_buckets())
+        gc_after = worker.gc_pauses()
     finally:
         producer.close()
         worker.stop()
         watch.close()
         cleanup(run)  # a failed run leaves no keys either: a million customers' worth slows every later SCAN
     return FreshnessResult(rate, achieved, count, buckets[-1][1] if buckets else 0, quantile(0.5, buckets),
-                           quantile(0.99, buckets), highest_bucket(buckets))
+                           quantile(0.99, buckets), highest_bucket(buckets), gc_after[0] - gc_before[0],
+                           gc_after[1] - gc_before[1])

@@ -184,6 +184,10 @@ class Suite:
                        target="<= 100" if label == "fixed" else ""))
             add(Figure(f"{name}: max (at most)", "ms", [1000 * f.max_le_s for f in fresh],
                        note="upper bound of the highest histogram bucket reached"))
+            add(Figure(f"{name}: the worker's full garbage collections", "collections",
+                       [f.gc_full for f in fresh]))
+            add(Figure(f"{name}: time of a full garbage collection", "ms", [1000 * f.gc_full_mean_s for f in fresh],
+                       note="mean within the window; the event loop waits that long"))
 
     # -- the gateway ---------------------------------------------------------------------------------
 

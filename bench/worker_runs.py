@@ -80,6 +80,14 @@ class Worker:
         """Inputs processed (inbound events and internal facts), as the worker publishes it."""
         return int(sum(float(n) for _agent, n in _EVENTS.findall(self.metrics())))
 
+    def gc_pauses(self, generation: int = 2) -> tuple[int, float]:
+        """The worker's garbage collections of ``generation`` so far: how many, and their time in all (s)."""
+        text = self.metrics()
+        found = {kind: float(m.group(1)) for kind in ("count", "sum")
+                 if (m := re.search(rf'^referral_worker_gc_pause_seconds_{kind}\{{generation="{generation}"\}} '
+                                    r"([0-9.e+-]+)$", text, re.M))}
+        return int(found.get("count", 0)), found.get("sum", 0.0)
+
     def freshness_buckets(self) -> list[tuple[float, int]]:
         """The worker's freshness histogram: (upper bound, cumulative count)."""
         return [(float(le), int(float(n))) for le, n in _FRESHNESS_BUCKET.findall(self.metrics())]

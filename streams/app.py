@@ -600,6 +600,7 @@ def run_worker(settings: Settings, campaigns: CampaignBook, loglevel: str = "war
     (settings.state_dir / "faust" / settings.streams.app_id).mkdir(parents=True, exist_ok=True)
     app = build_app(settings, campaigns)
     if settings.streams.metrics_port:
+        worker_metrics.watch_gc()
         start_http_server(settings.streams.metrics_port, addr=settings.streams.metrics_host)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     started = time.monotonic()

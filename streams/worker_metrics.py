@@ -8,6 +8,10 @@ agent's name, never a customer id or a code.
 
 from __future__ import annotations
 
+import gc
+import time
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 AGENTS = ("visitors", "customers", "referrers")
@@ -34,3 +38,23 @@ for _agent in AGENTS:  # every series exists from the start, so rate() has a zer
     for _metric in (EVENTS, BATCHES, DEADLETTERS):
         _metric.labels(_agent)
     BATCH_SECONDS.labels(_agent)
+GC_PAUSE_SECONDS = Histogram(
+    "referral_worker_gc_pause_seconds",
+    "The worker's garbage collections, by generation: how long each held the process (and its event loop)",
+    ["generation"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+def watch_gc() -> None:
+    """Time every garbage collection of this process into ``GC_PAUSE_SECONDS`` (once per process)."""
+    if any(getattr(c, "__name__", "") == "_time_gc" for c in gc.callbacks):
+        return
+    by_generation = [GC_PAUSE_SECONDS.labels(str(g)) for g in range(3)]
+    started = [0.0]
+
+    def _time_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            by_generation[info["generation"]].observe(time.perf_counter() - started[0])
+
+    gc.callbacks.append(_time_gc)
