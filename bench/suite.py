@@ -56,8 +56,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     "defaults": {},
     "cython_optimizations": {"cython_optimizations": True},
     "gc_freeze": {"gc_freeze": True},
+    "gc_freeze_survivors": {"gc_freeze_survivors": True},
     "batch_size 2000": {"batch_size": 2000},
 }
+FRESHNESS_VARIANTS = ("defaults", "gc_freeze_survivors")  # also compared on freshness (the loop's pauses)
 
 
 @dataclass
@@ -333,3 +335,22 @@ class Suite:
         for name, values in rates.items():
             self.report.add(Figure(f"variants: pipeline throughput, {name}", "events/s", values,
                                    note=f"{load.events:,} events; settings {VARIANTS[name] or 'as shipped'}"))
+        # the variants meant for the event loop's pauses: freshness at the fixed rate too, interleaved alike
+        fresh: dict[str, list[freshness_bench.FreshnessResult]] = {name: [] for name in FRESHNESS_VARIANTS}
+        for i in range(s.runs):
+            for name in FRESHNESS_VARIANTS:
+                self.echo(f"variant {name!r}: freshness at {s.fixed_rate:,.0f} events/s for {s.freshness_s:.0f} s, "
+                          f"run {i + 1} of {s.runs}")
+                base = self.base.model_copy(update={"streams": self.base.streams.model_copy(
+                    update=VARIANTS[name])})
+                fresh[name].append(freshness_bench.freshness(
+                    base, rate=s.fixed_rate, seconds=s.freshness_s, customers=s.freshness_customers,
+                    metrics_port=free_port(), label="fresh", work_dir=self.work_dir))
+        for name, results in fresh.items():
+            add = self.report.add
+            add(Figure(f"variants: freshness at {s.fixed_rate:,.0f} events/s: p99, {name}", "ms",
+                       [1000 * f.p99_s for f in results], target="<= 100"))
+            add(Figure(f"variants: freshness at {s.fixed_rate:,.0f} events/s: full garbage collections, {name}",
+                       "collections", [f.gc_full for f in results]))
+            add(Figure(f"variants: freshness at {s.fixed_rate:,.0f} events/s: time of a full garbage collection, "
+                       f"{name}", "ms", [1000 * f.gc_full_mean_s for f in results]))

@@ -209,6 +209,12 @@ class StreamSettings(BaseModel):
         False, description="move the objects alive after the tables' recovery out of the garbage collector's "
         "reach (gc.freeze), so that full collections do not walk the recovered state; measured in `make bench`",
     )
+    gc_freeze_survivors: bool = Field(
+        False, description="after every full garbage collection, move the objects that survived it out of the "
+        "collector's reach (gc.freeze) at the end of the batch: a full collection then walks what came since the "
+        "last one, not the whole state (it held the event loop for seconds with a large state); cyclic garbage "
+        "among frozen objects is never collected; measured in `make bench` (README Performance)",
+    )
     fault_kill_rate: float = Field(
         0.0, ge=0, le=1,
         description="fault injection for tests: the chance that the worker SIGKILLs itself at a batch's worst "

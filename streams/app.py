@@ -74,6 +74,7 @@ from schemas.topics import (
 from streams import (
     deadletter_counts,
     erasure_registry,
+    gc_policy,
     record_codec,
     redis_views,
     referee_ledger,
@@ -393,6 +394,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         offsets.forget(mine)
         offsets.start(await committed_offsets(mine))
 
+    gc_survivors = gc_policy.FreezeSurvivors() if cfg.gc_freeze_survivors else None
+
     async def run_stage(stream, agent: str, inbound: set[str],  # noqa: ANN001
                         handle: Callable[[Any, Any, Batch], None], counters_too: bool = False) -> None:
         """Batches of events; Faust acknowledges a batch's events only after this loop body returns. A batch's
@@ -425,6 +428,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 batches_done.inc()
                 deadletters_sent.inc(len(batch.deadletters))
                 batch_seconds.observe(time.perf_counter() - started)
+                if gc_survivors is not None:
+                    gc_survivors.at_rest()
             except Exception:  # noqa: BLE001 - anything unexpected: restart from the committed offsets
                 crash(f"a batch of {stream} failed")
 
