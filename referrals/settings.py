@@ -210,10 +210,10 @@ class StreamSettings(BaseModel):
         "reach (gc.freeze), so that full collections do not walk the recovered state; measured in `make bench`",
     )
     gc_freeze_survivors: bool = Field(
-        False, description="after every full garbage collection, move the objects that survived it out of the "
+        True, description="after every full garbage collection, move the objects that survived it out of the "
         "collector's reach (gc.freeze) at the end of the batch: a full collection then walks what came since the "
         "last one, not the whole state (it held the event loop for seconds with a large state); cyclic garbage "
-        "among frozen objects is never collected; measured in `make bench` (README Performance)",
+        "among frozen objects is never collected; measured better in `make bench` (README Performance): on",
     )
     fault_kill_rate: float = Field(
         0.0, ge=0, le=1,
