@@ -23,15 +23,30 @@ class StackError(RuntimeError):
     """The local stack could not do what was asked; the message says why and what to do."""
 
 
+def boot_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since the machine booted (Linux: /proc/<pid>/stat, field 22), or
+    None where there is no such file. Unlike a wall-clock start time (psutil's ``create_time``: boot time + this),
+    it does not move when the system clock is stepped: seen here, a 19 s step made the stack take its own Redis for
+    a stranger's ("port taken"), and ``make test`` or ``make bench`` would then refuse to start."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class OwnedProcess:
     pid: int
     started: float
+    ticks: int | None = None  # ``boot_ticks`` at the start (pid files written before it have none)
 
     def alive(self) -> bool:
+        """Whether the pid is still the process that was started (not a later one given the same pid)."""
         try:
             proc = psutil.Process(self.pid)
-            return abs(proc.create_time() - self.started) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE
+            ticks = boot_ticks(self.pid) if self.ticks is not None else None
+            same = ticks == self.ticks if ticks is not None else abs(proc.create_time() - self.started) < 0.01
+            return same and proc.status() != psutil.STATUS_ZOMBIE
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
@@ -39,8 +54,9 @@ class OwnedProcess:
 def read_pidfile(path: Path) -> OwnedProcess | None:
     try:
         data = json.loads(path.read_text())
-        return OwnedProcess(int(data["pid"]), float(data["started"]))
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        ticks = data.get("ticks")
+        return OwnedProcess(int(data["pid"]), float(data["started"]), int(ticks) if ticks is not None else None)
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -63,7 +79,8 @@ def spawn(argv: Sequence[str], *, pidfile: Path, output: Path, cwd: Path) -> sub
             start_new_session=True,
         )
     started = psutil.Process(proc.pid).create_time()
-    pidfile.write_text(json.dumps({"pid": proc.pid, "started": started, "argv": list(argv)}))
+    pidfile.write_text(json.dumps({"pid": proc.pid, "started": started, "ticks": boot_ticks(proc.pid),
+                                   "argv": list(argv)}))
     return proc
 
 
