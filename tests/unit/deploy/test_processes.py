@@ -50,6 +50,11 @@ def test_a_pid_file_written_before_keeps_the_wall_clock_check(sleeper):
 
 
 def test_boot_ticks_of_this_process_and_of_none():
-    assert boot_ticks(os.getpid()) == boot_ticks(os.getpid()) is not None
+    import psutil
+
+    ticks = boot_ticks(os.getpid())
+    btime = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+    # the start field of /proc/<pid>/stat, not another: boot time + ticks is the start time psutil reports
+    assert abs(btime + ticks / os.sysconf("SC_CLK_TCK") - psutil.Process().create_time()) < 1
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     assert boot_ticks(int(done.stdout)) is None  # gone
