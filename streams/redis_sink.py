@@ -167,7 +167,7 @@ end
 for key, counts in pairs(legacy_cells) do
   for f, n in pairs(counts) do bump(key, f, -n) end
 end
-if legacy then redis.call('HDEL', KEYS[1], '_funnel') end
+if legacy then redis.call('HDEL', KEYS[1], '_funnel'); redis.call('DEL', KEYS[4]) end  -- cells: only the new
 for _, e in ipairs(new) do
   local d = e[4] - (applied[e[1]] or 0)
   if d ~= 0 then
