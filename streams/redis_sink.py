@@ -43,6 +43,10 @@ from streams.redis_layout import RedisLayout, partition_of
 # funnel is the sum of its days), or, as written before, ``{"<key>\t<field>": n}`` with keys whole or relative
 # to the slot's tag. The key names are ``streams.redis_layout``'s; every one must be declared by the caller.
 _CELLS = """
+local function keys_of(campaign, day, tag)  -- the counters a cell adds to: a day's funnel and the campaign's, or the ledger
+  if day == '' then return {tag .. 'ledger:' .. campaign} end
+  return {tag .. 'funnel:' .. campaign .. ':' .. day, tag .. 'funnel:' .. campaign}
+end
 local function bump(key, field, d)  -- a shared counter moved by d; back at 0 it is no field, as any counter at 0
   if d ~= 0 and redis.call('HINCRBY', key, field, d) == 0 then redis.call('HDEL', key, field) end
 end
@@ -63,12 +67,7 @@ local function cells_of(text, tag)
     elseif type(value) == 'table' then
       for day, fields in pairs(value) do
         for field, n in pairs(fields) do
-          if day == '' then
-            add(tag .. 'ledger:' .. name, field, n)
-          else
-            add(tag .. 'funnel:' .. name .. ':' .. day, field, n)
-            add(tag .. 'funnel:' .. name, field, n)
-          end
+          for _, key in ipairs(keys_of(name, day, tag)) do add(key, field, n) end
         end
       end
     else
@@ -83,10 +82,6 @@ end
 # cells hash (``<campaign>\t<day>\t<field>``), the counter keys it adds to (a day's funnel and the campaign's, or
 # the campaign's ledger for the day ""), its field and count.
 _ENTRIES = """
-local function keys_of(campaign, day, tag)
-  if day == '' then return {tag .. 'ledger:' .. campaign} end
-  return {tag .. 'funnel:' .. campaign .. ':' .. day, tag .. 'funnel:' .. campaign}
-end
 local function entries_of(text, tag)
   local out = {}
   for campaign, days in pairs(cjson.decode(text)) do
@@ -130,7 +125,8 @@ if legacy then
   if not complete then error('a partial snapshot on a contribution of the previous format') end
   legacy_cells = cells_of(legacy, tag)
 end
--- what the cells hash holds of the cells that matter: those named (all of them, for a complete snapshot)
+-- what the cells hash holds of the cells that matter: those named (all of them, for a complete snapshot); with a
+-- contribution of the previous format, nothing is applied cell by cell yet
 local applied = {}
 local gone = {}
 if legacy then

@@ -184,10 +184,10 @@ def admits(state: CustomerState, fact: Fact, limits: Limits = LIMITS) -> bool:
                                                      _rank(fact))
     if fact.event_id in state.refunds:
         return True
-    if fact.order_id in _kept_order_ids(state):
+    matched = _kept_order_ids(state)
+    if fact.order_id in matched:
         return _room([_rank(r) for r in state.refunds.values() if r.order_id == fact.order_id],
                      limits.refunds_per_order, _rank(fact))
-    matched = _kept_order_ids(state)
     return _room([_rank(r) for r in state.refunds.values() if r.order_id not in matched], limits.unmatched_refunds,
                  _rank(fact))
 
