@@ -57,6 +57,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cython_optimizations": {"cython_optimizations": True},
     "gc_freeze": {"gc_freeze": True},
     "gc_freeze_survivors off": {"gc_freeze_survivors": False},
+    "records_on_disk off": {"records_on_disk": False},
     "batch_size 2000": {"batch_size": 2000},
 }
 FRESHNESS_VARIANTS = ("defaults", "gc_freeze_survivors off")  # also compared on freshness (the loop's pauses)

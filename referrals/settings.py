@@ -215,6 +215,16 @@ class StreamSettings(BaseModel):
         "last one, not the whole state (it held the event loop for seconds with a large state); cyclic garbage "
         "among frozen objects is never collected; measured better in `make bench` (README Performance): on",
     )
+    records_on_disk: bool = Field(
+        True, description="keep the tables' records on local disk (RocksDB, scratch: rebuilt from the changelogs "
+        "at every start), all but the `records_cached` most recently used of each table, so that the worker's "
+        "memory does not grow with the number of keys (streams.record_store); off: every record in memory, as "
+        "Faust's memory store keeps them; measured in `make bench` (README Performance)",
+    )
+    records_cached: int = Field(
+        20_000, ge=1, description="records of each table kept as objects when `records_on_disk` is on: the "
+        "working set (the keys of recent events) should fit; a record read back from disk costs its decoding",
+    )
     fault_kill_rate: float = Field(
         0.0, ge=0, le=1,
         description="fault injection for tests: the chance that the worker SIGKILLs itself at a batch's worst "

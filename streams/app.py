@@ -43,6 +43,7 @@ import signal
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,6 +77,7 @@ from streams import (
     erasure_registry,
     gc_policy,
     record_codec,
+    record_store,
     redis_views,
     referee_ledger,
     referrer_parts,
@@ -171,6 +173,18 @@ class ReferrerTable(RecordTable):
             await self.repair(torn)
 
 
+def keep_on_disk(tables: Iterable[faust.Table], root: Path, cached: int) -> None:
+    """The tables' records and key -> partition index on local disk, ``cached`` records of each as objects
+    (``streams.record_store``), in place of the dicts of Faust's memory store, which keeps its behaviour
+    otherwise (recovery from the changelog at every start, revoked partitions dropped)."""
+    for table in tables:
+        store = table.data
+        store.data = record_store.spilled_records(root / table.name, cached,
+                                                  worker_metrics.RECORDS_LOADED.labels(table.name).inc)
+        store._key_partition = record_store.spilled_partitions(root / f"{table.name}-partitions")  # noqa: SLF001
+    log.info("tables' records on disk in %s, %d of each table cached as objects", root, cached)
+
+
 def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
     """How Faust (aiokafka) authenticates to Kafka: the same settings as every kafka-python client's."""
     context = None
@@ -251,6 +265,10 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     referrers_table: ReferrerTable = table(TABLES[2], ReferrerTable)
     for t in (visitors_table, customers_table, referrers_table):
         t.freeze_gc = cfg.gc_freeze
+    if cfg.records_on_disk:
+        keep_on_disk((visitors_table, customers_table, referrers_table),
+                     record_store.process_dir(settings.state_dir / "faust" / cfg.app_id / "records"),
+                     cfg.records_cached)
     changelog_of = {t.name: t.changelog_topic.get_topic_name() for t in (visitors_table, customers_table, referrers_table)}
 
     # -- shared plumbing -----------------------------------------------------------------------------

@@ -28,6 +28,9 @@ DROPPED = Counter("referral_worker_dropped", "Inputs an agent did not apply, by 
                   "a share or click older than the referrer's dedup horizon; visitor_fact_cap: a click or signup "
                   "of a visitor that has as many as its record keeps; customer_fact_cap: a customer's signup, order or "
                   "refund beyond what their record keeps)", ["agent", "reason"])
+RECORDS_LOADED = Counter("referral_worker_records_loaded", "Table records read back from local disk because they "
+                         "were not among the records_cached kept as objects (streams.record_store): a rate near the "
+                         "events' means the working set does not fit", ["table"])
 FRESHNESS = Histogram(
     "referral_event_freshness_seconds",
     "From an event's occurred_at to the live counters it changes being written to Redis",

@@ -230,8 +230,9 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
 
     def make(name: str = "w", tick_interval_s: float = 1.0, fault_kill_rate: float = 0.0, batch_size: int = 500,
              stall_timeout_s: float = 60.0, metrics_port: int = 0, base: Settings | None = None,
-             dedup_horizon_days: int | None = None):
-        """``base``: settings to start from instead of the session's (another Redis, say)."""
+             dedup_horizon_days: int | None = None, **streams: object):
+        """``base``: settings to start from instead of the session's (another Redis, say); ``streams``: more
+        stream settings."""
         base = base or settings
         tag = unique_name(name).replace(".", "-")
         own = base.model_copy(update={
@@ -243,7 +244,7 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
                                                            "stall_timeout_s": stall_timeout_s,
                                                            "metrics_port": metrics_port,
                                                            "dedup_horizon_days": dedup_horizon_days
-                                                           or base.streams.dedup_horizon_days}),
+                                                           or base.streams.dedup_horizon_days, **streams}),
             "state_dir": tmp_path / tag,
         })
         from streams.topology import prepare_topics

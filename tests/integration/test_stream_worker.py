@@ -7,12 +7,16 @@ import json
 import random
 import time
 
+import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from referrals.kafka_admin import group_lag
 from schemas.topics import DEADLETTER, INBOUND, INTERNAL
+from tests.integration.conftest import free_port
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import (
     assert_same_books,
@@ -29,7 +33,8 @@ from tests.integration.worker_support import (
 
 
 def test_the_simulated_stream_ends_as_the_pure_core_decides(pipeline_factory):
-    own, worker = pipeline_factory()
+    # two records of each table kept as objects: nearly every record is read back from disk (streams.record_store)
+    own, worker = pipeline_factory(records_cached=2, metrics_port=free_port())
     events = simulated(own, 21, 1500)
     worker.start()
     send(own, events)
@@ -37,6 +42,10 @@ def test_the_simulated_stream_ends_as_the_pure_core_decides(pipeline_factory):
     assert want.rewards and want.funnel["share:whatsapp"] > 0
     assert {"confirmed", "pending"} <= {status for status, _ in want.rewards.values()}
     wait_for(matches(own, want, worker), timeout_s=120)
+    loaded = {s.labels["table"]: s.value for family in text_string_to_metric_families(
+        httpx.get(f"http://127.0.0.1:{own.streams.metrics_port}/metrics", timeout=10).text)
+        for s in family.samples if s.name == "referral_worker_records_loaded_total"}
+    assert loaded.keys() == {"visitors", "customers", "referrers"} and loaded["referrers"] > 100, loaded
 
 
 def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(pipeline_factory):
@@ -134,9 +143,10 @@ def test_a_worker_killed_at_its_worst_moments_ends_exactly_as_an_uninterrupted_r
     """Fault injection: the worker SIGKILLs itself with outputs half sent, or acknowledged with Redis not
     yet written, again and again while it works through a backlog in small batches; restarted each time,
     it must end where an uninterrupted worker ends."""
-    calm, calm_worker = pipeline_factory("calm", tick_interval_s=0)  # ticked by the test, see ``tick``
+    # the calm worker keeps its records in memory, the faulty one on disk with 3 of each table cached
+    calm, calm_worker = pipeline_factory("calm", tick_interval_s=0, records_on_disk=False)  # ticked by the test
     faulty, faulty_worker = pipeline_factory("faulty", tick_interval_s=0, fault_kill_rate=0.08, batch_size=40,
-                                             stall_timeout_s=30)
+                                             stall_timeout_s=30, records_cached=3)
     events = simulated(calm, 25, 2400 * soak_factor)
     simulated(faulty, 25, 2400 * soak_factor)
     send(calm, events)

@@ -1,0 +1,148 @@
+"""The tables' records on disk (``streams.record_store``): a mapping like a dict, whatever is cached."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams import record_codec, record_store
+from streams.stage_runner import StageRunner, Tables
+from streams.stages import CustomerRecord, ReferrerRecord, VisitorRecord
+from tests.unit.streams.test_properties import stories
+from tests.unit.streams.test_stage_runner import CHANGELOGS, through
+
+KEYS = st.sampled_from([b"a", b"b", b"c", b"d", b"e", b"f"])
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("set"), KEYS, st.integers(0, 1000)),
+    st.tuples(st.just("get"), KEYS),
+    st.tuples(st.just("del"), KEYS),
+    st.tuples(st.just("pop"), KEYS),
+    st.tuples(st.just("mutate"), KEYS, st.integers(0, 1000)),  # read, then changed in place, as the stages do
+), max_size=60)
+
+
+def _encode(value: list[int]) -> bytes:
+    return ",".join(map(str, value)).encode()
+
+
+def _decode(data: bytes) -> list[int]:
+    return [int(x) for x in data.decode().split(",") if x]
+
+
+@settings(max_examples=200, deadline=None)
+@given(OPS, st.integers(0, 3))
+def test_the_map_answers_as_a_dict_does_whatever_it_caches(tmp_path_factory, ops, cached):
+    spilled = record_store.SpilledMap(tmp_path_factory.mktemp("map") / "t", cached, _encode, _decode)
+    oracle: dict[bytes, list[int]] = {}
+    try:
+        for op in ops:
+            kind, key = op[0], op[1]
+            if kind == "set":
+                spilled[key] = [op[2]]
+                oracle[key] = [op[2]]
+            elif kind == "get":
+                assert spilled.get(key) == oracle.get(key)
+            elif kind == "del":
+                if key in oracle:
+                    del spilled[key]
+                    del oracle[key]
+                else:
+                    with pytest.raises(KeyError):
+                        del spilled[key]
+            elif kind == "pop":
+                assert spilled.pop(key, None) == oracle.pop(key, None)
+            elif kind == "mutate" and key in oracle and cached:  # uncached: for values never changed in place
+                spilled[key].append(op[2])
+                oracle[key].append(op[2])
+            assert (key in spilled) == (key in oracle)
+        assert sorted(spilled) == sorted(oracle)  # every key once
+        assert len(spilled) == len(oracle)
+        assert {k: spilled[k] for k in oracle} == oracle
+        if cached:
+            assert len(spilled._hot) <= cached
+    finally:
+        spilled.close()
+
+
+def test_records_come_back_from_disk_equal(tmp_path):
+    records = record_store.spilled_records(tmp_path / "t", cached=1)
+    referrer = ReferrerRecord(seq=3, floor="2026-01-02")
+    referrer.counted["e1"] = ("share", "default", "whatsapp", "2026-01-03")
+    referrer.activity[("share", "default", "whatsapp", "2026-01-03")] = 1
+    values = {b"r": referrer, b"c": CustomerRecord(seq=2), b"v": VisitorRecord()}
+    for key, value in values.items():
+        records[key] = value
+    assert records.loads == 0
+    for key, value in values.items():
+        assert records[key] == value
+    assert records.loads >= 2  # one object cached: the others were read back
+    records.close()
+    assert not (tmp_path / "t").exists()
+
+
+def test_the_partition_index_is_written_through(tmp_path):
+    index = record_store.spilled_partitions(tmp_path / "p")
+    index[b"k"] = 5
+    index[b"m"] = 0
+    assert index[b"k"] == 5 and dict(index.items()) == {b"k": 5, b"m": 0}
+    assert not index._hot
+    index.close()
+
+
+def test_a_new_map_starts_empty_where_an_old_one_was(tmp_path):
+    first = record_store.spilled_records(tmp_path / "t", cached=1)
+    first[b"k"] = VisitorRecord()
+    first[b"m"] = VisitorRecord()  # k on disk
+    first._disk.close()  # a process that died without closing
+    second = record_store.spilled_records(tmp_path / "t", cached=1)
+    assert list(second) == []
+    second.close()
+
+
+def test_a_process_gets_its_own_directory_and_removes_those_of_dead_processes(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    (tmp_path / f"pid-{dead.stdout.strip()}" / "visitors").mkdir(parents=True)
+    alive = tmp_path / f"pid-{os.getppid()}"  # this test's parent: running
+    alive.mkdir()
+    (tmp_path / "pid-notanumber").mkdir()
+    own = record_store.process_dir(tmp_path)
+    assert own == tmp_path / f"pid-{os.getpid()}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "pid-notanumber"])
+
+
+def test_cached_must_not_be_negative_and_a_table_caches_the_record_it_changes(tmp_path):
+    with pytest.raises(ValueError, match="cached"):
+        record_store.SpilledMap(tmp_path / "t", -1, _encode, _decode)
+    with pytest.raises(ValueError, match="cached=0"):
+        record_store.spilled_records(tmp_path / "t", 0)
+
+
+def _read_back(record: object) -> object:
+    """A record as its encoding gives it back: comparable field by field (a set's order is not kept)."""
+    return record_codec.decode(record_codec.encode(record))
+
+
+@settings(max_examples=100, deadline=None)
+@given(stories())
+def test_the_stages_decide_alike_with_their_records_on_disk(tmp_path_factory, story):
+    """Every stage over tables that keep one record as an object (each read of another key evicts it, encoded,
+    and reads it back decoded) sends what it sends over dicts, and ends with the same records."""
+    root = tmp_path_factory.mktemp("tables")
+    spilled = [record_store.spilled_records(root / name, cached=1) for name in ("v", "c", "r")]
+    try:
+        in_memory = StageRunner(story.book, Tables({}, {}, {}, CHANGELOGS), 1)
+        on_disk = StageRunner(story.book, Tables(*spilled, CHANGELOGS), 1)
+        sent = [[(t, k, v) for b in through(run, story) for t, k, v, _ in b.records] for run in (in_memory, on_disk)]
+        assert sent[0] == sent[1]
+        for dicts, disk in zip((in_memory.tables.visitors, in_memory.tables.customers, in_memory.tables.referrers),
+                               spilled, strict=True):
+            assert {k: _read_back(v) for k, v in dicts.items()} == {k: _read_back(disk[k]) for k in disk}
+    finally:
+        for table in spilled:
+            table.close()
