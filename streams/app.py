@@ -173,6 +173,9 @@ class ReferrerTable(RecordTable):
             await self.repair(torn)
 
 
+OWNERS_CACHED = 100_000  # referral codes whose owner the worker keeps (a code never changes owner)
+
+
 def keep_on_disk(tables: Iterable[faust.Table], root: Path, cached: int) -> None:
     """The tables' records and key -> partition index on local disk, ``cached`` records of each as objects
     (``streams.record_store``), in place of the dicts of Faust's memory store, which keeps its behaviour
@@ -324,6 +327,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         if wanted:
             found = await wait_for_redis(lambda: registry.resolve_many(wanted))
             batch.owners = {code: CodeOwner(o.referrer_id, o.campaign_id) if o else None for code, o in found.items()}
+            if len(owners) > OWNERS_CACHED:  # bounded: a code forgotten is looked up again
+                owners.clear()
             owners.update((code, owner) for code, owner in batch.owners.items() if owner is not None)
 
     def resolver(batch: Batch) -> Callable[[str | None], CodeOwner | None]:

@@ -30,9 +30,10 @@ from typing import Any
 from schemas.derived import Attribution, RewardChange
 from schemas.records import attribution_record, reward_record
 from schemas.topics import CUSTOMER_FACTS, REFERRER_FACTS
-from streams import counters, record_codec, referee_ledger, referrer_parts, stages, visitor_attribution
+from streams import counters, recent_keys, record_codec, referee_ledger, referrer_parts, stages, visitor_attribution
 from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget, rename
+from streams.recent_keys import RecentKeys
 from streams.redis_layout import RedisLayout, partition_of
 from streams.referee_ledger import CodeOwner
 from streams.referrer_rewards import Tick
@@ -145,17 +146,24 @@ class StageRunner:
     visitor_cap: int = stages.VISITOR_FACTS_KEPT  # clicks and signups a visitor's record keeps (``stages.visitor_step``)
     customer_limits: referee_ledger.Limits = referee_ledger.LIMITS  # what a customer's record keeps
     dropped: Callable[[str, str], None] = lambda _table, _reason: None  # hears of every input not applied, why
-    # per process: keys whose outputs were re-sent on a duplicate, referrers stepped (first touch: complete snapshot)
-    refreshed: dict[str, set[str]] = field(default_factory=lambda: {"visitors": set(), "customers": set(),
-                                                                      "referrers": set()})
-    touched: set[str] = field(default_factory=set)
-    # referrers stepped by a batch of this process that is done (every output and table change acknowledged)
-    acknowledged: set[str] = field(default_factory=set)
+    remembered: int = recent_keys.REMEMBERED  # keys each of the per-process sets below keeps (``streams.recent_keys``)
+    # per process: keys whose outputs were re-sent on a duplicate, referrers stepped (first touch: complete snapshot);
+    # a key forgotten is re-sent again, or written complete again: always safe
+    refreshed: dict[str, RecentKeys] = field(init=False)
+    touched: RecentKeys = field(init=False)
+    # referrers stepped by a batch of this process that is done (every output and table change acknowledged);
+    # one forgotten re-sends on a duplicate what is already on Kafka
+    acknowledged: RecentKeys = field(init=False)
     # which referrers a tick can change, per partition (built at the first tick after an assignment), and the
     # latest tick a record of the partition was ticked at (a tick no later than that is a replay)
     due_at: dict[int, dict[bytes, datetime]] = field(default_factory=dict)
     ticked_until: dict[int, datetime] = field(default_factory=dict)
-    _partition_of: dict[bytes, int] = field(default_factory=dict)
+    _partition_of: dict[bytes, int] = field(default_factory=dict)  # a cache, cleared when it holds ``remembered``
+
+    def __post_init__(self) -> None:
+        self.refreshed = {table: RecentKeys(self.remembered) for table in ("visitors", "customers", "referrers")}
+        self.touched = RecentKeys(self.remembered)
+        self.acknowledged = RecentKeys(self.remembered)
 
     # -- the stages --------------------------------------------------------------------------------
 
@@ -253,6 +261,8 @@ class StageRunner:
         for key in list(self.tables.referrers.keys()):
             p = self._partition_of.get(key)
             if p is None:
+                if len(self._partition_of) >= self.remembered:
+                    self._partition_of.clear()
                 p = self._partition_of[key] = partition_of(key.decode(), self.partitions)
             if p == partition:
                 keys.append(key)
@@ -369,7 +379,7 @@ class StageRunner:
         return True
 
     def _apply(self, table: str, key: str, step: stages.Step, batch: Batch, resend: Callable[[Any], list],
-               before: Any = None, rename: bool = False, refreshed: set[str] | None = None) -> None:
+               before: Any = None, rename: bool = False, refreshed: set[str] | RecentKeys | None = None) -> None:
         """Store a changed record and send its outputs; on a duplicate, re-send once per key and process."""
         store = getattr(self.tables, table)
         topic = self.tables.changelogs[("visitors", "customers", "referrers").index(table)]

@@ -25,6 +25,7 @@ from streams import counters, record_codec, referrer_parts
 from streams.deadletter import classify_internal
 from streams.erasure import Erase, mentions, rename
 from streams.inbound import to_fact
+from streams.recent_keys import REMEMBERED
 from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
 from streams.stage_runner import Batch, ByName, StageRunner, Tables
@@ -73,6 +74,7 @@ class Shell:
     story: Story
     rnd: random.Random
     crash_rate: float
+    remembered: int = REMEMBERED  # keys the process's sets keep (``streams.recent_keys``)
     horizon_days: int = 1  # the dedup horizon: short, so that the stories' 40 days fold and drop shares and clicks
     stages: dict[str, Stage] = field(default_factory=lambda: {s: Stage() for s in STAGES})
     redis: dict[str, counters.CounterSnapshot] = field(default_factory=dict)
@@ -129,7 +131,7 @@ class Shell:
         runner = StageRunner(self.story.book, Tables(table("visitor"), table("customer"), referrers, CHANGELOGS), 1,
                              erased=set(self.erased.values()),
                              pseudonym_of=lambda customer_id: self.erased.get(customer_id, f"p:{customer_id}"),
-                             horizon_days=self.horizon_days)
+                             horizon_days=self.horizon_days, remembered=self.remembered)
         return runner, torn
 
     def recover(self) -> StageRunner:
@@ -237,15 +239,17 @@ def final(shell: Shell):  # noqa: ANN201
 
 
 @settings(max_examples=150, deadline=None)
-@given(stories(), st.randoms(use_true_random=False), st.sampled_from([0.0, 0.2, 0.5]))
-def test_crashes_and_redeliveries_end_as_one_clean_pass_in_time_order(story, rnd, crash_rate):
+@given(stories(), st.randoms(use_true_random=False), st.sampled_from([0.0, 0.2, 0.5]),
+       st.sampled_from([1, REMEMBERED]))
+def test_crashes_and_redeliveries_end_as_one_clean_pass_in_time_order(story, rnd, crash_rate, remembered):
+    """``remembered`` 1: the process forgets at once which keys it re-sent, wrote complete, saw acknowledged."""
     events = sorted(story.events, key=lambda e: e.occurred_at)
     expected = story.run(events, tick_days=200)
     want_rewards = {k: (w.status, w.points) for k, w in expected.rewards().items()
                     if not (w.status.value == "revoked" and w.points == 0)}
     want_referrals = {k: r.status for k, r in expected.referrals().items()}
 
-    shell = Shell(story, rnd, crash_rate)
+    shell = Shell(story, rnd, crash_rate, remembered=remembered)
     arrival = list(story.events)
     rnd.shuffle(arrival)
     for event in arrival:
