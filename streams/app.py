@@ -35,10 +35,12 @@ any other fact, and a replay confirms exactly what the first run confirmed.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import logging
 import os
 import random
+import shutil
 import signal
 import ssl
 import time
@@ -185,6 +187,7 @@ def keep_on_disk(tables: Iterable[faust.Table], root: Path, cached: int) -> None
         store.data = record_store.spilled_records(root / table.name, cached,
                                                   worker_metrics.RECORDS_LOADED.labels(table.name).inc)
         store._key_partition = record_store.spilled_partitions(root / f"{table.name}-partitions")  # noqa: SLF001
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # scratch (a SIGKILL's: process_dir, next start)
     log.info("tables' records on disk in %s, %d of each table cached as objects", root, cached)
 
 

@@ -46,6 +46,14 @@ def test_the_simulated_stream_ends_as_the_pure_core_decides(pipeline_factory):
         httpx.get(f"http://127.0.0.1:{own.streams.metrics_port}/metrics", timeout=10).text)
         for s in family.samples if s.name == "referral_worker_records_loaded_total"}
     assert loaded.keys() == {"visitors", "customers", "referrers"} and loaded["referrers"] > 100, loaded
+    records = own.state_dir / "faust" / own.streams.app_id / "records"
+    assert [p.name for p in records.iterdir()] == [f"pid-{worker.current.pid}"]
+    worker.kill()  # a SIGKILL leaves its directory: the next worker removes it
+    worker.start()
+    worker.wait_ready()
+    assert [p.name for p in records.iterdir()] == [f"pid-{worker.current.pid}"]
+    worker.stop()  # an exit removes its own
+    assert list(records.iterdir()) == []
 
 
 def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(pipeline_factory):
