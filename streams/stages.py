@@ -507,11 +507,28 @@ class _CountIndex:
     cells: dict[str, set[tuple[str, str, str, str]]]  # day -> its cells in ``activity``
 
 
+CELLS_INTERNED = 100_000  # distinct funnel cells the process shares one tuple of (cleared when full)
+_cells: dict[tuple[str, str, str, str], tuple[str, str, str, str]] = {}
+
+
+def interned(cell: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
+    """One tuple per funnel cell for the whole process: a referrer counts thousands of ids in a few cells, and a
+    tuple and its day's string per id were 130 of the about 300 bytes an id held in memory."""
+    kept = _cells.get(cell)
+    if kept is None:
+        if len(_cells) >= CELLS_INTERNED:
+            _cells.clear()
+        kept = _cells[cell] = cell
+    return kept
+
+
 def count_index(record: ReferrerRecord) -> _CountIndex:
     index = record.core.__dict__.get("_count_index")
     if index is None:
         index = _CountIndex({}, {})
-        for event_id, cell in record.counted.items():
+        counted = record.counted
+        for event_id, cell in counted.items():
+            counted[event_id] = cell = interned(cell)  # read back from the changelog or disk: one tuple per id
             index.ids.setdefault(cell[3], []).append(event_id)
         for cell in record.activity:
             index.cells.setdefault(cell[3], set()).add(cell)
@@ -556,7 +573,7 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
     day = at.strftime("%Y-%m-%d")
     if day <= record.floor:
         return Step(record, dropped=BEYOND_DEDUP_HORIZON)
-    key = (stage, campaign_id, channel, day)
+    key = interned((stage, campaign_id, channel, day))
     index = count_index(record)
     record.counted[event_id] = key
     record.activity[key] = record.activity.get(key, 0) + 1

@@ -89,3 +89,20 @@ def test_ticks_confirm_once_and_a_replayed_tick_is_a_duplicate():
     assert stages.referrer_step(done.record, "anna", Tick(late.now + timedelta(days=1)), BOOK).outbound == []
     resend = stages.referrer_resend(done.record, "anna")
     assert {o.value.event_id for o in resend} == {o.value.event_id for o in done.outbound}  # same ids again
+
+
+def test_the_shares_counted_in_one_cell_share_one_tuple_also_when_read_back():
+    """Memory: a counted id's cell is one of few, so one tuple per cell (``stages.interned``), not one per id."""
+    from streams import record_codec
+
+    record = stages.ReferrerRecord()
+    for i in range(3):
+        record = stages.referrer_step(record, "anna", stages.Share(f"s{i}", "default", "whatsapp", T0),
+                                      Story().book).record
+    cells = list(record.counted.values())
+    assert len(cells) == 3 and cells[0] is cells[1] is cells[2]
+    read_back = record_codec.decode(record_codec.encode(record))
+    assert len({id(c) for c in read_back.counted.values()}) == 3  # decoded: one tuple per id, until indexed
+    stages.count_index(read_back)
+    assert [c for c in read_back.counted.values()] == cells
+    assert all(c is cells[0] for c in read_back.counted.values())
