@@ -53,6 +53,7 @@ import faust
 import mode.loop
 import redis
 from faust.serializers import codecs
+from kafka.errors import KafkaError
 from prometheus_client import start_http_server
 
 from producers.code_registry import CodeRegistry
@@ -522,8 +523,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             if not app.tables.recovery.completed.is_set() or redis_waits:
                 watch.reset()
                 return
-            positions = await asyncio.to_thread(group_positions, settings, cfg.app_id, inputs)
-            stalled = watch.stalled(time.monotonic(), positions)
+            stalled = await stalled_partitions(watch, lambda: group_positions(settings, cfg.app_id, inputs))
             if stalled:
                 crash(f"no offset committed for {cfg.stall_timeout_s:.0f} s on {len(stalled)} partitions with "
                       f"records waiting, first {stalled[0]} (a stalled consumer)")
@@ -623,6 +623,20 @@ class StallWatch:
             elif now - seen[1] >= self.timeout_s:
                 out.append(tp)
         return out
+
+
+async def stalled_partitions(watch: StallWatch, read_positions: Callable[[], dict[Any, tuple[int, int]]]) -> list[Any]:
+    """The partitions ``watch`` finds stalled, reading the group's positions in a thread. Kafka not answering them
+    (a broker restarting, its group coordinator still loading: ``CoordinatorLoadInProgressError``) is no stall of
+    this worker's: its consumer waits for Kafka too. The watch starts over and looks again at its next round
+    (before, the error ended the worker after a broker restart)."""
+    try:
+        positions = await asyncio.to_thread(read_positions)
+    except KafkaError as exc:
+        log.warning("stall watch: the committed offsets could not be read (%s); looking again next round", exc)
+        watch.reset()
+        return []
+    return watch.stalled(time.monotonic(), positions)
 
 
 def run_worker(settings: Settings, campaigns: CampaignBook, loglevel: str = "warn") -> None:
