@@ -45,8 +45,8 @@ import signal
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import faust

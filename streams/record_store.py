@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import psutil
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteOptions
 
 from streams import record_codec
@@ -60,9 +61,9 @@ class SpilledMap(MutableMapping[bytes, Any]):
         self._decode = decode
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        options, self._writes = _options()
+        options, writes = _options()
         self._disk = Rdict(str(path), options)
-        self._disk.set_write_options(self._writes)
+        self._disk.set_write_options(writes)
         self._hot: OrderedDict[bytes, Any] = OrderedDict()
         self._missed: bytes | None = None  # the last key read and found nowhere: a write of it needs no look on disk
         self.loads = 0  # values read back from disk (the cache's misses)
@@ -176,16 +177,7 @@ def process_dir(root: Path) -> Path:
             pid = int(old.name[4:])
         except ValueError:
             continue
-        if pid != os.getpid() and not _running(pid):
+        if pid != os.getpid() and not psutil.pid_exists(pid):
             shutil.rmtree(old, ignore_errors=True)
     return root / f"pid-{os.getpid()}"
 
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
