@@ -504,7 +504,8 @@ class _CountIndex:
     load): the ids and the cells of each day, so that folding a day costs that day's events."""
 
     ids: dict[str, list[str]]  # day -> the live ids counted on it
-    cells: dict[str, set[tuple[str, str, str, str]]]  # day -> its cells in ``activity``
+    cells: dict[str, list[tuple[str, str, str, str]]]  # day -> its cells in ``activity`` (a few: a list; a set
+    # per referrer and day was the largest thing a referrer's record held in memory after its ids)
 
 
 CELLS_INTERNED = 100_000  # distinct funnel cells the process shares one tuple of (cleared when full)
@@ -531,7 +532,7 @@ def count_index(record: ReferrerRecord) -> _CountIndex:
             counted[event_id] = cell = interned(cell)  # read back from the changelog or disk: one tuple per id
             index.ids.setdefault(cell[3], []).append(event_id)
         for cell in record.activity:
-            index.cells.setdefault(cell[3], set()).add(cell)
+            index.cells.setdefault(cell[3], []).append(cell)  # activity's cells are distinct
         record.core.__dict__["_count_index"] = index
     return index
 
@@ -574,13 +575,22 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
     if day <= record.floor:
         return Step(record, dropped=BEYOND_DEDUP_HORIZON)
     key = interned((stage, campaign_id, channel, day))
+    day = key[3]  # the interned cell's: one string per day for the process, not one per referrer and day
     index = count_index(record)
     record.counted[event_id] = key
     record.activity[key] = record.activity.get(key, 0) + 1
     counters.counted(record, key)
     record.cells.add(key)
-    index.ids.setdefault(day, []).append(event_id)
-    index.cells.setdefault(day, set()).add(key)
+    day_ids = index.ids.get(day)
+    if day_ids is None:
+        index.ids[day] = [event_id]
+    else:
+        day_ids.append(event_id)
+    day_cells = index.cells.get(day)
+    if day_cells is None:
+        index.cells[day] = [key]
+    elif key not in day_cells:
+        day_cells.append(key)
     parts = {counted_part(event_id)}
     floor = floor_of(day, horizon_days)
     if floor <= record.floor:
