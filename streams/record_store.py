@@ -18,6 +18,7 @@ index).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from collections import OrderedDict
@@ -26,21 +27,35 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteOptions
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBufferManager, WriteOptions
 
 from streams import record_codec
 
-DISK_CACHE_BYTES = 16 * 2**20  # RocksDB's block cache per table: the encoded records it keeps in memory
-WRITE_BUFFER_BYTES = 8 * 2**20  # RocksDB's memtable per table: writes not yet flushed to a file
+DISK_MEMORY_BYTES = 48 * 2**20  # RocksDB's memory in one process, all tables together: the block cache, which
+# the write buffers are charged to, and the index and filter blocks (kept in it)
+WRITE_BUFFERS_BYTES = 16 * 2**20  # of which the memtables (writes not yet flushed to a file) take at most this
+WRITE_BUFFER_BYTES = 4 * 2**20  # one table's memtable
+
+
+@functools.cache
+def _memory() -> tuple[Cache, WriteBufferManager]:
+    """The process's one budget for RocksDB's memory, shared by every table (a cache per table, each filling
+    over a run, was about 200 MiB of the worker's growth)."""
+    cache = Cache(DISK_MEMORY_BYTES)
+    return cache, WriteBufferManager.new_write_buffer_manager_with_cache(WRITE_BUFFERS_BYTES, False, cache)
 
 
 def _options() -> tuple[Options, WriteOptions]:
+    cache, buffers = _memory()
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.set_write_buffer_size(WRITE_BUFFER_BYTES)
     options.set_max_write_buffer_number(2)
+    options.set_write_buffer_manager(buffers)
     table = BlockBasedOptions()
-    table.set_block_cache(Cache(DISK_CACHE_BYTES))
+    table.set_block_cache(cache)
+    table.set_cache_index_and_filter_blocks(True)  # charged to the budget too: they grow with the keys on disk
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
     table.set_bloom_filter(10, False)  # a key not on disk (a new customer, visitor) costs no file read
     options.set_block_based_table_factory(table)
     writes = WriteOptions()
