@@ -39,8 +39,8 @@ WRITE_BUFFER_BYTES = 4 * 2**20  # one table's memtable
 
 @functools.cache
 def _memory() -> tuple[Cache, WriteBufferManager]:
-    """The process's one budget for RocksDB's memory, shared by every table (a cache per table, each filling
-    over a run, was about 200 MiB of the worker's growth)."""
+    """The process's one budget for RocksDB's memory, shared by every table (a cache and two write buffers per
+    database, six databases, could hold up to 192 MiB)."""
     cache = Cache(DISK_MEMORY_BYTES)
     return cache, WriteBufferManager.new_write_buffer_manager_with_cache(WRITE_BUFFERS_BYTES, False, cache)
 
