@@ -147,12 +147,46 @@ class _Index:
     def __init__(self, book: CampaignBook) -> None:
         self.book = book
         self.by_code: dict[str, list[tuple[datetime, str]]] = {}  # live referrals by code, by attribution time
-        self.by_device: dict[tuple[str, str], dict[str, str]] = {}  # (campaign, device) -> referral -> referee
+        self.by_device: dict[tuple[str, str], DeviceGroup] = {}  # (campaign, device) -> its referrals' referees
         self.by_month: dict[tuple[str, str], list[tuple[datetime, str]]] = {}  # (campaign, month) -> by qualified_at
         self.due: list[tuple[datetime, str]] = []  # (end of hold, referral id), not final yet
         self.held: dict[str, ReasonCode] = {}  # live referral -> why held for review
         self.capped_from: dict[tuple[str, str], tuple[datetime, str] | None] = {}  # month -> entry reaching the cap
         self.confirmed: dict[str, int] = {}  # campaign -> referrals confirmed so far (the milestone count)
+
+
+# A device group: the referrals of one (campaign, device) and their referees. Most referees have a device of their
+# own, so a group of one is a (referral, referee) pair; a dict per group was the largest part of a referrer's index
+# in memory (about 300 bytes a referral). Groups of more are dicts: referral -> referee.
+DeviceGroup = tuple[str, str] | dict[str, str]
+
+
+def _members(group: DeviceGroup | None) -> dict[str, str]:
+    if group is None:
+        return {}
+    return {group[0]: group[1]} if isinstance(group, tuple) else group
+
+
+def _join_group(groups: dict[tuple[str, str], DeviceGroup], key: tuple[str, str], referral_id: str, referee_id: str
+                ) -> None:
+    group = groups.get(key)
+    if group is None or (isinstance(group, tuple) and group[0] == referral_id):
+        groups[key] = (referral_id, referee_id)
+    elif isinstance(group, tuple):
+        groups[key] = {group[0]: group[1], referral_id: referee_id}
+    else:
+        group[referral_id] = referee_id
+
+
+def _leave_group(groups: dict[tuple[str, str], DeviceGroup], key: tuple[str, str], referral_id: str) -> None:
+    group = groups.get(key)
+    if isinstance(group, tuple):
+        if group[0] == referral_id:
+            del groups[key]
+    elif group is not None:
+        group.pop(referral_id, None)
+        if not group:
+            del groups[key]
 
 
 # -- which index a referral belongs in --------------------------------------------------------------------------
@@ -189,11 +223,7 @@ def _unindex(state: ReferrerState, idx: _Index, r: Referral) -> None:
             if not entries:
                 del idx.by_code[r.code]
         if r.referee_device_id:
-            group = idx.by_device.get((r.campaign_id, r.referee_device_id))
-            if group is not None:
-                group.pop(r.referral_id, None)
-                if not group:
-                    del idx.by_device[(r.campaign_id, r.referee_device_id)]
+            _leave_group(idx.by_device, (r.campaign_id, r.referee_device_id), r.referral_id)
     idx.held.pop(r.referral_id, None)
     month = _month_of(r, book)
     if month is not None:
@@ -209,7 +239,7 @@ def _add_to_index(state: ReferrerState, idx: _Index, r: Referral) -> None:
     if _live(r, book):
         insort(idx.by_code.setdefault(r.code, []), (r.attributed_at, r.referral_id))
         if r.referee_device_id:
-            idx.by_device.setdefault((r.campaign_id, r.referee_device_id), {})[r.referral_id] = r.referee_id
+            _join_group(idx.by_device, (r.campaign_id, r.referee_device_id), r.referral_id, r.referee_id)
     month = _month_of(r, book)
     if month is not None:
         insort(idx.by_month.setdefault(month, []), (r.qualified_at, r.referral_id))  # type: ignore[arg-type]
@@ -250,7 +280,7 @@ def _hold_reason(state: ReferrerState, idx: _Index, r: Referral, over_device: di
         group_key = (r.campaign_id, r.referee_device_id)
         over = over_device.get(group_key)
         if over is None:
-            referees = set(idx.by_device.get(group_key, {}).values())
+            referees = set(_members(idx.by_device.get(group_key)).values())
             over = over_device[group_key] = len(referees) > idx.book.get(r.campaign_id).referees_per_device
         if over:
             return ReasonCode.DEVICE_REUSED
@@ -300,7 +330,7 @@ def _neighbours(state: ReferrerState, idx: _Index, r: Referral) -> set[str]:
     hi = bisect_left(entries, (r.attributed_at + reach + _ONE_TICK,))
     out.update(rid for _, rid in entries[lo:hi])
     if r.referee_device_id:
-        out.update(idx.by_device.get((r.campaign_id, r.referee_device_id), {}))
+        out.update(_members(idx.by_device.get((r.campaign_id, r.referee_device_id))))
     return out
 
 
@@ -470,7 +500,7 @@ def _on_tick(state: ReferrerState, idx: _Index, referrer_id: str, now: datetime)
                 continue
             if w.status is RewardStatus.PENDING:
                 w = decided[reward_id] = replace(w, status=RewardStatus.CONFIRMED, at=when)
-            state.final.add(reward_id)
+            state.final.add(w.reward_id)  # the reward's own id string, not a copy: the state holds every final id
         referrer_reward = decided.get(f"{referral_id}:referrer") or state.rewards.get(f"{referral_id}:referrer")
         if referrer_reward is None or referrer_reward.status is not RewardStatus.CONFIRMED:
             continue

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas.derived import Attribution, AttributionMethod, RewardChange
 from schemas.topics import ATTRIBUTIONS, CUSTOMER_FACTS, REFERRER_FACTS, REWARDS, VISITOR_FACTS
@@ -459,7 +459,7 @@ def _advance(record: ReferrerRecord, rewards: Iterable[Reward] = (), referrals: 
     are counters: what was reached stays counted). Every reward change is emitted, so this sees every status."""
     record = replace(record, seq=record.seq + 1, **changes)
     for w in rewards:
-        record.reached.setdefault((w.reward_id, w.status.value), (w.role.value, w.campaign_id, w.points))
+        record.reached.setdefault((w.reward_id, w.status.value), interned((w.role.value, w.campaign_id, w.points)))
         if w.reason is not None:
             record.withheld.setdefault((w.referral_id, w.reason.value), w.campaign_id)
     referrals = list(referrals)
@@ -508,19 +508,22 @@ class _CountIndex:
     # per referrer and day was the largest thing a referrer's record held in memory after its ids)
 
 
-CELLS_INTERNED = 100_000  # distinct funnel cells the process shares one tuple of (cleared when full)
-_cells: dict[tuple[str, str, str, str], tuple[str, str, str, str]] = {}
+CELLS_INTERNED = 100_000  # distinct tuples the process shares one object of (cleared when full)
+_cells: dict[tuple, tuple] = {}
+
+T = TypeVar("T", bound=tuple)
 
 
-def interned(cell: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
-    """One tuple per funnel cell for the whole process: a referrer counts thousands of ids in a few cells, and a
-    tuple and its day's string per id were 130 of the about 300 bytes an id held in memory."""
+def interned(cell: T) -> T:
+    """One tuple per value for the whole process: funnel cells (a referrer counts thousands of ids in a few cells,
+    and a tuple and its day's string per id were 130 of the about 300 bytes an id held in memory) and the
+    (role, campaign, points) a reward reached (``ReferrerRecord.reached``: three per referral)."""
     kept = _cells.get(cell)
     if kept is None:
         if len(_cells) >= CELLS_INTERNED:
             _cells.clear()
         kept = _cells[cell] = cell
-    return kept
+    return kept  # type: ignore[return-value]
 
 
 def count_index(record: ReferrerRecord) -> _CountIndex:

@@ -106,3 +106,50 @@ def test_the_shares_counted_in_one_cell_share_one_tuple_also_when_read_back():
     stages.count_index(read_back)
     assert [c for c in read_back.counted.values()] == cells
     assert all(c is cells[0] for c in read_back.counted.values())
+
+
+def test_a_referrers_referrals_share_their_common_values_and_reward_ids_are_not_copied():
+    """Memory: a referrer's record holds every referral it decided. Decoded from Kafka, each came with its own copy
+    of the referrer, code, campaign, method, status and currency; the final set held copies of the rewards' ids,
+    and every reward reached its (role, campaign, points) in a tuple of its own."""
+    from streams import record_codec
+
+    record = stages.ReferrerRecord()
+    for customer in ("eva", "finn"):
+        c = stages.customer_step(stages.CustomerRecord(), customer, signup(f"s-{customer}"), BOOK)
+        c = stages.customer_step(c.record, customer, order(f"o-{customer}"), BOOK)
+        fact = record_codec.decode(record_codec.encode(next(o.value for o in c.outbound if o.key == "anna")))
+        record = stages.referrer_step(record, "anna", fact, BOOK).record
+    record = stages.referrer_step(record, "anna", Tick(T0 + timedelta(days=20)), BOOK).record
+    eva, finn = sorted(record.core.referrals.values(), key=lambda r: r.referee_id)
+    assert eva.referee_id == "eva" and eva.referral_id != finn.referral_id
+    for name in ("referrer_id", "code", "campaign_id", "method", "status", "currency"):
+        assert getattr(eva, name) is getattr(finn, name), name
+    assert len(record.core.final) == 4
+    assert all(any(i is w.reward_id for w in record.core.rewards.values()) for i in record.core.final)
+    reached = {}
+    for (reward_id, status), value in record.reached.items():
+        assert any(reward_id is w.reward_id for w in record.core.rewards.values())
+        reached.setdefault((value, status), []).append(value)
+    assert all(all(v is vs[0] for v in vs) for vs in reached.values()) and any(len(v) == 2 for v in reached.values())
+
+
+def test_a_device_group_of_one_referral_is_a_pair_and_grows_into_a_map():
+    """Memory: most referees have a device of their own; a map per device was 300 bytes a referral."""
+    from streams import referrer_rewards as rr
+
+    groups: dict = {}
+    rr._join_group(groups, ("c", "d"), "r1", "eva")
+    assert groups == {("c", "d"): ("r1", "eva")} and rr._members(groups[("c", "d")]) == {"r1": "eva"}
+    rr._join_group(groups, ("c", "d"), "r1", "eva")  # again: the same
+    assert groups == {("c", "d"): ("r1", "eva")}
+    rr._join_group(groups, ("c", "d"), "r2", "finn")
+    assert groups == {("c", "d"): {"r1": "eva", "r2": "finn"}}
+    rr._leave_group(groups, ("c", "d"), "r1")
+    rr._leave_group(groups, ("c", "d"), "r9")  # not a member: nothing
+    assert rr._members(groups.get(("c", "d"))) == {"r2": "finn"}
+    rr._leave_group(groups, ("c", "d"), "r2")
+    assert groups == {} and rr._members(None) == {}
+    rr._join_group(groups, ("c", "d"), "r1", "eva")
+    rr._leave_group(groups, ("c", "d"), "r1")
+    assert groups == {}
