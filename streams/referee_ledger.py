@@ -46,7 +46,6 @@ kept ones are the earliest n); a refund dropped from a full set of unmatched one
 from __future__ import annotations
 
 import sys
-
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal

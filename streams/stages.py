@@ -511,10 +511,10 @@ class _CountIndex:
 CELLS_INTERNED = 100_000  # distinct tuples the process shares one object of (cleared when full)
 _cells: dict[tuple, tuple] = {}
 
-T = TypeVar("T", bound=tuple)
+TupleT = TypeVar("TupleT", bound=tuple)
 
 
-def interned(cell: T) -> T:
+def interned(cell: TupleT) -> TupleT:
     """One tuple per value for the whole process: funnel cells (a referrer counts thousands of ids in a few cells,
     and a tuple and its day's string per id were 130 of the about 300 bytes an id held in memory) and the
     (role, campaign, points) a reward reached (``ReferrerRecord.reached``: three per referral)."""
