@@ -171,9 +171,8 @@ def _apply(record: ReferrerRecord, part_id: str, value: Part | None) -> None:
             core.note_bonus(w)
             if n:
                 core.changes[w.reward_id] = n
-        final = set(value.final)
-        core.final.update(w.reward_id for w in value.rewards if w.reward_id in final)  # the rewards' own id strings
-        ids = {w.reward_id: w.reward_id for w in value.rewards}
+        ids = {w.reward_id: w.reward_id for w in value.rewards}  # the rewards' own id strings, not copies of them
+        core.final.update(ids.get(reward_id, reward_id) for reward_id in value.final)
         for reward_id, status, role, campaign, points in value.reached:
             record.reached[(ids.get(reward_id, reward_id), status)] = stages.interned((role, campaign, points))
         for reason, campaign in value.withheld:
