@@ -90,6 +90,7 @@ from streams import (
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify, classify_internal
 from streams.inbound import to_fact
+from streams.part_store import DiskPartStore, PartStore
 from streams.redis_sink import SnapshotWriter
 from streams.referee_ledger import CodeOwner
 from streams.referrer_rewards import Tick
@@ -153,11 +154,12 @@ class ReferrerTable(RecordTable):
         super().__init__(*args, **kwargs)
         self._assembler: referrer_parts.Assembler | None = None
         self.repair: Callable[[dict[str, int]], Any] | None = None
+        self.parts: PartStore | None = None  # where recovery folds the records' visitors (``streams.part_store``)
 
     @property
     def assembler(self) -> referrer_parts.Assembler:
         if self._assembler is None:  # the store exists once the app is set up
-            self._assembler = referrer_parts.Assembler(ByName(self.data))
+            self._assembler = referrer_parts.Assembler(ByName(self.data), self.parts)
         return self._assembler
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
@@ -272,10 +274,11 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     referrers_table: ReferrerTable = table(TABLES[2], ReferrerTable)
     for t in (visitors_table, customers_table, referrers_table):
         t.freeze_gc = cfg.gc_freeze
+    parts: PartStore | None = None  # the referrer records' visitors, out of their objects (``streams.part_store``)
     if cfg.records_on_disk:
-        keep_on_disk((visitors_table, customers_table, referrers_table),
-                     record_store.process_dir(settings.state_dir / "faust" / cfg.app_id / "records"),
-                     cfg.records_cached)
+        records_dir = record_store.process_dir(settings.state_dir / "faust" / cfg.app_id / "records")
+        keep_on_disk((visitors_table, customers_table, referrers_table), records_dir, cfg.records_cached)
+        parts = referrers_table.parts = DiskPartStore(records_dir / f"{referrers_table.name}-parts")
     changelog_of = {t.name: t.changelog_topic.get_topic_name() for t in (visitors_table, customers_table, referrers_table)}
 
     # -- shared plumbing -----------------------------------------------------------------------------
@@ -313,7 +316,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         pseudonym_of=lambda customer_id: pseudonym(secret, customer_id), written=written,
         horizon_days=settings.streams.dedup_horizon_days, visitor_cap=settings.streams.visitor_fact_cap,
         customer_limits=referee_ledger.Limits(orders=settings.streams.customer_orders_kept),
-        dropped=lambda table, reason: worker_metrics.DROPPED.labels(table, reason).inc())
+        dropped=lambda table, reason: worker_metrics.DROPPED.labels(table, reason).inc(), parts=parts)
 
     @app.timer(interval=10.0)
     async def refresh_erased() -> None:

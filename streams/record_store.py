@@ -45,7 +45,8 @@ def _memory() -> tuple[Cache, WriteBufferManager]:
     return cache, WriteBufferManager.new_write_buffer_manager_with_cache(WRITE_BUFFERS_BYTES, False, cache)
 
 
-def _options() -> tuple[Options, WriteOptions]:
+def rocks_options() -> tuple[Options, WriteOptions]:
+    """A database's options in this process: its share of the one memory budget, no write-ahead log (scratch)."""
     cache, buffers = _memory()
     options = Options(raw_mode=True)
     options.create_if_missing(True)
@@ -76,7 +77,7 @@ class SpilledMap(MutableMapping[bytes, Any]):
         self._decode = decode
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        options, writes = _options()
+        options, writes = rocks_options()
         self._disk = Rdict(str(path), options)
         self._disk.set_write_options(writes)
         self._hot: OrderedDict[bytes, Any] = OrderedDict()

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas.derived import ReasonCode, RewardStatus
 from streams.counters import referral_cells
@@ -44,6 +44,9 @@ from streams.referee_ledger import Referral
 from streams.referrer_rewards import ReferrerState, Reward, rewards_of
 from streams import stages
 from streams.stages import ReferrerRecord
+
+if TYPE_CHECKING:
+    from streams.part_store import PartStore
 
 SEP = "\x1f"
 Cell = tuple[str, str, str, str]
@@ -212,6 +215,31 @@ def put(record: ReferrerRecord, part_id: str, value: Part) -> ReferrerRecord:
     return replace(record, floor=max(record.floor, floor))  # its cells: when the ``Adopt`` completes it
 
 
+# -- parts kept on local disk, not as objects (``streams.part_store``) ------------------------------------------
+
+
+def fold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
+    """The record's visitors into ``store``, in place: the record keeps none of them as objects (they grow with
+    every visitor who clicked, and only an erasure, or the same visitor again, reads them)."""
+    visitors = record.visitors
+    if visitors:
+        for vid in visitors:
+            store.put(referrer_id, stages.visitor_part(vid), Member(record.seq))
+        visitors.clear()
+
+
+def unfold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
+    """The record as a whole again, in place: its visitors back from ``store`` (before a step that reads or
+    rewrites every part: an erasure, an adoption, a repair)."""
+    record.visitors.update(pid[2:] for pid in store.ids(referrer_id, "v"))
+
+
+def knows_visitor(record: ReferrerRecord, referrer_id: str, visitor_id: str, store: PartStore) -> None:
+    """A visitor ``store`` holds put back into the record, in place, so that its click writes no part again."""
+    if visitor_id not in record.visitors and store.get(referrer_id, stages.visitor_part(visitor_id)) is not None:
+        record.visitors.add(visitor_id)
+
+
 class Assembler:
     """Builds records from changelog entries in log order (a table's recovery, ``referrals rebuild``).
 
@@ -229,8 +257,9 @@ class Assembler:
     events whose writes the crash kept back come again: an event of a folded day is not counted twice, one of
     a later day counts once."""
 
-    def __init__(self, data: MutableMapping[str, ReferrerRecord]) -> None:
+    def __init__(self, data: MutableMapping[str, ReferrerRecord], parts: PartStore | None = None) -> None:
         self.data = data
+        self.parts = parts  # where the records' visitors go (``fold``), None: kept in the records
         self.pending: dict[str, dict[str, Part | None]] = {}
         self.folded: dict[str, dict[str, Folded | None]] = {}  # referrer -> day -> its folded part (None: deleted)
         self.floors: dict[str, str] = {}  # referrer -> the latest floor a ``c:`` part carries
@@ -243,6 +272,8 @@ class Assembler:
         self.touched.add(referrer_id)
         if part_id is None:
             if value is None:
+                if self.parts is not None:
+                    self.parts.drop(referrer_id)
                 self.data.pop(referrer_id, None)
                 self.pending.pop(referrer_id, None)
                 self.folded.pop(referrer_id, None)
@@ -251,6 +282,8 @@ class Assembler:
                 return referrer_id
             record = self.data.get(referrer_id)
             if record is None:
+                if self.parts is not None:
+                    self.parts.drop(referrer_id)  # an earlier owner's, of a partition this process had before
                 record = ReferrerRecord(core=ReferrerState())
                 for pid, pvalue in self.pending.pop(referrer_id, {}).items():
                     _apply(record, pid, pvalue)
@@ -271,6 +304,8 @@ class Assembler:
             self.pending.setdefault(referrer_id, {})[part_id] = value
         else:
             _apply(record, part_id, value)
+            if value is None and self.parts is not None and part_id.startswith("v:"):
+                self.parts.delete(referrer_id, part_id)  # folded out of the record before
         return referrer_id
 
     def finish(self) -> dict[str, int]:
@@ -289,6 +324,8 @@ class Assembler:
             record.cells.update(referral_cells(record.core.referrals.values()))
             if self.newest.get(referrer_id, -1) > record.seq:
                 torn[referrer_id] = self.newest[referrer_id]
+            if self.parts is not None:
+                fold(record, referrer_id, self.parts)
         self.touched.clear()
         self.newest.clear()
         self.folded.clear()

@@ -17,7 +17,10 @@ referrer stage's log). What they share is here, so the crash model checks the wo
   cap) are told to ``dropped`` (the worker's metric);
 - which referrers a tick visits (only those due, or all of a partition on a replayed tick);
 - which referrers' counters the batch writes, complete or only the changed referrals;
-- a record a crash left torn is decided again (``repair``).
+- a record a crash left torn is decided again (``repair``);
+- with a ``PartStore`` (``streams.part_store``), the parts a referrer's record keeps on local disk instead of
+  as objects (its visitors) go there after each step, and come back before a step that reads them: every
+  part before an erasure fact or a repair, a visitor before a click of theirs.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from schemas.derived import Attribution, RewardChange
 from schemas.records import attribution_record, reward_record
 from schemas.topics import CUSTOMER_FACTS, REFERRER_FACTS
 from streams import counters, recent_keys, record_codec, referee_ledger, referrer_parts, stages, visitor_attribution
+from streams.part_store import PartStore
 from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget, rename
 from streams.recent_keys import RecentKeys
@@ -146,6 +150,7 @@ class StageRunner:
     visitor_cap: int = stages.VISITOR_FACTS_KEPT  # clicks and signups a visitor's record keeps (``stages.visitor_step``)
     customer_limits: referee_ledger.Limits = referee_ledger.LIMITS  # what a customer's record keeps
     dropped: Callable[[str, str], None] = lambda _table, _reason: None  # hears of every input not applied, why
+    parts: PartStore | None = None  # where referrer records keep their visitors (None: in the records)
     remembered: int = recent_keys.REMEMBERED  # keys each of the per-process sets below keeps (``streams.recent_keys``)
     # per process: keys whose outputs were re-sent on a duplicate, referrers stepped (first touch: complete snapshot);
     # a key forgotten is re-sent again, or written complete again: always safe
@@ -190,6 +195,28 @@ class StageRunner:
 
     def referrer(self, referrer_id: str, fact: Any, batch: Batch) -> None:
         stored = self.tables.referrers.get(referrer_id.encode())
+        if self.parts is None:
+            self._referrer(referrer_id, fact, batch, stored)
+            return
+        if stored is None:
+            self.parts.drop(referrer_id)  # not this process's record: none of its parts here are (part_store)
+        elif isinstance(fact, Erase | Adopt | Continue | Forget):
+            referrer_parts.unfold(stored, referrer_id, self.parts)  # the step reads or rewrites every part
+        elif isinstance(fact, stages.Versioned) and isinstance(fact.fact, stages.ClickCounted) \
+                and fact.fact.visitor_id:
+            referrer_parts.knows_visitor(stored, referrer_id, fact.fact.visitor_id, self.parts)
+        self._referrer(referrer_id, fact, batch, stored)
+        self._fold(referrer_id)
+
+    def _fold(self, referrer_id: str) -> None:
+        assert self.parts is not None
+        record = self.tables.referrers.get(referrer_id.encode())
+        if record is None:
+            self.parts.drop(referrer_id)
+        else:
+            referrer_parts.fold(record, referrer_id, self.parts)
+
+    def _referrer(self, referrer_id: str, fact: Any, batch: Batch, stored: stages.ReferrerRecord | None) -> None:
         if stored is None and not isinstance(fact, _ERASURE_FACTS):
             alias = self.erased_as(referrer_id)
             if alias is not None:  # late for an erased referrer: to its pseudonym, renamed
@@ -316,11 +343,15 @@ class StageRunner:
         outputs, changelog = Batch(), Batch()
         for referrer_id, newest in sorted(torn.items()):
             stored = self.tables.referrers[referrer_id.encode()]
+            if self.parts is not None:
+                referrer_parts.unfold(stored, referrer_id, self.parts)  # every part is written again
             step = stages.referrer_repair(stored, referrer_id, self.campaigns, newest)
             self.emit(outputs, step.outbound)
             changelog.partition = partition_of(referrer_id, self.partitions)
             self._apply("referrers", referrer_id, replace(step, outbound=[]), changelog, lambda r: [], before=stored,
                         refreshed=set())
+            if self.parts is not None:
+                self._fold(referrer_id)
             outputs.mark(referrer_id, None)
         return outputs, changelog
 

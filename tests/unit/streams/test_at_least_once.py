@@ -25,6 +25,7 @@ from streams import counters, record_codec, referrer_parts
 from streams.deadletter import classify_internal
 from streams.erasure import Erase, mentions, rename
 from streams.inbound import to_fact
+from streams.part_store import PartStore
 from streams.recent_keys import REMEMBERED
 from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
@@ -82,6 +83,8 @@ class Shell:
     rewards_log: list = field(default_factory=list)  # referrals.rewards as delivered (duplicates and all)
     crashes: int = 0
     erased: dict[str, str] = field(default_factory=dict)  # erased customer -> pseudonym (the erasure registry)
+    # the process's referrer parts on local disk (``streams.part_store``), as the worker keeps them: lost with it
+    parts: PartStore = field(init=False)
     runner: StageRunner = field(init=False)
 
     def __post_init__(self) -> None:
@@ -124,14 +127,15 @@ class Shell:
             return {k: record_codec.decode(v) for k, v in self.stages[name].changelog.items() if v is not None}
 
         referrers: dict[bytes, object] = {}
-        assembler = referrer_parts.Assembler(ByName(referrers))
+        self.parts = PartStore()  # a new process's: empty, filled by the recovery
+        assembler = referrer_parts.Assembler(ByName(referrers), self.parts)
         for key, value in self.stages["referrer"].changelog.items():
             assembler.apply(key, None if value is None else record_codec.decode(value))
         torn = assembler.finish()
         runner = StageRunner(self.story.book, Tables(table("visitor"), table("customer"), referrers, CHANGELOGS), 1,
                              erased=set(self.erased.values()),
                              pseudonym_of=lambda customer_id: self.erased.get(customer_id, f"p:{customer_id}"),
-                             horizon_days=self.horizon_days, remembered=self.remembered)
+                             horizon_days=self.horizon_days, remembered=self.remembered, parts=self.parts)
         return runner, torn
 
     def recover(self) -> StageRunner:
@@ -331,6 +335,7 @@ def test_an_erased_customer_is_gone_from_every_record_and_the_books_are_the_same
             assert not mentions(record, victim), f"{name}[{key}] still mentions the erased customer"
     assert victim not in shell.redis
     assert all(not mentions(snap, victim) for snap in shell.redis.values())
+    assert shell.parts.ids(victim, "v") == []  # the process's parts on disk: none under the erased id
     # the books: every reward kept, renamed; the funnels count the same
     assert books(shell) == {rename(k, victim, alias): v for k, v in before.items()}
     funnel_after = {k: nonzero(counters.funnel_cells(r)) for k, r in shell.tables["referrer"].items() if r}

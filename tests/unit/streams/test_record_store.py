@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import record_codec, record_store
+from streams import record_codec, record_store, referrer_parts
+from streams.part_store import DiskPartStore
 from streams.stage_runner import StageRunner, Tables
 from streams.stages import CustomerRecord, ReferrerRecord, VisitorRecord
 from tests.unit.streams.test_properties import stories
@@ -135,14 +136,25 @@ def test_the_stages_decide_alike_with_their_records_on_disk(tmp_path_factory, st
     and reads it back decoded) sends what it sends over dicts, and ends with the same records."""
     root = tmp_path_factory.mktemp("tables")
     spilled = [record_store.spilled_records(root / name, cached=1) for name in ("v", "c", "r")]
+    parts = DiskPartStore(root / "r-parts")  # and the referrers' visitors out of their records
     try:
         in_memory = StageRunner(story.book, Tables({}, {}, {}, CHANGELOGS), 1)
-        on_disk = StageRunner(story.book, Tables(*spilled, CHANGELOGS), 1)
-        sent = [[(t, k, v) for b in through(run, story) for t, k, v, _ in b.records] for run in (in_memory, on_disk)]
+        on_disk = StageRunner(story.book, Tables(*spilled, CHANGELOGS), 1, parts=parts)
+        written: list[list] = [[], []]  # each batch's table changes, as encoded when it is done
+        batches = [through(run, story, done=lambda b, out=out: out.extend(
+                   (t, k, _read_back(v)) for t, k, _, v in b.table_changes()))
+                   for run, out in zip((in_memory, on_disk), written, strict=True)]
+        sent = [[(t, k, v) for b in run_batches for t, k, v, _ in b.records] for run_batches in batches]
         assert sent[0] == sent[1]
+        assert written[0] == written[1]  # the same changelog: a visitor's part once, whether kept as an object or not
+        referrer_keys = list(spilled[2])
+        assert not any(spilled[2][k].visitors for k in referrer_keys)
+        for k in referrer_keys:
+            referrer_parts.unfold(spilled[2][k], k.decode(), parts)
         for dicts, disk in zip((in_memory.tables.visitors, in_memory.tables.customers, in_memory.tables.referrers),
                                spilled, strict=True):
             assert {k: _read_back(v) for k, v in dicts.items()} == {k: _read_back(disk[k]) for k in disk}
     finally:
         for table in spilled:
             table.close()
+        parts.close()

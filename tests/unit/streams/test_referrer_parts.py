@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams import record_codec, referrer_parts
+from streams.part_store import PartStore
 from streams.referrer_rewards import Tick
 from tests.unit.streams.story import T0
 from tests.unit.streams.test_at_least_once import Shell, nonzero, stored
@@ -44,6 +45,19 @@ def test_what_the_stage_writes_assembles_to_the_record_in_any_order_of_keys(stor
     table = shell.tables["referrer"]
     changelog = {k: None if v is None else record_codec.decode(v)
                  for k, v in shell.stages["referrer"].changelog.items()}
+    # the worker's records keep their visitors in the process's part store (``streams.part_store``), not as
+    # objects; recovery with a part store of its own folds them the same way
+    folded: dict[str, object] = {}
+    parts = PartStore()
+    rebuilt_folded = referrer_parts.Assembler(folded, parts)
+    for key in sorted(changelog, key=lambda _: rnd.random()):
+        rebuilt_folded.apply(key, changelog[key])
+    assert rebuilt_folded.finish() == {}
+    assert all(not record.visitors for record in [*table.values(), *folded.values()])
+    for referrer_id, record in table.items():
+        assert same_record(folded[referrer_id], stored(record)), differences(folded[referrer_id], stored(record))
+        assert parts.ids(referrer_id, "v") == shell.parts.ids(referrer_id, "v")
+        referrer_parts.unfold(record, referrer_id, shell.parts)
     for order in (None, sorted(changelog, key=lambda _: rnd.random())):
         rebuilt = assembled(changelog, order)
         assert set(rebuilt) == set(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 
 from schemas.derived import RewardChange
@@ -26,8 +27,9 @@ STAGE_OF = {"referrals.visitor-facts": "visitor", "referrals.customer-facts": "c
             "referrals.referrer-facts": "referrer"}
 
 
-def through(run: StageRunner, story: Story) -> list[Batch]:
-    """Every event and every fact the stages send each other, one batch per record, in order."""
+def through(run: StageRunner, story: Story, done: Callable[[Batch], object] = lambda _batch: None) -> list[Batch]:
+    """Every event and every fact the stages send each other, one batch per record, in order; ``done`` sees each
+    batch once it is stepped (records change in place after)."""
     queue = [({"ClickEvent": "visitor", "ShareEvent": "referrer"}.get(type(e).__name__, "customer"),
               *to_fact(e, resolve)) for e in story.events]
     batches = []
@@ -35,6 +37,7 @@ def through(run: StageRunner, story: Story) -> list[Batch]:
         stage, key, fact = queue.pop(0)
         batch = Batch()
         getattr(run, stage)(key, fact, batch)
+        done(batch)
         queue += [(STAGE_OF[topic], k.decode(), record_codec.decode(value))
                   for topic, k, value, _ in batch.records if topic in STAGE_OF]
         batches.append(batch)

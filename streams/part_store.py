@@ -1,0 +1,108 @@
+"""Parts of referrer records that a worker process keeps on local disk instead of in the records' objects.
+
+A referrer's record is written to its changelog in parts (``streams.referrer_parts``). Some kinds of part
+grow with the referrer's history and are rarely read: the visitors whose clicks on the referrer's links
+were counted (``v:<visitor id>``) are read only when the referrer is erased (the erasure must reach every
+one of them) and when one of them clicks again. A process keeps those in a ``PartStore``, keyed like the
+changelog (``<referrer id>\\x1f<part id>``), and the record in memory holds none of them
+(``referrer_parts.fold``); the stage runner puts them back into the record before a step that needs them
+(``referrer_parts.unfold``, ``streams.stage_runner``).
+
+The store is scratch, like the records' own copy on disk (``streams.record_store``): each process starts
+with an empty one, and the table's recovery fills it from the changelog (``referrer_parts.Assembler``),
+which stays the truth. A process's store holds the parts of the records its tables hold; a record that is
+not in the table (new, or dropped with a partition this process no longer owns) has its parts dropped
+before it is first stepped, so nothing of an earlier owner's is read.
+
+Bound: on disk, one small value per part (a visitor: about 40 bytes with its key); in memory, nothing per
+part beyond RocksDB's one budget per process (``record_store.DISK_MEMORY_BYTES``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from rocksdict import Rdict
+
+from streams import record_codec, record_store
+from streams.referrer_parts import SEP, Part, changelog_key
+
+
+class PartStore:
+    """Referrer id -> part id -> part, in memory (the crash model's tests; what ``DiskPartStore`` keeps on disk)."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, dict[str, Part]] = {}
+
+    def get(self, referrer_id: str, part_id: str) -> Part | None:
+        return self._parts.get(referrer_id, {}).get(part_id)
+
+    def put(self, referrer_id: str, part_id: str, value: Part) -> None:
+        self._parts.setdefault(referrer_id, {})[part_id] = value
+
+    def delete(self, referrer_id: str, part_id: str) -> None:
+        parts = self._parts.get(referrer_id)
+        if parts is not None:
+            parts.pop(part_id, None)
+            if not parts:
+                del self._parts[referrer_id]
+
+    def ids(self, referrer_id: str, kind: str) -> list[str]:
+        """The ids of the referrer's parts of one kind (``"v"``: ``v:<visitor id>``), sorted."""
+        prefix = f"{kind}:"
+        return sorted(pid for pid in self._parts.get(referrer_id, {}) if pid.startswith(prefix))
+
+    def drop(self, referrer_id: str) -> None:
+        """Every part of the referrer."""
+        self._parts.pop(referrer_id, None)
+
+    def close(self) -> None:
+        self._parts.clear()
+
+
+class DiskPartStore(PartStore):
+    """The same on local disk (RocksDB, through rocksdict, within the process's one memory budget)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        options, writes = record_store.rocks_options()
+        self._disk = Rdict(str(path), options)
+        self._disk.set_write_options(writes)
+
+    def get(self, referrer_id: str, part_id: str) -> Part | None:
+        data = self._disk.get(changelog_key(referrer_id, part_id))
+        return None if data is None else record_codec.decode(data)
+
+    def put(self, referrer_id: str, part_id: str, value: Part) -> None:
+        self._disk[changelog_key(referrer_id, part_id)] = record_codec.encode(value)
+
+    def delete(self, referrer_id: str, part_id: str) -> None:
+        key = changelog_key(referrer_id, part_id)
+        if self._disk.get(key) is not None:
+            del self._disk[key]
+
+    def _keys(self, prefix: bytes) -> Iterator[bytes]:
+        for key in self._disk.keys(from_key=prefix):
+            if not key.startswith(prefix):
+                return
+            yield key
+
+    def ids(self, referrer_id: str, kind: str) -> list[str]:
+        start = len(referrer_id.encode()) + 1
+        return [key[start:].decode() for key in self._keys(changelog_key(referrer_id, f"{kind}:"))]
+
+    def drop(self, referrer_id: str) -> None:
+        # key by key, not ``delete_range``: a range tombstone per new referrer would slow every later read
+        for key in list(self._keys(f"{referrer_id}{SEP}".encode())):
+            del self._disk[key]
+
+    def close(self) -> None:
+        """Closes and removes the directory; the store is unusable after."""
+        with contextlib.suppress(Exception):
+            self._disk.close()
+        shutil.rmtree(self.path, ignore_errors=True)
