@@ -250,6 +250,15 @@ class Totals:
         return touched
 
 
+def keep_totals(record: ReferrerRecord, referrer_id: str) -> None:
+    """The referrals' contributions summed before a step changes any (a record read back from disk has none):
+    a partial snapshot after the step then takes back what a changed referral no longer adds (a signup gone back
+    to 0). Summed only after the change, that would be lost, and Redis would keep the old count."""
+    kept = record.core.__dict__.get("_totals")
+    if kept is None or kept.referrer_id != referrer_id:
+        totals(record, referrer_id, None).take_touched()
+
+
 def totals(record: ReferrerRecord, referrer_id: str, changed: Iterable[str] | None) -> Totals:
     """The referrals' contributions summed; ``changed``: the referrals whose part changed since the last call
     for this record (None: any; all are summed again)."""

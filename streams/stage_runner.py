@@ -234,6 +234,8 @@ class StageRunner:
                 record = replace(record, acked=record.seq)
             self.acknowledged.discard(referrer_id)  # until this batch is done
             batch.referrers.add(referrer_id)
+        if stored is not None:
+            counters.keep_totals(record, referrer_id)  # read back from disk: summed before the step changes them
         renaming = stages.renames(record, referrer_id, fact)
         step = stages.referrer_step(record, referrer_id, fact, self.campaigns, self.horizon_days)
         if step.dropped is not None:
