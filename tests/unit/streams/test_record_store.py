@@ -19,6 +19,7 @@ from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
 from streams.stage_runner import Batch, StageRunner, Tables
 from streams.stages import CustomerRecord, ReferrerRecord, VisitorRecord
+from tests.oracle import counters as reference_counters
 from tests.unit.streams.story import T0, Story, resolve
 from tests.unit.streams.test_properties import stories
 from tests.unit.streams.test_stage_runner import CHANGELOGS, through
@@ -252,12 +253,14 @@ def _differences(a: list, b: list) -> list:  # a debugging aid: the snapshots' f
 
 
 def _write(view: dict, snap) -> None:  # noqa: ANN001 - what Redis shows after a snapshot (``streams.redis_sink``)
-    shown = view.setdefault(snap.referrer_id, {"referrals": {}, "sums": {}, "leaderboard": {}, "welcome": {}})
+    shown = view.setdefault(snap.referrer_id, {"referrals": {}, "cells": {}, "leaderboard": {}, "welcome": {}})
     if snap.complete:
         shown["referrals"], shown["welcome"] = {}, {}
     shown["fields"] = snap.fields
     shown["referrals"].update(snap.referrals)
-    shown["sums"].update(snap.sums)
+    # the funnels and ledgers as the script keeps them: the referrer's cells, whose differences it adds
+    shown["cells"] = reference_counters.applied(shown["cells"], snap.contribution, snap.complete)
+    shown["sums"] = reference_counters.cell_sums(LAYOUT, snap.referrer_id, shown["cells"])
     shown["leaderboard"].update(snap.leaderboard)
     for key, rewards in snap.welcome.items():
         shown["welcome"].setdefault(key, {}).update(rewards)
