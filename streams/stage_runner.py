@@ -404,8 +404,14 @@ class StageRunner:
         """An erasure marker's deletion (``Forget``) in a batch that also sends the key's outputs (the marker's
         facts re-sent on a duplicate, say) waits: sent to itself again, it comes in a later batch, once these
         outputs are on Kafka. Deleted in this batch, the tombstone could reach Kafka and the outputs not, and
-        with the marker gone nothing would send them again."""
-        if not (step.changed and step.record is None and (table, key) in batch.emitted):
+        with the marker gone nothing would send them again. So does a referrer's erasure going on (``Continue``)
+        in the batch that re-sends its adoption (a duplicate ``Erase`` after a crash, the ``Continue`` the
+        crashed batch left on Kafka right behind it): sent together, a crash could keep the customers' erasures
+        and the ``Forget`` they lead to, and lose parts of the adoption, which nothing would send again (the
+        crash model found it)."""
+        if (table, key) not in batch.emitted:
+            return False
+        if not (step.changed and step.record is None) and not (isinstance(fact, Continue) and step.outbound):
             return False
         own = CUSTOMER_FACTS.name if table == "customers" else REFERRER_FACTS.name
         self.emit(batch, [stages.Outbound(own, key, fact)])

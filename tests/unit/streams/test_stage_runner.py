@@ -181,3 +181,27 @@ def test_a_marker_is_not_deleted_in_the_batch_that_sends_its_facts_again():
     restarted.customer("eva", Forget("erasure-1"), later := Batch())
     assert b"eva" not in restarted.tables.customers
     assert later.table_changes() == [(CHANGELOGS[1], b"eva", 0, None)]  # the tombstone
+
+
+def test_an_erasure_goes_on_only_after_the_batch_that_re_sends_its_adoption():
+    """Found by the crash model: a crash after an erased referrer's ``Continue`` reached Kafka but before all of
+    its adoption did; the ``Erase``, delivered again, re-sends the adoption, and the ``Continue`` right behind it
+    in the same batch would send the customers' erasures and, through them, the ``Forget`` with it: a crash
+    could then keep those and lose adoption parts, which nothing would send again. It waits for a later batch."""
+    story = a_story()
+    run = runner(story)
+    through(run, story)
+    erase = Erase("anna", "p:anna", "erasure-1", T0 + timedelta(days=30))
+    run.referrer("anna", erase, first := Batch())
+    (cont,) = [record_codec.decode(v) for t, k, v, _ in first.records if t == "referrals.referrer-facts"
+               and k == b"anna"]
+    restarted = runner(story)  # the crash: a new process, the tables as they were
+    restarted.tables = run.tables
+    restarted.referrer("anna", erase, batch := Batch())  # delivered again: the adoption re-sent
+    restarted.referrer("anna", cont, batch)  # the Continue the crashed batch left, in the same batch
+    sent = [(t, k) for t, k, _, _ in batch.records]
+    assert ("referrals.referrer-facts", b"p:anna") in sent  # the adoption
+    assert not any(t == "referrals.customer-facts" for t, _ in sent)  # no customer erased yet
+    assert sent[-1] == ("referrals.referrer-facts", b"anna")  # the Continue, to itself again
+    restarted.referrer("anna", cont, later := Batch())  # a later batch: the adoption is on Kafka by now
+    assert any(t == "referrals.customer-facts" for t, _, _, _ in later.records)
