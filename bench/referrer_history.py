@@ -17,7 +17,12 @@ decisions, the dedup, the bookkeeping of the counters). Timed per slice of 1,000
   each slice;
 - ``record_bytes``: the whole record encoded as one value, which is what one changelog value was before;
 - ``codec``: encoding and decoding the last slice's changelog values with the records' codec
-  (``streams.record_codec``, msgspec), next to ``pickle`` on the same values (what it replaced).
+  (``streams.record_codec``, msgspec), next to ``pickle`` on the same values (what it replaced);
+- ``memory``: what the record holds in Python objects per referral at the end (tracemalloc; every fact read
+  through the records' codec first, as the worker gets it), with every referral in the record and with the
+  referrals decided for good settled out of it into a part store on disk as the worker does once a batch is
+  acknowledged (``streams.referrer_parts.fold``; here every step counts as acknowledged at once), and what
+  settling costs per referral.
 
 The reference core (``tests/oracle``, recomputed from the history; what the worker ran
 before) is timed in the same run on the first referrals, as the raw figure to read against.
@@ -27,7 +32,10 @@ from __future__ import annotations
 
 import gc
 import pickle
+import tempfile
 import time
+import tracemalloc
+from pathlib import Path
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +46,7 @@ from schemas.derived import ReasonCode  # noqa: F401 - the records hold its enum
 
 from streams import counters, record_codec, referrer_parts, stages
 from streams.campaigns import Campaign, CampaignBook
+from streams.part_store import DiskPartStore
 from streams.redis_layout import RedisLayout
 from streams.referee_ledger import Referral
 from streams.referrer_rewards import Tick
@@ -179,3 +188,67 @@ def reference(groups: list[list[object]], campaigns: CampaignBook) -> float:
             state, _ = oracle.step(state, REFERRER, fact, campaigns)
             n += 1
     return (time.perf_counter() - began) / n * 1e6
+
+
+@dataclass
+class MemoryResult:
+    referrals: int
+    held: float  # bytes of Python objects per referral, every referral in the record
+    settled: float  # the same, the referrals decided for good settled out of it (``referrer_parts.fold``)
+    settled_referrals: int  # how many of them were settled at the end
+    settle_us: float  # what settling cost, per referral settled (its part to disk, its entry)
+    record_bytes: tuple[int, int] = (0, 0)  # the record encoded whole (what eviction to disk writes): all, settled
+    decode_ms: tuple[float, float] = (0.0, 0.0)  # and decoded (what reading it back costs)
+
+
+def _build(groups: list[list[object]], campaigns: CampaignBook, store: DiskPartStore | None
+           ) -> tuple[stages.ReferrerRecord, float]:
+    """The record after ``groups``, every step taken as acknowledged at once; with ``store``, the referrals
+    decided for good settled into it after each step (``referrer_parts.fold``). Returns the seconds folding took."""
+    record = stages.ReferrerRecord()
+    folding = 0.0
+    for group in groups:
+        for fact in group:
+            step = stages.referrer_step(record, REFERRER, fact, campaigns)
+            record = step.record
+            stages.note_changed(record, step.parts)
+            if store is not None:
+                began = time.perf_counter()
+                referrer_parts.fold(record, REFERRER, store, acked=record.seq)
+                folding += time.perf_counter() - began
+    return record, folding
+
+
+def memory(referrals: int) -> MemoryResult:
+    """The record's Python objects per referral after ``referrals``, with and without settling (tracemalloc, which
+    slows every allocation: what settling costs is timed in a run of its own)."""
+    campaigns = book()
+    out: dict[bool, tuple[float, int, int, float]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        timed = DiskPartStore(Path(scratch) / "timed")
+        record, folding = _build([[record_codec.decode(record_codec.encode(f)) for f in g] for g in facts(referrals)],
+                                 campaigns, timed)
+        settle_us = folding / max(len(record.core.settled), 1) * 1e6
+        timed.close()
+        del record
+        for settle in (False, True):
+            groups = [[record_codec.decode(record_codec.encode(f)) for f in g] for g in facts(referrals)]
+            store = DiskPartStore(Path(scratch) / f"parts-{settle}") if settle else None
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            record, _ = _build(groups, campaigns, store)
+            del groups
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - before
+            tracemalloc.stop()
+            encoded = record_codec.encode(record)
+            began = time.perf_counter()
+            record_codec.decode(encoded)
+            out[settle] = (held / referrals, len(record.core.settled), len(encoded),
+                           (time.perf_counter() - began) * 1e3)
+            if store is not None:
+                store.close()
+            del record
+    return MemoryResult(referrals, out[False][0], out[True][0], out[True][1], settle_us,
+                        (out[False][2], out[True][2]), (out[False][3], out[True][3]))

@@ -293,6 +293,19 @@ class Suite:
                         "brought up to date with it)"))
         add(Figure(f"history: complete counter snapshot at {n:,} referrals", "ms",
                    [r.complete_snapshot_ms[-1] for r in results], note="once per referrer after a restart"))
+        held = [referrer_history.memory(n) for _ in range(s.runs)]
+        add(Figure(f"history: the record's Python objects per referral at {n:,} referrals, all in the record",
+                   "bytes", [m.held for m in held], bound="every referral ever decided as objects (before)"))
+        add(Figure(f"history: the same, referrals decided for good settled to local disk at {n:,} referrals",
+                   "bytes", [m.settled for m in held],
+                   note=f"{held[0].settled_referrals:,} settled; the entry the decisions read stays"))
+        add(Figure("history: settling a referral (its part to disk, its entry kept)", "µs/referral",
+                   [m.settle_us for m in held]))
+        for i, how in enumerate(("all in the record", "referrals settled")):
+            add(Figure(f"history: the record encoded whole at {n:,} referrals, {how}", "bytes",
+                       [float(m.record_bytes[i]) for m in held], note="what leaving the worker's cache writes"))
+            add(Figure(f"history: decoding it, {how}", "ms", [m.decode_ms[i] for m in held],
+                       note="what reading it back into the cache costs"))
 
     # -- one influencer through the real worker --------------------------------------------------------
 

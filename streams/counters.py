@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from schemas.derived import ReasonCode, RewardRole, RewardStatus
 from streams.redis_layout import RedisLayout, partition_of
 from streams.referee_ledger import Referral
-from streams.referrer_rewards import rewards_of
+from streams.referrer_rewards import Reward, rewards_of
 
 if TYPE_CHECKING:
     from streams.stages import ReferrerRecord
@@ -87,6 +87,9 @@ def funnel_cells(record: ReferrerRecord) -> dict[FunnelCell, int]:
     """The referrer's whole contribution: shares and clicks counted, signups and conversions decided."""
     cells = Counter(record.activity)
     cells.update(referral_cells(record.core.referrals.values()))
+    for key, (n, _named) in record.settled_sums.items():
+        if key[0] == "cell":
+            cells[key[1]] += n
     for cell in record.cells:  # once contributed, a cell stays (with 0)
         cells[cell] += 0
     return dict(cells)
@@ -245,6 +248,35 @@ class Totals:
                 named[key] += 1
                 touched.add(key)
 
+    def settle(self, referral_id: str, contribution: Contribution) -> None:
+        """A referral settled (``streams.referrer_rewards.settle``): its contribution stays in the sums, not as an
+        entry of its own (it no longer changes)."""
+        old = self.of.pop(referral_id, None)
+        if old == contribution:
+            return  # in the sums already, as it is
+        total, named, touched = self.sum, self.named, self.touched
+        for key, n in old or ():
+            total[key] -= n
+            named[key] -= 1
+            touched.add(key)
+        for key, n in contribution:
+            total[key] += n
+            named[key] += 1
+            touched.add(key)
+
+    def unsettle(self, referral_id: str, settled: Contribution, contribution: Contribution) -> None:
+        """A settled referral put back: an entry of its own again, ``contribution`` (what it adds now) in the sums
+        in place of ``settled`` (what it added when it settled)."""
+        if settled != contribution:
+            total, named, touched = self.sum, self.named, self.touched
+            for key, n in settled:
+                total[key] -= n
+                named[key] -= 1
+                touched.add(key)
+            self.set(referral_id, contribution)
+        else:
+            self.of[referral_id] = contribution
+
     def take_touched(self) -> set[tuple]:
         touched, self.touched = self.touched, set()
         return touched
@@ -274,18 +306,26 @@ def totals(record: ReferrerRecord, referrer_id: str, changed: Iterable[str] | No
             withheld.setdefault(rid, []).append((reason, campaign_id))
         for rid in core.referrals:
             kept.set(rid, referral_contribution(record, referrer_id, rid, reached, withheld))
+        for key, (n, named) in record.settled_sums.items():
+            kept.sum[key] += n
+            kept.named[key] += named
+            kept.touched.add(key)
         return kept
-    for rid in changed:
-        kept.set(rid, referral_contribution(record, referrer_id, rid) if rid in core.referrals else None)
+    for rid in changed:  # a settled referral is in ``settled_sums`` (``Totals.settle`` took it there)
+        if rid not in core.settled:
+            kept.set(rid, referral_contribution(record, referrer_id, rid) if rid in core.referrals else None)
     return kept
 
 
 def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
-             only: Iterable[str] | None = None, cells: Iterable[FunnelCell] = ()) -> CounterSnapshot:
+             only: Iterable[str] | None = None, cells: Iterable[FunnelCell] = (),
+             settled: Iterable[tuple[Referral, Iterable[Reward]]] = ()) -> CounterSnapshot:
     """The referrer's counters. Complete without ``only``; with it, partial (the module docstring): the summaries
     and welcome rewards of just the referrals in ``only``, the totals brought up to date with just those
     (``totals``), and the funnel and ledger cells they and ``cells`` (the shares' and clicks' cells the batch
-    counted or folded: ``streams.stages.touched_cells``) touch."""
+    counted or folded: ``streams.stages.touched_cells``) touch. A complete one also shows the ``settled``
+    referrals (each with its rewards), which the record holds only as entries (``referrer_rewards.settle``):
+    its caller reads them back (``streams.part_store``)."""
     core = record.core
     complete = only is None
     only = None if only is None else set(only)
@@ -302,21 +342,12 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
             fields["clicks"] += n
     referrals: dict[str, str | None] = {}
     shown = sorted(core.referrals) if only is None else sorted(rid for rid in only if rid in core.referrals)
+    settled = [(r, list(rewards)) for r, rewards in settled] if complete else []
     for r in (core.referrals[rid] for rid in shown):
-        if r.status == "withdrawn":
-            referrals[r.referral_id] = None
-            continue
-        reward = core.rewards.get(f"{r.referral_id}:{RewardRole.REFERRER.value}")
-        if reward is not None and reward.status is RewardStatus.REVOKED and reward.points == 0:
-            reward = None  # announced, then voided by a late event: the referral's own status says why
-        referrals[r.referral_id] = referral_summary({
-            "referee_id": r.referee_id, "campaign_id": r.campaign_id, "status": r.status,
-            "reason": r.reason.value if r.reason else None, "channel": r.channel or NO_CHANNEL,
-            "attributed_at": r.attributed_at.isoformat(),
-            "reward_status": reward.status.value if reward else None,
-            "reward_reason": reward.reason.value if reward and reward.reason else None,
-            "reward_points": reward.points if reward else 0,
-        })
+        referrals[r.referral_id] = _summary(r, core.rewards.get(f"{r.referral_id}:{RewardRole.REFERRER.value}"))
+    for r, rewards in settled:
+        own = f"{r.referral_id}:{RewardRole.REFERRER.value}"
+        referrals[r.referral_id] = _summary(r, next((w for w in rewards if w.reward_id == own), None))
     funnel, ledger, confirmed = (_every_cell(record, kept) if complete else _touched_cells(record, kept, touched, cells))
     sums: dict[tuple[str, str], int] = {}
     for (stage, campaign_id, channel, day), n in funnel.items():
@@ -328,7 +359,8 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
     campaigns = {c for (_, c, _, _) in funnel} | {c for c, _ in ledger} | set(confirmed)
     welcome: dict[str, dict[str, str]] = {}
     if only is None:
-        referee_rewards = sorted(core.rewards.values(), key=lambda w: w.reward_id)
+        referee_rewards = sorted([*core.rewards.values(), *(w for _, rewards in settled for w in rewards)],
+                                 key=lambda w: w.reward_id)
     else:
         referee_rewards = [w for rid in shown if (w := core.rewards.get(f"{rid}:{RewardRole.REFEREE.value}"))]
     for w in referee_rewards:
@@ -343,6 +375,22 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
         campaigns_key=layout.campaigns(p), campaigns=tuple(sorted(campaigns)), welcome=welcome,
         own_welcome_key=layout.welcome(referrer_id), contribution=contribution(funnel, ledger),
         complete=complete, cells_key=layout.cells(referrer_id))
+
+
+def _summary(r: Referral, reward: Reward | None) -> str | None:
+    """A referral's summary for the referrals hash, its referrer reward's state in it; None: withdrawn (removed)."""
+    if r.status == "withdrawn":
+        return None
+    if reward is not None and reward.status is RewardStatus.REVOKED and reward.points == 0:
+        reward = None  # announced, then voided by a late event: the referral's own status says why
+    return referral_summary({
+        "referee_id": r.referee_id, "campaign_id": r.campaign_id, "status": r.status,
+        "reason": r.reason.value if r.reason else None, "channel": r.channel or NO_CHANNEL,
+        "attributed_at": r.attributed_at.isoformat(),
+        "reward_status": reward.status.value if reward else None,
+        "reward_reason": reward.reason.value if reward and reward.reason else None,
+        "reward_points": reward.points if reward else 0,
+    })
 
 
 Cells = tuple[dict[FunnelCell, int], dict[tuple[str, str], int], dict[str, int]]  # funnel, ledger, leaderboard

@@ -3,10 +3,12 @@
 A referrer's record is written to its changelog in parts (``streams.referrer_parts``). Some kinds of part
 grow with the referrer's history and are rarely read: the visitors whose clicks on the referrer's links
 were counted (``v:<visitor id>``) are read only when the referrer is erased (the erasure must reach every
-one of them) and when one of them clicks again. A process keeps those in a ``PartStore``, keyed like the
-changelog (``<referrer id>\\x1f<part id>``), and the record in memory holds none of them
-(``referrer_parts.fold``); the stage runner puts them back into the record before a step that needs them
-(``referrer_parts.unfold``, ``streams.stage_runner``).
+one of them) and when one of them clicks again; a referral decided for good (``r:<referral id>``), only by
+a complete counter snapshot, an erasure, a repair, or a late fact about it. A process keeps those in a
+``PartStore``, keyed like the changelog (``<referrer id>\\x1f<part id>``), and the record in memory holds
+none of them (``referrer_parts.fold``; of a settled referral, an entry the decisions read); the stage runner
+puts them back into the record before a step that needs them (``referrer_parts.unfold``, ``unsettle``,
+``streams.stage_runner``).
 
 The store is scratch, like the records' own copy on disk (``streams.record_store``): each process starts
 with an empty one, and the table's recovery fills it from the changelog (``referrer_parts.Assembler``),
@@ -14,8 +16,9 @@ which stays the truth. A process's store holds the parts of the records its tabl
 not in the table (new, or dropped with a partition this process no longer owns) has its parts dropped
 before it is first stepped, so nothing of an earlier owner's is read.
 
-Bound: on disk, one small value per part (a visitor: about 40 bytes with its key); in memory, nothing per
-part beyond RocksDB's one budget per process (``record_store.DISK_MEMORY_BYTES``).
+Bound: on disk, one value per part (a visitor: about 40 bytes with its key; a referral: its changelog part,
+about 500 bytes); in memory, nothing per part beyond RocksDB's one budget per process
+(``record_store.DISK_MEMORY_BYTES``).
 """
 
 from __future__ import annotations

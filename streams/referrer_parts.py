@@ -34,16 +34,17 @@ its next snapshot, which takes them back from the campaign totals exactly as a 0
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from schemas.derived import ReasonCode, RewardStatus
+from streams import counters, referrer_rewards, stages
 from streams.counters import referral_cells
+from streams.interning import interned
 from streams.referee_ledger import Referral
 from streams.referrer_rewards import ReferrerState, Reward, rewards_of
-from streams import stages
-from streams.stages import ReferrerRecord
+from streams.stages import ReferrerRecord, referral_part
 
 if TYPE_CHECKING:
     from streams.part_store import PartStore
@@ -115,6 +116,8 @@ def part(record: ReferrerRecord, part_id: str) -> Part | None:
     """The value of one part as the record holds it now; None: the record has no such part (a tombstone)."""
     kind, ident = part_id[0], part_id[2:]
     if kind == "r":
+        if ident in record.core.settled:  # not a tombstone: its part is where ``fold`` put it
+            raise ValueError(f"referral {ident} is settled: unfold the record before writing its part")
         referral = record.core.referrals.get(ident)
         if referral is None:
             return None
@@ -148,6 +151,8 @@ def _apply(record: ReferrerRecord, part_id: str, value: Part | None) -> None:
     kind, ident = part_id[0], part_id[2:]
     core = record.core
     if kind == "r":
+        if ident in core.settled:
+            raise ValueError(f"referral {ident} is settled: unsettle it before its part changes")
         old = core.referrals.pop(ident, None)
         record.versions.pop(f"referral:{ident}", None)
         if old is not None:
@@ -177,7 +182,7 @@ def _apply(record: ReferrerRecord, part_id: str, value: Part | None) -> None:
         ids = {w.reward_id: w.reward_id for w in value.rewards}  # the rewards' own id strings, not copies of them
         core.final.update(ids.get(reward_id, reward_id) for reward_id in value.final)
         for reward_id, status, role, campaign, points in value.reached:
-            record.reached[(ids.get(reward_id, reward_id), status)] = stages.interned((role, campaign, points))
+            record.reached[(ids.get(reward_id, reward_id), status)] = interned((role, campaign, points))
         for reason, campaign in value.withheld:
             record.withheld[(ident, reason)] = campaign
     elif kind == "c":
@@ -218,20 +223,114 @@ def put(record: ReferrerRecord, part_id: str, value: Part) -> ReferrerRecord:
 # -- parts kept on local disk, not as objects (``streams.part_store``) ------------------------------------------
 
 
-def fold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
-    """The record's visitors into ``store``, in place: the record keeps none of them as objects (they grow with
-    every visitor who clicked, and only an erasure, or the same visitor again, reads them)."""
+def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int = 0) -> None:
+    """What the record need not hold as objects into ``store``, in place (both grow with the referrer's history
+    and are rarely read again):
+
+    - its visitors (only an erasure, or the same visitor again, reads them);
+    - its referrals decided for good whose last change is acknowledged (``settle``): the record keeps their
+      ``Settled`` entries, which is all the decisions about the others read of them. ``acked``: a seq up to
+      which the record's outputs are known to be on Kafka, if more than it says."""
     visitors = record.visitors
     if visitors:
         for vid in visitors:
             store.put(referrer_id, stages.visitor_part(vid), Member(record.seq))
         visitors.clear()
+    acked = max(acked, record.acked)
+    if not acked:  # nothing acknowledged yet (a record being adopted part by part has seq 0 until it is whole)
+        return
+    changed_at = _changed_at(record)
+    for rid in settling(record):
+        if changed_at.get(rid, record.seq) <= acked:  # not known (read back from disk): at most the record's seq
+            settle(record, referrer_id, rid, store)
+
+
+def settling(record: ReferrerRecord) -> list[str]:
+    """The referrals of the record decided for good and not settled yet (derived, kept with the state while it
+    lives: a tick adds those whose hold it ended, ``stages.note_final``; after a load, found among the final
+    ones)."""
+    core = record.core
+    waiting = core.__dict__.get("_settling")
+    if waiting is None:
+        waiting = core.__dict__["_settling"] = {
+            w[: -len(":referee")] for w in core.final if w.endswith(":referee")} & core.referrals.keys()
+    return sorted(rid for rid in waiting if referrer_rewards.settleable(core, rid))
+
+
+def _changed_at(record: ReferrerRecord) -> dict[str, int]:
+    return record.core.__dict__.setdefault("_changed_at", {})
+
+
+def settle(record: ReferrerRecord, referrer_id: str, referral_id: str, store: PartStore) -> None:
+    """One referral decided for good out of the record's objects, in place: its part into ``store`` and the
+    record's totals, the ``Settled`` entry kept (``referrer_rewards.settle``). The changelog already holds the
+    part (its last change is acknowledged), so nothing is written to it."""
+    core = record.core
+    value = part(record, referral_part(referral_id))
+    assert isinstance(value, ReferralPart)
+    store.put(referrer_id, referral_part(referral_id), value)
+    contribution = counters.referral_contribution(record, referrer_id, referral_id)
+    _add_sums(record, contribution, 1)
+    referrer_rewards.settle(core, referral_id, record.versions.pop(f"referral:{referral_id}", None))
+    for w in value.rewards:
+        for status in RewardStatus:
+            record.reached.pop((w.reward_id, status.value), None)
+    for reason in ReasonCode:
+        record.withheld.pop((referral_id, reason.value), None)
+    _changed_at(record).pop(referral_id, None)
+    waiting = core.__dict__.get("_settling")
+    if waiting is not None:
+        waiting.discard(referral_id)
+    totals = core.__dict__.get("_totals")
+    if totals is not None:
+        totals.settle(referral_id, contribution)
+
+
+def unsettle(record: ReferrerRecord, referrer_id: str, referral_id: str, store: PartStore) -> None:
+    """A settled referral back into the record's objects, as it was (before a fact about it, or a step that
+    reads every part), in place."""
+    value = store.get(referrer_id, referral_part(referral_id))
+    assert isinstance(value, ReferralPart), f"the part of settled referral {referral_id} is not in the store"
+    store.delete(referrer_id, referral_part(referral_id))  # the store holds what is settled, nothing stale
+    referrer_rewards.unsettle(record.core, referral_id)
+    _apply(record, referral_part(referral_id), value)
+    stages.note_final(record, [referral_id])  # settled again by the next ``fold`` unless a step changes it
+    contribution = counters.referral_contribution(record, referrer_id, referral_id)  # what ``settle`` added
+    _add_sums(record, contribution, -1)
+    totals = record.core.__dict__.get("_totals")
+    if totals is not None:
+        totals.unsettle(referral_id, contribution, contribution)
+
+
+def _add_sums(record: ReferrerRecord, contribution: counters.Contribution, sign: int) -> None:
+    """A settled referral's contribution into (1) or out of (-1) the record's ``settled_sums``."""
+    sums = record.settled_sums
+    for key, n in contribution:
+        entry = sums.get(key)
+        if entry is None:
+            entry = sums[key] = [0, 0]
+        entry[0] += sign * n
+        entry[1] += sign
+        if not entry[1]:
+            del sums[key]
 
 
 def unfold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
-    """The record as a whole again, in place: its visitors back from ``store`` (before a step that reads or
-    rewrites every part: an erasure, an adoption, a repair)."""
+    """The record as a whole again, in place: its visitors and settled referrals back from ``store`` (before a
+    step that reads or rewrites every part: an erasure, an adoption, a repair; a complete snapshot reads the
+    settled referrals from ``store`` itself)."""
     record.visitors.update(pid[2:] for pid in store.ids(referrer_id, "v"))
+    for rid in sorted(record.core.settled):
+        unsettle(record, referrer_id, rid, store)
+
+
+def settled_referrals(record: ReferrerRecord, referrer_id: str, store: PartStore
+                      ) -> Iterator[tuple[Referral, tuple[Reward, ...]]]:
+    """The record's settled referrals with their rewards, read back from ``store`` (a complete snapshot)."""
+    for rid in sorted(record.core.settled):
+        value = store.get(referrer_id, referral_part(rid))
+        assert isinstance(value, ReferralPart), f"the part of settled referral {rid} is not in the store"
+        yield value.referral, value.rewards
 
 
 def knows_visitor(record: ReferrerRecord, referrer_id: str, visitor_id: str, store: PartStore) -> None:
@@ -303,8 +402,11 @@ class Assembler:
         if record is None:
             self.pending.setdefault(referrer_id, {})[part_id] = value
         else:
+            if part_id[2:] in record.core.settled and part_id.startswith("r:"):
+                assert self.parts is not None  # only a recovery with a part store settles
+                unsettle(record, referrer_id, part_id[2:], self.parts)  # a recovery over a record it built before
             _apply(record, part_id, value)
-            if value is None and self.parts is not None and part_id.startswith("v:"):
+            if value is None and self.parts is not None and part_id[0] in "vr":
                 self.parts.delete(referrer_id, part_id)  # folded out of the record before
         return referrer_id
 

@@ -43,6 +43,15 @@ whole history on every event is what made an older referrer cost more. ``copy`` 
 independent state. The indexes the decisions use (referrals by code, device, month and due
 time, each one's hold reason) are derived from the state: never stored, rebuilt in one pass
 over the referrals the first time a state is stepped after it was loaded or renamed.
+
+A referral decided for good (both its rewards final: its hold has ended) can leave the state
+(``settle``): the state keeps a ``Settled`` entry with what the decisions about the others read
+of it (its code and attribution time for the velocity rule, its referee and device for the
+device rule, its qualifying time and whether its reward was confirmed for the monthly cap and
+the milestone count), and the caller keeps the referral and its rewards elsewhere
+(``streams.referrer_parts.fold``: on local disk). Whether a settled referral would be held
+is not decided again: it changes none of its rewards and no count. A fact about a settled
+referral needs it back first (``unsettle``: the caller's, ``step`` refuses such a fact).
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ import copy as _copy
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.derived import ReasonCode, RewardRole, RewardStatus
 from streams.campaigns import Campaign, CampaignBook
@@ -82,6 +91,24 @@ class Reward:
     at: datetime  # event time of the decision's cause
 
 
+class Settled(NamedTuple):
+    """What a referral decided for good leaves in its referrer's state (``settle``): what the decisions of the
+    others read of it (its code's velocity, its device group, its month's cap, the milestone count), not the
+    referral and its rewards, which its caller keeps elsewhere (``streams.part_store``) and hands back with
+    ``unsettle`` before a fact changes the referral again."""
+
+    campaign_id: str
+    code: str
+    attributed_at: datetime
+    qualified_at: datetime | None  # None: it never qualified
+    referee_id: str
+    referee_device_id: str | None
+    live: bool  # not rejected or withdrawn: it counts in its code's velocity and its device group
+    in_month: bool  # qualified or revoked: it stands in its month's order
+    confirmed: bool  # its referrer reward is confirmed: it counts against the cap and towards milestones
+    version: int | None = None  # the caller's: the newest version of the referral's fact applied
+
+
 @dataclass
 class ReferrerState:
     """What one referrer's decisions rest on. Mutable: ``step`` updates it in place (see the module docstring)."""
@@ -91,11 +118,13 @@ class ReferrerState:
     rewards: dict[str, Reward] = field(default_factory=dict)  # every reward announced, as it stands now
     final: set[str] = field(default_factory=set)  # ids of the rewards that no longer change
     changes: dict[str, int] = field(default_factory=dict)  # reward id -> changes emitted
+    # referrals decided for good, out of ``referrals``, ``rewards``, ``final`` and ``changes`` (``settle``)
+    settled: dict[str, Settled] = field(default_factory=dict)
 
     def copy(self) -> ReferrerState:
         """An independent state (the indexes are rebuilt when it is first stepped)."""
         return ReferrerState(self.profile, dict(self.referrals), dict(self.rewards), set(self.final),
-                             dict(self.changes))
+                             dict(self.changes), dict(self.settled))
 
     def __copy__(self) -> ReferrerState:
         return self.copy()
@@ -125,7 +154,7 @@ class ReferrerState:
             bonus.setdefault(w.referral_id, []).append(w.reward_id)
 
 
-_FIELDS = ("profile", "referrals", "rewards", "final", "changes")
+_FIELDS = ("profile", "referrals", "rewards", "final", "changes", "settled")
 
 
 def _own(w: Reward) -> bool:
@@ -247,7 +276,28 @@ def _add_to_index(state: ReferrerState, idx: _Index, r: Referral) -> None:
             insort(idx.due, (_due_of(r, book.get(r.campaign_id)), r.referral_id))
 
 
+def _add_settled(idx: _Index, referral_id: str, s: Settled) -> None:
+    """A settled referral's entries: those ``_add_to_index`` gave the referral (it is never due any more), and its
+    confirmed reward in the milestone count."""
+    if idx.book.get(s.campaign_id) is None:
+        return
+    if s.live:
+        insort(idx.by_code.setdefault(s.code, []), (s.attributed_at, referral_id))
+        if s.referee_device_id:
+            _join_group(idx.by_device, (s.campaign_id, s.referee_device_id), referral_id, s.referee_id)
+    if s.in_month and s.qualified_at is not None:
+        month = (s.campaign_id, f"{s.qualified_at.year:04d}-{s.qualified_at.month:02d}")
+        insort(idx.by_month.setdefault(month, []), (s.qualified_at, referral_id))
+    if s.confirmed:
+        idx.confirmed[s.campaign_id] = idx.confirmed.get(s.campaign_id, 0) + 1
+
+
 # -- hold for review ------------------------------------------------------------------------------------------
+
+
+def _campaign_of(state: ReferrerState, referral_id: str) -> str:
+    r = state.referrals.get(referral_id)
+    return r.campaign_id if r is not None else state.settled[referral_id].campaign_id
 
 
 def _over_velocity(state: ReferrerState, entries: list[tuple[datetime, str]], i: int, book: CampaignBook) -> bool:
@@ -257,7 +307,7 @@ def _over_velocity(state: ReferrerState, entries: list[tuple[datetime, str]], i:
     at = entries[i][_AT]
     for j in range(i, len(entries)):
         r_at, r_id = entries[j]
-        campaign = book.get(state.referrals[r_id].campaign_id)
+        campaign = book.get(_campaign_of(state, r_id))
         window = campaign.velocity_window
         if r_at - window >= at:
             break  # later referrals' windows start after this one (one campaign per code: one window)
@@ -296,6 +346,8 @@ def _rehold(state: ReferrerState, idx: _Index, referral_ids: set[str]) -> set[st
     changed: set[str] = set()
     over_device: dict[tuple[str, str], bool] = {}
     for rid in referral_ids:
+        if rid in state.settled:
+            continue  # decided for good: whether it would be held changes none of its rewards, nor the cap's count
         r = state.referrals.get(rid)
         reason = _hold_reason(state, idx, r, over_device) if r is not None and _live(r, idx.book) else None
         if reason != idx.held.get(rid):
@@ -400,7 +452,10 @@ def _decide_month(state: ReferrerState, idx: _Index, referrer_id: str, month: tu
             break
         rid = entry[1]
         referrer_reward = f"{rid}:referrer"
-        if referrer_reward in state.final:
+        settled = state.settled.get(rid)
+        if settled is not None:
+            count += settled.confirmed
+        elif referrer_reward in state.final:
             if state.rewards[referrer_reward].status is RewardStatus.CONFIRMED:
                 count += 1
         elif _decide_one(referrer_id, state.referrals[rid], campaign, idx.held.get(rid), count, out):
@@ -423,6 +478,8 @@ def _index(state: ReferrerState, book: CampaignBook) -> _Index:
     idx = _Index(book)
     for r in state.referrals.values():
         _add_to_index(state, idx, r)
+    for rid, settled in state.settled.items():
+        _add_settled(idx, rid, settled)
     _rehold(state, idx, {r.referral_id for r in state.referrals.values() if _live(r, book)})
     for reward_id in state.final:
         w = state.rewards[reward_id]
@@ -528,6 +585,8 @@ def step(state: ReferrerState, referrer_id: str, fact: Referral | Profile | Tick
             return None
         return _on_profile(state, idx, referrer_id, fact)
     if isinstance(fact, Referral):
+        if fact.referral_id in state.settled:
+            raise ValueError(f"referral {fact.referral_id} is settled: unsettle it before a fact about it")
         if state.referrals.get(fact.referral_id) == fact:
             return None
         return _on_referral(state, idx, referrer_id, fact)
@@ -544,7 +603,7 @@ def redecide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) ->
     idx = _index(state, campaigns)
     decided: dict[str, Reward] = {}
     for month, entries in sorted(idx.by_month.items()):
-        _decide_month(state, idx, referrer_id, month, set(entries), decided)
+        _decide_month(state, idx, referrer_id, month, {e for e in entries if e[1] not in state.settled}, decided)
     return _settle(state, decided, set(state.referrals))
 
 
@@ -566,3 +625,43 @@ def has_due(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> boo
     due = next_due(state, campaigns)
     return due is not None and due <= now
 
+
+
+# -- referrals decided for good ---------------------------------------------------------------------------------
+
+
+def settleable(state: ReferrerState, referral_id: str) -> bool:
+    """Whether nothing can change the referral's own rewards any more: both are final (its hold ended)."""
+    return (referral_id in state.referrals and f"{referral_id}:referrer" in state.final
+            and f"{referral_id}:referee" in state.final)
+
+
+def settle(state: ReferrerState, referral_id: str, version: int | None = None) -> tuple[Referral, list[Reward]]:
+    """Take a referral decided for good (``settleable``) out of the state, in place: the state keeps its
+    ``Settled`` entry, and every decision stays as it would be with the referral in it (the hypothesis tests
+    hold both to the reference). Returns the referral and its rewards (the milestone bonuses it earned with
+    them), for the caller to keep; ``version`` is the caller's, kept with the entry."""
+    assert settleable(state, referral_id), f"{referral_id} is not decided for good"
+    rewards = rewards_of(state, referral_id)
+    r = state.referrals.pop(referral_id)
+    own = state.rewards[f"{referral_id}:referrer"]
+    for w in rewards:
+        del state.rewards[w.reward_id]
+        state.changes.pop(w.reward_id, None)
+        state.final.discard(w.reward_id)
+    state.forget_bonuses(referral_id)
+    state.settled[referral_id] = Settled(
+        r.campaign_id, r.code, r.attributed_at, r.qualified_at, r.referee_id, r.referee_device_id,
+        r.status not in ("rejected", "withdrawn"), r.qualified_at is not None and r.status in ("qualified", "revoked"),
+        own.status is RewardStatus.CONFIRMED, version)
+    idx: _Index | None = state.__dict__.get("_idx")
+    if idx is not None:
+        idx.held.pop(referral_id, None)  # its entries stay as they are: a settled referral's are the same
+    return r, rewards
+
+
+def unsettle(state: ReferrerState, referral_id: str) -> Settled:
+    """The caller puts a settled referral back (its referral, rewards, changes and finality, as ``settle``
+    returned them): its entry leaves, in place. The indexes keep its entries (the same); whether it would be
+    held is decided again when a fact touches it."""
+    return state.settled.pop(referral_id)

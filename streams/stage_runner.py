@@ -19,8 +19,9 @@ referrer stage's log). What they share is here, so the crash model checks the wo
 - which referrers' counters the batch writes, complete or only the changed referrals;
 - a record a crash left torn is decided again (``repair``);
 - with a ``PartStore`` (``streams.part_store``), the parts a referrer's record keeps on local disk instead of
-  as objects (its visitors) go there after each step, and come back before a step that reads them: every
-  part before an erasure fact or a repair, a visitor before a click of theirs.
+  as objects (its visitors, its referrals decided for good once acknowledged) go there after each step, and
+  come back before a step that reads them: every part before an erasure fact or a repair, a visitor before a
+  click of theirs, a settled referral before a newer fact about it; a complete snapshot reads them there.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget, rename
 from streams.recent_keys import RecentKeys
 from streams.redis_layout import RedisLayout, partition_of
-from streams.referee_ledger import CodeOwner
+from streams.referee_ledger import CodeOwner, Referral
 from streams.referrer_rewards import Tick
 
 Store = MutableMapping[bytes, Any]  # a table: key -> record (Faust's in-memory store, or a dict)
@@ -205,29 +206,36 @@ class StageRunner:
         elif isinstance(fact, stages.Versioned) and isinstance(fact.fact, stages.ClickCounted) \
                 and fact.fact.visitor_id:
             referrer_parts.knows_visitor(stored, referrer_id, fact.fact.visitor_id, self.parts)
-        self._referrer(referrer_id, fact, batch, stored)
-        self._fold(referrer_id)
+        elif isinstance(fact, stages.Versioned) and isinstance(fact.fact, Referral) \
+                and fact.fact.referral_id in stored.core.settled \
+                and fact.version > stages.version_of(stored, fact.fact_id):
+            referrer_parts.unsettle(stored, referrer_id, fact.fact.referral_id, self.parts)  # it changes again
+        self._fold(referrer_id, self._referrer(referrer_id, fact, batch, stored))
 
-    def _fold(self, referrer_id: str) -> None:
+    def _fold(self, referrer_id: str, acked: int = 0) -> None:
+        """Out of the record's objects, into the part store, what it need not hold (``referrer_parts.fold``);
+        ``acked``: a seq up to which its outputs are known to be on Kafka (more than the record says when a
+        step that changed nothing did not store it)."""
         assert self.parts is not None
         record = self.tables.referrers.get(referrer_id.encode())
         if record is None:
             self.parts.drop(referrer_id)
         else:
-            referrer_parts.fold(record, referrer_id, self.parts)
+            referrer_parts.fold(record, referrer_id, self.parts, acked)
 
-    def _referrer(self, referrer_id: str, fact: Any, batch: Batch, stored: stages.ReferrerRecord | None) -> None:
+    def _referrer(self, referrer_id: str, fact: Any, batch: Batch, stored: stages.ReferrerRecord | None) -> int:
+        """One step of a referrer; the seq its outputs are acknowledged up to, as the step knew it."""
         if stored is None and not isinstance(fact, _ERASURE_FACTS):
             alias = self.erased_as(referrer_id)
             if alias is not None:  # late for an erased referrer: to its pseudonym, renamed
                 self.emit(batch, [stages.Outbound(REFERRER_FACTS.name, alias, rename(fact, referrer_id, alias))])
-                return
+                return 0
         if isinstance(fact, Erase):
             self.erased.add(fact.pseudonym)
         record = stored or stages.ReferrerRecord()
         if isinstance(fact, AdoptPart):
             self._adopt_part(referrer_id, record, fact, batch)
-            return
+            return 0
         if referrer_id not in batch.referrers:  # its first step in the batch
             if referrer_id in self.acknowledged and record.acked != record.seq:
                 # the last batch of this process that stepped it is done: every output of its steps is on Kafka
@@ -241,7 +249,7 @@ class StageRunner:
         if step.dropped is not None:
             self.dropped("referrers", step.dropped)
         if self._deferred("referrers", referrer_id, step, fact, batch):
-            return
+            return record.acked
         if step.changed and step.record is None:  # an erased referrer's marker goes: so do its counters
             batch.dirty.pop(referrer_id, None)
             batch.cells.pop(referrer_id, None)
@@ -262,6 +270,7 @@ class StageRunner:
                     before=record, rename=renaming)
         if step.changed:
             self._note_due(batch.partition, referrer_id.encode(), step.record)
+        return record.acked
 
     def _adopt_part(self, referrer_id: str, record: stages.ReferrerRecord, fact: AdoptPart, batch: Batch) -> None:
         """A part of a record this key adopts (an erased referrer's, renamed): taken in and written like any
@@ -364,8 +373,10 @@ class StageRunner:
         for referrer_id, referrals in batch.dirty.items():
             record = self.tables.referrers.get(referrer_id.encode())
             if record is not None and record.erasure is None:  # an erased one's counters go at ``Forget``
+                settled = referrer_parts.settled_referrals(record, referrer_id, self.parts) \
+                    if referrals is None and self.parts is not None else ()
                 out.append(counters.snapshot(layout, referrer_id, record, referrals,
-                                             batch.cells.get(referrer_id, ())))
+                                             batch.cells.get(referrer_id, ()), settled))
         return out
 
     # -- plumbing ------------------------------------------------------------------------------------

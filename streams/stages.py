@@ -24,13 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from schemas.derived import Attribution, AttributionMethod, RewardChange
 from schemas.topics import ATTRIBUTIONS, CUSTOMER_FACTS, REFERRER_FACTS, REWARDS, VISITOR_FACTS
 from streams import counters, referee_ledger, referrer_rewards, visitor_attribution
 from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, Continue, Erase, Forget, mentions, rename
+from streams.interning import interned
 from streams.counters import NO_CHANNEL, referral_cells
 from streams.referee_ledger import CustomerState, Profile, Referral
 from streams.referrer_rewards import ReferrerState, Reward, Tick
@@ -352,12 +353,16 @@ class ReferrerRecord:
     named: set[str] = field(default_factory=set)  # customers whose records name it (``Named``)
     acked: int = 0  # every output of the steps up to this seq is acknowledged by Kafka (``StageRunner`` sets it)
     floor: str = ""  # the dedup horizon's floor: shares and clicks of this UTC day or before are folded (``_count``)
+    # what the settled referrals add to the referrer's totals (``streams.referrer_parts.settle``): counter key ->
+    # [sum, how many of them name it] (``streams.counters.Totals``); one entry per key, not per referral
+    settled_sums: dict[tuple, list[int]] = field(default_factory=dict)
 
     def copy(self) -> ReferrerRecord:
         """An independent record (what a table gives back after a write; the at-least-once model uses it)."""
         return replace(self, core=self.core.copy(), versions=dict(self.versions), counted=dict(self.counted),
                        activity=dict(self.activity), cells=set(self.cells), reached=dict(self.reached),
-                       withheld=dict(self.withheld), visitors=set(self.visitors), named=set(self.named))
+                       withheld=dict(self.withheld), visitors=set(self.visitors), named=set(self.named),
+                       settled_sums={k: list(v) for k, v in self.settled_sums.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +401,8 @@ def _referrer_erasure_continued(referrer_id: str, record: ReferrerRecord) -> lis
     if marker.adopted is not None:
         referees, visitors = marker.referees, marker.adopted.visitors
     else:
-        referees = tuple(sorted({r.referee_id for r in record.core.referrals.values()} | record.named))
+        referees = tuple(sorted({r.referee_id for r in record.core.referrals.values()}
+                                | {s.referee_id for s in record.core.settled.values()} | record.named))
         visitors = record.visitors
     # the customer stage's own erasure of the customer too, only now: what it renames reaches the pseudonym's
     # key after the adopted record (``streams.erasure``)
@@ -508,24 +514,6 @@ class _CountIndex:
     # per referrer and day was the largest thing a referrer's record held in memory after its ids)
 
 
-CELLS_INTERNED = 100_000  # distinct tuples the process shares one object of (cleared when full)
-_cells: dict[tuple, tuple] = {}
-
-TupleT = TypeVar("TupleT", bound=tuple)
-
-
-def interned(cell: TupleT) -> TupleT:
-    """One tuple per value for the whole process: funnel cells (a referrer counts thousands of ids in a few cells,
-    and a tuple and its day's string per id were 130 of the about 300 bytes an id held in memory) and the
-    (role, campaign, points) a reward reached (``ReferrerRecord.reached``: three per referral)."""
-    kept = _cells.get(cell)
-    if kept is None:
-        if len(_cells) >= CELLS_INTERNED:
-            _cells.clear()
-        kept = _cells[cell] = cell
-    return kept  # type: ignore[return-value]
-
-
 def count_index(record: ReferrerRecord) -> _CountIndex:
     index = record.core.__dict__.get("_count_index")
     if index is None:
@@ -610,6 +598,7 @@ def part_ids(record: ReferrerRecord) -> list[str]:
     """Every changelog part the record has (``streams.referrer_parts``: what a whole rewrite writes, what deleting
     it deletes, what an adoption sends)."""
     return ([referral_part(rid) for rid in record.core.referrals]
+            + [referral_part(rid) for rid in record.core.settled]  # read back from where they are kept
             + [folded_part(day) for day in folded_days(record)]
             + [counted_part(eid) for eid in record.counted]
             + [visitor_part(vid) for vid in record.visitors] + [named_part(cid) for cid in record.named])
@@ -618,7 +607,8 @@ def part_ids(record: ReferrerRecord) -> list[str]:
 def _with_header(record: ReferrerRecord, adopted: ReferrerRecord) -> ReferrerRecord:
     """The adopted record: ``adopted`` itself, or, when it came over Kafka, its header (``adopted``) on the parts
     this key took in before it (``streams.stage_runner``, ``AdoptPart``)."""
-    if not (record.core.referrals or record.counted or record.activity or record.visitors or record.named):
+    if not (record.core.referrals or record.core.settled or record.counted or record.activity or record.visitors
+            or record.named):
         return adopted.copy()
     record.core.profile = adopted.core.profile
     record.versions.update(adopted.versions)
@@ -660,10 +650,12 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
     if isinstance(fact, Tick):
         if record.ticked is not None and fact.now <= record.ticked:
             return Step(record, duplicate=True)
-        final = [referral_part(rid) for rid in referrer_rewards.due(record.core, fact.now, campaigns)]
+        made_final = referrer_rewards.due(record.core, fact.now, campaigns)
+        final = [referral_part(rid) for rid in made_final]
         rewards = referrer_rewards.step(record.core, referrer_id, fact, campaigns)
         if rewards is None:
             return Step(record)
+        note_final(record, made_final)
         record = _advance(record, rewards, ticked=fact.now)
         return Step(record, _rewards_outbound(referrer_id, record.core, rewards), changed=True,
                     parts=_parts(rewards, *final))
@@ -683,7 +675,7 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
             step = replace(step, record=record, changed=True,
                            parts=(step.parts or frozenset()) | {visitor_part(c.visitor_id)})
         return step
-    if record.versions.get(fact.fact_id, -1) >= fact.version:
+    if version_of(record, fact.fact_id) >= fact.version:
         return Step(record, duplicate=True)
     record.versions[fact.fact_id] = fact.version
     own = (referral_part(fact.fact.referral_id),) if isinstance(fact.fact, Referral) else ()
@@ -693,6 +685,24 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
     record = _advance(record, rewards, [fact.fact] if isinstance(fact.fact, Referral) else [])
     return Step(record, _rewards_outbound(referrer_id, record.core, rewards), changed=True,
                 parts=_parts(rewards, *own))
+
+
+def note_final(record: ReferrerRecord, referral_ids: Iterable[str]) -> None:
+    """Referrals a step made final, to settle once its outputs are acknowledged (``referrer_parts.fold``; derived,
+    kept with the state while it lives: after a load, ``referrer_parts.settling`` finds them among the final)."""
+    waiting = record.core.__dict__.get("_settling")
+    if waiting is not None:
+        waiting.update(referral_ids)
+
+
+def version_of(record: ReferrerRecord, fact_id: str) -> int:
+    """The newest version of a referral or profile fact the record applied (-1: none); a settled referral's is
+    kept with its entry (``referrer_rewards.settle``)."""
+    version = record.versions.get(fact_id)
+    if version is None and fact_id.startswith("referral:"):
+        settled = record.core.settled.get(fact_id[len("referral:"):])
+        version = settled.version if settled is not None else None
+    return -1 if version is None else version
 
 
 def renames(record: ReferrerRecord, referrer_id: str, fact: object) -> bool:

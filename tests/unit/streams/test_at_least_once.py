@@ -92,10 +92,21 @@ class Shell:
 
     @property
     def tables(self) -> dict[str, dict[str, object]]:
-        """Every stage's table as the current process holds it, by key."""
+        """Every stage's table as the current process holds it, by key; the referrer records whole (copies, with
+        what the process keeps of them in its part store put back: ``referrer_parts.unfold``)."""
         t = self.runner.tables
-        return {name: dict(ByName(store)) for name, store in zip(STAGES, (t.visitors, t.customers, t.referrers),
-                                                                 strict=True)}
+        out = {name: dict(ByName(store)) for name, store in zip(STAGES, (t.visitors, t.customers, t.referrers),
+                                                                strict=True)}
+        out["referrer"] = {k: self.whole(k, record) for k, record in out["referrer"].items()}
+        return out
+
+    def whole(self, referrer_id: str, record: object) -> object:
+        whole, scratch = record.copy(), PartStore()  # unfolding takes the settled parts out of the store: a copy's
+        for kind in ("v", "r"):
+            for part_id in self.parts.ids(referrer_id, kind):
+                scratch.put(referrer_id, part_id, self.parts.get(referrer_id, part_id))
+        referrer_parts.unfold(whole, referrer_id, scratch)
+        return whole
 
     def register_erasure(self, customer_id: str, alias: str) -> None:
         """What ``referrals erase`` writes to Redis before it sends the Erase facts (the worker reads it)."""
@@ -335,7 +346,10 @@ def test_an_erased_customer_is_gone_from_every_record_and_the_books_are_the_same
             assert not mentions(record, victim), f"{name}[{key}] still mentions the erased customer"
     assert victim not in shell.redis
     assert all(not mentions(snap, victim) for snap in shell.redis.values())
-    assert shell.parts.ids(victim, "v") == []  # the process's parts on disk: none under the erased id
+    assert shell.parts.ids(victim, "v") == shell.parts.ids(victim, "r") == []  # the process's parts on disk
+    for referrer_id in shell.tables["referrer"]:
+        for part_id in shell.parts.ids(referrer_id, "r"):
+            assert not mentions(shell.parts.get(referrer_id, part_id), victim), (referrer_id, part_id)
     # the books: every reward kept, renamed; the funnels count the same
     assert books(shell) == {rename(k, victim, alias): v for k, v in before.items()}
     funnel_after = {k: nonzero(counters.funnel_cells(r)) for k, r in shell.tables["referrer"].items() if r}

@@ -3,17 +3,21 @@ visitors there instead of in its record (``referrer_parts.fold``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
-from hypothesis import given, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from streams import record_codec, referrer_parts, stages
+from streams import record_codec, record_store, referrer_parts, stages
 from streams.erasure import Erase
 from streams.part_store import DiskPartStore, PartStore
 from streams.referrer_parts import Member
-from streams.stage_runner import Batch
+from streams.stage_runner import Batch, StageRunner, Tables
 from tests.unit.streams.story import T0, Story
+from tests.unit.streams.test_at_least_once import stored
+from tests.unit.streams.test_record_store import side_by_side
+from tests.unit.streams.test_properties import stories
 from tests.unit.streams.test_stage_runner import CHANGELOGS, runner, through
 
 # referrer ids that are prefixes of each other: a referrer's parts must never be read as another's
@@ -110,3 +114,67 @@ def test_recovery_folds_the_visitors_into_the_part_store():
         assembler.apply(key, value)
     assert assembler.finish() == {}
     assert records["anna"].visitors == set() and parts.ids("anna", "v") == ["v:v0", "v:v1", "v:v2"]
+
+
+# -- referrals decided for good, settled out of the record ------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(stories(), st.randoms(use_true_random=False), st.booleans())
+def test_settled_referrals_change_nothing_a_worker_sends_writes_or_shows(tmp_path_factory, story, rnd, on_disk):
+    """Events in any order, the clock ticking along (so holds end and referrals settle while later facts still
+    come, some about settled referrals), each batch acknowledged: a runner that settles referrals out of its
+    records (and keeps its visitors) in a part store sends, writes to the changelog and shows in Redis exactly
+    what one that keeps everything as objects does, and its records are the same once put back whole.
+    ``on_disk``: its records and part store on disk as the worker keeps them, one record cached (every other key
+    read in between evicts it: its indexes and totals are rebuilt from the settled entries)."""
+    plain = runner(story)
+    if on_disk:
+        root = tmp_path_factory.mktemp("tables")
+        folding = StageRunner(story.book, Tables(*(record_store.spilled_records(root / name, cached=1)
+                                                   for name in "vcr"), CHANGELOGS), 1,
+                              parts=(parts := DiskPartStore(root / "r-parts")))
+    else:
+        folding = runner(story, parts=(parts := PartStore()))
+    try:
+        settled = side_by_side(story, rnd, plain, folding, exact=not on_disk)
+        assert all(not plain.tables.referrers[k].core.settled for k in list(plain.tables.referrers))
+        note(f"at most {settled} referrals settled at once")
+        keys = list(folding.tables.referrers)
+        assert sorted(keys) == sorted(plain.tables.referrers)
+        for key in keys:
+            record = folding.tables.referrers[key]
+            referrer_parts.unfold(record, key.decode(), parts)
+            assert stored(record) == stored(plain.tables.referrers[key])
+        assert all(parts.ids(k.decode(), "r") == [] for k in keys)  # every settled part taken back
+    finally:
+        for table in (*vars(folding.tables).values(), parts):
+            if hasattr(table, "close"):
+                table.close()
+
+
+def test_a_fact_about_a_settled_referral_brings_it_back_and_it_settles_again():
+    s = Story()
+    s.signup("eva", code="ANNA")
+    s.order("eva", "49.90", minutes=30, order_id="o1")
+    parts = PartStore()
+    run = runner(s, parts=parts)
+    for batch in through(run, s, done=lambda b: None):
+        run.done(batch)
+    for days in (20, 20):  # the hold ends; the replayed tick finds the outputs acknowledged: settled
+        run.tick(0, T0 + timedelta(days=days), batch := Batch())
+        run.done(batch)
+    record = run.tables.referrers[b"anna"]
+    (rid,) = record.core.settled
+    assert not record.core.referrals and not record.core.rewards and parts.ids("anna", "r") == [f"r:{rid}"]
+    # a newer version of the referral (a late, earlier signup's claim took its place: withdrawn)
+    from streams.referrer_rewards import Settled  # noqa: F401 - the entry's type
+    referral = parts.get("anna", f"r:{rid}").referral
+    newer = stages.Versioned(f"referral:{rid}", 99, replace(referral, status="withdrawn"))
+    run.referrer("anna", newer, batch := Batch())
+    record = run.tables.referrers[b"anna"]
+    assert rid in record.core.referrals and rid not in record.core.settled and parts.ids("anna", "r") == []
+    assert [t for t, _, _, _ in batch.records] == []  # final rewards stay as they are: nothing to announce
+    run.done(batch)
+    run.referrer("anna", stages.Share("sh1", "default", "sms", T0), batch := Batch())  # acknowledged: settles
+    assert rid in run.tables.referrers[b"anna"].core.settled and parts.ids("anna", "r") == [f"r:{rid}"]
