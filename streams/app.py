@@ -171,7 +171,9 @@ class ReferrerTable(RecordTable):
             positions[referrer_id.encode()] = event.message.partition
 
     async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:  # noqa: D102
+        settled = self.assembler.settled
         torn = self.assembler.finish()
+        worker_metrics.SETTLED.inc(self.assembler.settled - settled)
         await super().on_recovery_completed(active_tps, standby_tps)  # the store drops what is not ours
         torn = {r: newest for r, newest in torn.items() if r.encode() in self.data}
         if torn and self.repair is not None:
@@ -316,7 +318,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         pseudonym_of=lambda customer_id: pseudonym(secret, customer_id), written=written,
         horizon_days=settings.streams.dedup_horizon_days, visitor_cap=settings.streams.visitor_fact_cap,
         customer_limits=referee_ledger.Limits(orders=settings.streams.customer_orders_kept),
-        dropped=lambda table, reason: worker_metrics.DROPPED.labels(table, reason).inc(), parts=parts)
+        dropped=lambda table, reason: worker_metrics.DROPPED.labels(table, reason).inc(), parts=parts,
+        settled=worker_metrics.SETTLED.inc)
 
     @app.timer(interval=10.0)
     async def refresh_erased() -> None:

@@ -223,14 +223,16 @@ def put(record: ReferrerRecord, part_id: str, value: Part) -> ReferrerRecord:
 # -- parts kept on local disk, not as objects (``streams.part_store``) ------------------------------------------
 
 
-def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int = 0) -> None:
+def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int = 0) -> int:
     """What the record need not hold as objects into ``store``, in place (both grow with the referrer's history
     and are rarely read again):
 
     - its visitors (only an erasure, or the same visitor again, reads them);
     - its referrals decided for good whose last change is acknowledged (``settle``): the record keeps their
       ``Settled`` entries, which is all the decisions about the others read of them. ``acked``: a seq up to
-      which the record's outputs are known to be on Kafka, if more than it says."""
+      which the record's outputs are known to be on Kafka, if more than it says.
+
+    Returns how many referrals it settled."""
     visitors = record.visitors
     if visitors:
         for vid in visitors:
@@ -238,11 +240,14 @@ def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int 
         visitors.clear()
     acked = max(acked, record.acked)
     if not acked:  # nothing acknowledged yet (a record being adopted part by part has seq 0 until it is whole)
-        return
+        return 0
     changed_at = _changed_at(record)
+    settled = 0
     for rid in settling(record):
         if changed_at.get(rid, record.seq) <= acked:  # not known (read back from disk): at most the record's seq
             settle(record, referrer_id, rid, store)
+            settled += 1
+    return settled
 
 
 def settling(record: ReferrerRecord) -> list[str]:
@@ -364,6 +369,10 @@ class Assembler:
         self.floors: dict[str, str] = {}  # referrer -> the latest floor a ``c:`` part carries
         self.newest: dict[str, int] = {}  # referrer -> the newest seq of a part seen
         self.touched: set[str] = set()
+        self.settled = 0  # referrals ``finish`` settled so far (``fold``)
+        # referrer -> referral -> the seq of its part: when each last changed, which ``fold`` compares with the
+        # header's ``acked`` (a record read back from disk during the recovery has lost its own note of it)
+        self.changed: dict[str, dict[str, int]] = {}
 
     def apply(self, key: bytes, value: Any) -> str:
         """One changelog entry (``value`` None: a tombstone); the referrer it belongs to."""
@@ -378,6 +387,7 @@ class Assembler:
                 self.folded.pop(referrer_id, None)
                 self.floors.pop(referrer_id, None)
                 self.newest.pop(referrer_id, None)
+                self.changed.pop(referrer_id, None)
                 return referrer_id
             record = self.data.get(referrer_id)
             if record is None:
@@ -393,6 +403,8 @@ class Assembler:
             return referrer_id
         if value is not None:
             self.newest[referrer_id] = max(self.newest.get(referrer_id, -1), value.seq)
+            if part_id.startswith("r:") and self.parts is not None:
+                self.changed.setdefault(referrer_id, {})[part_id[2:]] = value.seq
         if part_id.startswith("a:"):
             self.folded.setdefault(referrer_id, {})[part_id[2:]] = value
             return referrer_id
@@ -427,8 +439,10 @@ class Assembler:
             if self.newest.get(referrer_id, -1) > record.seq:
                 torn[referrer_id] = self.newest[referrer_id]
             if self.parts is not None:
-                fold(record, referrer_id, self.parts)
+                _changed_at(record).update(self.changed.pop(referrer_id, {}))
+                self.settled += fold(record, referrer_id, self.parts)
         self.touched.clear()
+        self.changed.clear()
         self.newest.clear()
         self.folded.clear()
         self.floors.clear()

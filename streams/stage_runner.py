@@ -151,7 +151,8 @@ class StageRunner:
     visitor_cap: int = stages.VISITOR_FACTS_KEPT  # clicks and signups a visitor's record keeps (``stages.visitor_step``)
     customer_limits: referee_ledger.Limits = referee_ledger.LIMITS  # what a customer's record keeps
     dropped: Callable[[str, str], None] = lambda _table, _reason: None  # hears of every input not applied, why
-    parts: PartStore | None = None  # where referrer records keep their visitors (None: in the records)
+    parts: PartStore | None = None  # where referrer records keep their visitors and settled referrals (None: in them)
+    settled: Callable[[int], None] = lambda _n: None  # hears how many referrals each fold settled (the metric)
     remembered: int = recent_keys.REMEMBERED  # keys each of the per-process sets below keeps (``streams.recent_keys``)
     # per process: keys whose outputs were re-sent on a duplicate, referrers stepped (first touch: complete snapshot);
     # a key forgotten is re-sent again, or written complete again: always safe
@@ -220,8 +221,8 @@ class StageRunner:
         record = self.tables.referrers.get(referrer_id.encode())
         if record is None:
             self.parts.drop(referrer_id)
-        else:
-            referrer_parts.fold(record, referrer_id, self.parts, acked)
+        elif settled := referrer_parts.fold(record, referrer_id, self.parts, acked):
+            self.settled(settled)
 
     def _referrer(self, referrer_id: str, fact: Any, batch: Batch, stored: stages.ReferrerRecord | None) -> int:
         """One step of a referrer; the seq its outputs are acknowledged up to, as the step knew it."""

@@ -6,6 +6,7 @@ import base64
 import json
 import random
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -22,12 +23,14 @@ from tests.integration.worker_support import (
     assert_same_books,
     supervise,
     expected,
+    held,
     held_then_ticked,
     latest_rewards,
     matches,
     redis_dump,
     send,
     simulated,
+    tick,
     wait_for,
 )
 
@@ -170,3 +173,53 @@ def test_a_worker_killed_at_its_worst_moments_ends_exactly_as_an_uninterrupted_r
     held_then_ticked(events, [(calm, calm_worker), (faulty, None)], timeout_s=420 * soak_factor, wait=wait)
     assert kills >= 10 * soak_factor  # restarts after the worker's own guards (offset gap, stall) may come on top
     assert_same_books(faulty, calm)
+
+
+def _metric(settings, name: str) -> float:  # noqa: ANN001 - a worker counter's value, from its metrics endpoint
+    text = httpx.get(f"http://127.0.0.1:{settings.streams.metrics_port}/metrics", timeout=10).text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples if s.name == name)
+
+
+def test_referrals_decided_for_good_leave_the_workers_memory_and_the_books_stay_exact(pipeline_factory):
+    """The real worker settles the referrals whose hold has ended (out of their referrer's record in memory, to
+    local disk: ``streams.referrer_parts.settle``), with 2 records of each table cached (read back from disk all
+    the time), and Redis and the reward log show what the pure core decides. A restarted worker settles them
+    again as it recovers; its first change of each referrer writes that referrer's counters complete, the
+    settled referrals' summaries read back from disk (left out, Redis would drop them)."""
+    own, worker = pipeline_factory(tick_interval_s=0, records_cached=2, metrics_port=free_port())
+    events = simulated(own, 26, 1200)
+    worker.start()
+    send(own, events)
+    wait_for(matches(own, held(own, events), worker), timeout_s=120)
+    now = datetime.now(UTC)
+    tick(own, now)  # every hold ends
+    want = expected(own, events, now)
+    confirmed = sum(1 for k, (status, _) in want.rewards.items() if k.endswith(":referee") and status == "confirmed")
+    assert confirmed > 0
+    wait_for(matches(own, want, worker), timeout_s=120)
+    tick(own, now)  # again: a replay visits every referrer, whose last batch is acknowledged by now: settled
+    # every referral with a confirmed reward at least (its hold ended: both rewards final)
+    settled = "referral_worker_referrals_settled_total"
+    wait_for(lambda: ((n := _metric(own, settled)) >= confirmed, (n, confirmed)), timeout_s=60)
+
+    share = next(e for e in events if e["type"] == "share")
+    referrers = sorted({k.split(":")[1] for k in want.rewards if k.endswith(":referee")})  # <campaign>:<referrer>:…
+
+    def again(tag: str) -> list[dict]:  # one more share of every referrer with a reward: a change of each
+        return [{**share, "event_id": f"{share['event_id']}-{tag}-{r}", "referrer_id": r} for r in referrers]
+
+    first = again("a")
+    events += first
+    send(own, first)  # their headers now say that the tick's changes are acknowledged
+    want = expected(own, events, now)
+    wait_for(matches(own, want, worker), timeout_s=120)
+
+    worker.stop()
+    worker.start()  # recovery settles what the changelog shows final and acknowledged
+    worker.wait_ready()
+    wait_for(lambda: ((n := _metric(own, settled)) >= confirmed, (n, confirmed)), timeout_s=60)
+    more = again("b")
+    events += more
+    send(own, more)  # each referrer's first change in this process: its counters written complete
+    want = expected(own, events, now)
+    wait_for(matches(own, want, worker), timeout_s=120)

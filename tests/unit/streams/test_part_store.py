@@ -13,7 +13,7 @@ from streams import record_codec, record_store, referrer_parts, stages
 from streams.erasure import Erase
 from streams.part_store import DiskPartStore, PartStore
 from streams.referrer_parts import Member
-from streams.stage_runner import Batch, StageRunner, Tables
+from streams.stage_runner import Batch, ByName, StageRunner, Tables
 from tests.unit.streams.story import T0, Story
 from tests.unit.streams.test_at_least_once import stored
 from tests.unit.streams.test_record_store import side_by_side
@@ -158,7 +158,8 @@ def test_a_fact_about_a_settled_referral_brings_it_back_and_it_settles_again():
     s.signup("eva", code="ANNA")
     s.order("eva", "49.90", minutes=30, order_id="o1")
     parts = PartStore()
-    run = runner(s, parts=parts)
+    heard: list[int] = []
+    run = runner(s, parts=parts, settled=heard.append)
     for batch in through(run, s, done=lambda b: None):
         run.done(batch)
     for days in (20, 20):  # the hold ends; the replayed tick finds the outputs acknowledged: settled
@@ -166,6 +167,7 @@ def test_a_fact_about_a_settled_referral_brings_it_back_and_it_settles_again():
         run.done(batch)
     record = run.tables.referrers[b"anna"]
     (rid,) = record.core.settled
+    assert heard == [1]  # the worker's metric hears of it
     assert not record.core.referrals and not record.core.rewards and parts.ids("anna", "r") == [f"r:{rid}"]
     # a newer version of the referral (a late, earlier signup's claim took its place: withdrawn)
     from streams.referrer_rewards import Settled  # noqa: F401 - the entry's type
@@ -178,3 +180,41 @@ def test_a_fact_about_a_settled_referral_brings_it_back_and_it_settles_again():
     run.done(batch)
     run.referrer("anna", stages.Share("sh1", "default", "sms", T0), batch := Batch())  # acknowledged: settles
     assert rid in run.tables.referrers[b"anna"].core.settled and parts.ids("anna", "r") == [f"r:{rid}"]
+
+
+def test_recovery_settles_what_the_changelog_shows_final_and_acknowledged_even_read_back_from_disk(tmp_path):
+    """A record read back from disk during the recovery (one cached) has lost its note of when each referral
+    last changed: the recovery keeps it from the parts' seqs, so what is final and acknowledged settles."""
+    s = Story()
+    for referee, code in (("eva", "ANNA"), ("finn", "BEN")):
+        s.signup(referee, code=code)
+        s.order(referee, "49.90", minutes=30, order_id=f"o-{referee}")
+    run = runner(s, parts=PartStore())
+    changelog: dict[bytes, object] = {}
+
+    def keep(batch: Batch) -> None:
+        changelog.update({k: stored(v) for t, k, _, v in batch.table_changes() if t == CHANGELOGS[2]})
+
+    for batch in through(run, s, done=keep):
+        run.done(batch)
+    for step in ("tick", "tick", "share"):  # the holds end, a replay settles, a share writes the acknowledgement
+        for referrer in ("anna", "ben"):
+            batch = Batch()
+            if step == "tick":
+                run.tick(0, T0 + timedelta(days=20), batch)
+            else:
+                run.referrer(referrer, stages.Share(f"sh-{referrer}", "default", "sms", T0), batch)
+            keep(batch)
+            run.done(batch)
+    records = record_store.spilled_records(tmp_path / "r", cached=1)
+    parts = DiskPartStore(tmp_path / "parts")
+    try:
+        assembler = referrer_parts.Assembler(ByName(records), parts)
+        for key, value in changelog.items():
+            assembler.apply(key, value)
+        assert assembler.finish() == {}
+        assert assembler.settled == 2
+        assert [len(records[k].core.settled) for k in (b"anna", b"ben")] == [1, 1]
+    finally:
+        records.close()
+        parts.close()
