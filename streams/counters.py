@@ -264,18 +264,10 @@ class Totals:
             named[key] += 1
             touched.add(key)
 
-    def unsettle(self, referral_id: str, settled: Contribution, contribution: Contribution) -> None:
-        """A settled referral put back: an entry of its own again, ``contribution`` (what it adds now) in the sums
-        in place of ``settled`` (what it added when it settled)."""
-        if settled != contribution:
-            total, named, touched = self.sum, self.named, self.touched
-            for key, n in settled:
-                total[key] -= n
-                named[key] -= 1
-                touched.add(key)
-            self.set(referral_id, contribution)
-        else:
-            self.of[referral_id] = contribution
+    def unsettle(self, referral_id: str, contribution: Contribution) -> None:
+        """A settled referral put back, as it was: its contribution, in the sums already, an entry of its own
+        again (``streams.referrer_parts.unsettle`` computes it from the same part ``settle`` did)."""
+        self.of[referral_id] = contribution
 
     def take_touched(self) -> set[tuple]:
         touched, self.touched = self.touched, set()

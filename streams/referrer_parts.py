@@ -304,7 +304,7 @@ def unsettle(record: ReferrerRecord, referrer_id: str, referral_id: str, store: 
     _add_sums(record, contribution, -1)
     totals = record.core.__dict__.get("_totals")
     if totals is not None:
-        totals.unsettle(referral_id, contribution, contribution)
+        totals.unsettle(referral_id, contribution)
 
 
 def _add_sums(record: ReferrerRecord, contribution: counters.Contribution, sign: int) -> None:

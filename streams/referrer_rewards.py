@@ -221,15 +221,24 @@ def _leave_group(groups: dict[tuple[str, str], DeviceGroup], key: tuple[str, str
 # -- which index a referral belongs in --------------------------------------------------------------------------
 
 
+_NOT_LIVE = ("rejected", "withdrawn")  # statuses of referrals that count in no velocity window or device group
+_IN_MONTH = ("qualified", "revoked")  # statuses of referrals that stand in their month's order (the cap)
+
+
 def _live(r: Referral, campaigns: CampaignBook) -> bool:
-    return r.status not in ("rejected", "withdrawn") and campaigns.get(r.campaign_id) is not None
+    return r.status not in _NOT_LIVE and campaigns.get(r.campaign_id) is not None
+
+
+def _month(campaign_id: str, qualified_at: datetime) -> tuple[str, str]:
+    """The (campaign, calendar month in UTC) whose cap a referral qualified at ``qualified_at`` counts against."""
+    return campaign_id, f"{qualified_at.year:04d}-{qualified_at.month:02d}"
 
 
 def _month_of(r: Referral, campaigns: CampaignBook) -> tuple[str, str] | None:
     """The (campaign, month) whose cap the referral counts against, or None: it has no rewards to decide."""
-    if r.qualified_at is None or r.status not in ("qualified", "revoked") or campaigns.get(r.campaign_id) is None:
+    if r.qualified_at is None or r.status not in _IN_MONTH or campaigns.get(r.campaign_id) is None:
         return None
-    return r.campaign_id, f"{r.qualified_at.year:04d}-{r.qualified_at.month:02d}"
+    return _month(r.campaign_id, r.qualified_at)
 
 
 def _due_of(r: Referral, campaign: Campaign) -> datetime:
@@ -286,8 +295,7 @@ def _add_settled(idx: _Index, referral_id: str, s: Settled) -> None:
         if s.referee_device_id:
             _join_group(idx.by_device, (s.campaign_id, s.referee_device_id), referral_id, s.referee_id)
     if s.in_month and s.qualified_at is not None:
-        month = (s.campaign_id, f"{s.qualified_at.year:04d}-{s.qualified_at.month:02d}")
-        insort(idx.by_month.setdefault(month, []), (s.qualified_at, referral_id))
+        insort(idx.by_month.setdefault(_month(s.campaign_id, s.qualified_at), []), (s.qualified_at, referral_id))
     if s.confirmed:
         idx.confirmed[s.campaign_id] = idx.confirmed.get(s.campaign_id, 0) + 1
 
@@ -652,7 +660,7 @@ def settle(state: ReferrerState, referral_id: str, version: int | None = None) -
     state.forget_bonuses(referral_id)
     state.settled[referral_id] = Settled(
         r.campaign_id, r.code, r.attributed_at, r.qualified_at, r.referee_id, r.referee_device_id,
-        r.status not in ("rejected", "withdrawn"), r.qualified_at is not None and r.status in ("qualified", "revoked"),
+        r.status not in _NOT_LIVE, r.qualified_at is not None and r.status in _IN_MONTH,
         own.status is RewardStatus.CONFIRMED, version)
     idx: _Index | None = state.__dict__.get("_idx")
     if idx is not None:
