@@ -20,9 +20,9 @@ decisions, the dedup, the bookkeeping of the counters). Timed per slice of 1,000
   (``streams.record_codec``, msgspec), next to ``pickle`` on the same values (what it replaced);
 - ``memory``: what the record holds in Python objects per referral at the end (tracemalloc; every fact read
   through the records' codec first, as the worker gets it), with every referral in the record and with the
-  referrals decided for good settled out of it into a part store on disk as the worker does once a batch is
-  acknowledged (``streams.referrer_parts.fold``; here every step counts as acknowledged at once), and what
-  settling costs per referral.
+  parts the worker keeps in a part store on disk out of it (``streams.referrer_parts.fold``: the referrals
+  decided for good, settled once a batch is acknowledged, here every step counting as acknowledged at once; the
+  ids of the shares counted; the visitors), and what the part store's work costs per fact.
 
 The reference core (``tests/oracle``, recomputed from the history; what the worker ran
 before) is timed in the same run on the first referrals, as the raw figure to read against.
@@ -194,9 +194,10 @@ def reference(groups: list[list[object]], campaigns: CampaignBook) -> float:
 class MemoryResult:
     referrals: int
     held: float  # bytes of Python objects per referral, every referral in the record
-    settled: float  # the same, the referrals decided for good settled out of it (``referrer_parts.fold``)
+    settled: float  # the same, with what the worker keeps in its part store out of it (``referrer_parts.fold``:
+    # the referrals decided for good, settled; the ids of the shares counted; the visitors)
     settled_referrals: int  # how many of them were settled at the end
-    settle_us: float  # what settling cost, per referral settled (its part to disk, its entry)
+    store_us: float  # the part store's work per fact: put back what the step reads, fold out after it
     record_bytes: tuple[int, int] = (0, 0)  # the record encoded whole (what eviction to disk writes): all, settled
     decode_ms: tuple[float, float] = (0.0, 0.0)  # and decoded (what reading it back costs)
 
@@ -209,6 +210,10 @@ def _build(groups: list[list[object]], campaigns: CampaignBook, store: DiskPartS
     folding = 0.0
     for group in groups:
         for fact in group:
+            if store is not None:  # what the step reads back from the store first, as the stage runner does
+                began = time.perf_counter()
+                referrer_parts.recall_for(record, REFERRER, fact, store, stages.DEDUP_HORIZON_DAYS)
+                folding += time.perf_counter() - began
             step = stages.referrer_step(record, REFERRER, fact, campaigns)
             record = step.record
             stages.note_changed(record, step.parts)
@@ -226,9 +231,10 @@ def memory(referrals: int) -> MemoryResult:
     out: dict[bool, tuple[float, int, int, float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         timed = DiskPartStore(Path(scratch) / "timed")
-        record, folding = _build([[record_codec.decode(record_codec.encode(f)) for f in g] for g in facts(referrals)],
-                                 campaigns, timed)
-        settle_us = folding / max(len(record.core.settled), 1) * 1e6
+        timed_groups = [[record_codec.decode(record_codec.encode(f)) for f in g] for g in facts(referrals)]
+        record, folding = _build(timed_groups, campaigns, timed)
+        store_us = folding / sum(len(g) for g in timed_groups) * 1e6
+        del timed_groups
         timed.close()
         del record
         for settle in (False, True):
@@ -250,5 +256,5 @@ def memory(referrals: int) -> MemoryResult:
             if store is not None:
                 store.close()
             del record
-    return MemoryResult(referrals, out[False][0], out[True][0], out[True][1], settle_us,
+    return MemoryResult(referrals, out[False][0], out[True][0], out[True][1], store_us,
                         (out[False][2], out[True][2]), (out[False][3], out[True][3]))

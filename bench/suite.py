@@ -296,12 +296,12 @@ class Suite:
         held = [referrer_history.memory(n) for _ in range(s.runs)]
         add(Figure(f"history: the record's Python objects per referral at {n:,} referrals, all in the record",
                    "bytes", [m.held for m in held], bound="every referral ever decided as objects (before)"))
-        add(Figure(f"history: the same, referrals decided for good settled to local disk at {n:,} referrals",
-                   "bytes", [m.settled for m in held],
+        add(Figure(f"history: the same, with the part store (referrals decided for good settled, counted ids) "
+                   f"at {n:,} referrals", "bytes", [m.settled for m in held],
                    note=f"{held[0].settled_referrals:,} settled; the entry the decisions read stays"))
-        add(Figure("history: settling a referral (its part to disk, its entry kept)", "µs/referral",
-                   [m.settle_us for m in held]))
-        for i, how in enumerate(("all in the record", "referrals settled")):
+        add(Figure("history: the part store's work (put back before a step, fold out after)", "µs/fact",
+                   [m.store_us for m in held]))
+        for i, how in enumerate(("all in the record", "with the part store")):
             add(Figure(f"history: the record encoded whole at {n:,} referrals, {how}", "bytes",
                        [float(m.record_bytes[i]) for m in held], note="what leaving the worker's cache writes"))
             add(Figure(f"history: decoding it, {how}", "ms", [m.decode_ms[i] for m in held],

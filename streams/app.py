@@ -154,7 +154,7 @@ class ReferrerTable(RecordTable):
         super().__init__(*args, **kwargs)
         self._assembler: referrer_parts.Assembler | None = None
         self.repair: Callable[[dict[str, int]], Any] | None = None
-        self.parts: PartStore | None = None  # where recovery folds the records' visitors (``streams.part_store``)
+        self.parts: PartStore | None = None  # where recovery folds what the records keep out of their objects
 
     @property
     def assembler(self) -> referrer_parts.Assembler:
@@ -276,7 +276,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     referrers_table: ReferrerTable = table(TABLES[2], ReferrerTable)
     for t in (visitors_table, customers_table, referrers_table):
         t.freeze_gc = cfg.gc_freeze
-    parts: PartStore | None = None  # the referrer records' visitors, out of their objects (``streams.part_store``)
+    parts: PartStore | None = None  # what the referrer records keep out of their objects (``streams.part_store``)
     if cfg.records_on_disk:
         records_dir = record_store.process_dir(settings.state_dir / "faust" / cfg.app_id / "records")
         keep_on_disk((visitors_table, customers_table, referrers_table), records_dir, cfg.records_cached)

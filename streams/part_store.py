@@ -1,14 +1,23 @@
 """Parts of referrer records that a worker process keeps on local disk instead of in the records' objects.
 
 A referrer's record is written to its changelog in parts (``streams.referrer_parts``). Some kinds of part
-grow with the referrer's history and are rarely read: the visitors whose clicks on the referrer's links
-were counted (``v:<visitor id>``) are read only when the referrer is erased (the erasure must reach every
-one of them) and when one of them clicks again; a referral decided for good (``r:<referral id>``), only by
-a complete counter snapshot, an erasure, a repair, or a late fact about it. A process keeps those in a
-``PartStore``, keyed like the changelog (``<referrer id>\\x1f<part id>``), and the record in memory holds
-none of them (``referrer_parts.fold``; of a settled referral, an entry the decisions read); the stage runner
-puts them back into the record before a step that needs them (``referrer_parts.unfold``, ``unsettle``,
-``streams.stage_runner``).
+grow with the referrer's history and are rarely read:
+
+- the visitors whose clicks on the referrer's links were counted (``v:<visitor id>``) and the customers whose
+  records name it (``n:<customer id>``): read only when the referrer is erased (the erasure must reach every
+  one of them) and when the same one comes again;
+- the ids of the shares and clicks it counted (``c:<event id>``, for the dedup horizon's days): read only
+  when the same event comes again (a duplicate) and when the horizon's floor passes their day (their
+  tombstones); the store keeps each also under ``d:<day>\x1f<event id>`` (its own entry, not a changelog
+  part), so that the floor's move reads its days' ids in key order, not every id;
+- a referral decided for good (``r:<referral id>``): read only by a complete counter snapshot, an erasure,
+  a repair, or a late fact about it.
+
+A process keeps those in a ``PartStore``, keyed like the changelog (``<referrer id>\x1f<part id>``), and the
+record in memory holds none of them (``referrer_parts.fold``; of a settled referral, an entry the decisions
+read; of a counted id, its count in the record's ``activity``); the stage runner puts back into the record
+what a step reads before it (``referrer_parts.recall_for``). Each part is in one place: the store or the
+record.
 
 The store is scratch, like the records' own copy on disk (``streams.record_store``): each process starts
 with an empty one, and the table's recovery fills it from the changelog (``referrer_parts.Assembler``),
@@ -16,8 +25,9 @@ which stays the truth. A process's store holds the parts of the records its tabl
 not in the table (new, or dropped with a partition this process no longer owns) has its parts dropped
 before it is first stepped, so nothing of an earlier owner's is read.
 
-Bound: on disk, one value per part (a visitor: about 40 bytes with its key; a referral: its changelog part,
-about 500 bytes); in memory, nothing per part beyond RocksDB's one budget per process
+Bound: on disk, one value per part (a visitor or a customer: about 70 bytes with its key; a counted id:
+about 220 bytes with its entry by day, for the horizon's days only; a referral: its changelog part, about
+500 bytes); in memory, nothing per part beyond RocksDB's one budget per process
 (``record_store.DISK_MEMORY_BYTES``).
 """
 
@@ -53,10 +63,12 @@ class PartStore:
             if not parts:
                 del self._parts[referrer_id]
 
-    def ids(self, referrer_id: str, kind: str) -> list[str]:
-        """The ids of the referrer's parts of one kind (``"v"``: ``v:<visitor id>``), sorted."""
+    def ids(self, referrer_id: str, kind: str, through: str | None = None) -> list[str]:
+        """The ids of the referrer's parts of one kind (``"v"``: ``v:<visitor id>``), sorted; with ``through``, only
+        those whose id after the kind is at most that."""
         prefix = f"{kind}:"
-        return sorted(pid for pid in self._parts.get(referrer_id, {}) if pid.startswith(prefix))
+        return sorted(pid for pid in self._parts.get(referrer_id, {})
+                      if pid.startswith(prefix) and (through is None or pid[len(prefix):] <= through))
 
     def drop(self, referrer_id: str) -> None:
         """Every part of the referrer."""
@@ -95,9 +107,15 @@ class DiskPartStore(PartStore):
                 return
             yield key
 
-    def ids(self, referrer_id: str, kind: str) -> list[str]:
+    def ids(self, referrer_id: str, kind: str, through: str | None = None) -> list[str]:
         start = len(referrer_id.encode()) + 1
-        return [key[start:].decode() for key in self._keys(changelog_key(referrer_id, f"{kind}:"))]
+        out = []
+        for key in self._keys(changelog_key(referrer_id, f"{kind}:")):  # in key order: stops at the first beyond
+            part_id = key[start:].decode()
+            if through is not None and part_id[len(kind) + 1:] > through:
+                break
+            out.append(part_id)
+        return out
 
     def drop(self, referrer_id: str) -> None:
         # key by key, not ``delete_range``: a range tombstone per new referrer would slow every later read

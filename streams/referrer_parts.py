@@ -42,6 +42,7 @@ from schemas.derived import ReasonCode, RewardStatus
 from streams import counters, referrer_rewards, stages
 from streams.counters import referral_cells
 from streams.interning import interned
+from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget
 from streams.referee_ledger import Referral
 from streams.referrer_rewards import ReferrerState, Reward, rewards_of
 from streams.stages import ReferrerRecord, referral_part
@@ -224,20 +225,27 @@ def put(record: ReferrerRecord, part_id: str, value: Part) -> ReferrerRecord:
 
 
 def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int = 0) -> int:
-    """What the record need not hold as objects into ``store``, in place (both grow with the referrer's history
-    and are rarely read again):
+    """What the record need not hold as objects into ``store``, in place (each grows with the referrer's history
+    and is rarely read again; ``recall`` puts back what a step reads):
 
-    - its visitors (only an erasure, or the same visitor again, reads them);
+    - its visitors and the customers that name it (only an erasure, or the same one again, reads them);
+    - the ids of the shares and clicks it counted (only the same event again, or the floor passing their day,
+      reads them; their counts stay in ``activity``), with an entry per day and id (``d:<day>\x1f<id>``, the
+      store's own, not a changelog part) so that the floor's move finds its days' ids without a scan;
     - its referrals decided for good whose last change is acknowledged (``settle``): the record keeps their
       ``Settled`` entries, which is all the decisions about the others read of them. ``acked``: a seq up to
       which the record's outputs are known to be on Kafka, if more than it says.
 
     Returns how many referrals it settled."""
-    visitors = record.visitors
-    if visitors:
-        for vid in visitors:
-            store.put(referrer_id, stages.visitor_part(vid), Member(record.seq))
-        visitors.clear()
+    for members, part_of in ((record.visitors, stages.visitor_part), (record.named, stages.named_part)):
+        if members:
+            for member in members:
+                store.put(referrer_id, part_of(member), Member(record.seq))
+            members.clear()
+    if record.counted:
+        for event_id, cell in stages.take_counted(record):
+            store.put(referrer_id, stages.counted_part(event_id), Counted(record.seq, cell, record.floor))
+            store.put(referrer_id, _by_day(cell[3], event_id), Member(record.seq))
     acked = max(acked, record.acked)
     if not acked:  # nothing acknowledged yet (a record being adopted part by part has seq 0 until it is whole)
         return 0
@@ -321,12 +329,90 @@ def _add_sums(record: ReferrerRecord, contribution: counters.Contribution, sign:
 
 
 def unfold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
-    """The record as a whole again, in place: its visitors and settled referrals back from ``store`` (before a
-    step that reads or rewrites every part: an erasure, an adoption, a repair; a complete snapshot reads the
-    settled referrals from ``store`` itself)."""
-    record.visitors.update(pid[2:] for pid in store.ids(referrer_id, "v"))
+    """The record as a whole again, in place: its visitors, named customers, counted ids and settled referrals
+    back from ``store`` (before a step that reads or rewrites every part: an erasure, an adoption, a repair; a
+    complete snapshot reads the settled referrals from ``store`` itself)."""
+    for kind in ("v", "n"):
+        for pid in store.ids(referrer_id, kind):
+            store.delete(referrer_id, pid)
+            (record.visitors if kind == "v" else record.named).add(pid[2:])
+    for pid in store.ids(referrer_id, "c"):
+        recall(record, referrer_id, pid[2:], store)
     for rid in sorted(record.core.settled):
         unsettle(record, referrer_id, rid, store)
+
+
+def _by_day(day: str, event_id: str) -> str:
+    """The store's entry of a counted id under its day (``fold``): ``d:<day>\x1f<event id>``."""
+    return f"d:{day}{SEP}{event_id}"
+
+
+def recall(record: ReferrerRecord, referrer_id: str, event_id: str, store: PartStore) -> None:
+    """A counted id ``store`` holds back into the record, in place (the same share or click again: a duplicate)."""
+    if event_id in record.counted:
+        return
+    value = store.get(referrer_id, stages.counted_part(event_id))
+    if value is None:
+        return
+    assert isinstance(value, Counted)
+    store.delete(referrer_id, stages.counted_part(event_id))
+    store.delete(referrer_id, _by_day(value.cell[3], event_id))
+    stages.keep_counted(record, event_id, value.cell)
+
+
+def recall_through(record: ReferrerRecord, referrer_id: str, floor: str, store: PartStore) -> None:
+    """Every counted id ``store`` holds of a day up to ``floor`` back into the record, in place (before a step
+    that moves the floor there: it tombstones them)."""
+    for entry in store.ids(referrer_id, "d", through=f"{floor}\x20"):  # "<day>\x1f<id>" <= "<floor> ": day <= floor
+        event_id = entry[2:].partition(SEP)[2]
+        if event_id in record.counted or store.get(referrer_id, stages.counted_part(event_id)) is None:
+            store.delete(referrer_id, entry)  # stale: its id is back already, or went
+        else:
+            recall(record, referrer_id, event_id, store)
+
+
+def knows_member(record: ReferrerRecord, referrer_id: str, part_id: str, store: PartStore) -> None:
+    """A visitor (``v:``) or a named customer (``n:``) ``store`` holds back into the record, in place, so that the
+    same one again writes no part."""
+    members = record.visitors if part_id.startswith("v:") else record.named
+    if part_id[2:] not in members and store.get(referrer_id, part_id) is not None:
+        store.delete(referrer_id, part_id)
+        members.add(part_id[2:])
+
+
+def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: PartStore, horizon_days: int
+               ) -> None:
+    """Back into the record, in place, what ``store`` holds of it that the step of ``fact`` reads (``fold`` takes
+    it out again after the step): every part before an erasure fact; the part an adopted one replaces; a share's or click's id if counted before,
+    and the ids of the days it moves the floor past; the clicking visitor; the named customer; a settled
+    referral before a newer version of it."""
+    if isinstance(fact, Erase | Adopt | Continue | Forget):
+        unfold(record, referrer_id, store)  # the step reads or rewrites every part
+        return
+    if isinstance(fact, AdoptPart):  # taken in again (a re-sent adoption): what it replaces must be in the record
+        if fact.part_id.startswith("c:"):
+            recall(record, referrer_id, fact.part_id[2:], store)
+        elif fact.part_id[0] in "vn":
+            knows_member(record, referrer_id, fact.part_id, store)
+        return
+    counting = stages.counting(fact)
+    if counting is not None:
+        event_id, day = counting
+        recall(record, referrer_id, event_id, store)
+        if event_id not in record.counted and day > record.floor:
+            floor = stages.floor_of(day, horizon_days)
+            if floor > record.floor:
+                recall_through(record, referrer_id, floor, store)
+    if not isinstance(fact, stages.Versioned):
+        return
+    inner = fact.fact
+    if isinstance(inner, stages.ClickCounted) and inner.visitor_id:
+        knows_member(record, referrer_id, stages.visitor_part(inner.visitor_id), store)
+    elif isinstance(inner, stages.Named):
+        knows_member(record, referrer_id, stages.named_part(inner.customer_id), store)
+    elif isinstance(inner, Referral) and inner.referral_id in record.core.settled \
+            and fact.version > stages.version_of(record, fact.fact_id):
+        unsettle(record, referrer_id, inner.referral_id, store)  # it changes again
 
 
 def settled_referrals(record: ReferrerRecord, referrer_id: str, store: PartStore
@@ -336,12 +422,6 @@ def settled_referrals(record: ReferrerRecord, referrer_id: str, store: PartStore
         value = store.get(referrer_id, referral_part(rid))
         assert isinstance(value, ReferralPart), f"the part of settled referral {rid} is not in the store"
         yield value.referral, value.rewards
-
-
-def knows_visitor(record: ReferrerRecord, referrer_id: str, visitor_id: str, store: PartStore) -> None:
-    """A visitor ``store`` holds put back into the record, in place, so that its click writes no part again."""
-    if visitor_id not in record.visitors and store.get(referrer_id, stages.visitor_part(visitor_id)) is not None:
-        record.visitors.add(visitor_id)
 
 
 class Assembler:
@@ -417,8 +497,10 @@ class Assembler:
             if part_id[2:] in record.core.settled and part_id.startswith("r:"):
                 assert self.parts is not None  # only a recovery with a part store settles
                 unsettle(record, referrer_id, part_id[2:], self.parts)  # a recovery over a record it built before
+            elif part_id.startswith("c:") and self.parts is not None:
+                recall(record, referrer_id, part_id[2:], self.parts)  # its count is taken back if it changes
             _apply(record, part_id, value)
-            if value is None and self.parts is not None and part_id[0] in "vr":
+            if value is None and self.parts is not None and part_id[0] in "vnr":
                 self.parts.delete(referrer_id, part_id)  # folded out of the record before
         return referrer_id
 
@@ -431,7 +513,10 @@ class Assembler:
             record = self.data.get(referrer_id)
             if record is None:
                 continue
-            record = self._fold(record, self.folded.pop(referrer_id, {}), self.floors.pop(referrer_id, ""))
+            days, floor = self.folded.pop(referrer_id, {}), self.floors.pop(referrer_id, "")
+            if self.parts is not None:  # ids an earlier ``finish`` folded into the store, of days now folded
+                recall_through(record, referrer_id, self._floor(record, days, floor), self.parts)
+            record = self._fold(record, days, floor)
             self.data[referrer_id] = record
             record.cells.clear()
             record.cells.update(record.activity)
@@ -449,8 +534,12 @@ class Assembler:
         return torn
 
     @staticmethod
+    def _floor(record: ReferrerRecord, days: dict[str, Folded | None], counted_floor: str) -> str:
+        return max([record.floor, counted_floor, *(day for day, f in days.items() if f is not None)])
+
+    @staticmethod
     def _fold(record: ReferrerRecord, days: dict[str, Folded | None], counted_floor: str) -> ReferrerRecord:
-        floor = max([record.floor, counted_floor, *(day for day, f in days.items() if f is not None)])
+        floor = Assembler._floor(record, days, counted_floor)
         stale = [eid for eid, cell in record.counted.items() if cell[3] <= floor]
         if not days and not stale:
             return record if floor == record.floor else replace(record, floor=floor)

@@ -19,9 +19,11 @@ referrer stage's log). What they share is here, so the crash model checks the wo
 - which referrers' counters the batch writes, complete or only the changed referrals;
 - a record a crash left torn is decided again (``repair``);
 - with a ``PartStore`` (``streams.part_store``), the parts a referrer's record keeps on local disk instead of
-  as objects (its visitors, its referrals decided for good once acknowledged) go there after each step, and
-  come back before a step that reads them: every part before an erasure fact or a repair, a visitor before a
-  click of theirs, a settled referral before a newer fact about it; a complete snapshot reads them there.
+  as objects (its visitors and named customers, the ids of the shares and clicks it counted, its referrals
+  decided for good once acknowledged) go there after each step, and come back before a step that reads them
+  (``referrer_parts.recall_for``): every part before an erasure fact or a repair, an event's id before the
+  same event, the ids of the days the floor passes, a visitor before a click of theirs, a settled referral
+  before a newer fact about it; a complete snapshot reads them there.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget, rename
 from streams.recent_keys import RecentKeys
 from streams.redis_layout import RedisLayout, partition_of
-from streams.referee_ledger import CodeOwner, Referral
+from streams.referee_ledger import CodeOwner
 from streams.referrer_rewards import Tick
 
 Store = MutableMapping[bytes, Any]  # a table: key -> record (Faust's in-memory store, or a dict)
@@ -202,15 +204,8 @@ class StageRunner:
             return
         if stored is None:
             self.parts.drop(referrer_id)  # not this process's record: none of its parts here are (part_store)
-        elif isinstance(fact, Erase | Adopt | Continue | Forget):
-            referrer_parts.unfold(stored, referrer_id, self.parts)  # the step reads or rewrites every part
-        elif isinstance(fact, stages.Versioned) and isinstance(fact.fact, stages.ClickCounted) \
-                and fact.fact.visitor_id:
-            referrer_parts.knows_visitor(stored, referrer_id, fact.fact.visitor_id, self.parts)
-        elif isinstance(fact, stages.Versioned) and isinstance(fact.fact, Referral) \
-                and fact.fact.referral_id in stored.core.settled \
-                and fact.version > stages.version_of(stored, fact.fact_id):
-            referrer_parts.unsettle(stored, referrer_id, fact.fact.referral_id, self.parts)  # it changes again
+        else:
+            referrer_parts.recall_for(stored, referrer_id, fact, self.parts, self.horizon_days)
         self._fold(referrer_id, self._referrer(referrer_id, fact, batch, stored))
 
     def _fold(self, referrer_id: str, acked: int = 0) -> None:

@@ -528,6 +528,42 @@ def count_index(record: ReferrerRecord) -> _CountIndex:
     return index
 
 
+def keep_counted(record: ReferrerRecord, event_id: str, cell: tuple[str, str, str, str]) -> None:
+    """A counted id back into the record from where it was kept (``streams.referrer_parts.fold``): its count never
+    left ``activity``, so only the id and its place in the index come back."""
+    if event_id in record.counted:
+        return
+    record.counted[event_id] = cell = interned(cell)
+    index = record.core.__dict__.get("_count_index")
+    if index is not None:
+        index.ids.setdefault(cell[3], []).append(event_id)
+
+
+def take_counted(record: ReferrerRecord) -> list[tuple[str, tuple[str, str, str, str]]]:
+    """The record's counted ids out of it (to where ``streams.referrer_parts.fold`` keeps them), their counts
+    staying in ``activity``."""
+    out = list(record.counted.items())
+    record.counted.clear()
+    index = record.core.__dict__.get("_count_index")
+    if index is not None:
+        index.ids.clear()
+    return out
+
+
+def counted_id(stage: str, event_id: str) -> str:
+    """The id a share or click counts under in its referrer's record (``counted``)."""
+    return f"{stage}:{event_id}"
+
+
+def counting(fact: object) -> tuple[str, str] | None:
+    """(the id a share or click counts under, its UTC day) for a fact ``_count`` takes; None for any other."""
+    if isinstance(fact, Share):
+        return counted_id("share", fact.event_id), fact.at.strftime("%Y-%m-%d")
+    if isinstance(fact, Versioned) and isinstance(fact.fact, ClickCounted):
+        return counted_id("click", fact.fact.event_id), fact.fact.at.strftime("%Y-%m-%d")
+    return None
+
+
 def forget_count_index(record: ReferrerRecord) -> None:
     """``counted`` or ``activity`` changed outside ``_count`` (``streams.referrer_parts``): rebuilt when next asked."""
     record.core.__dict__.pop("_count_index", None)
@@ -645,7 +681,7 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
         return Step(record, [Outbound(REFERRER_FACTS.name, erase.pseudonym,
                                       rename(fact, erase.customer_id, erase.pseudonym))])
     if isinstance(fact, Share):
-        return _count(record, f"share:{fact.event_id}", "share", fact.campaign_id, fact.channel, fact.at,
+        return _count(record, counted_id("share", fact.event_id), "share", fact.campaign_id, fact.channel, fact.at,
                       horizon_days)
     if isinstance(fact, Tick):
         if record.ticked is not None and fact.now <= record.ticked:
@@ -666,7 +702,7 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
         return Step(replace(record), changed=True, parts=frozenset({named_part(fact.fact.customer_id)}))
     if isinstance(fact.fact, ClickCounted):
         c = fact.fact
-        step = _count(record, f"click:{c.event_id}", "click", c.campaign_id, c.channel or NO_CHANNEL, c.at,
+        step = _count(record, counted_id("click", c.event_id), "click", c.campaign_id, c.channel or NO_CHANNEL, c.at,
                       horizon_days)
         if c.visitor_id and c.visitor_id not in step.record.visitors and not step.duplicate:
             # the visitor's record names the referrer, counted or not: its erasure must reach the visitor

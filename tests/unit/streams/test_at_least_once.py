@@ -102,7 +102,7 @@ class Shell:
 
     def whole(self, referrer_id: str, record: object) -> object:
         whole, scratch = record.copy(), PartStore()  # unfolding takes the settled parts out of the store: a copy's
-        for kind in ("v", "r"):
+        for kind in ("v", "n", "c", "d", "r"):
             for part_id in self.parts.ids(referrer_id, kind):
                 scratch.put(referrer_id, part_id, self.parts.get(referrer_id, part_id))
         referrer_parts.unfold(whole, referrer_id, scratch)

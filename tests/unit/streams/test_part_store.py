@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -116,6 +117,62 @@ def test_recovery_folds_the_visitors_into_the_part_store():
     assert records["anna"].visitors == set() and parts.ids("anna", "v") == ["v:v0", "v:v1", "v:v2"]
 
 
+# -- shares' and clicks' ids, named customers -------------------------------------------------------------------
+
+
+def share(event_id: str, day: int) -> stages.Share:
+    return stages.Share(event_id, "default", "sms", T0 + timedelta(days=day))
+
+
+def referrer_changes(run: StageRunner, fact: object) -> dict[bytes, object]:
+    run.referrer("anna", fact, batch := Batch())
+    return {k: v for t, k, _, v in batch.table_changes() if t == CHANGELOGS[2]}
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_counted_ids_live_in_the_part_store_and_a_share_sent_again_counts_once(tmp_path, on_disk):
+    parts = DiskPartStore(tmp_path / "parts") if on_disk else PartStore()
+    try:
+        run = runner(Story(), parts=parts)
+        assert b"anna\x1fc:share:s1" in referrer_changes(run, share("s1", 0))
+        again = referrer_changes(run, share("s1", 0))  # a client resends it
+        record = run.tables.referrers[b"anna"]
+        assert record.counted == {} and parts.ids("anna", "c") == ["c:share:s1"]
+        assert not any(b"\x1fc:" in k for k in again) and sum(record.activity.values()) == 1
+    finally:
+        parts.close()
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_the_floor_passing_days_takes_their_ids_from_the_part_store_and_tombstones_them(tmp_path, on_disk):
+    parts = DiskPartStore(tmp_path / "parts") if on_disk else PartStore()
+    try:
+        run = runner(Story(), parts=parts, horizon_days=5)
+        for event_id, day in (("s1", 0), ("s2", 0), ("s3", 1), ("s4", 3)):
+            referrer_changes(run, share(event_id, day))
+        assert parts.ids("anna", "c") == ["c:share:s1", "c:share:s2", "c:share:s3", "c:share:s4"]
+        changes = referrer_changes(run, share("s5", 3 + 5))  # the floor passes days 0 .. 3
+        assert {k: v for k, v in changes.items() if b"\x1fc:" in k} == {
+            b"anna\x1fc:share:s1": None, b"anna\x1fc:share:s2": None, b"anna\x1fc:share:s3": None,
+            b"anna\x1fc:share:s4": None, b"anna\x1fc:share:s5": changes[b"anna\x1fc:share:s5"]}
+        assert parts.ids("anna", "c") == ["c:share:s5"]
+        assert [d.partition("\x1f")[0] for d in parts.ids("anna", "d")] == [f"d:{(T0 + timedelta(days=8)).date()}"]
+        record = run.tables.referrers[b"anna"]
+        assert record.counted == {} and sum(record.activity.values()) == 5  # the counts stay, folded by day
+        assert referrer_changes(run, share("s1", 0)) == {}  # beyond the horizon now: not counted
+    finally:
+        parts.close()
+
+
+def test_a_referrers_named_customers_live_in_the_part_store_and_each_is_written_once():
+    parts = PartStore()
+    run = runner(Story(), parts=parts)
+    named = stages.Versioned("named:eva", 0, stages.Named("eva"))
+    assert b"anna\x1fn:eva" in referrer_changes(run, named)
+    assert b"anna\x1fn:eva" not in referrer_changes(run, named)
+    assert run.tables.referrers[b"anna"].named == set() and parts.ids("anna", "n") == ["n:eva"]
+
+
 # -- referrals decided for good, settled out of the record ------------------------------------------------------
 
 
@@ -128,14 +185,14 @@ def test_settled_referrals_change_nothing_a_worker_sends_writes_or_shows(tmp_pat
     what one that keeps everything as objects does, and its records are the same once put back whole.
     ``on_disk``: its records and part store on disk as the worker keeps them, one record cached (every other key
     read in between evicts it: its indexes and totals are rebuilt from the settled entries)."""
-    plain = runner(story)
+    plain = runner(story, horizon_days=1)  # short: the stories' 40 days move the floor (ids from the part store)
     if on_disk:
         root = tmp_path_factory.mktemp("tables")
         folding = StageRunner(story.book, Tables(*(record_store.spilled_records(root / name, cached=1)
-                                                   for name in "vcr"), CHANGELOGS), 1,
+                                                   for name in "vcr"), CHANGELOGS), 1, horizon_days=1,
                               parts=(parts := DiskPartStore(root / "r-parts")))
     else:
-        folding = runner(story, parts=(parts := PartStore()))
+        folding = runner(story, parts=(parts := PartStore()), horizon_days=1)
     try:
         settled = side_by_side(story, rnd, plain, folding, exact=not on_disk)
         assert all(not plain.tables.referrers[k].core.settled for k in list(plain.tables.referrers))
@@ -146,7 +203,7 @@ def test_settled_referrals_change_nothing_a_worker_sends_writes_or_shows(tmp_pat
             record = folding.tables.referrers[key]
             referrer_parts.unfold(record, key.decode(), parts)
             assert stored(record) == stored(plain.tables.referrers[key])
-        assert all(parts.ids(k.decode(), "r") == [] for k in keys)  # every settled part taken back
+        assert all(parts.ids(k.decode(), kind) == [] for k in keys for kind in "vncdr")  # every part taken back
     finally:
         for table in (*vars(folding.tables).values(), parts):
             if hasattr(table, "close"):
