@@ -7,8 +7,8 @@ events and the internal facts they cause; ``worker_runs.follow``, to the 50 ms s
 and the last slice are compared: the worker's cost per referral must not grow with the
 referrer's history. At the end: the largest value the worker wrote on any topic it writes (its
 tables' changelogs, its own topics, attributions, rewards, dead letters) against the 100 KB
-bound and Kafka's message limit, and the worker's peak RSS. Ticks are off (as in the throughput
-run): the clock's work is the same per referral and would blur the slices' ends.
+bound and Kafka's message limit, and the worker's peak RSS. Ticks are off: the clock's work is the same
+per referral and would blur the slices' ends.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ Throughput: a workload is produced to a run's own topics first; then one worker 
 the clock runs from the first input it processed to the moment it has processed every input
 (inbound events and the internal facts they cause) and committed them. The worker commits a
 batch only after its counters are in Redis, so that moment is when every counter reflects
-every event. Ticks (the hold-period clock) are off here so that the end is a fixed number of
-inputs; the freshness run has them on.
+every event. The worker's clock ticks as in production (``streams.tick_interval_s``, 5 s): the workload's
+events go back 40 days, so the first ticks end the holds of the older referrals and the worker settles them
+(``streams.referrer_parts``), which is what keeps its memory from growing with them. (Before 2026-11-30 the
+throughput runs had the clock off; the growth runs still do, so that their end is a fixed number of inputs.)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class ThroughputResult:
     last_tenth_s: float = 0.0
     rss_first_tenth_bytes: int = 0
     rss_end_bytes: int = 0
+    settled: int = 0  # referrals the worker settled out of its records' objects (their holds ended)
 
     @property
     def last_over_first(self) -> float:
@@ -58,7 +61,7 @@ class ThroughputResult:
 
 def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: str, work_dir: Path,
                profile: Path | None = None, timeout_s: float = 3600) -> ThroughputResult:
-    run = BenchRun.new(base, label, tick_interval_s=0.0, metrics_port=metrics_port)
+    run = BenchRun.new(base, label, metrics_port=metrics_port)  # the clock as in production
     run.prepare(workload)
     run.produce(workload.records)
     worker = Worker(run.settings, work_dir / f"worker-{run.run_id}.log")
@@ -74,7 +77,7 @@ def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: 
         first_tenth = (progress.reached(tenth) - started) / tenth
         last_tenth = (progress.reached(inputs) - progress.reached(inputs - tenth)) / tenth
         rss_tenth, rss_end = progress.rss_at(tenth), worker.rss_bytes()
-        rss = worker.rss_peak_bytes()
+        rss, settled = worker.rss_peak_bytes(), worker.settled()
         worker.stop()
         check_counters(run, workload)
     finally:
@@ -82,7 +85,7 @@ def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: 
         watch.close()
         cleanup(run)  # a failed run leaves no keys either: a million customers' worth slows every later SCAN
     return ThroughputResult(workload.events, inputs, seconds, ready_s, rss, first_tenth, last_tenth, rss_tenth,
-                            rss_end)
+                            rss_end, settled)
 
 
 def check_counters(run: BenchRun, workload: Workload) -> None:

@@ -149,6 +149,8 @@ class Suite:
         add(Figure("pipeline inputs per event (events + internal facts)", "inputs",
                    [r.inputs / r.events for r in results]))
         add(Figure("worker peak RSS (throughput run)", "MiB", [r.rss_peak_bytes / 2**20 for r in results]))
+        add(Figure("referrals the worker settled (throughput run)", "referrals", [r.settled for r in results],
+                   note="decided for good (the clock ended their holds), out of the records' objects"))
         # the history through the worker (#17): does an input cost more, and the worker hold more, as it goes on?
         # (only where a tenth took long enough for the samples, four a second, to time it)
         if min(min(r.first_tenth_s, r.last_tenth_s) * r.inputs / 10 for r in results) >= 2.0:

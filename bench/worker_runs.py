@@ -80,6 +80,11 @@ class Worker:
         """Inputs processed (inbound events and internal facts), as the worker publishes it."""
         return int(sum(float(n) for _agent, n in _EVENTS.findall(self.metrics())))
 
+    def settled(self) -> int:
+        """Referrals decided for good the worker settled out of its records' objects so far (``referrer_parts``)."""
+        found = re.search(r"^referral_worker_referrals_settled_total ([0-9.e+-]+)$", self.metrics(), re.M)
+        return int(float(found.group(1))) if found else 0
+
     def gc_pauses(self, generation: int = 2) -> tuple[int, float]:
         """The worker's garbage collections of ``generation`` so far: how many, and their time in all (s)."""
         text = self.metrics()
