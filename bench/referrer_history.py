@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+import random
 import tempfile
 import time
 import tracemalloc
@@ -47,6 +48,7 @@ from schemas.derived import ReasonCode  # noqa: F401 - the records hold its enum
 from streams import counters, record_codec, referrer_parts, stages
 from streams.campaigns import Campaign, CampaignBook
 from streams.part_store import DiskPartStore
+from streams.referrer_parts import Counted, Member
 from streams.redis_layout import RedisLayout
 from streams.referee_ledger import Referral
 from streams.referrer_rewards import Tick
@@ -258,3 +260,39 @@ def memory(referrals: int) -> MemoryResult:
             del record
     return MemoryResult(referrals, out[False][0], out[True][0], out[True][1], store_us,
                         (out[False][2], out[True][2]), (out[False][3], out[True][3]))
+
+
+@dataclass
+class LookupResult:
+    keys: tuple[int, ...]  # ids in the store when each figure was taken
+    missing_us: tuple[float, ...]  # a lookup of an id not in the store (a new event's), per id
+    stored_us: tuple[float, ...]  # keeping one id (a get that misses and the two puts ``referrer_parts.fold`` makes)
+
+
+def store_lookups(ids: int, referrers: int = 10_000, sample: int = 20_000) -> LookupResult:
+    """What a counted id costs the part store as it fills (``streams.part_store``, on disk, in the worker's
+    RocksDB options): ``ids`` new ids kept under random referrers, a tenth at a time; after each tenth, the time
+    of ``sample`` lookups of ids not in it (what every new share or click asks first). Flat means the store's
+    index and filters stay in the cache however many keys it holds."""
+    rnd = random.Random(7)
+    keys, missing, stored = [], [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        store = DiskPartStore(Path(scratch) / "lookups")
+        try:
+            for tenth in range(10):
+                began = time.perf_counter()
+                for n in range(ids // 10):
+                    referrer, event_id = f"r{rnd.randrange(referrers)}", f"click:{rnd.getrandbits(128):032x}"
+                    day = f"2026-10-{1 + tenth:02d}"
+                    store.get(referrer, stages.counted_part(event_id))
+                    store.put(referrer, stages.counted_part(event_id), Counted(n, ("click", "default", "sms", day)))
+                    store.put(referrer, f"d:{day}{referrer_parts.SEP}{event_id}", Member(n))
+                stored.append((time.perf_counter() - began) / (ids // 10) * 1e6)
+                began = time.perf_counter()
+                for _ in range(sample):
+                    store.get(f"r{rnd.randrange(referrers)}", stages.counted_part(f"click:{rnd.getrandbits(128):032x}"))
+                missing.append((time.perf_counter() - began) / sample * 1e6)
+                keys.append((tenth + 1) * (ids // 10))
+        finally:
+            store.close()
+    return LookupResult(tuple(keys), tuple(missing), tuple(stored))

@@ -36,12 +36,14 @@ class Sizes:
     history_reference: int = 1_000  # of them, through the reference core too (it costs O(history) per fact)
     influencer_referrals: int = 20_000  # one influencer's referrals through the real worker
     variant_events: int = 100_000  # the workload the worker's variants (``VARIANTS``) are compared on
+    history_lookup_ids: int = 1_000_000  # counted ids put in the part store (``referrer_history.store_lookups``)
 
 
 FULL = Sizes("full", 3, 1_000_000, 10_000, 1_000_000, 60, 10_000, 30, 20, (10_000, 100_000, 1_000_000), 100_000)
 QUICK = Sizes("quick", 3, 100_000, 10_000, 300_000, 60, 10_000, 30, 20, (10_000, 100_000), 50_000)
 SMOKE = Sizes("smoke", 1, 3_000, 300, 20_000, 4, 200, 3, 3, (300, 600), 1_000, fixed_rate=200.0,
-              history_referrals=2_000, history_reference=200, influencer_referrals=2_000, variant_events=3_000)
+              history_referrals=2_000, history_reference=200, influencer_referrals=2_000, variant_events=3_000,
+              history_lookup_ids=20_000)
 
 
 
@@ -303,6 +305,16 @@ class Suite:
                    note=f"{held[0].settled_referrals:,} settled; the entry the decisions read stays"))
         add(Figure("history: the part store's work (put back before a step, fold out after)", "µs/fact",
                    [m.store_us for m in held]))
+        lookups = [referrer_history.store_lookups(s.history_lookup_ids) for _ in range(s.runs)]
+        first, last = lookups[0].keys[0], lookups[0].keys[-1]
+        add(Figure(f"history: part store, an id not in it looked up at {first:,} ids", "µs/lookup",
+                   [r.missing_us[0] for r in lookups], note="what every new share or click asks first"))
+        add(Figure(f"history: the same at {last:,} ids", "µs/lookup", [r.missing_us[-1] for r in lookups]))
+        add(Figure(f"history: part store, lookup at {last:,} / at {first:,} ids", "ratio",
+                   [r.missing_us[-1] / r.missing_us[0] for r in lookups], target="<= 1.5",
+                   note="flat: its index and filters stay in the cache"))
+        add(Figure(f"history: part store, keeping an id (get, two puts), the last {first:,} ids / the first {first:,}",
+                   "ratio", [r.stored_us[-1] / r.stored_us[0] for r in lookups]))
         for i, how in enumerate(("all in the record", "with the part store")):
             add(Figure(f"history: the record encoded whole at {n:,} referrals, {how}", "bytes",
                        [float(m.record_bytes[i]) for m in held], note="what leaving the worker's cache writes"))
