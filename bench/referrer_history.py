@@ -48,7 +48,6 @@ from schemas.derived import ReasonCode  # noqa: F401 - the records hold its enum
 from streams import counters, record_codec, referrer_parts, stages
 from streams.campaigns import Campaign, CampaignBook
 from streams.part_store import DiskPartStore
-from streams.referrer_parts import Counted, Member
 from streams.redis_layout import RedisLayout
 from streams.referee_ledger import Referral
 from streams.referrer_rewards import Tick
@@ -266,7 +265,7 @@ def memory(referrals: int) -> MemoryResult:
 class LookupResult:
     keys: tuple[int, ...]  # ids in the store when each figure was taken
     missing_us: tuple[float, ...]  # a lookup of an id not in the store (a new event's), per id
-    stored_us: tuple[float, ...]  # keeping one id (a get that misses and the two puts ``referrer_parts.fold`` makes)
+    stored_us: tuple[float, ...]  # keeping one id (``referrer_parts.recall``'s get that misses, ``fold``'s two puts)
 
 
 def store_lookups(ids: int, referrers: int = 10_000, sample: int = 20_000) -> LookupResult:
@@ -276,17 +275,18 @@ def store_lookups(ids: int, referrers: int = 10_000, sample: int = 20_000) -> Lo
     index and filters stay in the cache however many keys it holds."""
     rnd = random.Random(7)
     keys, missing, stored = [], [], []
+    record = stages.ReferrerRecord()  # each id counted in it, then folded out of it, as the stage runner does
     with tempfile.TemporaryDirectory() as scratch:
         store = DiskPartStore(Path(scratch) / "lookups")
         try:
             for tenth in range(10):
+                cell = ("click", "default", "sms", f"2026-10-{1 + tenth:02d}")
                 began = time.perf_counter()
-                for n in range(ids // 10):
+                for _ in range(ids // 10):
                     referrer, event_id = f"r{rnd.randrange(referrers)}", f"click:{rnd.getrandbits(128):032x}"
-                    day = f"2026-10-{1 + tenth:02d}"
-                    store.get(referrer, stages.counted_part(event_id))
-                    store.put(referrer, stages.counted_part(event_id), Counted(n, ("click", "default", "sms", day)))
-                    store.put(referrer, f"d:{day}{referrer_parts.SEP}{event_id}", Member(n))
+                    referrer_parts.recall(record, referrer, event_id, store)  # a new one: not there
+                    record.counted[event_id] = cell
+                    referrer_parts.fold(record, referrer, store)
                 stored.append((time.perf_counter() - began) / (ids // 10) * 1e6)
                 began = time.perf_counter()
                 for _ in range(sample):

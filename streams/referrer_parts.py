@@ -140,8 +140,7 @@ def part(record: ReferrerRecord, part_id: str) -> Part | None:
             return None
         cells = stages.count_index(record).cells.get(ident, ())
         return Folded(record.seq, tuple(sorted((*cell[:3], record.activity[cell]) for cell in cells)))
-    members = record.visitors if kind == "v" else record.named
-    return Member(record.seq) if ident in members else None
+    return Member(record.seq) if ident in _members(record, kind) else None
 
 
 # -- parts into a record --------------------------------------------------------------------------------------
@@ -198,7 +197,7 @@ def _apply(record: ReferrerRecord, part_id: str, value: Part | None) -> None:
             record.counted[ident] = value.cell
             record.activity[value.cell] = record.activity.get(value.cell, 0) + 1
     else:
-        members = record.visitors if kind == "v" else record.named
+        members = _members(record, kind)
         if value is None:
             members.discard(ident)
         else:
@@ -335,11 +334,16 @@ def unfold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
     for kind in ("v", "n"):
         for pid in store.ids(referrer_id, kind):
             store.delete(referrer_id, pid)
-            (record.visitors if kind == "v" else record.named).add(pid[2:])
+            _members(record, kind).add(pid[2:])
     for pid in store.ids(referrer_id, "c"):
         recall(record, referrer_id, pid[2:], store)
     for rid in sorted(record.core.settled):
         unsettle(record, referrer_id, rid, store)
+
+
+def _members(record: ReferrerRecord, kind: str) -> set[str]:
+    """The record's visitors (``v``) or the customers that name it (``n``)."""
+    return record.visitors if kind == "v" else record.named
 
 
 def _by_day(day: str, event_id: str) -> str:
@@ -349,9 +353,13 @@ def _by_day(day: str, event_id: str) -> str:
 
 def recall(record: ReferrerRecord, referrer_id: str, event_id: str, store: PartStore) -> None:
     """A counted id ``store`` holds back into the record, in place (the same share or click again: a duplicate)."""
-    if event_id in record.counted:
-        return
-    value = store.get(referrer_id, stages.counted_part(event_id))
+    if event_id not in record.counted:
+        _take_back(record, referrer_id, event_id, store.get(referrer_id, stages.counted_part(event_id)), store)
+
+
+def _take_back(record: ReferrerRecord, referrer_id: str, event_id: str, value: Part | None, store: PartStore
+               ) -> None:
+    """A counted id and its ``value`` in ``store`` (None: not there) out of the store, into the record."""
     if value is None:
         return
     assert isinstance(value, Counted)
@@ -365,16 +373,17 @@ def recall_through(record: ReferrerRecord, referrer_id: str, floor: str, store: 
     that moves the floor there: it tombstones them)."""
     for entry in store.ids(referrer_id, "d", through=f"{floor}\x20"):  # "<day>\x1f<id>" <= "<floor> ": day <= floor
         event_id = entry[2:].partition(SEP)[2]
-        if event_id in record.counted or store.get(referrer_id, stages.counted_part(event_id)) is None:
+        value = None if event_id in record.counted else store.get(referrer_id, stages.counted_part(event_id))
+        if value is None:
             store.delete(referrer_id, entry)  # stale: its id is back already, or went
         else:
-            recall(record, referrer_id, event_id, store)
+            _take_back(record, referrer_id, event_id, value, store)
 
 
 def knows_member(record: ReferrerRecord, referrer_id: str, part_id: str, store: PartStore) -> None:
     """A visitor (``v:``) or a named customer (``n:``) ``store`` holds back into the record, in place, so that the
     same one again writes no part."""
-    members = record.visitors if part_id.startswith("v:") else record.named
+    members = _members(record, part_id[0])
     if part_id[2:] not in members and store.get(referrer_id, part_id) is not None:
         store.delete(referrer_id, part_id)
         members.add(part_id[2:])
@@ -383,9 +392,9 @@ def knows_member(record: ReferrerRecord, referrer_id: str, part_id: str, store: 
 def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: PartStore, horizon_days: int
                ) -> None:
     """Back into the record, in place, what ``store`` holds of it that the step of ``fact`` reads (``fold`` takes
-    it out again after the step): every part before an erasure fact; the part an adopted one replaces; a share's or click's id if counted before,
-    and the ids of the days it moves the floor past; the clicking visitor; the named customer; a settled
-    referral before a newer version of it."""
+    it out again after the step): every part before an erasure fact; the part an adopted one replaces; a share's
+    or click's id if counted before, and the ids of the days it moves the floor past; the clicking visitor; the
+    named customer; a settled referral before a newer version of it."""
     if isinstance(fact, Erase | Adopt | Continue | Forget):
         unfold(record, referrer_id, store)  # the step reads or rewrites every part
         return

@@ -153,7 +153,7 @@ class StageRunner:
     visitor_cap: int = stages.VISITOR_FACTS_KEPT  # clicks and signups a visitor's record keeps (``stages.visitor_step``)
     customer_limits: referee_ledger.Limits = referee_ledger.LIMITS  # what a customer's record keeps
     dropped: Callable[[str, str], None] = lambda _table, _reason: None  # hears of every input not applied, why
-    parts: PartStore | None = None  # where referrer records keep their visitors and settled referrals (None: in them)
+    parts: PartStore | None = None  # what referrer records keep out of their objects (``streams.part_store``)
     settled: Callable[[int], None] = lambda _n: None  # hears how many referrals each fold settled (the metric)
     remembered: int = recent_keys.REMEMBERED  # keys each of the per-process sets below keeps (``streams.recent_keys``)
     # per process: keys whose outputs were re-sent on a duplicate, referrers stepped (first touch: complete snapshot);

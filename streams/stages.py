@@ -550,6 +550,11 @@ def take_counted(record: ReferrerRecord) -> list[tuple[str, tuple[str, str, str,
     return out
 
 
+def utc_day(at: datetime) -> str:
+    """The UTC day a share or click counts on (its funnel cell's, the dedup horizon's)."""
+    return at.strftime("%Y-%m-%d")
+
+
 def counted_id(stage: str, event_id: str) -> str:
     """The id a share or click counts under in its referrer's record (``counted``)."""
     return f"{stage}:{event_id}"
@@ -558,9 +563,9 @@ def counted_id(stage: str, event_id: str) -> str:
 def counting(fact: object) -> tuple[str, str] | None:
     """(the id a share or click counts under, its UTC day) for a fact ``_count`` takes; None for any other."""
     if isinstance(fact, Share):
-        return counted_id("share", fact.event_id), fact.at.strftime("%Y-%m-%d")
+        return counted_id("share", fact.event_id), utc_day(fact.at)
     if isinstance(fact, Versioned) and isinstance(fact.fact, ClickCounted):
-        return counted_id("click", fact.fact.event_id), fact.fact.at.strftime("%Y-%m-%d")
+        return counted_id("click", fact.fact.event_id), utc_day(fact.fact.at)
     return None
 
 
@@ -598,7 +603,7 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
            at: datetime, horizon_days: int) -> Step:
     if event_id in record.counted:
         return Step(record, duplicate=True)
-    day = at.strftime("%Y-%m-%d")
+    day = utc_day(at)
     if day <= record.floor:
         return Step(record, dropped=BEYOND_DEDUP_HORIZON)
     key = interned((stage, campaign_id, channel, day))
