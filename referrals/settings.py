@@ -222,8 +222,18 @@ class StreamSettings(BaseModel):
         "Faust's memory store keeps them; measured in `make bench` (README Performance)",
     )
     records_cached: int = Field(
-        20_000, ge=1, description="records of each table kept as objects when `records_on_disk` is on: the "
-        "working set (the keys of recent events) should fit; a record read back from disk costs its decoding",
+        20_000, ge=1, description="referrer records kept as objects when `records_on_disk` is on: the working set "
+        "(the referrers of recent events) should fit; a record read back from disk costs its decoding and the "
+        "rebuilding of its indexes, and every share, click and referral of the referrer reads it",
+    )
+    customer_records_cached: int = Field(
+        5_000, ge=1, description="customer records kept as objects when `records_on_disk` is on: each is read only "
+        "by that customer's own signups, orders and refunds, and read back from disk cheaply (no indexes to "
+        "rebuild); measured in `make bench` (README Performance)",
+    )
+    visitor_records_cached: int = Field(
+        5_000, ge=1, description="visitor records kept as objects when `records_on_disk` is on: each is read only "
+        "by that visitor's clicks and signups (as the customer records are)",
     )
     fault_kill_rate: float = Field(
         0.0, ge=0, le=1,

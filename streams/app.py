@@ -183,17 +183,17 @@ class ReferrerTable(RecordTable):
 OWNERS_CACHED = 100_000  # referral codes whose owner the worker keeps (a code never changes owner)
 
 
-def keep_on_disk(tables: Iterable[faust.Table], root: Path, cached: int) -> None:
-    """The tables' records and key -> partition index on local disk, ``cached`` records of each as objects
-    (``streams.record_store``), in place of the dicts of Faust's memory store, which keeps its behaviour
+def keep_on_disk(tables: Iterable[tuple[faust.Table, int]], root: Path) -> None:
+    """The tables' records and key -> partition index on local disk, each table's number of its records as
+    objects (``streams.record_store``), in place of the dicts of Faust's memory store, which keeps its behaviour
     otherwise (recovery from the changelog at every start, revoked partitions dropped)."""
-    for table in tables:
+    for table, cached in tables:
         store = table.data
         store.data = record_store.spilled_records(root / table.name, cached,
                                                   worker_metrics.RECORDS_LOADED.labels(table.name).inc)
         store._key_partition = record_store.spilled_partitions(root / f"{table.name}-partitions")  # noqa: SLF001
+        log.info("%s: records on disk in %s, %d cached as objects", table.name, root, cached)
     atexit.register(shutil.rmtree, root, ignore_errors=True)  # scratch (a SIGKILL's: process_dir, next start)
-    log.info("tables' records on disk in %s, %d of each table cached as objects", root, cached)
 
 
 def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
@@ -279,7 +279,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     parts: PartStore | None = None  # what the referrer records keep out of their objects (``streams.part_store``)
     if cfg.records_on_disk:
         records_dir = record_store.process_dir(settings.state_dir / "faust" / cfg.app_id / "records")
-        keep_on_disk((visitors_table, customers_table, referrers_table), records_dir, cfg.records_cached)
+        keep_on_disk(((visitors_table, cfg.visitor_records_cached), (customers_table, cfg.customer_records_cached),
+                      (referrers_table, cfg.records_cached)), records_dir)
         parts = referrers_table.parts = DiskPartStore(records_dir / f"{referrers_table.name}-parts")
     changelog_of = {t.name: t.changelog_topic.get_topic_name() for t in (visitors_table, customers_table, referrers_table)}
 

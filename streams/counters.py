@@ -90,7 +90,7 @@ def funnel_cells(record: ReferrerRecord) -> dict[FunnelCell, int]:
     for key, (n, _named) in record.settled_sums.items():
         if key[0] == "cell":
             cells[key[1]] += n
-    for cell in record.cells:  # once contributed, a cell stays (with 0)
+    for cell in record.cells:  # once contributed, a referral's cell stays (with 0; a share's or click's: activity)
         cells[cell] += 0
     return dict(cells)
 
@@ -403,7 +403,7 @@ def _every_cell(record: ReferrerRecord, kept: Totals) -> Cells:
             confirmed[key[1]] += n
         elif key[0] == "campaign" and n:
             confirmed[key[1]] += 0
-    for cell in record.cells:  # once contributed, a cell stays (with 0)
+    for cell in record.cells:  # once contributed, a referral's cell stays (with 0; a share's or click's: activity)
         funnel[cell] += 0
     return dict(funnel), ledger, dict(confirmed)
 

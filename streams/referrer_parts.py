@@ -528,7 +528,6 @@ class Assembler:
             record = self._fold(record, days, floor)
             self.data[referrer_id] = record
             record.cells.clear()
-            record.cells.update(record.activity)
             record.cells.update(referral_cells(record.core.referrals.values()))
             if self.newest.get(referrer_id, -1) > record.seq:
                 torn[referrer_id] = self.newest[referrer_id]

@@ -343,7 +343,9 @@ class ReferrerRecord:
     # ^ share and click event ids counted (each counts once) -> the funnel cell it counted in
     activity: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # (stage, campaign, channel, day)
     ticked: datetime | None = None  # the last tick that changed the record
-    cells: set[tuple[str, str, str, str]] = field(default_factory=set)  # funnel cells ever contributed to
+    cells: set[tuple[str, str, str, str]] = field(default_factory=set)
+    # ^ the funnel cells its referrals ever contributed to (a share's or click's cell is in ``activity`` for good:
+    # not here as well, where it cost more than its count as the days went by)
     reached: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)
     # ^ (reward id, status) -> (role, campaign, points): every status a reward has been in (metrics count these)
     withheld: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -478,7 +480,6 @@ def _advance(record: ReferrerRecord, rewards: Iterable[Reward] = (), referrals: 
 
 def _advance_all(record: ReferrerRecord) -> ReferrerRecord:
     """``_advance`` for a record any part of which may be new (adopted, renamed): every reward and referral."""
-    record.cells.update(record.activity)
     return _advance(record, record.core.rewards.values(), record.core.referrals.values())
 
 
@@ -510,8 +511,8 @@ class _CountIndex:
     load): the ids and the cells of each day, so that folding a day costs that day's events."""
 
     ids: dict[str, list[str]]  # day -> the live ids counted on it
-    cells: dict[str, list[tuple[str, str, str, str]]]  # day -> its cells in ``activity`` (a few: a list; a set
-    # per referrer and day was the largest thing a referrer's record held in memory after its ids)
+    cells: dict[str, tuple[tuple[str, str, str, str], ...]]  # day -> its cells in ``activity`` (a few: a tuple,
+    # a third smaller than a list; a set per referrer and day was the largest thing a record held after its ids)
 
 
 def count_index(record: ReferrerRecord) -> _CountIndex:
@@ -523,7 +524,7 @@ def count_index(record: ReferrerRecord) -> _CountIndex:
             counted[event_id] = cell = interned(cell)  # read back from the changelog or disk: one tuple per id
             index.ids.setdefault(cell[3], []).append(event_id)
         for cell in record.activity:
-            index.cells.setdefault(cell[3], []).append(cell)  # activity's cells are distinct
+            index.cells[cell[3]] = (*index.cells.get(cell[3], ()), cell)  # activity's cells are distinct
         record.core.__dict__["_count_index"] = index
     return index
 
@@ -612,17 +613,14 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
     record.counted[event_id] = key
     record.activity[key] = record.activity.get(key, 0) + 1
     counters.counted(record, key)
-    record.cells.add(key)
     day_ids = index.ids.get(day)
     if day_ids is None:
         index.ids[day] = [event_id]
     else:
         day_ids.append(event_id)
-    day_cells = index.cells.get(day)
-    if day_cells is None:
-        index.cells[day] = [key]
-    elif key not in day_cells:
-        day_cells.append(key)
+    day_cells = index.cells.get(day, ())
+    if key not in day_cells:
+        index.cells[day] = (*day_cells, key)
     parts = {counted_part(event_id)}
     floor = floor_of(day, horizon_days)
     if floor <= record.floor:

@@ -35,9 +35,14 @@ from tests.integration.worker_support import (
 )
 
 
+def cached(n: int) -> dict[str, int]:
+    """Settings keeping ``n`` records of each table as objects: nearly every record is read back from disk."""
+    return {"records_cached": n, "customer_records_cached": n, "visitor_records_cached": n}
+
+
 def test_the_simulated_stream_ends_as_the_pure_core_decides(pipeline_factory):
     # two records of each table kept as objects: nearly every record is read back from disk (streams.record_store)
-    own, worker = pipeline_factory(records_cached=2, metrics_port=free_port())
+    own, worker = pipeline_factory(**cached(2), metrics_port=free_port())
     events = simulated(own, 21, 1500)
     worker.start()
     send(own, events)
@@ -157,7 +162,7 @@ def test_a_worker_killed_at_its_worst_moments_ends_exactly_as_an_uninterrupted_r
     # the calm worker keeps its records in memory, the faulty one on disk with 3 of each table cached
     calm, calm_worker = pipeline_factory("calm", tick_interval_s=0, records_on_disk=False)  # ticked by the test
     faulty, faulty_worker = pipeline_factory("faulty", tick_interval_s=0, fault_kill_rate=0.08, batch_size=40,
-                                             stall_timeout_s=30, records_cached=3)
+                                             stall_timeout_s=30, **cached(3))
     events = simulated(calm, 25, 2400 * soak_factor)
     simulated(faulty, 25, 2400 * soak_factor)
     send(calm, events)
@@ -186,7 +191,7 @@ def test_referrals_decided_for_good_leave_the_workers_memory_and_the_books_stay_
     the time), and Redis and the reward log show what the pure core decides. A restarted worker settles them
     again as it recovers; its first change of each referrer writes that referrer's counters complete, the
     settled referrals' summaries read back from disk (left out, Redis would drop them)."""
-    own, worker = pipeline_factory(tick_interval_s=0, records_cached=2, metrics_port=free_port())
+    own, worker = pipeline_factory(tick_interval_s=0, **cached(2), metrics_port=free_port())
     events = simulated(own, 26, 1200)
     worker.start()
     send(own, events)

@@ -29,7 +29,8 @@ def assembled(changelog: dict[bytes, object], order: list[bytes] | None = None) 
 def same_record(a, b) -> bool:  # noqa: ANN001 - funnel cells at 0 aside (the module docstring)
     from dataclasses import replace
     return replace(a, cells=set()) == replace(b, cells=set()) and nonzero(
-        {c: a.activity.get(c, 0) for c in a.cells}) == nonzero({c: b.activity.get(c, 0) for c in b.cells})
+        {c: a.activity.get(c, 0) for c in a.cells | a.activity.keys()}) == nonzero(
+        {c: b.activity.get(c, 0) for c in b.cells | b.activity.keys()})
 
 
 @settings(max_examples=150, deadline=None)
