@@ -231,8 +231,9 @@ def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int 
     - the ids of the shares and clicks it counted (only the same event again, or the floor passing their day,
       reads them; their counts stay in ``activity``), with an entry per day and id (``d:<day>\x1f<id>``, the
       store's own, not a changelog part) so that the floor's move finds its days' ids without a scan;
-    - its referrals decided for good whose last change is acknowledged (``settle``): the record keeps their
-      ``Settled`` entries, which is all the decisions about the others read of them. ``acked``: a seq up to
+    - its referrals decided for good, or at rest without rewards, whose last change is acknowledged
+      (``settle``, ``referrer_rewards.settleable``): the record keeps their ``Settled`` entries, which is all the
+      decisions about the others read of them. ``acked``: a seq up to
       which the record's outputs are known to be on Kafka, if more than it says.
 
     Returns how many referrals it settled."""
@@ -258,15 +259,18 @@ def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int 
 
 
 def settling(record: ReferrerRecord) -> list[str]:
-    """The referrals of the record decided for good and not settled yet (derived, kept with the state while it
-    lives: a tick adds those whose hold it ended, ``stages.note_final``; after a load, found among the final
-    ones)."""
+    """The referrals of the record that may settle and are not settled yet (``referrer_rewards.settleable``;
+    derived, kept with the state while it lives: a tick adds those whose hold it ended, a step those it changed,
+    ``stages.note_final``; after a load, found among the final ones and those without rewards). One that may not
+    leaves the list: only a tick or a step that changes it makes it settleable, and either adds it again."""
     core = record.core
     waiting = core.__dict__.get("_settling")
     if waiting is None:
-        waiting = core.__dict__["_settling"] = {
-            w[: -len(":referee")] for w in core.final if w.endswith(":referee")} & core.referrals.keys()
-    return sorted(rid for rid in waiting if referrer_rewards.settleable(core, rid))
+        waiting = core.__dict__["_settling"] = ({
+            w[: -len(":referee")] for w in core.final if w.endswith(":referee")} & core.referrals.keys()) | {
+            rid for rid in core.referrals if f"{rid}:referrer" not in core.rewards}  # at rest without rewards
+    waiting.difference_update([rid for rid in waiting if not referrer_rewards.settleable(core, rid)])
+    return sorted(waiting)
 
 
 def _changed_at(record: ReferrerRecord) -> dict[str, int]:

@@ -44,8 +44,9 @@ independent state. The indexes the decisions use (referrals by code, device, mon
 time, each one's hold reason) are derived from the state: never stored, rebuilt in one pass
 over the referrals the first time a state is stepped after it was loaded or renamed.
 
-A referral decided for good (both its rewards final: its hold has ended) can leave the state
-(``settle``): the state keeps a ``Settled`` entry with what the decisions about the others read
+A referral decided for good (both its rewards final: its hold has ended), or at rest without
+rewards (not qualified, or rejected: only a fact about it changes what it decides), can leave the
+state (``settle``): the state keeps a ``Settled`` entry with what the decisions about the others read
 of it (its code and attribution time for the velocity rule, its referee and device for the
 device rule, its qualifying time and whether its reward was confirmed for the monthly cap and
 the milestone count), and the caller keeps the referral and its rewards elsewhere
@@ -92,7 +93,7 @@ class Reward:
 
 
 class Settled(NamedTuple):
-    """What a referral decided for good leaves in its referrer's state (``settle``): what the decisions of the
+    """What a referral decided for good (or at rest without rewards: ``settleable``) leaves in its referrer's state (``settle``): what the decisions of the
     others read of it (its code's velocity, its device group, its month's cap, the milestone count), not the
     referral and its rewards, which its caller keeps elsewhere (``streams.part_store``) and hands back with
     ``unsettle`` before a fact changes the referral again."""
@@ -639,9 +640,16 @@ def has_due(state: ReferrerState, now: datetime, campaigns: CampaignBook) -> boo
 
 
 def settleable(state: ReferrerState, referral_id: str) -> bool:
-    """Whether nothing can change the referral's own rewards any more: both are final (its hold ended)."""
-    return (referral_id in state.referrals and f"{referral_id}:referrer" in state.final
-            and f"{referral_id}:referee" in state.final)
+    """Whether nothing but a fact about the referral can change what it decides: both its rewards are final (its
+    hold ended: decided for good), or it has none (not qualified, or rejected: at rest). A referral without
+    rewards shows nothing another referral's fact, a tick or the profile could change: whether it would be held
+    only shows once it qualifies, and that is a fact about it, before which it comes back (``unsettle``)."""
+    if referral_id not in state.referrals:
+        return False
+    own, other = f"{referral_id}:referrer", f"{referral_id}:referee"
+    if own not in state.rewards and other not in state.rewards:
+        return True
+    return own in state.final and other in state.final
 
 
 def settle(state: ReferrerState, referral_id: str, version: int | None = None) -> tuple[Referral, list[Reward]]:
@@ -652,7 +660,7 @@ def settle(state: ReferrerState, referral_id: str, version: int | None = None) -
     assert settleable(state, referral_id), f"{referral_id} is not decided for good"
     rewards = rewards_of(state, referral_id)
     r = state.referrals.pop(referral_id)
-    own = state.rewards[f"{referral_id}:referrer"]
+    own = state.rewards.get(f"{referral_id}:referrer")  # None: a referral at rest without rewards
     for w in rewards:
         del state.rewards[w.reward_id]
         state.changes.pop(w.reward_id, None)
@@ -661,7 +669,7 @@ def settle(state: ReferrerState, referral_id: str, version: int | None = None) -
     state.settled[referral_id] = Settled(
         r.campaign_id, r.code, r.attributed_at, r.qualified_at, r.referee_id, r.referee_device_id,
         r.status not in _NOT_LIVE, r.qualified_at is not None and r.status in _IN_MONTH,
-        own.status is RewardStatus.CONFIRMED, version)
+        own is not None and own.status is RewardStatus.CONFIRMED, version)
     idx: _Index | None = state.__dict__.get("_idx")
     if idx is not None:
         idx.held.pop(referral_id, None)  # its entries stay as they are: a settled referral's are the same

@@ -782,8 +782,10 @@ def note_changed(record: ReferrerRecord, parts: Iterable[str] | None) -> None:
     """Remember at which seq the referrals among ``parts`` (None: all) last changed (derived, kept with the
     state while it lives; ``referrer_parts`` seeds it from the parts' seqs on recovery)."""
     changed_at = record.core.__dict__.setdefault("_changed_at", {})
-    for rid in (record.core.referrals if parts is None else referrals_in(parts)):
+    changed = list(record.core.referrals if parts is None else referrals_in(parts))
+    for rid in changed:
         changed_at[rid] = record.seq
+    note_final(record, changed)  # one without rewards is at rest once acknowledged (``referrer_rewards.settleable``)
 
 
 def referrer_resend(record: ReferrerRecord, referrer_id: str) -> list[Outbound]:

@@ -31,7 +31,8 @@ DROPPED = Counter("referral_worker_dropped", "Inputs an agent did not apply, by 
 RECORDS_LOADED = Counter("referral_worker_records_loaded", "Table records read back from local disk because they "
                          "were not among the records_cached kept as objects (streams.record_store): a rate near the "
                          "events' means the working set does not fit", ["table"])
-SETTLED = Counter("referral_worker_referrals_settled", "Referrals decided for good that this worker moved out of their "
+SETTLED = Counter("referral_worker_referrals_settled", "Referrals decided for good, or at rest without rewards, that this "
+                  "worker moved out of their "
                   "referrer's record in memory to local disk, once acknowledged, or when recovery found them so "
                   "(streams.referrer_parts.settle)")
 FRESHNESS = Histogram(

@@ -275,3 +275,31 @@ def test_recovery_settles_what_the_changelog_shows_final_and_acknowledged_even_r
     finally:
         records.close()
         parts.close()
+
+
+def test_a_referral_without_rewards_rests_on_disk_until_its_qualifying_order_brings_it_back():
+    """Not qualified yet, a referral has no rewards: nothing but a fact about it changes what it decides, so it
+    leaves the record's objects once acknowledged (at the referrer's next step: ``referrer_rewards.settleable``),
+    and its order brings it back, deciding what a record that kept it decides."""
+    signup, order = Story(), Story()
+    signup.signup("eva", code="ANNA")
+    order.order("eva", "49.90", minutes=30, order_id="o1")
+    parts = PartStore()
+    heard: list[int] = []
+    run, plain = runner(signup, parts=parts, settled=heard.append), runner(signup)
+    for r in (run, plain):
+        for batch in through(r, signup):
+            r.done(batch)
+        r.referrer("anna", stages.Share("sh1", "default", "sms", T0), batch := Batch())  # its next step: at rest
+        r.done(batch)
+    record = run.tables.referrers[b"anna"]
+    (rid,) = record.core.settled
+    assert heard == [1] and not record.core.referrals and parts.ids("anna", "r") == [f"r:{rid}"]
+    assert plain.tables.referrers[b"anna"].core.referrals.keys() == {rid}
+
+    def rewards(r: StageRunner) -> list[tuple[str, bytes]]:
+        return [(t, v) for b in through(r, order) for t, _, v, _ in b.records if t.endswith("rewards")]
+
+    got, want = rewards(run), rewards(plain)
+    assert got == want and len(want) == 2  # both rewards, pending, as the record that kept it decides
+    assert rid in run.tables.referrers[b"anna"].core.referrals and parts.ids("anna", "r") == []
