@@ -233,8 +233,8 @@ def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int 
       store's own, not a changelog part) so that the floor's move finds its days' ids without a scan;
     - its referrals decided for good, or at rest without rewards, whose last change is acknowledged
       (``settle``, ``referrer_rewards.settleable``): the record keeps their ``Settled`` entries, which is all the
-      decisions about the others read of them. ``acked``: a seq up to
-      which the record's outputs are known to be on Kafka, if more than it says.
+      decisions about the others read of them. ``acked``: a seq up to which the record's outputs are known to be
+      on Kafka, if more than it says.
 
     Returns how many referrals it settled."""
     for members, part_of in ((record.visitors, stages.visitor_part), (record.named, stages.named_part)):

@@ -93,10 +93,10 @@ class Reward:
 
 
 class Settled(NamedTuple):
-    """What a referral decided for good (or at rest without rewards: ``settleable``) leaves in its referrer's state (``settle``): what the decisions of the
-    others read of it (its code's velocity, its device group, its month's cap, the milestone count), not the
-    referral and its rewards, which its caller keeps elsewhere (``streams.part_store``) and hands back with
-    ``unsettle`` before a fact changes the referral again."""
+    """What a referral decided for good (or at rest without rewards: ``settleable``) leaves in its referrer's
+    state (``settle``): what the decisions of the others read of it (its code's velocity, its device group, its
+    month's cap, the milestone count), not the referral and its rewards, which its caller keeps elsewhere
+    (``streams.part_store``) and hands back with ``unsettle`` before a fact changes the referral again."""
 
     campaign_id: str
     code: str
@@ -657,7 +657,7 @@ def settle(state: ReferrerState, referral_id: str, version: int | None = None) -
     ``Settled`` entry, and every decision stays as it would be with the referral in it (the hypothesis tests
     hold both to the reference). Returns the referral and its rewards (the milestone bonuses it earned with
     them), for the caller to keep; ``version`` is the caller's, kept with the entry."""
-    assert settleable(state, referral_id), f"{referral_id} is not decided for good"
+    assert settleable(state, referral_id), f"{referral_id} may not settle: a tick or a neighbour can change it"
     rewards = rewards_of(state, referral_id)
     r = state.referrals.pop(referral_id)
     own = state.rewards.get(f"{referral_id}:referrer")  # None: a referral at rest without rewards
