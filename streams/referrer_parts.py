@@ -261,14 +261,12 @@ def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int 
 def settling(record: ReferrerRecord) -> list[str]:
     """The referrals of the record that may settle and are not settled yet (``referrer_rewards.settleable``;
     derived, kept with the state while it lives: a tick adds those whose hold it ended, a step those it changed,
-    ``stages.note_final``; after a load, found among the final ones and those without rewards). One that may not
-    leaves the list: only a tick or a step that changes it makes it settleable, and either adds it again."""
+    ``stages.may_settle``; after a load, every referral is looked at once). One that may not leaves the list:
+    only a tick or a step that changes it makes it settleable, and either adds it again."""
     core = record.core
     waiting = core.__dict__.get("_settling")
     if waiting is None:
-        waiting = core.__dict__["_settling"] = ({
-            w[: -len(":referee")] for w in core.final if w.endswith(":referee")} & core.referrals.keys()) | {
-            rid for rid in core.referrals if f"{rid}:referrer" not in core.rewards}  # at rest without rewards
+        waiting = core.__dict__["_settling"] = set(core.referrals)
     waiting.difference_update([rid for rid in waiting if not referrer_rewards.settleable(core, rid)])
     return sorted(waiting)
 
@@ -310,7 +308,7 @@ def unsettle(record: ReferrerRecord, referrer_id: str, referral_id: str, store: 
     store.delete(referrer_id, referral_part(referral_id))  # the store holds what is settled, nothing stale
     referrer_rewards.unsettle(record.core, referral_id)
     _apply(record, referral_part(referral_id), value)
-    stages.note_final(record, [referral_id])  # settled again by the next ``fold`` unless a step changes it
+    stages.may_settle(record, [referral_id])  # settled again by the next ``fold`` unless a step changes it
     contribution = counters.referral_contribution(record, referrer_id, referral_id)  # what ``settle`` added
     _add_sums(record, contribution, -1)
     totals = record.core.__dict__.get("_totals")

@@ -694,7 +694,7 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
         rewards = referrer_rewards.step(record.core, referrer_id, fact, campaigns)
         if rewards is None:
             return Step(record)
-        note_final(record, made_final)
+        may_settle(record, made_final)
         record = _advance(record, rewards, ticked=fact.now)
         return Step(record, _rewards_outbound(referrer_id, record.core, rewards), changed=True,
                     parts=_parts(rewards, *final))
@@ -726,9 +726,10 @@ def referrer_step(record: ReferrerRecord, referrer_id: str,
                 parts=_parts(rewards, *own))
 
 
-def note_final(record: ReferrerRecord, referral_ids: Iterable[str]) -> None:
-    """Referrals a step made final, to settle once its outputs are acknowledged (``referrer_parts.fold``; derived,
-    kept with the state while it lives: after a load, ``referrer_parts.settling`` finds them among the final)."""
+def may_settle(record: ReferrerRecord, referral_ids: Iterable[str]) -> None:
+    """Referrals a step made final or changed, to settle once its outputs are acknowledged if they may then
+    (``referrer_parts.fold``, ``referrer_rewards.settleable``; derived, kept with the state while it lives: after a
+    load, ``referrer_parts.settling`` looks at every referral)."""
     waiting = record.core.__dict__.get("_settling")
     if waiting is not None:
         waiting.update(referral_ids)
@@ -785,7 +786,7 @@ def note_changed(record: ReferrerRecord, parts: Iterable[str] | None) -> None:
     changed = list(record.core.referrals if parts is None else referrals_in(parts))
     for rid in changed:
         changed_at[rid] = record.seq
-    note_final(record, changed)  # one without rewards is at rest once acknowledged (``referrer_rewards.settleable``)
+    may_settle(record, changed)  # one without rewards is at rest once acknowledged (``referrer_rewards.settleable``)
 
 
 def referrer_resend(record: ReferrerRecord, referrer_id: str) -> list[Outbound]:

@@ -29,12 +29,12 @@ DROPPED = Counter("referral_worker_dropped", "Inputs an agent did not apply, by 
                   "of a visitor that has as many as its record keeps; customer_fact_cap: a customer's signup, order or "
                   "refund beyond what their record keeps)", ["agent", "reason"])
 RECORDS_LOADED = Counter("referral_worker_records_loaded", "Table records read back from local disk because they "
-                         "were not among the records_cached kept as objects (streams.record_store): a rate near the "
-                         "events' means the working set does not fit", ["table"])
-SETTLED = Counter("referral_worker_referrals_settled", "Referrals decided for good, or at rest without rewards, that this "
-                  "worker moved out of their "
-                  "referrer's record in memory to local disk, once acknowledged, or when recovery found them so "
-                  "(streams.referrer_parts.settle)")
+                         "were not among the records the table keeps as objects (streams.record_store; the settings "
+                         "records_cached, customer_records_cached, visitor_records_cached): a rate near the events' "
+                         "means the working set does not fit", ["table"])
+SETTLED = Counter("referral_worker_referrals_settled", "Referrals decided for good, or at rest without rewards, that "
+                  "this worker moved out of their referrer's record in memory to local disk, once acknowledged, or "
+                  "when recovery found them so (streams.referrer_parts.settle)")
 FRESHNESS = Histogram(
     "referral_event_freshness_seconds",
     "From an event's occurred_at to the live counters it changes being written to Redis",
