@@ -54,6 +54,7 @@ def test_the_simulated_stream_ends_as_the_pure_core_decides(pipeline_factory):
         httpx.get(f"http://127.0.0.1:{own.streams.metrics_port}/metrics", timeout=10).text)
         for s in family.samples if s.name == "referral_worker_records_loaded_total"}
     assert loaded.keys() == {"visitors", "customers", "referrers"} and loaded["referrers"] > 100, loaded
+    assert loaded["customers"] > 0 and loaded["visitors"] > 0, loaded  # each table's own setting holds (cached)
     records = own.state_dir / "faust" / own.streams.app_id / "records"
     assert [p.name for p in records.iterdir()] == [f"pid-{worker.current.pid}"]
     worker.kill()  # a SIGKILL leaves its directory: the next worker removes it
