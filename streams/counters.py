@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from schemas.derived import ReasonCode, RewardRole, RewardStatus
+from streams.interning import interned
 from streams.redis_layout import RedisLayout, partition_of
 from streams.referee_ledger import Referral
 from streams.referrer_rewards import Reward, rewards_of
@@ -67,7 +68,7 @@ def channel_totals(record: ReferrerRecord) -> Counter:
     if kept is None:
         kept = record.core.__dict__["_channel_totals"] = Counter()
         for (stage, _campaign, channel, _day), n in record.activity.items():
-            kept[(stage, channel)] += n
+            kept[interned((stage, channel))] += n  # one key object per (stage, channel) in the process
     return kept
 
 
@@ -75,7 +76,7 @@ def counted(record: ReferrerRecord, cell: FunnelCell) -> None:
     """One more share or click in ``cell`` (after ``activity`` has it)."""
     kept = record.core.__dict__.get("_channel_totals")
     if kept is not None:
-        kept[(cell[0], cell[2])] += 1
+        kept[interned((cell[0], cell[2]))] += 1
 
 
 def forget(record: ReferrerRecord) -> None:

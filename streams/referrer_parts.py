@@ -138,7 +138,7 @@ def part(record: ReferrerRecord, part_id: str) -> Part | None:
     if kind == "a":
         if ident > record.floor:
             return None
-        cells = stages.count_index(record).cells.get(ident, ())
+        cells = stages.day_cells(record, ident)
         return Folded(record.seq, tuple(sorted((*cell[:3], record.activity[cell]) for cell in cells)))
     return Member(record.seq) if ident in _members(record, kind) else None
 

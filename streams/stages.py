@@ -507,26 +507,29 @@ BEYOND_DEDUP_HORIZON = "beyond_dedup_horizon"
 
 @dataclass
 class _CountIndex:
-    """Derived from a record's ``counted`` and ``activity`` (kept with its state while it lives, rebuilt after a
-    load): the ids and the cells of each day, so that folding a day costs that day's events."""
+    """Derived from a record's ``counted`` (kept with its state while it lives, rebuilt after a load): the ids
+    counted on each day, so that folding a day costs that day's events. A day's cells are not indexed: they are
+    read from ``activity`` (``day_cells``) only when the floor passes the day, once per referrer and day (an
+    index per referrer and day was the largest thing a record held after its ids, and grew with its active days)."""
 
     ids: dict[str, list[str]]  # day -> the live ids counted on it
-    cells: dict[str, tuple[tuple[str, str, str, str], ...]]  # day -> its cells in ``activity`` (a few: a tuple,
-    # a third smaller than a list; a set per referrer and day was the largest thing a record held after its ids)
 
 
 def count_index(record: ReferrerRecord) -> _CountIndex:
     index = record.core.__dict__.get("_count_index")
     if index is None:
-        index = _CountIndex({}, {})
+        index = _CountIndex({})
         counted = record.counted
         for event_id, cell in counted.items():
             counted[event_id] = cell = interned(cell)  # read back from the changelog or disk: one tuple per id
             index.ids.setdefault(cell[3], []).append(event_id)
-        for cell in record.activity:
-            index.cells[cell[3]] = (*index.cells.get(cell[3], ()), cell)  # activity's cells are distinct
         record.core.__dict__["_count_index"] = index
     return index
+
+
+def day_cells(record: ReferrerRecord, day: str) -> list[tuple[str, str, str, str]]:
+    """The cells in ``activity`` of one day (a scan of ``activity``: only when the floor passes the day)."""
+    return [cell for cell in record.activity if cell[3] == day]
 
 
 def keep_counted(record: ReferrerRecord, event_id: str, cell: tuple[str, str, str, str]) -> None:
@@ -586,13 +589,13 @@ def touched_cells(record: ReferrerRecord, parts: Iterable[str]) -> set[tuple[str
             if cell is not None:  # None: a tombstone (its day folded: see that day's part)
                 out.add(cell)
         elif part.startswith("a:"):
-            out.update(count_index(record).cells.get(part[2:], ()))
+            out.update(day_cells(record, part[2:]))
     return out
 
 
 def folded_days(record: ReferrerRecord) -> list[str]:
     """The days whose counts are folded (at or before the floor) that have any."""
-    return sorted(day for day in count_index(record).cells if day <= record.floor)
+    return sorted({cell[3] for cell in record.activity if cell[3] <= record.floor})
 
 
 def floor_of(day: str, horizon_days: int) -> str:
@@ -618,9 +621,6 @@ def _count(record: ReferrerRecord, event_id: str, stage: str, campaign_id: str, 
         index.ids[day] = [event_id]
     else:
         day_ids.append(event_id)
-    day_cells = index.cells.get(day, ())
-    if key not in day_cells:
-        index.cells[day] = (*day_cells, key)
     parts = {counted_part(event_id)}
     floor = floor_of(day, horizon_days)
     if floor <= record.floor:
