@@ -215,6 +215,12 @@ class StreamSettings(BaseModel):
         "last one, not the whole state (it held the event loop for seconds with a large state); cyclic garbage "
         "among frozen objects is never collected; measured better in `make bench` (README Performance): on",
     )
+    trim_after_gc: bool = Field(
+        True, description="after every full garbage collection, at the end of the batch, give the memory the "
+        "process freed back to the system (glibc's malloc_trim; nothing where the C library has none): the "
+        "allocator otherwise keeps about half of a long-running worker's heap free; measured in `make bench` "
+        "(README Performance): on",
+    )
     records_on_disk: bool = Field(
         True, description="keep the tables' records on local disk (RocksDB, scratch: rebuilt from the changelogs "
         "at every start), all but the `records_cached` most recently used of each table, so that the worker's "

@@ -428,7 +428,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         offsets.forget(mine)
         offsets.start(await committed_offsets(mine))
 
-    gc_survivors = gc_policy.FreezeSurvivors() if cfg.gc_freeze_survivors else None
+    gc_survivors = (gc_policy.FullCollections(freeze=cfg.gc_freeze_survivors, trim=cfg.trim_after_gc)
+                    if cfg.gc_freeze_survivors or cfg.trim_after_gc else None)
 
     async def run_stage(stream, agent: str, inbound: set[str],  # noqa: ANN001
                         handle: Callable[[Any, Any, Batch], None], counters_too: bool = False) -> None:
