@@ -1,13 +1,20 @@
 """The pipeline's own figures: throughput over a preloaded backlog, and the same as state grows.
 
-Throughput: a workload is produced to a run's own topics first; then one worker starts and
-the clock runs from the first input it processed to the moment it has processed every input
-(inbound events and the internal facts they cause) and committed them. The worker commits a
-batch only after its counters are in Redis, so that moment is when every counter reflects
-every event. The worker's clock ticks as in production (``streams.tick_interval_s``, 5 s): the workload's
-events go back 40 days, so the first ticks end the holds of the older referrals and the worker settles them
-(``streams.referrer_parts``), which is what keeps its memory from growing with them. (Before 2026-11-30 the
-throughput runs had the clock off; the growth runs still do, so that their end is a fixed number of inputs.)
+Throughput: one worker starts on a run's own, empty topics; the workload is then produced a tenth at a time,
+each tenth once the worker has processed every input of the tenths before it (inbound events and the internal
+facts they cause) and committed them. A tenth's clock runs from the start of its producing to the moment the
+worker has processed and committed all of it; the throughput is the events over the tenths' time. The worker
+commits a batch only after its counters are in Redis, so that moment is when every counter reflects every event.
+Each tenth is a backlog of 100,000 events (at full size), taken through both stages of the worker, so the
+first and the last tenth cost the same work unless the worker's state makes it cost more: the history figure.
+(Until 2026-11-30 the whole workload was one backlog, and its tenths were those of the inputs processed: the
+stage that reads the events drained its backlog first, so the last tenth held only the referrer stage's
+inputs, the dearest, and its time per input grew with the mix, not with the state: a py-spy sample of the
+worker near the end found its customer and visitor agents idle.) The worker's clock ticks as in production
+(``streams.tick_interval_s``, 5 s): the workload's events go back 40 days, so the first ticks end the holds of
+the older referrals and the worker settles them (``streams.referrer_parts``), which is what keeps its memory from
+growing with them. (Before 2026-11-30 the throughput runs had the clock off; the growth runs still do, so that
+their end is a fixed number of inputs.)
 """
 
 from __future__ import annotations
@@ -34,13 +41,16 @@ class ThroughputResult:
     seconds: float
     ready_s: float
     rss_peak_bytes: int
-    # the history through the worker: seconds per input over the first and the last tenth of the inputs, and the
-    # resident set when the first tenth was done and at the end
+    # the history through the worker: seconds per input over the first and the last tenth of the events (each
+    # tenth's inputs: its events and the facts they caused), and the resident set when the first tenth was done
+    # and at the end
     first_tenth_s: float = 0.0
     last_tenth_s: float = 0.0
     rss_first_tenth_bytes: int = 0
     rss_end_bytes: int = 0
     settled: int = 0  # referrals the worker settled out of its records' objects (their holds ended)
+    tenths_us_per_input: tuple[float, ...] = ()  # every tenth's time per input, in order
+    tenths_rss_mib: tuple[float, ...] = ()  # the worker's resident set after every tenth
 
     @property
     def last_over_first(self) -> float:
@@ -63,29 +73,32 @@ def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: 
                profile: Path | None = None, timeout_s: float = 3600) -> ThroughputResult:
     run = BenchRun.new(base, label, metrics_port=metrics_port)  # the clock as in production
     run.prepare(workload)
-    run.produce(workload.records)
     worker = Worker(run.settings, work_dir / f"worker-{run.run_id}.log")
     watch = GroupWatch(run.settings)
     try:
         worker.start(profile=profile)
         ready_s = worker.wait_ready()
-        ready_at = time.monotonic()
-        progress, inputs = follow(worker, watch, timeout_s=timeout_s)
-        started = progress.started(0, ready_at)
-        seconds = progress.reached(inputs) - started
-        tenth = inputs // 10
-        first_tenth = (progress.reached(tenth) - started) / tenth
-        last_tenth = (progress.reached(inputs) - progress.reached(inputs - tenth)) / tenth
-        rss_tenth, rss_end = progress.rss_at(tenth), worker.rss_bytes()
-        rss, settled = worker.rss_peak_bytes(), worker.settled()
+        records = workload.records
+        inputs, tenths, rss = 0, [], []
+        for i in range(10):
+            part = records[i * len(records) // 10:(i + 1) * len(records) // 10]
+            produced_from = time.monotonic()
+            run.produce(part)  # the worker takes the tenth as it arrives
+            progress, total = follow(worker, watch, timeout_s=timeout_s, at_least=inputs + len(part))
+            tenths.append((total - inputs, progress.reached(total) - progress.started(inputs, produced_from)))
+            inputs = total
+            rss.append(worker.rss_bytes())
+        seconds = sum(t for _, t in tenths)
+        per_input = tuple(t / n for n, t in tenths)
+        rss_peak, settled = worker.rss_peak_bytes(), worker.settled()
         worker.stop()
         check_counters(run, workload)
     finally:
         worker.stop()
         watch.close()
         cleanup(run)  # a failed run leaves no keys either: a million customers' worth slows every later SCAN
-    return ThroughputResult(workload.events, inputs, seconds, ready_s, rss, first_tenth, last_tenth, rss_tenth,
-                            rss_end, settled)
+    return ThroughputResult(workload.events, inputs, seconds, ready_s, rss_peak, per_input[0], per_input[-1], rss[0],
+                            rss[-1], settled, tuple(1e6 * t for t in per_input), tuple(r / 2**20 for r in rss))
 
 
 def check_counters(run: BenchRun, workload: Workload) -> None:
