@@ -428,7 +428,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         offsets.forget(mine)
         offsets.start(await committed_offsets(mine))
 
-    gc_survivors = (gc_policy.FullCollections(freeze=cfg.gc_freeze_survivors, trim=cfg.trim_after_gc)
+    after_full_gc = (gc_policy.FullCollections(freeze=cfg.gc_freeze_survivors, trim=cfg.trim_after_gc)
                     if cfg.gc_freeze_survivors or cfg.trim_after_gc else None)
 
     async def run_stage(stream, agent: str, inbound: set[str],  # noqa: ANN001
@@ -463,8 +463,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 batches_done.inc()
                 deadletters_sent.inc(len(batch.deadletters))
                 batch_seconds.observe(time.perf_counter() - started)
-                if gc_survivors is not None:
-                    gc_survivors.at_rest()
+                if after_full_gc is not None:
+                    after_full_gc.at_rest()
             except Exception:  # noqa: BLE001 - anything unexpected: restart from the committed offsets
                 crash(f"a batch of {stream} failed")
 
