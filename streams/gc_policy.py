@@ -18,17 +18,16 @@ the 1M-event run: 117 of 230 MiB free after 100,000 events, 156 of 293 MiB at th
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 from collections.abc import Callable
 from typing import Any
 
 
 def malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library has none."""
-    name = ctypes.util.find_library("c")
+    """glibc's ``malloc_trim``, or None where the C library has none (looked up among the symbols the process
+    has loaded already: no search for the library, which runs ``ldconfig`` at start-up)."""
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
 

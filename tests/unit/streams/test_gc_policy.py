@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-
 import sys
 
 from streams.gc_policy import FullCollections, malloc_trim
