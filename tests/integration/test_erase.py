@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from collections import Counter
 
@@ -100,8 +99,7 @@ def test_erase_removes_the_customer_everywhere_and_keeps_the_books_under_the_pse
     assert rewarded[referrer] and before[referee]["rewards_as_referee"]
 
     for victim in (referrer, referee):
-        done = subprocess.run([sys.executable, "-m", "referrals.cli", "erase", victim, "--yes"], env=worker.env(),
-                              capture_output=True, text=True, timeout=300)
+        done = worker.run_beside([sys.executable, "-m", "referrals.cli", "erase", victim, "--yes"], timeout_s=300)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "complete" in done.stdout and pseudonym(key, victim) in done.stdout and victim not in done.stdout
 

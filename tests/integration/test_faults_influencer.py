@@ -15,7 +15,6 @@ on the referrer stage's topic or changelog may exceed 100 KB either.
 from __future__ import annotations
 
 import random
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -68,9 +67,9 @@ def test_an_influencer_with_thousands_of_referrals_under_sigkills(pipeline_facto
     # marker and the Adopt fact, each holding the whole record), over Kafka's limit
     with client(own) as c:
         before = c.hgetall(RedisLayout(view_prefix(own), own.kafka.partitions).referrer("influencer"))
-    done = subprocess.run([sys.executable, "-m", "referrals.cli", "erase", "influencer", "--yes", "--wait", "600"],
-                          env=worker.env(), capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = worker.run_beside([sys.executable, "-m", "referrals.cli", "erase", "influencer", "--yes", "--wait", "600"],
+                             timeout_s=900)
+    assert done.returncode == 0, f"{done.stdout}{done.stderr}(the worker's guards restarted it {worker.stalls} times)"
     worker.assert_alive()
     alias = pseudonym(own.privacy.pseudonym_key.get_secret_value(), "influencer")
     with client(own) as c:

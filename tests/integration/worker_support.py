@@ -98,6 +98,22 @@ class WorkerProcess:
                     proc.kill()
                     proc.wait()
 
+    def run_beside(self, args: list[str], timeout_s: float) -> subprocess.CompletedProcess:
+        """Run a command (``referrals erase``, which waits for the worker) while keeping the worker alive as
+        its restart policy would: its guards may stop it meanwhile (faust-streaming/faust#523, see
+        ``streams.app.StallWatch``), and a command waiting for it must then not wait for nothing."""
+        with subprocess.Popen(args, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as proc:
+            deadline = time.monotonic() + timeout_s
+            while proc.poll() is None:
+                self.keep_alive()
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise AssertionError(f"{args[2:4]} did not end within {timeout_s:.0f} s")
+                time.sleep(0.5)
+            out, err = proc.communicate()
+        return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
     def assert_alive(self) -> None:
         code = self.current.poll()
         if code is not None:
