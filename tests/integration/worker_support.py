@@ -105,16 +105,20 @@ class WorkerProcess:
         with subprocess.Popen(args, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) as proc:
             deadline = time.monotonic() + timeout_s
-            while True:
-                try:  # read as it goes: a command filling its pipe would otherwise wait for the test forever
-                    out, err = proc.communicate(timeout=0.5)
-                    break
-                except subprocess.TimeoutExpired:
-                    self.keep_alive()
-                    if time.monotonic() > deadline:
-                        proc.kill()
-                        proc.communicate()
-                        raise AssertionError(f"{' '.join(args[3:5])} did not end within {timeout_s:.0f} s") from None
+            try:
+                while True:
+                    try:  # read as it goes: a command filling its pipe would otherwise wait for the test forever
+                        out, err = proc.communicate(timeout=0.5)
+                        break
+                    except subprocess.TimeoutExpired:
+                        self.keep_alive()  # fails if the worker died otherwise: the command goes too (below)
+                        if time.monotonic() > deadline:
+                            raise AssertionError(f"{' '.join(args[3:5])} did not end within {timeout_s:.0f} s"
+                                                 ) from None
+            except BaseException:
+                proc.kill()
+                proc.communicate()
+                raise
         return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
     def assert_alive(self) -> None:
