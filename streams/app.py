@@ -258,6 +258,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         broker_commit_interval=cfg.commit_interval_s, broker_session_timeout=cfg.session_timeout_s,
         broker_heartbeat_interval=cfg.session_timeout_s / 5, producer_request_timeout=cfg.kafka_timeout_s,
         broker_credentials=broker_credentials(settings.kafka), cython_optimizations=cfg.cython_optimizations,
+        consumer_max_fetch_size=cfg.fetch_bytes_per_partition, stream_buffer_maxsize=cfg.stream_buffer,
     )
 
     def name(spec) -> str:  # noqa: ANN001
