@@ -171,9 +171,9 @@ class StreamSettings(BaseModel):
     fetch_bytes_per_partition: int = Field(
         256 * 1024, ge=1024, description="most bytes one fetch from Kafka brings of one input partition (Faust's "
         "consumer_max_fetch_size, 1 MiB by default): what the worker reads ahead of its batches. Working off a "
-        "backlog, Faust's 1 MiB held up to ~100,000 records (and their objects) waiting in memory across the "
-        "worker's 48 input partitions, and the process kept that peak; 256 KiB measured 46-76 MiB less peak RSS "
-        "on the 1M-event bench at the same throughput (README Performance). A record bigger than this still "
+        "backlog, Faust's 1 MiB let up to 48 MiB of fetched records (and their objects) wait in memory across the "
+        "worker's 48 input partitions, and the process kept that peak; 256 KiB measured 46-57 MiB less peak RSS "
+        "on the 1M-event bench at about the same throughput (README Performance). A record bigger than this still "
         "comes (Kafka returns at least one batch)",
     )
     stream_buffer: int = Field(
