@@ -174,7 +174,8 @@ class StreamSettings(BaseModel):
         "backlog, Faust's 1 MiB let up to 48 MiB of fetched records (and their objects) wait in memory across the "
         "worker's 48 input partitions, and the process kept that peak; 256 KiB measured 46-57 MiB less peak RSS "
         "on the 1M-event bench at about the same throughput (README Performance). A record bigger than this still "
-        "comes (Kafka returns at least one batch)",
+        "comes (Kafka returns at least one batch). The same consumer reads the tables' changelogs when the worker "
+        "recovers them: how long a large recovery takes with 256 KiB is not measured",
     )
     stream_buffer: int = Field(
         4096, ge=1, description="most records Faust keeps read ahead per stream (its stream_buffer_maxsize, "
