@@ -172,6 +172,7 @@ _POINTS = ("pending", "confirmed", "revoked")  # the statuses whose points a ref
 
 Contribution = tuple[tuple[tuple, int], ...]  # (key, n) pairs: what one referral adds to the totals
 _KEYS: dict[tuple, tuple] = {}  # one object per key, shared by every referral's contribution
+_NOTHING_TOUCHED: set[tuple] = frozenset()  # type: ignore[assignment]  # shared while a record's totals are unchanged
 
 
 def _key(key: tuple) -> tuple:
@@ -224,54 +225,87 @@ def referral_contribution(record: ReferrerRecord, referrer_id: str, referral_id:
 
 
 class Totals:
-    """A referrer's referrals' contributions summed (``referral_contribution``), kept with the record's state
-    while it lives (derived: rebuilt from the referrals after a load) and brought up to date with only the
-    referrals a batch changed: a snapshot costs what changed, not the referrer's history. Contributions are
-    tuples of shared keys and numbers (the garbage collector soon stops walking them)."""
+    """The live (not settled) referrals' contributions summed (``referral_contribution``), kept with the record's
+    state while it lives (derived: rebuilt from the referrals after a load) and brought up to date with only the
+    referrals a batch changed: a snapshot costs what changed, not the referrer's history. The settled referrals'
+    part of a total is the record's own ``settled_sums`` (``streams.referrer_parts.settle``), read where a total
+    is asked for (``total``, ``named``, ``keys``), not copied here: a key only settled referrals name costs the
+    record one entry, not three. Contributions are tuples of shared keys and numbers (the garbage collector soon
+    stops walking them)."""
+
+    __slots__ = ("referrer_id", "of", "live", "live_named", "touched")
 
     def __init__(self, referrer_id: str) -> None:
         self.referrer_id = referrer_id
-        self.of: dict[str, Contribution] = {}  # referral id -> its contribution
-        self.sum: Counter = Counter()
-        self.named: Counter = Counter()  # key -> how many contributions name it (a ledger field at 0 stays)
-        self.touched: set[tuple] = set()  # keys whose sum may have changed since ``take_touched``
+        self.of: dict[str, Contribution] = {}  # live referral id -> its contribution
+        self.live: dict[tuple, int] = {}  # key -> the sum of the live referrals' contributions to it
+        self.live_named: dict[tuple, int] = {}  # key -> how many of them name it (no key that none names)
+        self.touched: set[tuple] = _NOTHING_TOUCHED  # keys whose total may have changed since ``take_touched``
+
+    def total(self, key: tuple, settled: dict[tuple, list[int]]) -> int:
+        """What every referral adds to ``key``; ``settled``: the record's ``settled_sums``."""
+        entry = settled.get(key)
+        return self.live.get(key, 0) + (entry[0] if entry is not None else 0)
+
+    def named(self, key: tuple, settled: dict[tuple, list[int]]) -> int:
+        """How many referrals' contributions name ``key`` (a ledger field at 0 that one names stays)."""
+        entry = settled.get(key)
+        return self.live_named.get(key, 0) + (entry[1] if entry is not None else 0)
+
+    def keys(self, settled: dict[tuple, list[int]]) -> set[tuple]:
+        """Every key some referral's contribution names."""
+        return self.live.keys() | settled.keys()
+
+    def _touch(self, keys: Iterable[tuple]) -> None:
+        if self.touched is _NOTHING_TOUCHED:
+            self.touched = set()
+        self.touched.update(keys)
+
+    def _add(self, contribution: Contribution, sign: int, touch: bool) -> None:
+        live, named = self.live, self.live_named
+        for key, n in contribution:
+            left = named.get(key, 0) + sign
+            if left:
+                named[key] = left
+                live[key] = live.get(key, 0) + sign * n
+            else:
+                del named[key], live[key]
+        if not named:  # a dict keeps its capacity when emptied: most records have no live referral most of the time
+            self.live, self.live_named = {}, {}
+        if touch:
+            self._touch(key for key, _n in contribution)
 
     def set(self, referral_id: str, contribution: Contribution | None) -> None:
-        total, named, touched = self.sum, self.named, self.touched
-        for key, n in self.of.pop(referral_id, ()):
-            total[key] -= n
-            named[key] -= 1
-            touched.add(key)
+        """A live referral's contribution is now ``contribution`` (None: it has none, withdrawn or gone)."""
+        old = self.of.pop(referral_id, None)
+        if old is not None:
+            self._add(old, -1, True)
+            if not self.of:
+                self.of = {}
         if contribution is not None:
             self.of[referral_id] = contribution
-            for key, n in contribution:
-                total[key] += n
-                named[key] += 1
-                touched.add(key)
+            self._add(contribution, 1, True)
 
     def settle(self, referral_id: str, contribution: Contribution) -> None:
-        """A referral settled (``streams.referrer_rewards.settle``): its contribution stays in the sums, not as an
-        entry of its own (it no longer changes)."""
+        """A referral settled (``streams.referrer_rewards.settle``): ``settled_sums`` has its ``contribution``
+        already; out of the live sums with it."""
         old = self.of.pop(referral_id, None)
-        if old == contribution:
-            return  # in the sums already, as it is
-        total, named, touched = self.sum, self.named, self.touched
-        for key, n in old or ():
-            total[key] -= n
-            named[key] -= 1
-            touched.add(key)
-        for key, n in contribution:
-            total[key] += n
-            named[key] += 1
-            touched.add(key)
+        if not self.of:
+            self.of = {}
+        if old is not None:
+            self._add(old, -1, old != contribution)
+        if old != contribution:  # what it adds changed as it settled: its keys' totals may have moved
+            self._touch(key for key, _n in contribution)
 
     def unsettle(self, referral_id: str, contribution: Contribution) -> None:
-        """A settled referral put back, as it was: its contribution, in the sums already, an entry of its own
-        again (``streams.referrer_parts.unsettle`` computes it from the same part ``settle`` did)."""
+        """A settled referral put back, as it was: ``settled_sums`` no longer has its ``contribution``
+        (``streams.referrer_parts.unsettle`` computes it from the same part ``settle`` did); live again, every
+        total as it was."""
         self.of[referral_id] = contribution
+        self._add(contribution, 1, False)
 
     def take_touched(self) -> set[tuple]:
-        touched, self.touched = self.touched, set()
+        touched, self.touched = self.touched, _NOTHING_TOUCHED
         return touched
 
 
@@ -299,10 +333,7 @@ def totals(record: ReferrerRecord, referrer_id: str, changed: Iterable[str] | No
             withheld.setdefault(rid, []).append((reason, campaign_id))
         for rid in core.referrals:
             kept.set(rid, referral_contribution(record, referrer_id, rid, reached, withheld))
-        for key, (n, named) in record.settled_sums.items():
-            kept.sum[key] += n
-            kept.named[key] += named
-            kept.touched.add(key)
+        kept._touch(record.settled_sums)
         return kept
     for rid in changed:  # a settled referral is in ``settled_sums`` (``Totals.settle`` took it there)
         if rid not in core.settled:
@@ -325,9 +356,11 @@ def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
     p = partition_of(referrer_id, layout.partitions)
     kept = totals(record, referrer_id, only)
     touched = kept.take_touched()
-    summed = kept.sum
-    fields: dict[str, int] = {"clicks": 0, "signups": summed[("signups",)], "conversions": summed[("conversions",)],
-                              **{f"points:{status}": summed[("points", status)] for status in _POINTS}}
+    settled_sums = record.settled_sums
+    fields: dict[str, int] = {"clicks": 0, "signups": kept.total(("signups",), settled_sums),
+                              "conversions": kept.total(("conversions",), settled_sums),
+                              **{f"points:{status}": kept.total(("points", status), settled_sums)
+                                 for status in _POINTS}}
     for (stage, channel), n in channel_totals(record).items():
         if stage == "share":
             fields[f"shares:{channel}"] = fields.get(f"shares:{channel}", 0) + n
@@ -395,10 +428,12 @@ def _every_cell(record: ReferrerRecord, kept: Totals) -> Cells:
     funnel = Counter(record.activity)
     ledger: dict[tuple[str, str], int] = {}
     confirmed: Counter = Counter()
-    for key, n in kept.sum.items():
+    settled = record.settled_sums
+    for key in kept.keys(settled):
+        n = kept.total(key, settled)
         if key[0] == "cell":
             funnel[key[1]] += n
-        elif key[0] == "ledger" and kept.named[key] > 0:
+        elif key[0] == "ledger" and kept.named(key, settled) > 0:
             ledger[(key[1], key[2])] = n
         elif key[0] == "board":
             confirmed[key[1]] += n
@@ -412,11 +447,11 @@ def _every_cell(record: ReferrerRecord, kept: Totals) -> Cells:
 def _touched_cells(record: ReferrerRecord, kept: Totals, touched: set[tuple], cells: Iterable[FunnelCell]) -> Cells:
     """The cells whose value may have changed: the shares' and clicks' ``cells``, and those of the totals' keys
     ``touched``, each with its whole value now."""
-    summed = kept.sum
+    settled = record.settled_sums
     funnel = {cell: 0 for cell in cells}
     funnel.update((key[1], 0) for key in touched if key[0] == "cell")
     for cell in funnel:
-        funnel[cell] = record.activity.get(cell, 0) + summed[("cell", cell)]
-    ledger = {(key[1], key[2]): summed[key] for key in touched if key[0] == "ledger"}
-    confirmed = {key[1]: summed[("board", key[1])] for key in touched if key[0] in ("board", "campaign")}
+        funnel[cell] = record.activity.get(cell, 0) + kept.total(("cell", cell), settled)
+    ledger = {(key[1], key[2]): kept.total(key, settled) for key in touched if key[0] == "ledger"}
+    confirmed = {key[1]: kept.total(("board", key[1]), settled) for key in touched if key[0] in ("board", "campaign")}
     return funnel, ledger, confirmed
