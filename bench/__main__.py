@@ -135,5 +135,28 @@ def profile_gateway(
     console.print(f"collapsed stacks: {out}")
 
 
+@app.command()
+def census(
+    events: int = typer.Option(1_000_000, help="events of the pipeline section's workload"),
+    customers: int = typer.Option(10_000, help="the base's signups, the workload's first events (the bench's)"),
+    at: list[int] = typer.Option(None, help="a census after this many events; repeatable (default: after the "
+                                 "first tenth, four tenths and all)"),
+    out: Path = typer.Option(None, help="also write the censuses to this text file"),
+) -> None:
+    """What the referrer records hold in memory, field by field, in process (no Kafka, no Redis): an instrument
+    for #17, not a figure of `make bench` (bench/record_census.py says what it counts)."""
+    from bench import record_census
+
+    lines: list[str] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        console.print(line, highlight=False)
+
+    record_census.run(events, at or (events // 10, 4 * events // 10, events), customers=customers, echo=echo)
+    if out is not None:
+        out.write_text("\n".join(lines) + "\n")
+
+
 if __name__ == "__main__":
     app()
