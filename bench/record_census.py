@@ -72,6 +72,7 @@ class Census:
     live_referrals: int
     settled_referrals: int
     by_field: Counter = field(default_factory=Counter)  # bytes
+    runner: Counter = field(default_factory=Counter)  # bytes the stage runner keeps per process, by what
 
     @property
     def total(self) -> int:
@@ -83,10 +84,11 @@ class Census:
                f"{self.live_referrals:,} live referrals, {self.settled_referrals:,} settled; the active records' "
                f"objects {self.total / 2**20:.1f} MiB ({self.total / per:,.0f} bytes a record)"]
         out += [f"  {name:30s} {n / 2**20:8.2f} MiB {n / per:8,.0f} B/record" for name, n in self.by_field.most_common()]
+        out += [f"  runner: {name:22s} {n / 2**20:8.2f} MiB" for name, n in self.runner.most_common()]
         return out
 
 
-def census(referrers: Iterable[stages.ReferrerRecord], events: int) -> Census:
+def census(referrers: Iterable[stages.ReferrerRecord], events: int, runner: StageRunner | None = None) -> Census:
     seen: set[int] = set()
     reachable_bytes(interning._kept, seen)  # shared by every record: charged to none
     reachable_bytes(counters._KEYS, seen)
@@ -104,6 +106,11 @@ def census(referrers: Iterable[stages.ReferrerRecord], events: int) -> Census:
             if name.startswith("_"):
                 by[f"core.{name} (derived)"] += reachable_bytes(value, seen)
         by["the record and state objects"] += sys.getsizeof(r) + sys.getsizeof(r.core) + sys.getsizeof(r.core.__dict__)
+    if runner is not None:  # what the process keeps besides the records (bounded: ``streams.recent_keys``)
+        for name, value in (("touched", runner.touched), ("acknowledged", runner.acknowledged),
+                            *((f"refreshed {t}", keys) for t, keys in runner.refreshed.items()),
+                            ("due_at", runner.due_at), ("partition cache", runner._partition_of)):
+            out.runner[name] = reachable_bytes(value, seen)
     return out
 
 
@@ -154,7 +161,7 @@ def run(events: int, at: Iterable[int], settings: Settings | None = None, custom
             if moments and n == moments[0]:
                 batch()
                 moments.pop(0)
-                out.append(census(runner.tables.referrers.values(), n))
+                out.append(census(runner.tables.referrers.values(), n, runner))
                 echo(f"{n:,} events in {time.perf_counter() - started:.0f} s")
                 for line in out[-1].lines():
                     echo(line)

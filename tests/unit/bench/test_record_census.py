@@ -25,4 +25,5 @@ def test_a_small_workload_goes_through_the_stages_and_every_census_adds_up():
     assert last.total == sum(last.by_field.values()) > first.total > 0
     assert {"activity", "core.settled", "settled_sums"} <= set(last.by_field)
     assert any(name.endswith("(derived)") for name in last.by_field)  # the indexes and totals, kept on the state
+    assert last.runner["touched"] > 0 and "acknowledged" in last.runner  # the process's own sets of keys
     assert lines[0].startswith("1,000 events in") and any(line.startswith("after 3,000 events") for line in lines)
