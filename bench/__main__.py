@@ -84,7 +84,7 @@ def profile(
     out = out or work_dir / f"profile-{datetime.now(UTC):%Y%m%dT%H%M%S}.txt"
     load = workload.build(events, customers)
     result = pipeline_bench.throughput(settings, load, metrics_port=free_port(), label="profile", work_dir=work_dir,
-                                       profile=out)
+                                       profile=out, restart=False)
     console.print(f"{result.events_per_s:,.0f} events/s under the profiler ({result.us_per_event:,.0f} µs/event)")
     summary = summarise(out.read_text().splitlines())
     console.print(package_table("worker", summary))

@@ -15,6 +15,10 @@ worker near the end found its customer and visitor agents idle.) The worker's cl
 the older referrals and the worker settles them (``streams.referrer_parts``), which is what keeps its memory from
 growing with them. (Before 2026-11-30 the throughput runs had the clock off; the growth runs still do, so that
 their end is a fixed number of inputs.)
+
+Restarts: once the throughput run's counters are checked, a worker is started again on what it left, three
+times (``RESTART_READ_AHEAD``: the default read-ahead, Faust's 1 MiB, the default again), each timed from its
+start to Faust's "Ready" (its tables recovered from their changelogs), and the counters are checked again.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ class ThroughputResult:
     settled: int = 0  # referrals the worker settled out of its records' objects (their holds ended)
     tenths_us_per_input: tuple[float, ...] = ()  # every tenth's time per input, in order
     tenths_rss_mib: tuple[float, ...] = ()  # the worker's resident set after every tenth
+    # a worker started again on the run's state once it is all processed, for each read-ahead in
+    # ``RESTART_READ_AHEAD`` (in that order): (bytes read ahead per partition, seconds to Ready, RSS when Ready)
+    restarts: tuple[tuple[int, float, int], ...] = ()
 
     @property
     def last_over_first(self) -> float:
@@ -69,8 +76,29 @@ class ThroughputResult:
         return 1e6 * self.seconds / self.events
 
 
+# The restarts after a throughput run: the worker's default read-ahead (``streams.fetch_bytes_per_partition``),
+# Faust's own (1 MiB), then the default again (the first restart reads the changelogs from disk, the later ones
+# may find them in the page cache: the default is timed on both sides of Faust's)
+RESTART_READ_AHEAD = (256 * 1024, 1024 * 1024, 256 * 1024)
+
+
+def restarted(settings: Settings, read_ahead: int, log: Path, timeout_s: float = 900) -> tuple[int, float, int]:
+    """A worker started on what the run left (its tables recover from their changelogs): (``read_ahead``, seconds
+    from its start to Ready, its RSS then). Stopped before it returns."""
+    worker = Worker(settings.model_copy(update={"streams": settings.streams.model_copy(
+        update={"fetch_bytes_per_partition": read_ahead})}), log)
+    try:
+        worker.start()
+        ready_s = worker.wait_ready(timeout_s)
+        return read_ahead, ready_s, worker.rss_bytes()
+    finally:
+        worker.stop()
+
+
 def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: str, work_dir: Path,
-               profile: Path | None = None, timeout_s: float = 3600) -> ThroughputResult:
+               profile: Path | None = None, timeout_s: float = 3600, restart: bool = True) -> ThroughputResult:
+    """``restart``: then start a worker again on the run's state for each of ``RESTART_READ_AHEAD`` (how long its
+    tables take to recover); the counters are checked before and after."""
     run = BenchRun.new(base, label, metrics_port=metrics_port)  # the clock as in production
     run.prepare(workload)
     worker = Worker(run.settings, work_dir / f"worker-{run.run_id}.log")
@@ -93,12 +121,17 @@ def throughput(base: Settings, workload: Workload, *, metrics_port: int, label: 
         rss_peak, settled = worker.rss_peak_bytes(), worker.settled()
         worker.stop()
         check_counters(run, workload)
+        restarts = tuple(restarted(run.settings, read_ahead, work_dir / f"worker-{run.run_id}-restart-{i}.log")
+                         for i, read_ahead in enumerate(RESTART_READ_AHEAD if restart else ()))
+        if restarts:
+            check_counters(run, workload)  # a recovered worker changes no counter
     finally:
         worker.stop()
         watch.close()
         cleanup(run)  # a failed run leaves no keys either: a million customers' worth slows every later SCAN
     return ThroughputResult(workload.events, inputs, seconds, ready_s, rss_peak, per_input[0], per_input[-1], rss[0],
-                            rss[-1], settled, tuple(1e6 * t for t in per_input), tuple(r / 2**20 for r in rss))
+                            rss[-1], settled, tuple(1e6 * t for t in per_input), tuple(r / 2**20 for r in rss),
+                            restarts)
 
 
 def check_counters(run: BenchRun, workload: Workload) -> None:

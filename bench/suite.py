@@ -157,6 +157,7 @@ class Suite:
         # (only where a tenth took long enough for the samples, four a second, to time it)
         if min(min(r.first_tenth_s, r.last_tenth_s) * r.inputs / 10 for r in results) >= 2.0:
             self._history_through_worker(load, results)
+        self._restarts(load, results)
         self._freshness(rates)
 
     def _history_through_worker(self, load: workload.Workload, results: list[pipeline_bench.ThroughputResult]
@@ -175,6 +176,22 @@ class Suite:
         add(Figure("history through the worker: RSS at the end / after the first tenth", "ratio",
                    [r.rss_end_over_first for r in results], target="<= 1.5", note="after every tenth, MiB: "
                    + "; ".join(" ".join(f"{m:.0f}" for m in r.tenths_rss_mib) for r in results)))
+
+    def _restarts(self, load: workload.Workload, results: list[pipeline_bench.ThroughputResult]) -> None:
+        """How long a worker takes to recover the state of the whole workload from its changelogs, with the
+        default read-ahead and with Faust's (``pipeline_bench.RESTART_READ_AHEAD``)."""
+        add = self.report.add
+        add(Figure("worker start with empty tables: seconds to Ready", "s", [r.ready_s for r in results]))
+        for i, read_ahead in enumerate(pipeline_bench.RESTART_READ_AHEAD):
+            times = [r.restarts[i][1] for r in results if len(r.restarts) > i]
+            if not times:
+                return
+            order = ("first", "second", "third")[i] if i < 3 else f"#{i + 1}"
+            which = "the default" if read_ahead == self.base.streams.fetch_bytes_per_partition else "Faust's"
+            add(Figure(f"worker restart after {load.events:,} events, {order}: seconds to Ready (tables recovered), "
+                       f"reading {read_ahead // 1024:,} KiB ahead ({which})", "s", times,
+                       note="from the process's start; RSS when Ready, MiB: "
+                       + "; ".join(f"{r.restarts[i][2] / 2**20:.0f}" for r in results if len(r.restarts) > i)))
 
     def _freshness(self, rates: list[float]) -> None:
         s, add = self.sizes, self.report.add
@@ -360,7 +377,7 @@ class Suite:
                 self.echo(f"variant {name!r}, run {i + 1} of {s.runs}: {load.events:,} events, one worker")
                 base = self.base.model_copy(update={"streams": self.base.streams.model_copy(update=changes)})
                 result = pipeline_bench.throughput(base, load, metrics_port=free_port(), label="var",
-                                                   work_dir=self.work_dir)
+                                                   work_dir=self.work_dir, restart=False)
                 rates[name].append(result.events_per_s)
         for name, values in rates.items():
             self.report.add(Figure(f"variants: pipeline throughput, {name}", "events/s", values,
