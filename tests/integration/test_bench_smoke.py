@@ -29,7 +29,7 @@ SECTIONS = ("raw: Kafka ProducerPerformance", "raw: kafka-python producer", "raw
             "raw: Faust agent that only takes and decodes, with cython_optimizations",
             "variants: pipeline throughput, defaults", "variants: pipeline throughput, gc_freeze",
             "worker start with empty tables: seconds to Ready", "worker restart after 3,000 events, first",
-            "worker restart after 3,000 events, second", "worker restart after 3,000 events, third")
+            "worker restart after 3,000 events, second")
 
 
 def test_the_benchmark_runs_end_to_end_and_writes_its_results(stack, tmp_path):
