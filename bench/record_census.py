@@ -28,8 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from producers.simulate import backdated_simulation
-from producers.simulator import SimulationConfig
 from referrals.settings import Settings
 from schemas.parsing import parse_event
 from schemas.topics import CUSTOMER_FACTS, REFERRER_FACTS, VISITOR_FACTS
@@ -40,7 +38,7 @@ from streams.part_store import DiskPartStore
 from streams.redis_layout import RedisLayout
 from streams.referee_ledger import CodeOwner
 from streams.stage_runner import Batch, StageRunner, Tables
-from bench.workload import SEED
+from bench import workload
 
 RECORD_FIELDS = ("versions", "counted", "activity", "cells", "reached", "withheld", "visitors", "named",
                  "settled_sums")
@@ -120,8 +118,7 @@ def run(events: int, at: Iterable[int], settings: Settings | None = None, custom
     the stage runner; a census after each of ``at``."""
     settings = settings or Settings()
     moments = sorted(set(at))
-    simulation = backdated_simulation(SimulationConfig(customers=customers), seed=SEED, count=events, days=40,
-                                      now=datetime.now(UTC))
+    simulation, raw_events = workload.simulated(events, customers)
     owners = {c.code: CodeOwner(c.customer_id, simulation.config.campaign_id) for c in simulation.customers}
     layout = RedisLayout("rp:", settings.kafka.partitions)
     out: list[Census] = []
@@ -150,7 +147,7 @@ def run(events: int, at: Iterable[int], settings: Settings | None = None, custom
 
         started = time.perf_counter()
         n = 0
-        for _at, raw in simulation.events():
+        for raw in raw_events:
             stage = {"click": "visitor", "share": "referrer"}.get(raw["type"], "customer")
             queue.append((stage, *to_fact(parse_event(raw), owners.get)))
             n += 1
@@ -165,7 +162,5 @@ def run(events: int, at: Iterable[int], settings: Settings | None = None, custom
                 echo(f"{n:,} events in {time.perf_counter() - started:.0f} s")
                 for line in out[-1].lines():
                     echo(line)
-            if n >= events:
-                break
         parts.close()
     return out

@@ -41,20 +41,33 @@ class Workload:
         return dict(Counter(r.topic.rsplit(".", 1)[-1] for r in self.records))
 
 
-def build(events: int, customers: int, *, seed: int = SEED, now: datetime | None = None) -> Workload:
-    """``events`` simulated events over about the last 40 days (old enough that some holds have ended),
-    the first ``customers`` of them the base's signups."""
-    started = time.perf_counter()
+def simulated(events: int, customers: int, *, seed: int = SEED, now: datetime | None = None
+              ) -> tuple[Simulation, Iterator[dict]]:
+    """The simulation of a workload and its first ``events`` raw events, over about the last 40 days (old enough
+    that some holds have ended), the first ``customers`` of them the base's signups; none later than a minute
+    before ``now``. What ``build`` makes records of, and what ``bench.record_census`` steps in process."""
     now = now or datetime.now(UTC)
     simulation = backdated_simulation(SimulationConfig(customers=customers), seed=seed, count=events, days=40,
                                       now=now)
+    horizon = now - timedelta(minutes=1)
+
+    def raw_events() -> Iterator[dict]:
+        for n, (at, raw) in enumerate(simulation.events()):
+            if n >= events or simulation.start + timedelta(seconds=at) > horizon:
+                return
+            yield raw
+
+    return simulation, raw_events()
+
+
+def build(events: int, customers: int, *, seed: int = SEED, now: datetime | None = None) -> Workload:
+    """``events`` simulated events as Kafka records (``simulated``)."""
+    started = time.perf_counter()
+    simulation, raw_events = simulated(events, customers, seed=seed, now=now)
     records: list[Record] = []
     shares: Counter = Counter()
     seen: set[str] = set()
-    horizon = now - timedelta(minutes=1)
-    for at, raw in simulation.events():
-        if len(records) >= events or simulation.start + timedelta(seconds=at) > horizon:
-            break
+    for raw in raw_events:
         event = parse_event(raw)
         records.append(inbound_record(event, "bench"))
         if raw["type"] == "share" and raw["event_id"] not in seen:
