@@ -42,7 +42,7 @@ from bench import workload
 
 RECORD_FIELDS = ("versions", "counted", "activity", "cells", "reached", "withheld", "visitors", "named",
                  "settled_sums")
-STATE_FIELDS = ("profile", "referrals", "rewards", "final", "changes", "settled")
+STATE_FIELDS = ("profile", "referrals", "rewards", "final", "changes", "settled", "settled_confirmed")
 STAGE_OF = {VISITOR_FACTS.name: "visitor", CUSTOMER_FACTS.name: "customer", REFERRER_FACTS.name: "referrer"}
 BATCH = 200  # events per batch, with the facts they cause
 TICK_EVERY = 5_000  # events between two ticks of the clock
@@ -91,9 +91,10 @@ def census(referrers: Iterable[stages.ReferrerRecord], events: int, runner: Stag
     reachable_bytes(interning._kept, seen)  # shared by every record: charged to none
     reachable_bytes(counters._KEYS, seen)
     records = list(referrers)
-    active = [r for r in records if r.seq > 0 and (r.activity or r.core.referrals or r.core.settled)]
-    out = Census(events, len(records), len(active), sum(len(r.core.referrals) for r in active),
-                 sum(len(r.core.settled) for r in active))
+    active = [r for r in records if r.seq > 0 and (r.activity or r.core.referrals or r.settled_sums)]
+    settled = 0 if runner is None or runner.parts is None else sum(
+        len(runner.parts.ids(key.decode(), "r")) for key in runner.tables.referrers)  # their parts: in the store
+    out = Census(events, len(records), len(active), sum(len(r.core.referrals) for r in active), settled)
     by = out.by_field
     for r in active:
         for name in RECORD_FIELDS:

@@ -213,7 +213,7 @@ def _build(groups: list[list[object]], campaigns: CampaignBook, store: DiskPartS
         for fact in group:
             if store is not None:  # what the step reads back from the store first, as the stage runner does
                 began = time.perf_counter()
-                referrer_parts.recall_for(record, REFERRER, fact, store, stages.DEDUP_HORIZON_DAYS)
+                referrer_parts.recall_for(record, REFERRER, fact, store, stages.DEDUP_HORIZON_DAYS, campaigns)
                 folding += time.perf_counter() - began
             step = stages.referrer_step(record, REFERRER, fact, campaigns)
             record = step.record
@@ -252,7 +252,8 @@ def memory(referrals: int) -> MemoryResult:
             encoded = record_codec.encode(record)
             began = time.perf_counter()
             record_codec.decode(encoded)
-            out[settle] = (held / referrals, len(record.core.settled), len(encoded),
+            settled = len(store.ids(REFERRER, "r")) if store is not None else 0
+            out[settle] = (held / referrals, settled, len(encoded),
                            (time.perf_counter() - began) * 1e3)
             if store is not None:
                 store.close()

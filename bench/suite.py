@@ -321,7 +321,7 @@ class Suite:
                    "bytes", [m.held for m in held], bound="every referral ever decided as objects (before)"))
         add(Figure(f"history: the same, with the part store (referrals decided for good settled, counted ids) "
                    f"at {n:,} referrals", "bytes", [m.settled for m in held],
-                   note=f"{held[0].settled_referrals:,} settled; the entry the decisions read stays"))
+                   note=f"{held[0].settled_referrals:,} settled, their entries in the store too"))
         add(Figure("history: the part store's work (put back before a step, fold out after)", "µs/fact",
                    [m.store_us for m in held]))
         lookups = [referrer_history.store_lookups(s.history_lookup_ids) for _ in range(s.runs)]

@@ -11,7 +11,11 @@ grow with the referrer's history and are rarely read:
   tombstones); the store keeps each also under ``d:<day>\x1f<event id>`` (its own entry, not a changelog
   part), so that the floor's move reads its days' ids in key order, not every id;
 - a referral decided for good (``r:<referral id>``): read only by a complete counter snapshot, an erasure,
-  a repair, or a late fact about it.
+  a repair, or a late fact about it; and the entries the decisions about the referrer's other referrals read
+  of it (``referrer_rewards.Settled``, built from that part), looked up by the store's own keys: ``x:<code>
+  \x1f<attributed at>\x1f<id>`` (a velocity window), ``y:<campaign>\x1f<device>\x1f<id>`` (a device group),
+  ``z:<campaign>\x1f<month>\x1f<id>`` (a month's cap: confirmed ones only), read by the steps whose decisions
+  reach them (``referrer_parts.recall_reads``).
 
 A process keeps those in a ``PartStore``, keyed like the changelog (``<referrer id>\x1f<part id>``), and the
 record in memory holds none of them (``referrer_parts.fold``; of a settled referral, an entry the decisions
@@ -27,7 +31,8 @@ before it is first stepped, so nothing of an earlier owner's is read.
 
 Bound: on disk, one value per part (a visitor or a customer: about 70 bytes with its key; a counted id:
 about 220 bytes with its entry by day, for the horizon's days only; a referral: its changelog part, about
-500 bytes); in memory, nothing per part beyond RocksDB's one budget per process
+500 bytes, and up to three entries of about 100 bytes); in memory, nothing per part beyond RocksDB's one
+budget per process
 (``record_store.DISK_MEMORY_BYTES``).
 """
 
@@ -63,12 +68,13 @@ class PartStore:
             if not parts:
                 del self._parts[referrer_id]
 
-    def ids(self, referrer_id: str, kind: str, through: str | None = None) -> list[str]:
+    def ids(self, referrer_id: str, kind: str, through: str | None = None, start: str = "") -> list[str]:
         """The ids of the referrer's parts of one kind (``"v"``: ``v:<visitor id>``), sorted; with ``through``, only
-        those whose id after the kind is at most that."""
+        those whose id after the kind is at most that; with ``start``, only those at least that."""
         prefix = f"{kind}:"
         return sorted(pid for pid in self._parts.get(referrer_id, {})
-                      if pid.startswith(prefix) and (through is None or pid[len(prefix):] <= through))
+                      if pid.startswith(prefix) and (through is None or pid[len(prefix):] <= through)
+                      and pid[len(prefix):] >= start)
 
     def drop(self, referrer_id: str) -> None:
         """Every part of the referrer."""
@@ -101,17 +107,18 @@ class DiskPartStore(PartStore):
         if self._disk.get(key) is not None:
             del self._disk[key]
 
-    def _keys(self, prefix: bytes) -> Iterator[bytes]:
-        for key in self._disk.keys(from_key=prefix):
+    def _keys(self, prefix: bytes, first: bytes | None = None) -> Iterator[bytes]:
+        for key in self._disk.keys(from_key=prefix if first is None else first):
             if not key.startswith(prefix):
                 return
             yield key
 
-    def ids(self, referrer_id: str, kind: str, through: str | None = None) -> list[str]:
-        start = len(referrer_id.encode()) + 1
+    def ids(self, referrer_id: str, kind: str, through: str | None = None, start: str = "") -> list[str]:
+        cut = len(referrer_id.encode()) + 1
         out = []
-        for key in self._keys(changelog_key(referrer_id, f"{kind}:")):  # in key order: stops at the first beyond
-            part_id = key[start:].decode()
+        prefix = changelog_key(referrer_id, f"{kind}:")
+        for key in self._keys(prefix, prefix + start.encode()):  # in key order: stops at the first beyond
+            part_id = key[cut:].decode()
             if through is not None and part_id[len(kind) + 1:] > through:
                 break
             out.append(part_id)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from schemas.derived import ReasonCode, RewardStatus
@@ -43,11 +44,12 @@ from streams import counters, referrer_rewards, stages
 from streams.counters import referral_cells
 from streams.interning import interned
 from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget
-from streams.referee_ledger import Referral
+from streams.referee_ledger import Profile, Referral
 from streams.referrer_rewards import ReferrerState, Reward, rewards_of
 from streams.stages import ReferrerRecord, referral_part
 
 if TYPE_CHECKING:
+    from streams.campaigns import CampaignBook
     from streams.part_store import PartStore
 
 SEP = "\x1f"
@@ -232,9 +234,10 @@ def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int 
       reads them; their counts stay in ``activity``), with an entry per day and id (``d:<day>\x1f<id>``, the
       store's own, not a changelog part) so that the floor's move finds its days' ids without a scan;
     - its referrals decided for good, or at rest without rewards, whose last change is acknowledged
-      (``settle``, ``referrer_rewards.settleable``): the record keeps their ``Settled`` entries, which is all the
-      decisions about the others read of them. ``acked``: a seq up to which the record's outputs are known to be
-      on Kafka, if more than it says.
+      (``settle``, ``referrer_rewards.settleable``), and their ``Settled`` entries (what the decisions about the
+      others read of them), kept in ``store`` by what a step looks them up by (``recall_reads``); of them the
+      record keeps a count per campaign (the milestones'). ``acked``: a seq up to which the record's outputs are
+      known to be on Kafka, if more than it says.
 
     Returns how many referrals it settled."""
     for members, part_of in ((record.visitors, stages.visitor_part), (record.named, stages.named_part)):
@@ -247,14 +250,14 @@ def fold(record: ReferrerRecord, referrer_id: str, store: PartStore, acked: int 
             store.put(referrer_id, stages.counted_part(event_id), Counted(record.seq, cell, record.floor))
             store.put(referrer_id, _by_day(cell[3], event_id), Member(record.seq))
     acked = max(acked, record.acked)
-    if not acked:  # nothing acknowledged yet (a record being adopted part by part has seq 0 until it is whole)
-        return 0
-    changed_at = _changed_at(record)
     settled = 0
-    for rid in settling(record):
-        if changed_at.get(rid, record.seq) <= acked:  # not known (read back from disk): at most the record's seq
-            settle(record, referrer_id, rid, store)
-            settled += 1
+    if acked:  # else nothing acknowledged yet (a record being adopted part by part has seq 0 until it is whole)
+        changed_at = _changed_at(record)
+        for rid in settling(record):
+            if changed_at.get(rid, record.seq) <= acked:  # not known (read back from disk): at most the record's seq
+                settle(record, referrer_id, rid, store)
+                settled += 1
+    forget_settled(record)
     return settled
 
 
@@ -286,6 +289,8 @@ def settle(record: ReferrerRecord, referrer_id: str, referral_id: str, store: Pa
     contribution = counters.referral_contribution(record, referrer_id, referral_id)
     _add_sums(record, contribution, 1)
     referrer_rewards.settle(core, referral_id, record.versions.pop(f"referral:{referral_id}", None))
+    for entry_id in _entry_ids(referral_id, core.settled[referral_id]):
+        store.put(referrer_id, entry_id, Member(record.seq))
     for w in value.rewards:
         for status in RewardStatus:
             record.reached.pop((w.reward_id, status.value), None)
@@ -305,7 +310,11 @@ def unsettle(record: ReferrerRecord, referrer_id: str, referral_id: str, store: 
     reads every part), in place."""
     value = store.get(referrer_id, referral_part(referral_id))
     assert isinstance(value, ReferralPart), f"the part of settled referral {referral_id} is not in the store"
+    entry = settled_entry(value)
     store.delete(referrer_id, referral_part(referral_id))  # the store holds what is settled, nothing stale
+    for entry_id in _entry_ids(referral_id, entry):
+        store.delete(referrer_id, entry_id)
+    referrer_rewards.recall(record.core, referral_id, entry)  # its places in the indexes: the live referral's
     referrer_rewards.unsettle(record.core, referral_id)
     _apply(record, referral_part(referral_id), value)
     stages.may_settle(record, [referral_id])  # settled again by the next ``fold`` unless a step changes it
@@ -339,8 +348,8 @@ def unfold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
             _members(record, kind).add(pid[2:])
     for pid in store.ids(referrer_id, "c"):
         recall(record, referrer_id, pid[2:], store)
-    for rid in sorted(record.core.settled):
-        unsettle(record, referrer_id, rid, store)
+    for pid in store.ids(referrer_id, "r"):
+        unsettle(record, referrer_id, pid[2:], store)
 
 
 def _members(record: ReferrerRecord, kind: str) -> set[str]:
@@ -391,12 +400,14 @@ def knows_member(record: ReferrerRecord, referrer_id: str, part_id: str, store: 
         members.add(part_id[2:])
 
 
-def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: PartStore, horizon_days: int
-               ) -> None:
+def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: PartStore, horizon_days: int,
+               campaigns: CampaignBook) -> None:
     """Back into the record, in place, what ``store`` holds of it that the step of ``fact`` reads (``fold`` takes
     it out again after the step): every part before an erasure fact; the part an adopted one replaces; a share's
     or click's id if counted before, and the ids of the days it moves the floor past; the clicking visitor; the
-    named customer; a settled referral before a newer version of it."""
+    named customer; a settled referral before a newer version of it, the entry of one before an older version
+    (its version tells); before a new referral or profile fact, the settled entries its step reads
+    (``referrer_rewards.settled_reads``)."""
     if isinstance(fact, Erase | Adopt | Continue | Forget):
         unfold(record, referrer_id, store)  # the step reads or rewrites every part
         return
@@ -414,6 +425,8 @@ def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: Pa
             floor = stages.floor_of(day, horizon_days)
             if floor > record.floor:
                 recall_through(record, referrer_id, floor, store)
+    if isinstance(fact, referrer_rewards.Tick):
+        return  # a tick reads no settled referral (``referrer_rewards.settled_reads``)
     if not isinstance(fact, stages.Versioned):
         return
     inner = fact.fact
@@ -421,17 +434,85 @@ def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: Pa
         knows_member(record, referrer_id, stages.visitor_part(inner.visitor_id), store)
     elif isinstance(inner, stages.Named):
         knows_member(record, referrer_id, stages.named_part(inner.customer_id), store)
-    elif isinstance(inner, Referral) and inner.referral_id in record.core.settled \
-            and fact.version > stages.version_of(record, fact.fact_id):
-        unsettle(record, referrer_id, inner.referral_id, store)  # it changes again
+    elif isinstance(inner, Referral | Profile):
+        if isinstance(inner, Referral) and inner.referral_id not in record.core.referrals:
+            value = store.get(referrer_id, referral_part(inner.referral_id))
+            if isinstance(value, ReferralPart):  # settled: its version says whether the fact is new
+                referrer_rewards.recall(record.core, inner.referral_id, settled_entry(value))
+                if fact.version > stages.version_of(record, fact.fact_id):
+                    unsettle(record, referrer_id, inner.referral_id, store)  # it changes again
+        if fact.version > stages.version_of(record, fact.fact_id):  # else a duplicate: not stepped
+            recall_reads(record, referrer_id, referrer_rewards.settled_reads(record.core, inner, campaigns), store)
+
+
+def recall_reads(record: ReferrerRecord, referrer_id: str, reads: referrer_rewards.Reads, store: PartStore
+                 ) -> None:
+    """The settled entries a step reads (``referrer_rewards.settled_reads``) back into the record's state from the
+    entries ``settle`` kept of them in ``store``, in place (``fold`` takes them out again after the step)."""
+    found: set[str] = set()
+    for code, (first, last) in reads.spans.items():
+        for entry_id in store.ids(referrer_id, "x", through=f"{code}{SEP}{_stamp(last)}\x20",
+                                  start=f"{code}{SEP}{_stamp(first)}"):
+            found.add(entry_id.rpartition(SEP)[2])
+    for campaign, device in reads.groups:
+        prefix = f"{campaign}{SEP}{device}{SEP}"
+        found.update(e[len(prefix) + 2:] for e in store.ids(referrer_id, "y", through=f"{prefix}\U0010ffff",
+                                                            start=prefix))
+    for campaign, month in reads.months:
+        prefix = f"{campaign}{SEP}{month}{SEP}"
+        found.update(e[len(prefix) + 2:] for e in store.ids(referrer_id, "z", through=f"{prefix}\U0010ffff",
+                                                            start=prefix))
+    core = record.core
+    for rid in sorted(found):
+        if rid not in core.settled:
+            value = store.get(referrer_id, referral_part(rid))
+            assert isinstance(value, ReferralPart), f"the part of settled referral {rid} is not in the store"
+            referrer_rewards.recall(core, rid, settled_entry(value))
+
+
+def settled_entry(value: ReferralPart) -> referrer_rewards.Settled:
+    """The entry a settled referral's part gives its referrer's decisions (``referrer_rewards.settled_entry``)."""
+    rid = value.referral.referral_id
+    own = next((w for w in value.rewards if w.reward_id == f"{rid}:referrer"), None)
+    return referrer_rewards.settled_entry(value.referral, own, value.version)
+
+
+def _stamp(at: datetime) -> str:
+    """A time as a key sorts it: UTC, fixed width, to the microsecond."""
+    return at.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+
+
+def _entry_ids(referral_id: str, entry: referrer_rewards.Settled) -> list[str]:
+    """The store's own entries of a settled referral (not changelog parts), by what a step looks it up by
+    (``recall_reads``): ``x:<code>\x1f<attributed at>\x1f<id>`` in its code's velocity windows and
+    ``y:<campaign>\x1f<device>\x1f<id>`` in its device group (a live one), ``z:<campaign>\x1f<month>\x1f<id>`` in
+    its month's order (one whose referrer reward was confirmed: the others count nothing against the cap)."""
+    out = []
+    if entry.live:
+        out.append(f"x:{entry.code}{SEP}{_stamp(entry.attributed_at)}{SEP}{referral_id}")
+        if entry.referee_device_id:
+            out.append(f"y:{entry.campaign_id}{SEP}{entry.referee_device_id}{SEP}{referral_id}")
+    if entry.confirmed and entry.in_month and entry.qualified_at is not None:
+        out.append(f"z:{entry.campaign_id}{SEP}{entry.qualified_at.year:04d}-{entry.qualified_at.month:02d}"
+                   f"{SEP}{referral_id}")
+    return out
+
+
+def forget_settled(record: ReferrerRecord) -> None:
+    """The settled entries a step read out of the record's state again, in place (``store`` keeps them)."""
+    core = record.core
+    if core.settled:
+        for rid in list(core.settled):
+            referrer_rewards.forget_settled(core, rid)
+        core.settled = {}  # an emptied dict keeps its capacity
 
 
 def settled_referrals(record: ReferrerRecord, referrer_id: str, store: PartStore
                       ) -> Iterator[tuple[Referral, tuple[Reward, ...]]]:
     """The record's settled referrals with their rewards, read back from ``store`` (a complete snapshot)."""
-    for rid in sorted(record.core.settled):
-        value = store.get(referrer_id, referral_part(rid))
-        assert isinstance(value, ReferralPart), f"the part of settled referral {rid} is not in the store"
+    for pid in store.ids(referrer_id, "r"):
+        value = store.get(referrer_id, pid)
+        assert isinstance(value, ReferralPart), f"the part of settled referral {pid[2:]} is not in the store"
         yield value.referral, value.rewards
 
 
@@ -505,8 +586,8 @@ class Assembler:
         if record is None:
             self.pending.setdefault(referrer_id, {})[part_id] = value
         else:
-            if part_id[2:] in record.core.settled and part_id.startswith("r:"):
-                assert self.parts is not None  # only a recovery with a part store settles
+            if part_id.startswith("r:") and self.parts is not None \
+                    and self.parts.get(referrer_id, part_id) is not None:
                 unsettle(record, referrer_id, part_id[2:], self.parts)  # a recovery over a record it built before
             elif part_id.startswith("c:") and self.parts is not None:
                 recall(record, referrer_id, part_id[2:], self.parts)  # its count is taken back if it changes

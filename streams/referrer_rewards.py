@@ -48,11 +48,18 @@ A referral decided for good (both its rewards final: its hold has ended), or at 
 rewards (not qualified, or rejected: only a fact about it changes what it decides), can leave the
 state (``settle``): the state keeps a ``Settled`` entry with what the decisions about the others read
 of it (its code and attribution time for the velocity rule, its referee and device for the
-device rule, its qualifying time and whether its reward was confirmed for the monthly cap and
-the milestone count), and the caller keeps the referral and its rewards elsewhere
-(``streams.referrer_parts.fold``: on local disk). Whether a settled referral would be held
+device rule, its qualifying time and whether its reward was confirmed for the monthly cap), counts
+it in ``settled_confirmed`` (the milestone count), and the caller keeps the referral and its rewards
+elsewhere (``streams.referrer_parts.fold``: on local disk). Whether a settled referral would be held
 is not decided again: it changes none of its rewards and no count. A fact about a settled
 referral needs it back first (``unsettle``: the caller's, ``step`` refuses such a fact).
+
+The ``Settled`` entries need not stay in the state either: a caller may take them out (``forget_settled``)
+and keep them elsewhere, as long as it puts back (``recall``) before each step every entry the step may
+read, which ``settled_reads`` names: the entries of a code around the times of the referrals whose hold the
+fact may change, their device groups, and the months they stand in. So a referrer's settled history costs
+its state nothing (the worker keeps it on disk: ``streams.referrer_parts``); a state that keeps every entry
+(the tests, the in-process benches) decides the same.
 """
 
 from __future__ import annotations
@@ -119,13 +126,17 @@ class ReferrerState:
     rewards: dict[str, Reward] = field(default_factory=dict)  # every reward announced, as it stands now
     final: set[str] = field(default_factory=set)  # ids of the rewards that no longer change
     changes: dict[str, int] = field(default_factory=dict)  # reward id -> changes emitted
-    # referrals decided for good, out of ``referrals``, ``rewards``, ``final`` and ``changes`` (``settle``)
+    # referrals decided for good, out of ``referrals``, ``rewards``, ``final`` and ``changes`` (``settle``): every
+    # one, or those a caller keeping them elsewhere put back for a step (``recall``, ``settled_reads``)
     settled: dict[str, Settled] = field(default_factory=dict)
+    # campaign -> settled referrals whose referrer reward is confirmed (the milestone count's settled part: kept
+    # here, not derived from ``settled``, which may hold only some of them)
+    settled_confirmed: dict[str, int] = field(default_factory=dict)
 
     def copy(self) -> ReferrerState:
         """An independent state (the indexes are rebuilt when it is first stepped)."""
         return ReferrerState(self.profile, dict(self.referrals), dict(self.rewards), set(self.final),
-                             dict(self.changes), dict(self.settled))
+                             dict(self.changes), dict(self.settled), dict(self.settled_confirmed))
 
     def __copy__(self) -> ReferrerState:
         return self.copy()
@@ -155,7 +166,7 @@ class ReferrerState:
             bonus.setdefault(w.referral_id, []).append(w.reward_id)
 
 
-_FIELDS = ("profile", "referrals", "rewards", "final", "changes", "settled")
+_FIELDS = ("profile", "referrals", "rewards", "final", "changes", "settled", "settled_confirmed")
 
 
 def _own(w: Reward) -> bool:
@@ -287,8 +298,8 @@ def _add_to_index(state: ReferrerState, idx: _Index, r: Referral) -> None:
 
 
 def _add_settled(idx: _Index, referral_id: str, s: Settled) -> None:
-    """A settled referral's entries: those ``_add_to_index`` gave the referral (it is never due any more), and its
-    confirmed reward in the milestone count."""
+    """A settled referral's entries: those ``_add_to_index`` gave the referral (it is never due any more). Its
+    confirmed reward is in the milestone count through ``settled_confirmed``."""
     if idx.book.get(s.campaign_id) is None:
         return
     if s.live:
@@ -297,8 +308,27 @@ def _add_settled(idx: _Index, referral_id: str, s: Settled) -> None:
             _join_group(idx.by_device, (s.campaign_id, s.referee_device_id), referral_id, s.referee_id)
     if s.in_month and s.qualified_at is not None:
         insort(idx.by_month.setdefault(_month(s.campaign_id, s.qualified_at), []), (s.qualified_at, referral_id))
-    if s.confirmed:
-        idx.confirmed[s.campaign_id] = idx.confirmed.get(s.campaign_id, 0) + 1
+
+
+def _drop_settled(idx: _Index, referral_id: str, s: Settled) -> None:
+    """A settled referral's entries out of the index (``_add_settled`` undone)."""
+    if idx.book.get(s.campaign_id) is None:
+        return
+    if s.live:
+        entries = idx.by_code.get(s.code)
+        if entries is not None:
+            _remove(entries, (s.attributed_at, referral_id))
+            if not entries:
+                del idx.by_code[s.code]
+        if s.referee_device_id:
+            _leave_group(idx.by_device, (s.campaign_id, s.referee_device_id), referral_id)
+    if s.in_month and s.qualified_at is not None:
+        month = _month(s.campaign_id, s.qualified_at)
+        entries = idx.by_month.get(month)
+        if entries is not None:
+            _remove(entries, (s.qualified_at, referral_id))
+            if not entries:
+                del idx.by_month[month]
 
 
 # -- hold for review ------------------------------------------------------------------------------------------
@@ -489,14 +519,21 @@ def _index(state: ReferrerState, book: CampaignBook) -> _Index:
         _add_to_index(state, idx, r)
     for rid, settled in state.settled.items():
         _add_settled(idx, rid, settled)
-    _rehold(state, idx, {r.referral_id for r in state.referrals.values() if _live(r, book)})
+    # why each live referral is held, as its rewards show it (every change of it decided its month again): not
+    # decided again here, where the settled referrals it reads may not all be in the state (``settled_reads``).
+    # One without rewards in its month shows none; its hold reads nothing but a fact about it, which decides it
+    # again (and ``redecide``, after a torn write, decides every one again)
+    for r in state.referrals.values():
+        w = state.rewards.get(f"{r.referral_id}:referrer")
+        if w is not None and w.status is RewardStatus.HELD_FOR_REVIEW and w.reason is not None and _live(r, book):
+            idx.held[r.referral_id] = w.reason
+    idx.confirmed.update(state.settled_confirmed)
     for reward_id in state.final:
         w = state.rewards[reward_id]
         if w.role is RewardRole.REFERRER and w.status is RewardStatus.CONFIRMED and _own(w):
             idx.confirmed[w.campaign_id] = idx.confirmed.get(w.campaign_id, 0) + 1
-    scratch: dict[str, Reward] = {}
-    for month in idx.by_month:
-        _decide_month(state, idx, "", month, set(), scratch)  # finds where each month's cap is reached
+    # where each month's cap is reached (``capped_from``) is found by the first walk of the month: not here, where
+    # the settled referrals of a month may not all be in the state (``settled_reads``)
     object.__setattr__(state, "_idx", idx)
     return idx
 
@@ -610,6 +647,7 @@ def redecide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) ->
     state.__dict__.pop("_idx", None)
     state.__dict__.pop("_bonus", None)
     idx = _index(state, campaigns)
+    _rehold(state, idx, {r.referral_id for r in state.referrals.values() if _live(r, campaigns)})
     decided: dict[str, Reward] = {}
     for month, entries in sorted(idx.by_month.items()):
         _decide_month(state, idx, referrer_id, month, {e for e in entries if e[1] not in state.settled}, decided)
@@ -666,18 +704,104 @@ def settle(state: ReferrerState, referral_id: str, version: int | None = None) -
         state.changes.pop(w.reward_id, None)
         state.final.discard(w.reward_id)
     state.forget_bonuses(referral_id)
-    state.settled[referral_id] = Settled(
-        r.campaign_id, r.code, r.attributed_at, r.qualified_at, r.referee_id, r.referee_device_id,
-        r.status not in _NOT_LIVE, r.qualified_at is not None and r.status in _IN_MONTH,
-        own is not None and own.status is RewardStatus.CONFIRMED, version)
+    entry = state.settled[referral_id] = settled_entry(r, own, version)
+    if entry.confirmed:
+        state.settled_confirmed[entry.campaign_id] = state.settled_confirmed.get(entry.campaign_id, 0) + 1
     idx: _Index | None = state.__dict__.get("_idx")
     if idx is not None:
         idx.held.pop(referral_id, None)  # its entries stay as they are: a settled referral's are the same
     return r, rewards
 
 
+def settled_entry(r: Referral, own: Reward | None, version: int | None) -> Settled:
+    """The entry a settled referral leaves (``settle``): from the referral, its own referrer reward (None: it has
+    none) and the caller's version of it."""
+    return Settled(r.campaign_id, r.code, r.attributed_at, r.qualified_at, r.referee_id, r.referee_device_id,
+                   r.status not in _NOT_LIVE, r.qualified_at is not None and r.status in _IN_MONTH,
+                   own is not None and own.status is RewardStatus.CONFIRMED, version)
+
+
 def unsettle(state: ReferrerState, referral_id: str) -> Settled:
     """The caller puts a settled referral back (its referral, rewards, changes and finality, as ``settle``
-    returned them): its entry leaves, in place. The indexes keep its entries (the same); whether it would be
-    held is decided again when a fact touches it."""
-    return state.settled.pop(referral_id)
+    returned them): its entry leaves, in place (``recall`` it first if it was taken out). The indexes keep its
+    entries (the same); whether it would be held is decided again when a fact touches it."""
+    entry = state.settled.pop(referral_id)
+    if entry.confirmed:
+        left = state.settled_confirmed[entry.campaign_id] - 1
+        if left:
+            state.settled_confirmed[entry.campaign_id] = left
+        else:
+            del state.settled_confirmed[entry.campaign_id]
+    return entry
+
+
+# -- settled entries kept elsewhere -------------------------------------------------------------------------------
+
+
+def recall(state: ReferrerState, referral_id: str, entry: Settled) -> None:
+    """A settled referral's entry back into the state, with its places in the indexes (a caller that keeps the
+    entries elsewhere: ``settled_reads``); one the state holds already stays as it is."""
+    if referral_id in state.settled:
+        return
+    state.settled[referral_id] = entry
+    idx: _Index | None = state.__dict__.get("_idx")
+    if idx is not None:
+        _add_settled(idx, referral_id, entry)
+
+
+def forget_settled(state: ReferrerState, referral_id: str) -> None:
+    """A settled referral's entry out of the state and its indexes (the caller keeps it: ``recall``); it still
+    counts in ``settled_confirmed``."""
+    entry = state.settled.pop(referral_id)
+    idx: _Index | None = state.__dict__.get("_idx")
+    if idx is not None:
+        _drop_settled(idx, referral_id, entry)
+
+
+class Reads(NamedTuple):
+    """What a step may read of the settled referrals (``settled_reads``), for a caller that keeps their entries
+    out of the state to put back first."""
+
+    spans: dict[str, tuple[datetime, datetime]]  # code -> (first, last): its entries attributed in between
+    groups: set[tuple[str, str]]  # (campaign, device): every entry of the device group
+    months: set[tuple[str, str]]  # (campaign, month): every entry standing in the month (its confirmed ones)
+
+
+def settled_reads(state: ReferrerState, fact: Referral | Profile | Tick, campaigns: CampaignBook) -> Reads:
+    """The settled entries a step of ``fact`` may read, given the state as it is before the step (with the entry
+    of the fact's own referral put back if it is settled: ``unsettle`` it first if the fact changes it).
+
+    A step decides again whether some live referrals are held (``_rehold``): the fact's own referral (before and
+    after), its code's within one velocity window of it, its device group's (every live one for a new profile).
+    Deciding one reads its device group and its code's referrals within one velocity window of its time; the
+    months whose cap walk follows are those of the referrals whose hold changed and of the fact's own, and a walk
+    reads every referral standing in its month. A tick reads none: it ends holds and counts milestones."""
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    groups: set[tuple[str, str]] = set()
+    months: set[tuple[str, str]] = set()
+    if isinstance(fact, Tick):
+        return Reads(spans, groups, months)
+    book = campaigns
+    idx = _index(state, book)
+    if isinstance(fact, Profile):
+        touched = [r for r in state.referrals.values() if _live(r, book)]
+    else:
+        old = state.referrals.get(fact.referral_id)
+        around = {rid for r in (old, fact) if r is not None for rid in _neighbours(state, idx, r)}
+        touched = [fact] + [r for rid in around if rid != fact.referral_id
+                            and (r := state.referrals.get(rid)) is not None and _live(r, book)]
+        for r in (old, fact):
+            if r is not None and (month := _month_of(r, book)) is not None:
+                months.add(month)
+    reach = max((c.velocity_window for c in book.campaign), default=timedelta(0))
+    for r in touched:
+        if not _live(r, book):
+            continue
+        first, last = r.attributed_at - reach, r.attributed_at + reach
+        span = spans.get(r.code)
+        spans[r.code] = (first, last) if span is None else (min(span[0], first), max(span[1], last))
+        if r.referee_device_id:
+            groups.add((r.campaign_id, r.referee_device_id))
+        if (month := _month_of(r, book)) is not None:
+            months.add(month)
+    return Reads(spans, groups, months)

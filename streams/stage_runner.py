@@ -205,7 +205,7 @@ class StageRunner:
         if stored is None:
             self.parts.drop(referrer_id)  # not this process's record: none of its parts here are (part_store)
         else:
-            referrer_parts.recall_for(stored, referrer_id, fact, self.parts, self.horizon_days)
+            referrer_parts.recall_for(stored, referrer_id, fact, self.parts, self.horizon_days, self.campaigns)
         self._fold(referrer_id, self._referrer(referrer_id, fact, batch, stored))
 
     def _fold(self, referrer_id: str, acked: int = 0) -> None:

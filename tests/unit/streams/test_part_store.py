@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
+from schemas.derived import RewardChange
 from streams import record_codec, record_store, referrer_parts, stages
 from streams.erasure import Erase
 from streams.part_store import DiskPartStore, PartStore
@@ -223,9 +224,10 @@ def test_a_fact_about_a_settled_referral_brings_it_back_and_it_settles_again():
         run.tick(0, T0 + timedelta(days=days), batch := Batch())
         run.done(batch)
     record = run.tables.referrers[b"anna"]
-    (rid,) = record.core.settled
+    (rid,) = [pid[2:] for pid in parts.ids("anna", "r")]
     assert heard == [1]  # the worker's metric hears of it
-    assert not record.core.referrals and not record.core.rewards and parts.ids("anna", "r") == [f"r:{rid}"]
+    assert not record.core.referrals and not record.core.rewards and not record.core.settled  # the store has it
+    assert record.core.settled_confirmed == {"default": 1}  # counted for the milestones
     # a newer version of the referral (a late, earlier signup's claim took its place: withdrawn)
     from streams.referrer_rewards import Settled  # noqa: F401 - the entry's type
     referral = parts.get("anna", f"r:{rid}").referral
@@ -233,10 +235,11 @@ def test_a_fact_about_a_settled_referral_brings_it_back_and_it_settles_again():
     run.referrer("anna", newer, batch := Batch())
     record = run.tables.referrers[b"anna"]
     assert rid in record.core.referrals and rid not in record.core.settled and parts.ids("anna", "r") == []
+    assert not any(parts.ids("anna", kind) for kind in "xyz") and record.core.settled_confirmed == {}
     assert [t for t, _, _, _ in batch.records] == []  # final rewards stay as they are: nothing to announce
     run.done(batch)
     run.referrer("anna", stages.Share("sh1", "default", "sms", T0), batch := Batch())  # acknowledged: settles
-    assert rid in run.tables.referrers[b"anna"].core.settled and parts.ids("anna", "r") == [f"r:{rid}"]
+    assert rid not in run.tables.referrers[b"anna"].core.settled and parts.ids("anna", "r") == [f"r:{rid}"]
 
 
 def test_recovery_settles_what_the_changelog_shows_final_and_acknowledged_even_read_back_from_disk(tmp_path):
@@ -271,7 +274,8 @@ def test_recovery_settles_what_the_changelog_shows_final_and_acknowledged_even_r
             assembler.apply(key, value)
         assert assembler.finish() == {}
         assert assembler.settled == 2
-        assert [len(records[k].core.settled) for k in (b"anna", b"ben")] == [1, 1]
+        assert [len(parts.ids(k, "r")) for k in ("anna", "ben")] == [1, 1]
+        assert [records[k].core.settled_confirmed for k in (b"anna", b"ben")] == [{"default": 1}] * 2
     finally:
         records.close()
         parts.close()
@@ -293,8 +297,8 @@ def test_a_referral_without_rewards_rests_on_disk_until_its_qualifying_order_bri
         r.referrer("anna", stages.Share("sh1", "default", "sms", T0), batch := Batch())  # its next step: at rest
         r.done(batch)
     record = run.tables.referrers[b"anna"]
-    (rid,) = record.core.settled
-    assert heard == [1] and not record.core.referrals and parts.ids("anna", "r") == [f"r:{rid}"]
+    (rid,) = [pid[2:] for pid in parts.ids("anna", "r")]
+    assert heard == [1] and not record.core.referrals and not record.core.settled
     assert plain.tables.referrers[b"anna"].core.referrals.keys() == {rid}
 
     def rewards(r: StageRunner) -> list[tuple[str, bytes]]:
@@ -303,3 +307,78 @@ def test_a_referral_without_rewards_rests_on_disk_until_its_qualifying_order_bri
     got, want = rewards(run), rewards(plain)
     assert got == want and len(want) == 2  # both rewards, pending, as the record that kept it decides
     assert rid in run.tables.referrers[b"anna"].core.referrals and parts.ids("anna", "r") == []
+
+
+def _settled_then_late(rule: str) -> tuple[Story, Story, Story, str]:
+    """(the campaign's story, the referrals that settle first, a late referral whose decision reads them, the
+    status its referrer reward must reach). Each rule's referrals are placed so that only that rule reads the
+    settled ones (another month, another code window, no device), so each of the store's lookups is tested."""
+    first, late = Story(), Story()
+    book = Story(monthly_cap=2) if rule == "cap" else Story()
+    if rule == "device":  # one referee per device: finn's device is eva's; finn a month later
+        first.signup("eva", code="ANNA", device="d1")
+        first.order("eva", "49.90", minutes=30, order_id="o-eva")
+        late.signup("finn", code="ANNA", device="d1", days=30)
+        late.order("finn", "49.90", days=30, minutes=30, order_id="o-finn")
+        return book, first, late, "held_for_review"
+    if rule == "velocity":  # more than 5 signups on one code within 60 minutes: five without an order yet (at
+        for n in range(5):  # rest, settled), then a sixth comes late, and orders
+            first.signup(f"c{n}", code="ANNA", minutes=n)
+        late.signup("finn", code="ANNA", minutes=5)
+        late.order("finn", "49.90", minutes=40, order_id="o-finn")
+        return book, first, late, "held_for_review"
+    # "cap": two rewarded referrals a month, the third in the same month is capped; "milestone": the third
+    # confirmed referral earns its bonus, two of them settled before it (read back from disk: the count kept)
+    for n in range(2):
+        first.signup(f"c{n}", code="ANNA", minutes=n)
+        first.order(f"c{n}", "49.90", minutes=30 + n, order_id=f"o-c{n}")
+    late.signup("finn", code="ANNA", days=2)
+    late.order("finn", "49.90", days=2, minutes=30, order_id="o-finn")
+    return book, first, late, "capped" if rule == "cap" else "confirmed"
+
+
+@pytest.mark.parametrize("rule", ["device", "velocity", "cap", "milestone"])
+def test_a_late_referral_is_decided_with_the_settled_referrals_it_reads_from_the_store(tmp_path, rule):
+    """Referrals settle (their entries only in the part store, on disk; the records on disk too, one cached, so
+    read back between steps); a referral that comes after them and whose rule reads them (their device group,
+    their code's velocity window, their month's cap, the milestone count) is decided as by a runner that keeps
+    everything as objects."""
+    book, first, late, status = _settled_then_late(rule)
+    first.book = late.book = book.book
+    parts = DiskPartStore(tmp_path / "parts")
+    tables = Tables(*(record_store.spilled_records(tmp_path / name, cached=1) for name in "vcr"), CHANGELOGS)
+    try:
+        run, plain = StageRunner(book.book, tables, 1, parts=parts), runner(book)
+        sent: list[list[tuple[str, bytes]]] = []
+        for r in (run, plain):
+            out: list[tuple[str, bytes]] = []
+
+            def keep(batch: Batch, out: list = out, r: StageRunner = r) -> None:
+                out.extend((k.decode(), v) for t, k, v, _ in batch.records if t.endswith("rewards"))
+                r.done(batch)
+
+            through(r, first, done=keep)
+            for days in (20, 20):  # the holds end; the replayed tick finds the outputs acknowledged: settled
+                r.tick(0, T0 + timedelta(days=days), batch := Batch())
+                keep(batch)
+            r.referrer("anna", stages.Share("sh1", "default", "sms", T0), batch := Batch())  # at rest: settled
+            keep(batch)
+            if r is run:
+                signups = sum(type(e).__name__ == "SignupEvent" for e in first.events)
+                assert len(parts.ids("anna", "r")) == signups  # every first referral settled
+                assert run.tables.referrers[b"anna"].core.settled == {}  # their entries are in the store only
+            through(r, late, done=keep)
+            for days in (60, 60):
+                r.tick(0, T0 + timedelta(days=days), batch := Batch())
+                keep(batch)
+            sent.append(out)
+        assert sent[0] == sent[1]
+        changes = [RewardChange.model_validate_json(v) for _k, v in sent[0]]
+        finn = {w.status.value for w in changes if w.reward_id == "default:anna:finn:referrer"}
+        assert status in finn, finn
+        bonuses = [w.reward_id for w in changes if ":milestone:" in w.reward_id]
+        assert bonuses == (["anna:default:milestone:3"] if rule == "milestone" else []), bonuses
+    finally:
+        parts.close()
+        for table in (tables.visitors, tables.customers, tables.referrers):
+            table.close()

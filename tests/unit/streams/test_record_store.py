@@ -211,7 +211,7 @@ def side_by_side(story: Story, rnd: random.Random, plain: StageRunner, other: St
         else:
             now = [{(t, k, v, tuple(h or ())) for t, k, v, h in x.records} for x in batches]
             sent.update(now[0])
-            assert now[0] <= now[1] <= sent, item
+            assert now[0] <= now[1] <= sent, (item, now[0] - now[1], now[1] - sent)
         assert [(t, k, _read_back(v)) for t, k, _, v in a.table_changes()] == \
             [(t, k, _read_back(v)) for t, k, _, v in b.table_changes()], item
         shown = plain.snapshots(a, LAYOUT), other.snapshots(b, LAYOUT)  # once: a snapshot takes the changes

@@ -145,3 +145,79 @@ def test_a_month_whose_cap_is_first_reached_caps_every_later_referral():
     expected, state = lockstep(book, stream)
     assert state.rewards["default:anna:c2:referrer"].status.value == "capped"
     assert state.rewards == expected.rewards
+
+
+# -- settled referrals kept out of the state -----------------------------------------------------------------------
+
+
+class KeptElsewhere:
+    """Settled referrals out of the state, as the worker keeps them on disk (``streams.referrer_parts``): each one's
+    referral, rewards (their change counts and finality) and entry; an entry goes back into the state only when
+    ``settled_reads`` names it, by a lookup written here independently of the worker's."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, tuple] = {}
+
+    def settle_all(self, state: ReferrerState) -> None:
+        """Every referral that may settle settled, and every entry out of the state (after each step)."""
+        for rid in [rid for rid in state.referrals if referrer_rewards.settleable(state, rid)]:
+            rewards = referrer_rewards.rewards_of(state, rid)
+            changes = {w.reward_id: state.changes.get(w.reward_id, 0) for w in rewards}
+            final = {w.reward_id for w in rewards if w.reward_id in state.final}
+            referral, _ = referrer_rewards.settle(state, rid)
+            self.kept[rid] = (referral, rewards, changes, final, state.settled[rid])
+        for rid in list(state.settled):
+            referrer_rewards.forget_settled(state, rid)
+
+    def unsettle(self, state: ReferrerState, rid: str) -> None:
+        referral, rewards, changes, final, entry = self.kept.pop(rid)
+        referrer_rewards.recall(state, rid, entry)
+        referrer_rewards.unsettle(state, rid)
+        state.referrals[rid] = referral
+        for w in rewards:
+            state.rewards[w.reward_id] = w
+            state.note_bonus(w)
+            if changes[w.reward_id]:
+                state.changes[w.reward_id] = changes[w.reward_id]
+        state.final.update(final)
+
+    def recall(self, state: ReferrerState, reads: referrer_rewards.Reads) -> int:
+        recalled = 0
+        for rid, (*_, e) in self.kept.items():
+            span = reads.spans.get(e.code)
+            month = (e.campaign_id, f"{e.qualified_at:%Y-%m}") if e.qualified_at is not None else None
+            if (e.live and span is not None and span[0] <= e.attributed_at <= span[1]) \
+                    or (e.live and e.referee_device_id and (e.campaign_id, e.referee_device_id) in reads.groups) \
+                    or (e.confirmed and e.in_month and month in reads.months):
+                referrer_rewards.recall(state, rid, e)
+                recalled += 1
+        return recalled
+
+    def rewards(self, state: ReferrerState) -> dict:
+        """Every reward held: the state's and the settled referrals'."""
+        return {**state.rewards, **{w.reward_id: w for _r, rewards, *_ in self.kept.values() for w in rewards}}
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(books, st.lists(facts, min_size=1, max_size=60))
+def test_settled_referrals_kept_out_of_the_state_decide_what_the_reference_decides(book, stream):
+    """Every referral that may settle settled after each step and its entry taken out of the state; before each
+    step, only the entries ``settled_reads`` names put back (a fact about a settled referral brings it back
+    whole first): the same changes as the reference at every step, the same rewards held in all."""
+    note(repr(stream))
+    expected, state, elsewhere = oracle.ReferrerState(), ReferrerState(), KeptElsewhere()
+    recalled = 0
+    for fact in stream:
+        if fact == "reload":
+            state = record_codec.decode(record_codec.encode(ReferrerRecord(core=state))).core
+            continue
+        if isinstance(fact, Referral) and fact.referral_id in elsewhere.kept:
+            elsewhere.unsettle(state, fact.referral_id)
+        recalled += elsewhere.recall(state, referrer_rewards.settled_reads(state, fact, book))
+        expected, want = oracle.step(expected, REFERRER, fact, book)
+        got = referrer_rewards.step(state, REFERRER, fact, book)
+        assert (got or []) == want, fact
+        elsewhere.settle_all(state)
+        assert elsewhere.rewards(state) == expected.rewards
+        assert not state.settled
+    note(f"{len(elsewhere.kept)} settled at the end, {recalled} entries recalled")
