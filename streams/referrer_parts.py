@@ -434,7 +434,7 @@ def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: Pa
         knows_member(record, referrer_id, stages.visitor_part(inner.visitor_id), store)
     elif isinstance(inner, stages.Named):
         knows_member(record, referrer_id, stages.named_part(inner.customer_id), store)
-    elif isinstance(inner, Referral | Profile):
+    elif isinstance(inner, Referral | Profile) and record.settled_sums:  # empty: none settled (each adds its campaign)
         if isinstance(inner, Referral) and inner.referral_id not in record.core.referrals:
             value = store.get(referrer_id, referral_part(inner.referral_id))
             if isinstance(value, ReferralPart):  # settled: its version says whether the fact is new
