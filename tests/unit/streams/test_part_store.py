@@ -11,7 +11,7 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from schemas.derived import RewardChange
-from streams import record_codec, record_store, referrer_parts, stages
+from streams import record_codec, record_store, referrer_parts, referrer_rewards, stages
 from streams.erasure import Erase
 from streams.part_store import DiskPartStore, PartStore
 from streams.referrer_parts import Member
@@ -228,6 +228,8 @@ def test_a_fact_about_a_settled_referral_brings_it_back_and_it_settles_again():
     assert heard == [1]  # the worker's metric hears of it
     assert not record.core.referrals and not record.core.rewards and not record.core.settled  # the store has it
     assert record.core.settled_confirmed == {"default": 1}  # counted for the milestones
+    entries = {kind: parts.ids("anna", kind) for kind in "xyz"}
+    assert [len(entries[kind]) for kind in "xyz"] == [1, 0, 1]  # its code's window and its month (no device)
     # a newer version of the referral (a late, earlier signup's claim took its place: withdrawn)
     from streams.referrer_rewards import Settled  # noqa: F401 - the entry's type
     referral = parts.get("anna", f"r:{rid}").referral
@@ -235,11 +237,20 @@ def test_a_fact_about_a_settled_referral_brings_it_back_and_it_settles_again():
     run.referrer("anna", newer, batch := Batch())
     record = run.tables.referrers[b"anna"]
     assert rid in record.core.referrals and rid not in record.core.settled and parts.ids("anna", "r") == []
-    assert not any(parts.ids("anna", kind) for kind in "xyz") and record.core.settled_confirmed == {}
+    assert record.core.settled_confirmed == {}  # its entries stay in the store, skipped while it is back
     assert [t for t, _, _, _ in batch.records] == []  # final rewards stay as they are: nothing to announce
     run.done(batch)
     run.referrer("anna", stages.Share("sh1", "default", "sms", T0), batch := Batch())  # acknowledged: settles
     assert rid not in run.tables.referrers[b"anna"].core.settled and parts.ids("anna", "r") == [f"r:{rid}"]
+    # withdrawn, it is in no window and no month: the entries it settled with first are left behind (no
+    # tombstones), and a lookup that finds them puts back what its part says now
+    assert {kind: parts.ids("anna", kind) for kind in "xyz"} == entries
+    record = run.tables.referrers[b"anna"]
+    referrer_parts.recall_reads(record, "anna", referrer_rewards.Reads({"ANNA": (T0 - timedelta(days=1),
+                                                                                T0 + timedelta(days=1))}, set(),
+                                                                       set()), parts)
+    assert not record.core.settled[rid].live and not record.core.settled[rid].in_month  # withdrawn, as it is now
+    referrer_parts.forget_settled(record)
 
 
 def test_recovery_settles_what_the_changelog_shows_final_and_acknowledged_even_read_back_from_disk(tmp_path):
