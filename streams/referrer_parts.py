@@ -439,9 +439,11 @@ def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: Pa
         if isinstance(inner, Referral) and inner.referral_id not in record.core.referrals:
             value = store.get(referrer_id, referral_part(inner.referral_id))
             if isinstance(value, ReferralPart):  # settled: its version says whether the fact is new
-                referrer_rewards.recall(record.core, inner.referral_id, settled_entry(value))
-                if fact.version > stages.version_of(record, fact.fact_id):
-                    unsettle(record, referrer_id, inner.referral_id, store)  # it changes again
+                if fact.version <= (-1 if value.version is None else value.version):
+                    # a duplicate, not stepped: its entry, which ``stages.version_of`` reads
+                    referrer_rewards.recall(record.core, inner.referral_id, settled_entry(value))
+                    return
+                unsettle(record, referrer_id, inner.referral_id, store)  # it changes again
         if fact.version > stages.version_of(record, fact.fact_id):  # else a duplicate: not stepped
             recall_reads(record, referrer_id, referrer_rewards.settled_reads(record.core, inner, campaigns), store)
 
@@ -455,14 +457,11 @@ def recall_reads(record: ReferrerRecord, referrer_id: str, reads: referrer_rewar
         for entry_id in store.ids(referrer_id, "x", through=f"{code}{SEP}{_stamp(last)}\x20",
                                   start=f"{code}{SEP}{_stamp(first)}"):
             found.add(entry_id.rpartition(SEP)[2])
-    for campaign, device in reads.groups:
-        prefix = f"{campaign}{SEP}{device}{SEP}"
-        found.update(e[len(prefix) + 2:] for e in store.ids(referrer_id, "y", through=f"{prefix}\U0010ffff",
-                                                            start=prefix))
-    for campaign, month in reads.months:
-        prefix = f"{campaign}{SEP}{month}{SEP}"
-        found.update(e[len(prefix) + 2:] for e in store.ids(referrer_id, "z", through=f"{prefix}\U0010ffff",
-                                                            start=prefix))
+    for kind, keys in (("y", reads.groups), ("z", reads.months)):  # (campaign, device), (campaign, month)
+        for campaign, name in keys:
+            prefix = f"{campaign}{SEP}{name}{SEP}"
+            found.update(e[len(prefix) + 2:] for e in store.ids(referrer_id, kind, through=f"{prefix}\U0010ffff",
+                                                                start=prefix))
     core = record.core
     for rid in sorted(found):
         if rid not in core.settled and rid not in core.referrals:
@@ -497,8 +496,8 @@ def _entry_ids(referral_id: str, entry: referrer_rewards.Settled) -> list[str]:
         if entry.referee_device_id:
             out.append(f"y:{entry.campaign_id}{SEP}{entry.referee_device_id}{SEP}{referral_id}")
     if entry.confirmed and entry.in_month and entry.qualified_at is not None:
-        out.append(f"z:{entry.campaign_id}{SEP}{entry.qualified_at.year:04d}-{entry.qualified_at.month:02d}"
-                   f"{SEP}{referral_id}")
+        month = referrer_rewards.cap_month(entry.campaign_id, entry.qualified_at)[1]
+        out.append(f"z:{entry.campaign_id}{SEP}{month}{SEP}{referral_id}")
     return out
 
 
@@ -590,8 +589,8 @@ class Assembler:
         if record is None:
             self.pending.setdefault(referrer_id, {})[part_id] = value
         else:
-            if part_id.startswith("r:") and self.parts is not None \
-                    and self.parts.get(referrer_id, part_id) is not None:
+            if part_id.startswith("r:") and self.parts is not None and record.settled_sums \
+                    and self.parts.get(referrer_id, part_id) is not None:  # empty sums: nothing settled to look up
                 unsettle(record, referrer_id, part_id[2:], self.parts)  # a recovery over a record it built before
             elif part_id.startswith("c:") and self.parts is not None:
                 recall(record, referrer_id, part_id[2:], self.parts)  # its count is taken back if it changes

@@ -241,7 +241,7 @@ def _live(r: Referral, campaigns: CampaignBook) -> bool:
     return r.status not in _NOT_LIVE and campaigns.get(r.campaign_id) is not None
 
 
-def _month(campaign_id: str, qualified_at: datetime) -> tuple[str, str]:
+def cap_month(campaign_id: str, qualified_at: datetime) -> tuple[str, str]:
     """The (campaign, calendar month in UTC) whose cap a referral qualified at ``qualified_at`` counts against."""
     return campaign_id, f"{qualified_at.year:04d}-{qualified_at.month:02d}"
 
@@ -250,7 +250,7 @@ def _month_of(r: Referral, campaigns: CampaignBook) -> tuple[str, str] | None:
     """The (campaign, month) whose cap the referral counts against, or None: it has no rewards to decide."""
     if r.qualified_at is None or r.status not in _IN_MONTH or campaigns.get(r.campaign_id) is None:
         return None
-    return _month(r.campaign_id, r.qualified_at)
+    return cap_month(r.campaign_id, r.qualified_at)
 
 
 def _due_of(r: Referral, campaign: Campaign) -> datetime:
@@ -264,22 +264,25 @@ def _remove(entries: list[tuple[datetime, str]], entry: tuple[datetime, str]) ->
         del entries[i]
 
 
+def _take(lists: dict[Any, list[tuple[datetime, str]]], key: Any, entry: tuple[datetime, str]) -> None:
+    """``entry`` out of the sorted list under ``key``, and the list with it once empty."""
+    entries = lists.get(key)
+    if entries is not None:
+        _remove(entries, entry)
+        if not entries:
+            del lists[key]
+
+
 def _unindex(state: ReferrerState, idx: _Index, r: Referral) -> None:
     book = idx.book
     if _live(r, book):
-        entries = idx.by_code.get(r.code)
-        if entries is not None:
-            _remove(entries, (r.attributed_at, r.referral_id))
-            if not entries:
-                del idx.by_code[r.code]
+        _take(idx.by_code, r.code, (r.attributed_at, r.referral_id))
         if r.referee_device_id:
             _leave_group(idx.by_device, (r.campaign_id, r.referee_device_id), r.referral_id)
     idx.held.pop(r.referral_id, None)
     month = _month_of(r, book)
     if month is not None:
-        entries = idx.by_month.get(month)
-        if entries is not None:
-            _remove(entries, (r.qualified_at, r.referral_id))  # type: ignore[arg-type]
+        _take(idx.by_month, month, (r.qualified_at, r.referral_id))  # type: ignore[arg-type]
         if f"{r.referral_id}:referee" not in state.final:
             _remove(idx.due, (_due_of(r, book.get(r.campaign_id)), r.referral_id))
 
@@ -307,7 +310,7 @@ def _add_settled(idx: _Index, referral_id: str, s: Settled) -> None:
         if s.referee_device_id:
             _join_group(idx.by_device, (s.campaign_id, s.referee_device_id), referral_id, s.referee_id)
     if s.in_month and s.qualified_at is not None:
-        insort(idx.by_month.setdefault(_month(s.campaign_id, s.qualified_at), []), (s.qualified_at, referral_id))
+        insort(idx.by_month.setdefault(cap_month(s.campaign_id, s.qualified_at), []), (s.qualified_at, referral_id))
 
 
 def _drop_settled(idx: _Index, referral_id: str, s: Settled) -> None:
@@ -315,20 +318,11 @@ def _drop_settled(idx: _Index, referral_id: str, s: Settled) -> None:
     if idx.book.get(s.campaign_id) is None:
         return
     if s.live:
-        entries = idx.by_code.get(s.code)
-        if entries is not None:
-            _remove(entries, (s.attributed_at, referral_id))
-            if not entries:
-                del idx.by_code[s.code]
+        _take(idx.by_code, s.code, (s.attributed_at, referral_id))
         if s.referee_device_id:
             _leave_group(idx.by_device, (s.campaign_id, s.referee_device_id), referral_id)
     if s.in_month and s.qualified_at is not None:
-        month = _month(s.campaign_id, s.qualified_at)
-        entries = idx.by_month.get(month)
-        if entries is not None:
-            _remove(entries, (s.qualified_at, referral_id))
-            if not entries:
-                del idx.by_month[month]
+        _take(idx.by_month, cap_month(s.campaign_id, s.qualified_at), (s.qualified_at, referral_id))
 
 
 # -- hold for review ------------------------------------------------------------------------------------------
