@@ -40,7 +40,7 @@ from streams.referee_ledger import CodeOwner
 from streams.stage_runner import Batch, StageRunner, Tables
 from bench import workload
 
-RECORD_FIELDS = ("versions", "counted", "activity", "cells", "reached", "withheld", "visitors", "named",
+RECORD_FIELDS = ("versions", "counted", "activity", "reached", "withheld", "visitors", "named",
                  "settled_sums")
 STATE_FIELDS = ("profile", "referrals", "rewards", "final", "changes", "settled", "settled_confirmed")
 STAGE_OF = {VISITOR_FACTS.name: "visitor", CUSTOMER_FACTS.name: "customer", REFERRER_FACTS.name: "referrer"}
@@ -127,7 +127,8 @@ def run(events: int, at: Iterable[int], settings: Settings | None = None, custom
         parts = DiskPartStore(Path(scratch) / "parts")
         runner = StageRunner(load_campaigns(settings.streams.campaigns_file), Tables({}, {}, {}, ("v", "c", "r")), 1,
                              horizon_days=settings.streams.dedup_horizon_days,
-                             visitor_cap=settings.streams.visitor_fact_cap, parts=parts)
+                             visitor_cap=settings.streams.visitor_fact_cap, parts=parts,
+                             recent_days=settings.streams.recent_activity_days)
         queue: list[tuple[str, str, Any]] = []
 
         def batch(tick: bool = False) -> None:

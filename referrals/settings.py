@@ -204,6 +204,12 @@ class StreamSettings(BaseModel):
         "days of event time behind the newest one: within it every event counts once however often it comes; "
         "an older one is not counted (worker metric referral_worker_dropped, beyond_dedup_horizon)",
     )
+    recent_activity_days: int = Field(
+        7, ge=0, description="days of a referrer's shares and clicks (their counts per funnel cell) kept in its "
+        "record, back from the newest day it counted, with `records_on_disk`; the counts of older days wait in the "
+        "part store, one entry per day, until a late share or click, the dedup floor passing them or a complete "
+        "snapshot reads them (streams.referrer_parts.archive_before); 0: every day in the record",
+    )
     visitor_fact_cap: int = Field(
         300, ge=1, description="most clicks and signups one visitor's record keeps; later ones are not taken (no "
         "candidate, no click counted; worker metric referral_worker_dropped, visitor_fact_cap): a bot replaying one "

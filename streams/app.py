@@ -321,7 +321,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         horizon_days=settings.streams.dedup_horizon_days, visitor_cap=settings.streams.visitor_fact_cap,
         customer_limits=referee_ledger.Limits(orders=settings.streams.customer_orders_kept),
         dropped=lambda table, reason: worker_metrics.DROPPED.labels(table, reason).inc(), parts=parts,
-        settled=worker_metrics.SETTLED.inc)
+        settled=worker_metrics.SETTLED.inc, recent_days=cfg.recent_activity_days)
 
     @app.timer(interval=10.0)
     async def refresh_erased() -> None:

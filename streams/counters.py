@@ -61,12 +61,15 @@ def referral_cells(referrals: Iterable[Referral]) -> Counter:
 
 
 def channel_totals(record: ReferrerRecord) -> Counter:
-    """(stage, channel) -> the shares and clicks the referrer counted: derived from ``activity``, kept with the
-    record's state while it lives (``counted`` brings it up to date; ``forget`` drops it when ``activity`` changed
-    otherwise), so the referrer's own fields cost the channels, not the days."""
+    """(stage, channel) -> the shares and clicks the referrer counted: derived from ``activity`` and the days out
+    of it (``archived``), kept with the record's state while it lives (``counted`` brings it up to date;
+    ``forget`` drops it when ``activity`` changed otherwise; a day moved out of ``activity`` or back changes no
+    total), so the referrer's own fields cost the channels, not the days."""
     kept = record.core.__dict__.get("_channel_totals")
     if kept is None:
         kept = record.core.__dict__["_channel_totals"] = Counter()
+        for key, n in record.archived.items():
+            kept[interned(key)] += n
         for (stage, _campaign, channel, _day), n in record.activity.items():
             kept[interned((stage, channel))] += n  # one key object per (stage, channel) in the process
     return kept
@@ -85,15 +88,14 @@ def forget(record: ReferrerRecord) -> None:
 
 
 def funnel_cells(record: ReferrerRecord) -> dict[FunnelCell, int]:
-    """The referrer's whole contribution: shares and clicks counted, signups and conversions decided."""
+    """The referrer's whole contribution: shares and clicks counted, signups and conversions decided; the cells
+    it counts in now (none at 0)."""
     cells = Counter(record.activity)
     cells.update(referral_cells(record.core.referrals.values()))
     for key, (n, _named) in record.settled_sums.items():
         if key[0] == "cell":
             cells[key[1]] += n
-    for cell in record.cells:  # once contributed, a referral's cell stays (with 0; a share's or click's: activity)
-        cells[cell] += 0
-    return dict(cells)
+    return {cell: n for cell, n in cells.items() if n}  # a cell at 0 adds nothing (nor is it kept: ``_every_cell``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,8 +425,9 @@ Cells = tuple[dict[FunnelCell, int], dict[tuple[str, str], int], dict[str, int]]
 
 
 def _every_cell(record: ReferrerRecord, kept: Totals) -> Cells:
-    """Every cell the referrer ever contributed to (at 0 if it no longer does), every ledger field its referrals
-    name, every campaign's confirmed referrals."""
+    """Every cell the referrer's activity, referrals and settled sums name (a cell none names any more is taken
+    back by the writer, ``streams.redis_sink``), every ledger field its referrals name, every campaign's
+    confirmed referrals."""
     funnel = Counter(record.activity)
     ledger: dict[tuple[str, str], int] = {}
     confirmed: Counter = Counter()
@@ -439,9 +442,7 @@ def _every_cell(record: ReferrerRecord, kept: Totals) -> Cells:
             confirmed[key[1]] += n
         elif key[0] == "campaign" and n:
             confirmed[key[1]] += 0
-    for cell in record.cells:  # once contributed, a referral's cell stays (with 0; a share's or click's: activity)
-        funnel[cell] += 0
-    return dict(funnel), ledger, dict(confirmed)
+    return {cell: n for cell, n in funnel.items() if n}, ledger, dict(confirmed)
 
 
 def _touched_cells(record: ReferrerRecord, kept: Totals, touched: set[tuple], cells: Iterable[FunnelCell]) -> Cells:

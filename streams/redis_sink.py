@@ -11,7 +11,8 @@ Kafka does not cover Redis, so every write is a snapshot of one referrer's recor
    referrer's contribution to it now and the one it applied last (kept per cell in the
    referrer's cells hash, ``RedisLayout.cells``): a partial snapshot names the cells its batch
    touched, so it reads and writes those only; a complete one names every cell the referrer
-   contributed to and takes back any it applied before that it no longer names. It sets the
+   counts in now and takes back any it applied before that it no longer names (a cell that went to 0
+   since the last snapshot Redis saw: the record does not remember cells at 0). It sets the
    referrer's absolute values and the summaries of the referrals it carries (a partial snapshot
    carries those a batch changed; a complete one, all, and removes the rest), and the
    leaderboard scores;
@@ -147,12 +148,11 @@ if complete then  -- cells applied before that the snapshot no longer names go b
     if not named[name] then gone[#gone + 1] = entry_of(name, n, tag) end
   end
 end
--- check everything before writing anything
-for _, list in ipairs({new, gone}) do
-  for _, e in ipairs(list) do
-    for _, key in ipairs(e[2]) do
-      if not declared[key] then error('funnel key not declared: ' .. key) end
-    end
+-- check everything before writing anything; the keys of cells taken back are the referrer's slot's (their names
+-- are relative to its tag) but found here, not declared, as ``_RETIRE`` finds them
+for _, e in ipairs(new) do
+  for _, key in ipairs(e[2]) do
+    if not declared[key] then error('funnel key not declared: ' .. key) end
   end
 end
 for key, _ in pairs(legacy_cells) do if not declared[key] then error('funnel key not declared: ' .. key) end end

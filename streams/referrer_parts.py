@@ -27,9 +27,9 @@ before its header, and every part carries the seq of the record it belongs to. A
 parts are newer than its header lost the end of a write (``Assembler.torn``): the shell then
 decides it again from the ground up and re-sends its outputs the first time it touches it
 (``streams.stages.referrer_repair``), while the uncommitted events come again as usual.
-The funnel cells a record ever contributed to are not stored: they are rebuilt from its
-activity and referrals (cells of earlier versions of a referral, at 0, are then left out of
-its next snapshot, which takes them back from the campaign totals exactly as a 0 would).
+The funnel cells a record contributed to are not kept beyond what its activity, referrals and
+settled sums count: a cell at 0 is left out of a complete snapshot, which takes back any cell Redis
+still holds that it does not name (``streams.redis_sink``), exactly as a 0 would.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.derived import ReasonCode, RewardStatus
 from streams import counters, referrer_rewards, stages
-from streams.counters import referral_cells
 from streams.interning import interned
 from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget
 from streams.referee_ledger import Profile, Referral
@@ -340,8 +339,8 @@ def _add_sums(record: ReferrerRecord, contribution: counters.Contribution, sign:
 
 
 def unfold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
-    """The record as a whole again, in place: its visitors, named customers, counted ids and settled referrals
-    back from ``store`` (before a step that reads or rewrites every part: an erasure, an adoption, a repair; a
+    """The record as a whole again, in place: its visitors, named customers, counted ids, settled referrals and
+    the days of activity archived back from ``store`` (before a step that reads or rewrites every part: an erasure, an adoption, a repair; a
     complete snapshot reads the settled referrals from ``store`` itself)."""
     for kind in ("v", "n"):
         for pid in store.ids(referrer_id, kind):
@@ -351,6 +350,7 @@ def unfold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
         recall(record, referrer_id, pid[2:], store)
     for pid in store.ids(referrer_id, "r"):
         unsettle(record, referrer_id, pid[2:], store)
+    recall_days(record, referrer_id, store)
 
 
 def _members(record: ReferrerRecord, kind: str) -> set[str]:
@@ -392,6 +392,77 @@ def recall_through(record: ReferrerRecord, referrer_id: str, floor: str, store: 
             _take_back(record, referrer_id, event_id, value, store)
 
 
+# -- the days of activity before the last few, in the store (``archive_before``) --------------------------------
+
+
+def day_entry(day: str) -> str:
+    """The store's entry of a day of activity out of the record (``archive_before``): ``w:<day>``, the store's own,
+    not a changelog part (the changelog keeps the day's ``c:`` parts, or its ``a:`` part once folded)."""
+    return f"w:{day}"
+
+
+def archive_before(record: ReferrerRecord, referrer_id: str, store: PartStore, cutoff: str) -> None:
+    """The record's activity of the days before ``cutoff`` into ``store``, one entry per day, in place (the
+    stage runner calls it once a batch's snapshot has read the record). What it costs: a scan of ``activity``
+    when ``cutoff`` moved since the last call (a day, for a busy referrer), else only the days brought back since
+    (``recall_day``); ``archived`` keeps their totals per (stage, channel), for the referrer's own fields."""
+    kept = record.core.__dict__
+    recalled = kept.pop("_recalled", None)
+    if kept.get("_archived_before") == cutoff:  # derived: a record read back from disk scans once
+        days = {day for day in recalled or () if day < cutoff}
+    else:
+        days = {cell[3] for cell in record.activity if cell[3] < cutoff}
+        kept["_archived_before"] = cutoff
+    if not days:
+        return
+    by_day: dict[str, list[tuple[str, str, str, int]]] = {}
+    for cell in [c for c in record.activity if c[3] in days]:
+        n = record.activity.pop(cell)
+        by_day.setdefault(cell[3], []).append((cell[0], cell[1], cell[2], n))
+        key = interned((cell[0], cell[2]))
+        record.archived[key] = record.archived.get(key, 0) + n
+    for day, cells in by_day.items():
+        before = store.get(referrer_id, day_entry(day))  # none while a day is either here or there: merged if so
+        if isinstance(before, Folded):
+            cells = _merged(before.cells, cells)
+        store.put(referrer_id, day_entry(day), Folded(record.seq, tuple(sorted(cells))))
+
+
+def _merged(*days: Iterable[tuple[str, str, str, int]]) -> list[tuple[str, str, str, int]]:
+    total: dict[tuple[str, str, str], int] = {}
+    for cells in days:
+        for stage, campaign, channel, n in cells:
+            total[(stage, campaign, channel)] = total.get((stage, campaign, channel), 0) + n
+    return [(*cell, n) for cell, n in total.items() if n]
+
+
+def recall_day(record: ReferrerRecord, referrer_id: str, day: str, store: PartStore) -> None:
+    """A day of activity ``store`` holds back into the record, in place (before a step or a snapshot that reads
+    or changes its counts); ``archive_before`` takes it out again after the batch's snapshot."""
+    record.core.__dict__.setdefault("_recalled", set()).add(day)
+    value = store.get(referrer_id, day_entry(day))
+    if not isinstance(value, Folded):
+        return
+    store.delete(referrer_id, day_entry(day))
+    for stage, campaign, channel, n in value.cells:
+        cell = interned((stage, campaign, channel, day))
+        record.activity[cell] = record.activity.get(cell, 0) + n
+        key = interned((stage, channel))
+        left = record.archived.get(key, 0) - n
+        if left:
+            record.archived[key] = left
+        else:
+            record.archived.pop(key, None)
+
+
+def recall_days(record: ReferrerRecord, referrer_id: str, store: PartStore, start: str = "",
+                through: str | None = None) -> None:
+    """Every day of activity ``store`` holds (from ``start``, through ``through``) back into the record."""
+    if record.archived:  # empty: no day is out of the record
+        for entry in store.ids(referrer_id, "w", through=through, start=start):
+            recall_day(record, referrer_id, entry[2:], store)
+
+
 def knows_member(record: ReferrerRecord, referrer_id: str, part_id: str, store: PartStore) -> None:
     """A visitor (``v:``) or a named customer (``n:``) ``store`` holds back into the record, in place, so that the
     same one again writes no part."""
@@ -405,7 +476,8 @@ def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: Pa
                campaigns: CampaignBook) -> None:
     """Back into the record, in place, what ``store`` holds of it that the step of ``fact`` reads (``fold`` takes
     it out again after the step): every part before an erasure fact; the part an adopted one replaces; a share's
-    or click's id if counted before, and the ids of the days it moves the floor past; the clicking visitor; the
+    or click's id if counted before, its day's counts if out of the record (``archive_before``), and the ids and
+    counts of the days it moves the floor past; the clicking visitor; the
     named customer; a settled referral before a newer version of it, the entry of one before an older version
     (its version tells); before a new referral or profile fact, the settled entries its step reads
     (``referrer_rewards.settled_reads``)."""
@@ -415,6 +487,11 @@ def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: Pa
     if isinstance(fact, AdoptPart):  # taken in again (a re-sent adoption): what it replaces must be in the record
         if fact.part_id.startswith("c:"):
             recall(record, referrer_id, fact.part_id[2:], store)
+            for cell in (record.counted.get(fact.part_id[2:]), getattr(fact.value, "cell", None)):
+                if cell is not None and record.archived:
+                    recall_day(record, referrer_id, cell[3], store)
+        elif fact.part_id.startswith("a:") and record.archived:
+            recall_day(record, referrer_id, fact.part_id[2:], store)
         elif fact.part_id[0] in "vn":
             knows_member(record, referrer_id, fact.part_id, store)
         return
@@ -423,9 +500,12 @@ def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: Pa
         event_id, day = counting
         recall(record, referrer_id, event_id, store)
         if event_id not in record.counted and day > record.floor:
+            if record.archived and day < record.core.__dict__.get("_archived_before", "\uffff"):
+                recall_day(record, referrer_id, day, store)  # a late share or click: its day's counts come back
             floor = stages.floor_of(day, horizon_days)
             if floor > record.floor:
                 recall_through(record, referrer_id, floor, store)
+                recall_days(record, referrer_id, store, start=f"{record.floor}\x20", through=floor)  # folded now
     if isinstance(fact, referrer_rewards.Tick):
         return  # a tick reads no settled referral (``referrer_rewards.settled_reads``)
     if not isinstance(fact, stages.Versioned):
@@ -553,6 +633,8 @@ class Assembler:
         """One changelog entry (``value`` None: a tombstone); the referrer it belongs to."""
         referrer_id, part_id = split_key(key)
         self.touched.add(referrer_id)
+        if self.parts is not None and (built := self.data.get(referrer_id)) is not None and built.archived:
+            recall_days(built, referrer_id, self.parts)  # a recovery over a record whose older days a stage archived
         if part_id is None:
             if value is None:
                 if self.parts is not None:
@@ -600,7 +682,7 @@ class Assembler:
         return referrer_id
 
     def finish(self) -> dict[str, int]:
-        """Records complete: their folded days put in, their cells rebuilt; the torn ones (a part newer than the
+        """Records complete: their folded days put in; the torn ones (a part newer than the
         header) with the newest seq of a part."""
         self.pending.clear()
         torn: dict[str, int] = {}
@@ -613,8 +695,6 @@ class Assembler:
                 recall_through(record, referrer_id, self._floor(record, days, floor), self.parts)
             record = self._fold(record, days, floor)
             self.data[referrer_id] = record
-            record.cells.clear()
-            record.cells.update(referral_cells(record.core.referrals.values()))
             if self.newest.get(referrer_id, -1) > record.seq:
                 torn[referrer_id] = self.newest[referrer_id]
             if self.parts is not None:

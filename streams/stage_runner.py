@@ -28,9 +28,10 @@ referrer stage's log). What they share is here, so the crash model checks the wo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from schemas.derived import Attribution, RewardChange
@@ -103,6 +104,12 @@ class Batch:
         return 2
 
 
+@functools.lru_cache(maxsize=4096)
+def recent_cutoff(floor: str, horizon_days: int, recent_days: int) -> str:
+    """The first of the last ``recent_days`` days up to the newest counted (the floor plus the horizon)."""
+    return (date.fromisoformat(floor) + timedelta(days=horizon_days - recent_days + 1)).isoformat()
+
+
 class ByName(MutableMapping):
     """A table's store keyed by bytes, seen by id (what ``referrer_parts.Assembler`` and ``rebuild`` read)."""
 
@@ -156,6 +163,9 @@ class StageRunner:
     parts: PartStore | None = None  # what referrer records keep out of their objects (``streams.part_store``)
     settled: Callable[[int], None] = lambda _n: None  # hears how many referrals each fold settled (the metric)
     remembered: int = recent_keys.REMEMBERED  # keys each of the per-process sets below keeps (``streams.recent_keys``)
+    # days of a referrer's activity kept in its record, back from the newest it counted (with ``parts``; 0: all):
+    # older ones wait in the part store (``referrer_parts.archive_before``)
+    recent_days: int = 0
     # per process: keys whose outputs were re-sent on a duplicate, referrers stepped (first touch: complete snapshot);
     # a key forgotten is re-sent again, or written complete again: always safe
     refreshed: dict[str, RecentKeys] = field(init=False)
@@ -369,11 +379,24 @@ class StageRunner:
         for referrer_id, referrals in batch.dirty.items():
             record = self.tables.referrers.get(referrer_id.encode())
             if record is not None and record.erasure is None:  # an erased one's counters go at ``Forget``
-                settled = referrer_parts.settled_referrals(record, referrer_id, self.parts) \
-                    if referrals is None and self.parts is not None else ()
+                settled = ()
+                if referrals is None and self.parts is not None:  # complete: every day and settled referral
+                    referrer_parts.recall_days(record, referrer_id, self.parts)
+                    settled = referrer_parts.settled_referrals(record, referrer_id, self.parts)
                 out.append(counters.snapshot(layout, referrer_id, record, referrals,
                                              batch.cells.get(referrer_id, ()), settled))
+                cutoff = self._cutoff(record.floor)
+                if cutoff:
+                    assert self.parts is not None
+                    referrer_parts.archive_before(record, referrer_id, self.parts, cutoff)
         return out
+
+    def _cutoff(self, floor: str) -> str:
+        """The first day of activity a record with ``floor`` keeps (``recent_days`` back from the newest it counted,
+        which set the floor); "" while it keeps every day."""
+        if not (self.recent_days and self.parts is not None and floor):
+            return ""
+        return recent_cutoff(floor, self.horizon_days, self.recent_days)
 
     # -- plumbing ------------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from streams import counters, referee_ledger, referrer_rewards, visitor_attribut
 from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, Continue, Erase, Forget, mentions, rename
 from streams.interning import interned
-from streams.counters import NO_CHANNEL, referral_cells
+from streams.counters import NO_CHANNEL
 from streams.referee_ledger import CustomerState, Profile, Referral
 from streams.referrer_rewards import ReferrerState, Reward, Tick
 from streams.visitor_attribution import Candidate, Click, VisitorSignup, VisitorState
@@ -343,9 +343,6 @@ class ReferrerRecord:
     # ^ share and click event ids counted (each counts once) -> the funnel cell it counted in
     activity: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # (stage, campaign, channel, day)
     ticked: datetime | None = None  # the last tick that changed the record
-    cells: set[tuple[str, str, str, str]] = field(default_factory=set)
-    # ^ the funnel cells its referrals ever contributed to (a share's or click's cell is in ``activity`` for good:
-    # not here as well, where it cost more than its count as the days went by)
     reached: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)
     # ^ (reward id, status) -> (role, campaign, points): every status a reward has been in (metrics count these)
     withheld: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -358,13 +355,17 @@ class ReferrerRecord:
     # what the settled referrals add to the referrer's totals (``streams.referrer_parts.settle``): counter key ->
     # [sum, how many of them name it] (``streams.counters.Totals``); one entry per key, not per referral
     settled_sums: dict[tuple, list[int]] = field(default_factory=dict)
+    # (stage, channel) -> the shares and clicks of the days whose counts wait in the part store, not in ``activity``
+    # (``streams.referrer_parts.archive_before``: the days before the last few); empty: every day is in ``activity``
+    archived: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def copy(self) -> ReferrerRecord:
         """An independent record (what a table gives back after a write; the at-least-once model uses it)."""
         return replace(self, core=self.core.copy(), versions=dict(self.versions), counted=dict(self.counted),
-                       activity=dict(self.activity), cells=set(self.cells), reached=dict(self.reached),
+                       activity=dict(self.activity), reached=dict(self.reached),
                        withheld=dict(self.withheld), visitors=set(self.visitors), named=set(self.named),
-                       settled_sums={k: list(v) for k, v in self.settled_sums.items()})
+                       settled_sums={k: list(v) for k, v in self.settled_sums.items()},
+                       archived=dict(self.archived))
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,9 +463,12 @@ def _parts(rewards: Iterable[Reward], *more: str) -> frozenset[str]:
 
 def _advance(record: ReferrerRecord, rewards: Iterable[Reward] = (), referrals: Iterable[Referral] = (),
              **changes: Any) -> ReferrerRecord:
-    """A change the counters show: a new ``seq``; the funnel cells, reward statuses and withholding reasons that
-    ``rewards`` (the changes a step emitted) and ``referrals`` (those it stored) reached, remembered (metrics
-    are counters: what was reached stays counted). Every reward change is emitted, so this sees every status."""
+    """A change the counters show: a new ``seq``; the reward statuses and withholding reasons that ``rewards``
+    (the changes a step emitted) and ``referrals`` (those it stored) reached, remembered (metrics are counters:
+    what was reached stays counted). Every reward change is emitted, so this sees every status. The funnel
+    cells a referral no longer counts in are not remembered: the snapshot that sees one at 0 names it (it is
+    touched), and a complete snapshot takes back any cell Redis holds that it does not name
+    (``streams.redis_sink``)."""
     record = replace(record, seq=record.seq + 1, **changes)
     for w in rewards:
         record.reached.setdefault((w.reward_id, w.status.value), interned((w.role.value, w.campaign_id, w.points)))
@@ -474,7 +478,6 @@ def _advance(record: ReferrerRecord, rewards: Iterable[Reward] = (), referrals: 
     for r in referrals:
         if r.status == "rejected" and r.reason is not None:
             record.withheld.setdefault((r.referral_id, r.reason.value), r.campaign_id)
-    record.cells.update(referral_cells(referrals))
     return record
 
 

@@ -57,7 +57,7 @@ def totals(layout: RedisLayout, referrer_id: str, record: ReferrerRecord) -> Tot
     for w in core.rewards.values():
         if w.role is RewardRole.REFERRER and w.status is RewardStatus.CONFIRMED and ":milestone:" not in w.reward_id:
             confirmed[w.campaign_id] += 1
-    campaigns = {c for (_, c, _, _) in record.cells | record.activity.keys()} | {c for c, _ in ledger} | set(confirmed)
+    campaigns = {c for (_, c, _, _) in funnel} | {c for c, _ in ledger} | set(confirmed)
     return Totals(fields, sums, {layout.leaderboard(p, c): n for c, n in sorted(confirmed.items())},
                   tuple(sorted(campaigns)), contribution(funnel, ledger), record.seq)
 

@@ -135,7 +135,7 @@ def test_snapshots_in_any_order_and_repeated_leave_redis_as_the_last_one_says():
     assert redis.hashes[LAYOUT.leaderboard(partition_of("anna", 6), "default")] == {"anna": 1}
 
 
-def test_a_withdrawn_referral_leaves_the_list_and_the_funnel_and_its_cell_stays_known():
+def test_a_withdrawn_referral_leaves_the_list_and_the_funnel_and_its_cell_at_0_is_taken_back():
     s = Story()
     s.signup("eva", code="ANNA")
     referral = referral_facts(s)["anna"][0]
@@ -149,7 +149,8 @@ def test_a_withdrawn_referral_leaves_the_list_and_the_funnel_and_its_cell_stays_
     assert redis.funnel() == Counter()
     assert redis.hashes[LAYOUT.referrals("anna")] == {}
     assert redis.hashes[LAYOUT.referrer("anna")]["signups"] == 0
-    assert set(snaps[1].sums) == set(snaps[0].sums)  # the cell is still sent, with 0
+    # the record keeps no cell at 0: the complete snapshot does not name it, and takes back what Redis holds of it
+    assert snaps[1].complete and not snaps[1].sums and not any(redis.cells["anna"].values())
 
 
 def ledger(redis: FakeRedis, campaign: str = "default") -> Counter:

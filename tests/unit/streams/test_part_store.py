@@ -14,11 +14,12 @@ from schemas.derived import RewardChange
 from streams import record_codec, record_store, referrer_parts, referrer_rewards, stages
 from streams.erasure import Erase
 from streams.part_store import DiskPartStore, PartStore
+from streams.redis_layout import partition_of
 from streams.referrer_parts import Member
 from streams.stage_runner import Batch, ByName, StageRunner, Tables
 from tests.unit.streams.story import T0, Story
 from tests.unit.streams.test_at_least_once import stored
-from tests.unit.streams.test_record_store import side_by_side
+from tests.unit.streams.test_record_store import LAYOUT, side_by_side
 from tests.unit.streams.test_properties import stories
 from tests.unit.streams.test_stage_runner import CHANGELOGS, runner, through
 
@@ -178,22 +179,25 @@ def test_a_referrers_named_customers_live_in_the_part_store_and_each_is_written_
 
 
 @settings(max_examples=150, deadline=None)
-@given(stories(), st.randoms(use_true_random=False), st.booleans())
-def test_settled_referrals_change_nothing_a_worker_sends_writes_or_shows(tmp_path_factory, story, rnd, on_disk):
+@given(stories(), st.randoms(use_true_random=False), st.booleans(), st.sampled_from([0, 1, 2]), st.sampled_from([1, 10]))
+def test_settled_referrals_change_nothing_a_worker_sends_writes_or_shows(tmp_path_factory, story, rnd, on_disk,
+                                                                        recent_days, horizon):
     """Events in any order, the clock ticking along (so holds end and referrals settle while later facts still
     come, some about settled referrals), each batch acknowledged: a runner that settles referrals out of its
     records (and keeps its visitors) in a part store sends, writes to the changelog and shows in Redis exactly
     what one that keeps everything as objects does, and its records are the same once put back whole.
     ``on_disk``: its records and part store on disk as the worker keeps them, one record cached (every other key
-    read in between evicts it: its indexes and totals are rebuilt from the settled entries)."""
-    plain = runner(story, horizon_days=1)  # short: the stories' 40 days move the floor (ids from the part store)
+    read in between evicts it: its indexes and totals are rebuilt from the settled entries). ``recent_days``: the
+    days of shares and clicks it keeps in its records (0: all), the older ones' counts in the part store: within a
+    horizon of 10 days, a late share or click brings its day back; with one of 1 day, the floor passes them."""
+    plain = runner(story, horizon_days=horizon)  # short: the stories' 40 days move the floor (ids from the store)
     if on_disk:
         root = tmp_path_factory.mktemp("tables")
         folding = StageRunner(story.book, Tables(*(record_store.spilled_records(root / name, cached=1)
-                                                   for name in "vcr"), CHANGELOGS), 1, horizon_days=1,
-                              parts=(parts := DiskPartStore(root / "r-parts")))
+                                                   for name in "vcr"), CHANGELOGS), 1, horizon_days=horizon,
+                              parts=(parts := DiskPartStore(root / "r-parts")), recent_days=recent_days)
     else:
-        folding = runner(story, parts=(parts := PartStore()), horizon_days=1)
+        folding = runner(story, parts=(parts := PartStore()), horizon_days=horizon, recent_days=recent_days)
     try:
         settled = side_by_side(story, rnd, plain, folding, exact=not on_disk)
         assert all(not plain.tables.referrers[k].core.settled for k in list(plain.tables.referrers))
@@ -204,7 +208,7 @@ def test_settled_referrals_change_nothing_a_worker_sends_writes_or_shows(tmp_pat
             record = folding.tables.referrers[key]
             referrer_parts.unfold(record, key.decode(), parts)
             assert stored(record) == stored(plain.tables.referrers[key])
-        assert all(parts.ids(k.decode(), kind) == [] for k in keys for kind in "vncdr")  # every part taken back
+        assert all(parts.ids(k.decode(), kind) == [] for k in keys for kind in "vncdrw")  # every part taken back
     finally:
         for table in (*vars(folding.tables).values(), parts):
             if hasattr(table, "close"):
@@ -393,3 +397,100 @@ def test_a_late_referral_is_decided_with_the_settled_referrals_it_reads_from_the
         parts.close()
         for table in (tables.visitors, tables.customers, tables.referrers):
             table.close()
+
+
+# -- the days of activity before the last few, in the part store (``referrer_parts.archive_before``) ------------
+
+
+@st.composite
+def busy_days(draw) -> Story:
+    """Shares and clicks of one referrer on a few days, many on each (late ones land on a day already archived),
+    a few sent again, and a signup to show beside them."""
+    s = Story()
+    for _ in range(draw(st.integers(min_value=1, max_value=30))):
+        days, minutes = draw(st.integers(0, 14)), draw(st.integers(0, 3))
+        kind = draw(st.sampled_from(["share", "share", "click", "resend"]))
+        if kind == "share":
+            s.share("anna", draw(st.sampled_from(["whatsapp", "email"])), minutes=minutes, days=days)
+        elif kind == "click":
+            s.click(draw(st.sampled_from(["v0", "v1"])), "ANNA", minutes=minutes, days=days)
+        elif s.events:
+            s.resend(draw(st.integers(min_value=0, max_value=len(s.events) - 1)))
+    s.signup("eva", code="ANNA", days=draw(st.integers(0, 14)))
+    return s
+
+
+@settings(max_examples=150, deadline=None)
+@given(busy_days(), st.randoms(use_true_random=False), st.sampled_from([1, 2, 4]), st.sampled_from([3, 10, 60]),
+       st.booleans())
+def test_days_of_activity_kept_in_the_part_store_change_nothing_a_worker_sends_writes_or_shows(
+        tmp_path_factory, story, rnd, recent_days, horizon, on_disk):
+    """A referrer's shares and clicks over two weeks in any order, as a runner that keeps only its last
+    ``recent_days`` days of counts in the record (the rest in the part store, brought back by a late share or click,
+    by the floor passing the day, or by a complete snapshot) and as one keeping every day: the same outputs, the
+    same changelog, the same counters in Redis after every batch, and the same records once put back whole."""
+    plain = runner(story, horizon_days=horizon)
+    if on_disk:
+        root = tmp_path_factory.mktemp("tables")
+        archiving = StageRunner(story.book, Tables(*(record_store.spilled_records(root / name, cached=1)
+                                                     for name in "vcr"), CHANGELOGS), 1, horizon_days=horizon,
+                                parts=(parts := DiskPartStore(root / "r-parts")), recent_days=recent_days)
+    else:
+        archiving = runner(story, parts=(parts := PartStore()), horizon_days=horizon, recent_days=recent_days)
+    try:
+        side_by_side(story, rnd, plain, archiving, exact=not on_disk)
+        for key in list(archiving.tables.referrers):
+            record = archiving.tables.referrers[key]
+            referrer_parts.unfold(record, key.decode(), parts)
+            assert stored(record) == stored(plain.tables.referrers[key])
+            assert parts.ids(key.decode(), "w") == [] and not record.archived
+    finally:
+        for table in (*vars(archiving.tables).values(), parts):
+            if hasattr(table, "close"):
+                table.close()
+
+
+def test_a_late_share_on_a_day_in_the_part_store_counts_with_that_days_shares():
+    """Two shares on the 1st, one on the 10th (the 1st goes to the store, two days kept), one more late on the
+    1st: the day's cell shows 3, as a runner keeping every day shows."""
+    s = Story()
+    s.share("anna", days=0)
+    s.share("anna", days=0, minutes=1)
+    s.share("anna", days=9)
+    s.share("anna", days=0, minutes=2)
+    parts = PartStore()
+    run = runner(s, parts=parts, recent_days=2)
+    seen = []
+    through(run, s, done=lambda b: seen.extend(run.snapshots(b, LAYOUT)))
+    assert parts.ids("anna", "w") == ["w:2026-05-04"]  # back in the store after the batch
+    day = LAYOUT.funnel(partition_of("anna", 6), "default", "2026-05-04")
+    assert seen[-1].sums[(day, "share:whatsapp")] == 3
+    assert run.tables.referrers[b"anna"].archived == {("share", "whatsapp"): 3}
+
+
+def test_a_recovery_over_records_whose_days_are_in_the_part_store_takes_them_back_first():
+    """After a rebalance the table's recovery may read a changelog again over records this process built and
+    archived days of: each such record takes its days back before a part changes it, and ends as it was."""
+    s = Story()
+    for minutes in range(3):
+        s.share("anna", days=0, minutes=minutes)
+    s.share("anna", days=5)
+    parts = PartStore()
+    run = runner(s, parts=parts, recent_days=1)
+    changelog: list[tuple[bytes, object]] = []
+
+    def done(batch: Batch) -> None:
+        run.snapshots(batch, LAYOUT)
+        changelog.extend((k, v) for t, k, _, v in batch.table_changes() if t == CHANGELOGS[2])
+
+    through(run, s, done=done)
+    assert run.tables.referrers[b"anna"].archived  # the first day waits in the store
+    assembler = referrer_parts.Assembler(ByName(run.tables.referrers), parts)
+    for key, value in changelog:
+        assembler.apply(key, value)
+    assembler.finish()
+    record = run.tables.referrers[b"anna"]
+    referrer_parts.unfold(record, "anna", parts)
+    plain = runner(s)
+    through(plain, s)
+    assert stored(record) == stored(plain.tables.referrers[b"anna"])

@@ -51,7 +51,7 @@ def test_every_value_of_a_referrers_changelog_round_trips():
     for value in values:
         assert decode(encode(value)) == value
     back = decode(encode(record))
-    assert back == record and isinstance(back.core.final, set) and isinstance(back.cells, set)
+    assert back == record and isinstance(back.core.final, set) and isinstance(back.visitors, set)
     assert all(isinstance(k, tuple) for k in back.activity)  # tuple keys stay tuples
 
 
@@ -106,6 +106,14 @@ def test_a_value_written_before_a_field_existed_reads_with_its_default():
 def test_a_value_with_a_field_this_version_does_not_know_reads_without_it():
     newer = msgspec.msgpack.encode((FORMAT, "forget", {"erasure_id": "erasure-1", "asked_by": "support"}))
     assert decode(newer) == Forget("erasure-1")
+
+
+def test_a_referrer_record_of_the_version_that_kept_its_cells_at_0_reads_without_them():
+    """The version before kept the funnel cells a record ever contributed to (``cells``); a header it wrote reads."""
+    record, _values = a_referrer_record()
+    body = msgspec.msgpack.decode(encode(record))[2]
+    older = msgspec.msgpack.encode((FORMAT, "referrer_record", {**body, "cells": [["signup", "d", "x", "2026-05-04"]]}))
+    assert decode(older) == record
 
 
 @pytest.mark.parametrize(("value", "reason"), [

@@ -13,7 +13,7 @@ from streams.part_store import PartStore
 from streams.referrer_rewards import Tick
 from tests.unit.streams.story import T0
 from streams.stage_runner import ByName
-from tests.unit.streams.test_at_least_once import Shell, nonzero, stored
+from tests.unit.streams.test_at_least_once import Shell, stored
 from tests.unit.streams.test_properties import stories
 
 
@@ -26,11 +26,8 @@ def assembled(changelog: dict[bytes, object], order: list[bytes] | None = None) 
     return records
 
 
-def same_record(a, b) -> bool:  # noqa: ANN001 - funnel cells at 0 aside (the module docstring)
-    from dataclasses import replace
-    return replace(a, cells=set()) == replace(b, cells=set()) and nonzero(
-        {c: a.activity.get(c, 0) for c in a.cells | a.activity.keys()}) == nonzero(
-        {c: b.activity.get(c, 0) for c in b.cells | b.activity.keys()})
+def same_record(a, b) -> bool:  # noqa: ANN001
+    return a == b
 
 
 @settings(max_examples=150, deadline=None)
