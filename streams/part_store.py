@@ -17,6 +17,10 @@ grow with the referrer's history and are rarely read:
   ``z:<campaign>\x1f<month>\x1f<id>`` (a month's cap: confirmed ones only), read by the steps whose decisions
   reach them (``referrer_parts.recall_reads``).
 
+- the counts of a day's shares and clicks once the day is older than the referrer's last few
+  (``w:<day>``: the store's own entry, not a changelog part; ``referrer_parts.archive_before``), read by a late
+  share or click of that day, the floor passing it, a complete snapshot.
+
 A process keeps those in a ``PartStore``, keyed like the changelog (``<referrer id>\x1f<part id>``), and the
 record in memory holds none of them (``referrer_parts.fold``; of a settled referral, an entry the decisions
 read; of a counted id, its count in the record's ``activity``); the stage runner puts back into the record
@@ -31,7 +35,7 @@ before it is first stepped, so nothing of an earlier owner's is read.
 
 Bound: on disk, one value per part (a visitor or a customer: about 70 bytes with its key; a counted id:
 about 220 bytes with its entry by day, for the horizon's days only; a referral: its changelog part, about
-500 bytes, and up to three entries of about 100 bytes); in memory, nothing per part beyond RocksDB's one
+500 bytes, and up to three entries of about 100 bytes; a day of activity: its few cells, about 100 bytes); in memory, nothing per part beyond RocksDB's one
 budget per process
 (``record_store.DISK_MEMORY_BYTES``).
 """
