@@ -35,9 +35,9 @@ before it is first stepped, so nothing of an earlier owner's is read.
 
 Bound: on disk, one value per part (a visitor or a customer: about 70 bytes with its key; a counted id:
 about 220 bytes with its entry by day, for the horizon's days only; a referral: its changelog part, about
-500 bytes, and up to three entries of about 100 bytes; a day of activity: its few cells, about 100 bytes); in memory, nothing per part beyond RocksDB's one
-budget per process
-(``record_store.DISK_MEMORY_BYTES``).
+500 bytes, and up to three entries of about 100 bytes; a day of activity before the last few: its few cells,
+about 100 bytes, one per day the referrer was active); in memory, nothing per part beyond RocksDB's one budget
+per process (``record_store.DISK_MEMORY_BYTES``).
 """
 
 from __future__ import annotations

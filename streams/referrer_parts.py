@@ -340,8 +340,8 @@ def _add_sums(record: ReferrerRecord, contribution: counters.Contribution, sign:
 
 def unfold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
     """The record as a whole again, in place: its visitors, named customers, counted ids, settled referrals and
-    the days of activity archived back from ``store`` (before a step that reads or rewrites every part: an erasure, an adoption, a repair; a
-    complete snapshot reads the settled referrals from ``store`` itself)."""
+    archived days of activity back from ``store`` (before a step that reads or rewrites every part: an erasure,
+    an adoption, a repair; a complete snapshot reads the settled referrals from ``store`` itself)."""
     for kind in ("v", "n"):
         for pid in store.ids(referrer_id, kind):
             store.delete(referrer_id, pid)
@@ -421,19 +421,8 @@ def archive_before(record: ReferrerRecord, referrer_id: str, store: PartStore, c
         by_day.setdefault(cell[3], []).append((cell[0], cell[1], cell[2], n))
         key = interned((cell[0], cell[2]))
         record.archived[key] = record.archived.get(key, 0) + n
-    for day, cells in by_day.items():
-        before = store.get(referrer_id, day_entry(day))  # none while a day is either here or there: merged if so
-        if isinstance(before, Folded):
-            cells = _merged(before.cells, cells)
+    for day, cells in by_day.items():  # none of them in ``store``: a day is in the record or there (``recall_day``)
         store.put(referrer_id, day_entry(day), Folded(record.seq, tuple(sorted(cells))))
-
-
-def _merged(*days: Iterable[tuple[str, str, str, int]]) -> list[tuple[str, str, str, int]]:
-    total: dict[tuple[str, str, str], int] = {}
-    for cells in days:
-        for stage, campaign, channel, n in cells:
-            total[(stage, campaign, channel)] = total.get((stage, campaign, channel), 0) + n
-    return [(*cell, n) for cell, n in total.items() if n]
 
 
 def recall_day(record: ReferrerRecord, referrer_id: str, day: str, store: PartStore) -> None:
@@ -487,7 +476,8 @@ def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: Pa
     if isinstance(fact, AdoptPart):  # taken in again (a re-sent adoption): what it replaces must be in the record
         if fact.part_id.startswith("c:"):
             recall(record, referrer_id, fact.part_id[2:], store)
-            for cell in (record.counted.get(fact.part_id[2:]), getattr(fact.value, "cell", None)):
+            new = fact.value.cell if isinstance(fact.value, Counted) else None
+            for cell in (record.counted.get(fact.part_id[2:]), new):  # the count it takes back, the one it adds
                 if cell is not None and record.archived:
                     recall_day(record, referrer_id, cell[3], store)
         elif fact.part_id.startswith("a:") and record.archived:
@@ -633,8 +623,9 @@ class Assembler:
         """One changelog entry (``value`` None: a tombstone); the referrer it belongs to."""
         referrer_id, part_id = split_key(key)
         self.touched.add(referrer_id)
-        if self.parts is not None and (built := self.data.get(referrer_id)) is not None and built.archived:
-            recall_days(built, referrer_id, self.parts)  # a recovery over a record whose older days a stage archived
+        record = self.data.get(referrer_id)
+        if record is not None and record.archived and self.parts is not None:
+            recall_days(record, referrer_id, self.parts)  # a recovery over a record whose older days a stage archived
         if part_id is None:
             if value is None:
                 if self.parts is not None:
@@ -646,7 +637,6 @@ class Assembler:
                 self.newest.pop(referrer_id, None)
                 self.changed.pop(referrer_id, None)
                 return referrer_id
-            record = self.data.get(referrer_id)
             if record is None:
                 if self.parts is not None:
                     self.parts.drop(referrer_id)  # an earlier owner's, of a partition this process had before
@@ -667,7 +657,6 @@ class Assembler:
             return referrer_id
         if isinstance(value, Counted) and value.floor > self.floors.get(referrer_id, ""):
             self.floors[referrer_id] = value.floor
-        record = self.data.get(referrer_id)
         if record is None:
             self.pending.setdefault(referrer_id, {})[part_id] = value
         else:

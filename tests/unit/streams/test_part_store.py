@@ -3,6 +3,8 @@ visitors there instead of in its record (``referrer_parts.fold``)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -175,6 +177,24 @@ def test_a_referrers_named_customers_live_in_the_part_store_and_each_is_written_
     assert run.tables.referrers[b"anna"].named == set() and parts.ids("anna", "n") == ["n:eva"]
 
 
+@contextlib.contextmanager
+def keeping_parts(story: Story, tmp_path_factory, on_disk: bool, **kwargs) -> Iterator[tuple[StageRunner, PartStore]]:  # noqa: ANN001
+    """A runner keeping parts of its referrer records in a part store, and the store; ``on_disk``: its records and
+    part store on disk as the worker keeps them, one record cached (every other key read in between evicts it)."""
+    if on_disk:
+        root = tmp_path_factory.mktemp("tables")
+        run = StageRunner(story.book, Tables(*(record_store.spilled_records(root / name, cached=1) for name in "vcr"),
+                                             CHANGELOGS), 1, parts=(parts := DiskPartStore(root / "r-parts")), **kwargs)
+    else:
+        run = runner(story, parts=(parts := PartStore()), **kwargs)
+    try:
+        yield run, parts
+    finally:
+        for table in (*vars(run.tables).values(), parts):
+            if hasattr(table, "close"):
+                table.close()
+
+
 # -- referrals decided for good, settled out of the record ------------------------------------------------------
 
 
@@ -191,14 +211,8 @@ def test_settled_referrals_change_nothing_a_worker_sends_writes_or_shows(tmp_pat
     days of shares and clicks it keeps in its records (0: all), the older ones' counts in the part store: within a
     horizon of 10 days, a late share or click brings its day back; with one of 1 day, the floor passes them."""
     plain = runner(story, horizon_days=horizon)  # short: the stories' 40 days move the floor (ids from the store)
-    if on_disk:
-        root = tmp_path_factory.mktemp("tables")
-        folding = StageRunner(story.book, Tables(*(record_store.spilled_records(root / name, cached=1)
-                                                   for name in "vcr"), CHANGELOGS), 1, horizon_days=horizon,
-                              parts=(parts := DiskPartStore(root / "r-parts")), recent_days=recent_days)
-    else:
-        folding = runner(story, parts=(parts := PartStore()), horizon_days=horizon, recent_days=recent_days)
-    try:
+    with keeping_parts(story, tmp_path_factory, on_disk, horizon_days=horizon, recent_days=recent_days) as (
+            folding, parts):
         settled = side_by_side(story, rnd, plain, folding, exact=not on_disk)
         assert all(not plain.tables.referrers[k].core.settled for k in list(plain.tables.referrers))
         note(f"at most {settled} referrals settled at once")
@@ -209,10 +223,6 @@ def test_settled_referrals_change_nothing_a_worker_sends_writes_or_shows(tmp_pat
             referrer_parts.unfold(record, key.decode(), parts)
             assert stored(record) == stored(plain.tables.referrers[key])
         assert all(parts.ids(k.decode(), kind) == [] for k in keys for kind in "vncdrw")  # every part taken back
-    finally:
-        for table in (*vars(folding.tables).values(), parts):
-            if hasattr(table, "close"):
-                table.close()
 
 
 def test_a_fact_about_a_settled_referral_brings_it_back_and_it_settles_again():
@@ -430,24 +440,14 @@ def test_days_of_activity_kept_in_the_part_store_change_nothing_a_worker_sends_w
     by the floor passing the day, or by a complete snapshot) and as one keeping every day: the same outputs, the
     same changelog, the same counters in Redis after every batch, and the same records once put back whole."""
     plain = runner(story, horizon_days=horizon)
-    if on_disk:
-        root = tmp_path_factory.mktemp("tables")
-        archiving = StageRunner(story.book, Tables(*(record_store.spilled_records(root / name, cached=1)
-                                                     for name in "vcr"), CHANGELOGS), 1, horizon_days=horizon,
-                                parts=(parts := DiskPartStore(root / "r-parts")), recent_days=recent_days)
-    else:
-        archiving = runner(story, parts=(parts := PartStore()), horizon_days=horizon, recent_days=recent_days)
-    try:
+    with keeping_parts(story, tmp_path_factory, on_disk, horizon_days=horizon, recent_days=recent_days) as (
+            archiving, parts):
         side_by_side(story, rnd, plain, archiving, exact=not on_disk)
         for key in list(archiving.tables.referrers):
             record = archiving.tables.referrers[key]
             referrer_parts.unfold(record, key.decode(), parts)
             assert stored(record) == stored(plain.tables.referrers[key])
             assert parts.ids(key.decode(), "w") == [] and not record.archived
-    finally:
-        for table in (*vars(archiving.tables).values(), parts):
-            if hasattr(table, "close"):
-                table.close()
 
 
 def test_a_late_share_on_a_day_in_the_part_store_counts_with_that_days_shares():
