@@ -31,7 +31,7 @@ from typing import Any
 from referrals.settings import Settings
 from schemas.parsing import parse_event
 from schemas.topics import CUSTOMER_FACTS, REFERRER_FACTS, VISITOR_FACTS
-from streams import counters, interning, record_codec, stages
+from streams import interning, record_codec, stages
 from streams.campaigns import load_campaigns
 from streams.inbound import to_fact
 from streams.part_store import DiskPartStore
@@ -89,7 +89,6 @@ class Census:
 def census(referrers: Iterable[stages.ReferrerRecord], events: int, runner: StageRunner | None = None) -> Census:
     seen: set[int] = set()
     reachable_bytes(interning._kept, seen)  # shared by every record: charged to none
-    reachable_bytes(counters._KEYS, seen)
     records = list(referrers)
     active = [r for r in records if r.seq > 0 and (r.activity or r.core.referrals or r.settled_sums)]
     settled = 0 if runner is None or runner.parts is None else sum(

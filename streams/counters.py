@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -173,12 +173,12 @@ _POINTS = ("pending", "confirmed", "revoked")  # the statuses whose points a ref
 
 
 Contribution = tuple[tuple[tuple, int], ...]  # (key, n) pairs: what one referral adds to the totals
-_KEYS: dict[tuple, tuple] = {}  # one object per key, shared by every referral's contribution
 _NOTHING_TOUCHED: set[tuple] = frozenset()  # type: ignore[assignment]  # shared while a record's totals are unchanged
 
 
 def _key(key: tuple) -> tuple:
-    return _KEYS.setdefault(key, key)
+    """One object per key, shared by every referral's contribution (``streams.interning``: bounded)."""
+    return interned(key)
 
 
 def referral_contribution(record: ReferrerRecord, referrer_id: str, referral_id: str,
@@ -345,19 +345,25 @@ def totals(record: ReferrerRecord, referrer_id: str, changed: Iterable[str] | No
 
 def snapshot(layout: RedisLayout, referrer_id: str, record: ReferrerRecord,
              only: Iterable[str] | None = None, cells: Iterable[FunnelCell] = (),
-             settled: Iterable[tuple[Referral, Iterable[Reward]]] = ()) -> CounterSnapshot:
+             settled: Iterable[tuple[Referral, Iterable[Reward]]] = (),
+             recall: Callable[[set[str]], None] | None = None) -> CounterSnapshot:
     """The referrer's counters. Complete without ``only``; with it, partial (the module docstring): the summaries
     and welcome rewards of just the referrals in ``only``, the totals brought up to date with just those
     (``totals``), and the funnel and ledger cells they and ``cells`` (the shares' and clicks' cells the batch
     counted or folded: ``streams.stages.touched_cells``) touch. A complete one also shows the ``settled``
     referrals (each with its rewards), which the record holds only as entries (``referrer_rewards.settle``):
-    its caller reads them back (``streams.part_store``)."""
+    its caller reads them back (``streams.part_store``). ``recall``: given the days of the cells a partial one
+    reads, puts back into ``settled_sums`` what the part store holds of them (``referrer_parts.recall_cells``; a
+    complete one's caller puts back every day first)."""
     core = record.core
     complete = only is None
     only = None if only is None else set(only)
     p = partition_of(referrer_id, layout.partitions)
     kept = totals(record, referrer_id, only)
     touched = kept.take_touched()
+    if recall is not None and not complete:
+        cells = list(cells)
+        recall({cell[3] for cell in cells} | {key[1][3] for key in touched if key[0] == "cell"})
     settled_sums = record.settled_sums
     fields: dict[str, int] = {"clicks": 0, "signups": kept.total(("signups",), settled_sums),
                               "conversions": kept.total(("conversions",), settled_sums),

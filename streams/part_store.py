@@ -17,9 +17,10 @@ grow with the referrer's history and are rarely read:
   ``z:<campaign>\x1f<month>\x1f<id>`` (a month's cap: confirmed ones only), read by the steps whose decisions
   reach them (``referrer_parts.recall_reads``).
 
-- the counts of a day's shares and clicks once the day is older than the referrer's last few
-  (``w:<day>``: the store's own entry, not a changelog part; ``referrer_parts.archive_before``), read by a late
-  share or click of that day, the floor passing it, a complete snapshot.
+- a day older than the referrer's last few (``w:<day>``: the store's own entry, not a changelog part;
+  ``referrer_parts.archive_before``): the counts of its shares and clicks and what its funnel cells hold of the
+  settled referrals' sums, read by a late share or click of that day, the floor passing it, a referral of that
+  day settling, coming back or shown again (``referrer_parts.recall_cells``), a complete snapshot.
 
 A process keeps those in a ``PartStore``, keyed like the changelog (``<referrer id>\x1f<part id>``), and the
 record in memory holds none of them (``referrer_parts.fold``; of a settled referral, an entry the decisions
@@ -35,8 +36,9 @@ before it is first stepped, so nothing of an earlier owner's is read.
 
 Bound: on disk, one value per part (a visitor or a customer: about 70 bytes with its key; a counted id:
 about 220 bytes with its entry by day, for the horizon's days only; a referral: its changelog part, about
-500 bytes, and up to three entries of about 100 bytes; a day of activity before the last few: its few cells,
-about 100 bytes, one per day the referrer was active); in memory, nothing per part beyond RocksDB's one budget
+500 bytes, and up to three entries of about 100 bytes; a day before the last few: its few cells,
+about 100 bytes and 30 more a cell of its settled referrals, one per day the referrer was active or a referral of
+its settled); in memory, nothing per part beyond RocksDB's one budget
 per process (``record_store.DISK_MEMORY_BYTES``).
 """
 

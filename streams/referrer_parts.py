@@ -76,10 +76,13 @@ class Counted:
 
 @dataclass(frozen=True, slots=True)
 class Folded:
-    """A day's shares and clicks once the dedup horizon has passed it: never changes again."""
+    """A day's shares and clicks once the dedup horizon has passed it: never changes again. As the part store's
+    entry of a day out of the record (``archive_before``), also what the day's cells hold of the settled referrals'
+    sums (``settled``); a changelog part (``a:<day>``) has none."""
 
     seq: int
     cells: tuple[tuple[str, str, str, int], ...]  # (stage, campaign, channel, count) of the day
+    settled: tuple[tuple[str, str, str, int, int], ...] = ()  # (stage, campaign, channel, sum, how many name it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +289,7 @@ def settle(record: ReferrerRecord, referrer_id: str, referral_id: str, store: Pa
     assert isinstance(value, ReferralPart)
     store.put(referrer_id, referral_part(referral_id), value)
     contribution = counters.referral_contribution(record, referrer_id, referral_id)
+    recall_cells(record, referrer_id, store, _days(contribution))
     _add_sums(record, contribution, 1)
     referrer_rewards.settle(core, referral_id, record.versions.pop(f"referral:{referral_id}", None))
     for entry_id in _entry_ids(referral_id, core.settled[referral_id]):
@@ -319,10 +323,16 @@ def unsettle(record: ReferrerRecord, referrer_id: str, referral_id: str, store: 
     _apply(record, referral_part(referral_id), value)
     stages.may_settle(record, [referral_id])  # settled again by the next ``fold`` unless a step changes it
     contribution = counters.referral_contribution(record, referrer_id, referral_id)  # what ``settle`` added
+    recall_cells(record, referrer_id, store, _days(contribution))
     _add_sums(record, contribution, -1)
     totals = record.core.__dict__.get("_totals")
     if totals is not None:
         totals.unsettle(referral_id, contribution)
+
+
+def _days(contribution: counters.Contribution) -> set[str]:
+    """The days of the funnel cells a contribution names."""
+    return {key[1][3] for key, _n in contribution if key[0] == "cell"}
 
 
 def _add_sums(record: ReferrerRecord, contribution: counters.Contribution, sign: int) -> None:
@@ -346,11 +356,11 @@ def unfold(record: ReferrerRecord, referrer_id: str, store: PartStore) -> None:
         for pid in store.ids(referrer_id, kind):
             store.delete(referrer_id, pid)
             _members(record, kind).add(pid[2:])
+    recall_days(record, referrer_id, store)  # first: the settled referrals taken back find their days in the record
     for pid in store.ids(referrer_id, "c"):
         recall(record, referrer_id, pid[2:], store)
     for pid in store.ids(referrer_id, "r"):
         unsettle(record, referrer_id, pid[2:], store)
-    recall_days(record, referrer_id, store)
 
 
 def _members(record: ReferrerRecord, kind: str) -> set[str]:
@@ -392,26 +402,42 @@ def recall_through(record: ReferrerRecord, referrer_id: str, floor: str, store: 
             _take_back(record, referrer_id, event_id, value, store)
 
 
-# -- the days of activity before the last few, in the store (``archive_before``) --------------------------------
+# -- the days before the last few, in the store (``archive_before``) ------------------------------------------
 
 
 def day_entry(day: str) -> str:
-    """The store's entry of a day of activity out of the record (``archive_before``): ``w:<day>``, the store's own,
-    not a changelog part (the changelog keeps the day's ``c:`` parts, or its ``a:`` part once folded)."""
+    """The store's entry of a day out of the record (``archive_before``): ``w:<day>``, the store's own, not a
+    changelog part (the changelog keeps the day's ``c:`` parts, or its ``a:`` part once folded, and the settled
+    referrals' ``r:`` parts)."""
     return f"w:{day}"
 
 
+def keeps_days(record: ReferrerRecord) -> bool:
+    """Whether the store may hold days of the record (``archive_before``). False when it holds none: a day goes to
+    the store with shares or clicks (``archived`` keeps their totals) or with settled referrals' sums (and while
+    any referral is settled, ``settled_sums`` keeps its campaign's entry: ``counters.referral_contribution``)."""
+    return bool(record.archived or record.settled_sums)
+
+
+def _settled_cells(record: ReferrerRecord, days: set[str]) -> list[tuple]:
+    """The keys of ``settled_sums`` that are funnel cells of ``days``."""
+    return [key for key in record.settled_sums if key[0] == "cell" and key[1][3] in days]
+
+
 def archive_before(record: ReferrerRecord, referrer_id: str, store: PartStore, cutoff: str) -> None:
-    """The record's activity of the days before ``cutoff`` into ``store``, one entry per day, in place (the
-    stage runner calls it once a batch's snapshot has read the record). What it costs: a scan of ``activity``
-    when ``cutoff`` moved since the last call (a day, for a busy referrer), else only the days brought back since
-    (``recall_day``); ``archived`` keeps their totals per (stage, channel), for the referrer's own fields."""
+    """The days before ``cutoff`` into ``store``, one entry per day, in place: the record's activity of each and
+    what its funnel cells hold of the settled referrals' sums (the stage runner calls it once a batch's snapshot
+    has read the record). What it costs: a scan of ``activity`` and ``settled_sums`` when ``cutoff`` moved since
+    the last call (a day, for a busy referrer), else only the days brought back since (``recall_day``);
+    ``archived`` keeps the shares' and clicks' totals per (stage, channel), for the referrer's own fields (the
+    settled referrals' are entries of ``settled_sums`` of their own: ``("signups",)``, ...)."""
     kept = record.core.__dict__
     recalled = kept.pop("_recalled", None)
     if kept.get("_archived_before") == cutoff:  # derived: a record read back from disk scans once
         days = {day for day in recalled or () if day < cutoff}
     else:
         days = {cell[3] for cell in record.activity if cell[3] < cutoff}
+        days.update(key[1][3] for key in record.settled_sums if key[0] == "cell" and key[1][3] < cutoff)
         kept["_archived_before"] = cutoff
     if not days:
         return
@@ -421,13 +447,18 @@ def archive_before(record: ReferrerRecord, referrer_id: str, store: PartStore, c
         by_day.setdefault(cell[3], []).append((cell[0], cell[1], cell[2], n))
         key = interned((cell[0], cell[2]))
         record.archived[key] = record.archived.get(key, 0) + n
-    for day, cells in by_day.items():  # none of them in ``store``: a day is in the record or there (``recall_day``)
-        store.put(referrer_id, day_entry(day), Folded(record.seq, tuple(sorted(cells))))
+    sums: dict[str, list[tuple[str, str, str, int, int]]] = {}
+    for key in _settled_cells(record, days):
+        (stage, campaign, channel, day), (n, named) = key[1], record.settled_sums.pop(key)
+        sums.setdefault(day, []).append((stage, campaign, channel, n, named))
+    for day in by_day.keys() | sums.keys():  # none of them in ``store``: a day is in the record or there
+        store.put(referrer_id, day_entry(day),
+                  Folded(record.seq, tuple(sorted(by_day.get(day, ()))), tuple(sorted(sums.get(day, ())))))
 
 
 def recall_day(record: ReferrerRecord, referrer_id: str, day: str, store: PartStore) -> None:
-    """A day of activity ``store`` holds back into the record, in place (before a step or a snapshot that reads
-    or changes its counts); ``archive_before`` takes it out again after the batch's snapshot."""
+    """A day ``store`` holds back into the record, in place (before a step or a snapshot that reads or changes its
+    counts or its settled referrals' sums); ``archive_before`` takes it out again after the batch's snapshot."""
     record.core.__dict__.setdefault("_recalled", set()).add(day)
     value = store.get(referrer_id, day_entry(day))
     if not isinstance(value, Folded):
@@ -442,14 +473,26 @@ def recall_day(record: ReferrerRecord, referrer_id: str, day: str, store: PartSt
             record.archived[key] = left
         else:
             record.archived.pop(key, None)
+    for stage, campaign, channel, n, named in value.settled:  # not in the record: a day is in one place
+        record.settled_sums[interned(("cell", interned((stage, campaign, channel, day))))] = [n, named]
 
 
 def recall_days(record: ReferrerRecord, referrer_id: str, store: PartStore, start: str = "",
                 through: str | None = None) -> None:
-    """Every day of activity ``store`` holds (from ``start``, through ``through``) back into the record."""
-    if record.archived:  # empty: no day is out of the record
+    """Every day ``store`` holds (from ``start``, through ``through``) back into the record."""
+    if keeps_days(record):
         for entry in store.ids(referrer_id, "w", through=through, start=start):
             recall_day(record, referrer_id, entry[2:], store)
+
+
+def recall_cells(record: ReferrerRecord, referrer_id: str, store: PartStore, days: Iterable[str]) -> None:
+    """The days of funnel cells a step or a snapshot reads the settled referrals' sums of, back from ``store`` if
+    it holds them (only days before the record's last cutoff can be there)."""
+    if keeps_days(record):
+        before = record.core.__dict__.get("_archived_before", "\uffff")  # unknown (read back from disk): any
+        for day in days:
+            if day < before and day not in record.core.__dict__.get("_recalled", ()):
+                recall_day(record, referrer_id, day, store)
 
 
 def knows_member(record: ReferrerRecord, referrer_id: str, part_id: str, store: PartStore) -> None:
@@ -478,9 +521,9 @@ def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: Pa
             recall(record, referrer_id, fact.part_id[2:], store)
             new = fact.value.cell if isinstance(fact.value, Counted) else None
             for cell in (record.counted.get(fact.part_id[2:]), new):  # the count it takes back, the one it adds
-                if cell is not None and record.archived:
+                if cell is not None and keeps_days(record):
                     recall_day(record, referrer_id, cell[3], store)
-        elif fact.part_id.startswith("a:") and record.archived:
+        elif fact.part_id.startswith("a:") and keeps_days(record):
             recall_day(record, referrer_id, fact.part_id[2:], store)
         elif fact.part_id[0] in "vn":
             knows_member(record, referrer_id, fact.part_id, store)
@@ -490,7 +533,7 @@ def recall_for(record: ReferrerRecord, referrer_id: str, fact: object, store: Pa
         event_id, day = counting
         recall(record, referrer_id, event_id, store)
         if event_id not in record.counted and day > record.floor:
-            if record.archived and day < record.core.__dict__.get("_archived_before", "\uffff"):
+            if keeps_days(record) and day < record.core.__dict__.get("_archived_before", "\uffff"):
                 recall_day(record, referrer_id, day, store)  # a late share or click: its day's counts come back
             floor = stages.floor_of(day, horizon_days)
             if floor > record.floor:
@@ -614,6 +657,7 @@ class Assembler:
         self.floors: dict[str, str] = {}  # referrer -> the latest floor a ``c:`` part carries
         self.newest: dict[str, int] = {}  # referrer -> the newest seq of a part seen
         self.touched: set[str] = set()
+        self.recalled: set[str] = set()  # referrers whose days ``apply`` took back from ``parts`` (until ``finish``)
         self.settled = 0  # referrals ``finish`` settled so far (``fold``)
         # referrer -> referral -> the seq of its part: when each last changed, which ``fold`` compares with the
         # header's ``acked`` (a record read back from disk during the recovery has lost its own note of it)
@@ -624,8 +668,9 @@ class Assembler:
         referrer_id, part_id = split_key(key)
         self.touched.add(referrer_id)
         record = self.data.get(referrer_id)
-        if record is not None and record.archived and self.parts is not None:
+        if record is not None and self.parts is not None and referrer_id not in self.recalled:
             recall_days(record, referrer_id, self.parts)  # a recovery over a record whose older days a stage archived
+            self.recalled.add(referrer_id)  # nothing goes back to the store before ``finish``
         if part_id is None:
             if value is None:
                 if self.parts is not None:
@@ -690,6 +735,7 @@ class Assembler:
                 _changed_at(record).update(self.changed.pop(referrer_id, {}))
                 self.settled += fold(record, referrer_id, self.parts)
         self.touched.clear()
+        self.recalled.clear()
         self.changed.clear()
         self.newest.clear()
         self.folded.clear()

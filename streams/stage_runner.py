@@ -383,12 +383,16 @@ class StageRunner:
                 if referrals is None and self.parts is not None:  # complete: every day and settled referral
                     referrer_parts.recall_days(record, referrer_id, self.parts)
                     settled = referrer_parts.settled_referrals(record, referrer_id, self.parts)
+                recall = None if self.parts is None else functools.partial(
+                    referrer_parts.recall_cells, record, referrer_id, self.parts)  # the days a partial one reads
                 out.append(counters.snapshot(layout, referrer_id, record, referrals,
-                                             batch.cells.get(referrer_id, ()), settled))
+                                             batch.cells.get(referrer_id, ()), settled, recall))
                 cutoff = self._cutoff(record.floor)
                 if cutoff:
                     assert self.parts is not None
                     referrer_parts.archive_before(record, referrer_id, self.parts, cutoff)
+                else:  # none archived: the days looked up need no note
+                    record.core.__dict__.pop("_recalled", None)
         return out
 
     def _cutoff(self, floor: str) -> str:

@@ -353,7 +353,8 @@ class ReferrerRecord:
     acked: int = 0  # every output of the steps up to this seq is acknowledged by Kafka (``StageRunner`` sets it)
     floor: str = ""  # the dedup horizon's floor: shares and clicks of this UTC day or before are folded (``_count``)
     # what the settled referrals add to the referrer's totals (``streams.referrer_parts.settle``): counter key ->
-    # [sum, how many of them name it] (``streams.counters.Totals``); one entry per key, not per referral
+    # [sum, how many of them name it] (``streams.counters.Totals``); one entry per key, not per referral; the
+    # funnel cells of the days before the last few wait in the part store with the day (``archive_before``)
     settled_sums: dict[tuple, list[int]] = field(default_factory=dict)
     # (stage, channel) -> the shares and clicks of the days whose counts wait in the part store, not in ``activity``
     # (``streams.referrer_parts.archive_before``: the days before the last few); empty: every day is in ``activity``

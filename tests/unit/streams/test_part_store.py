@@ -4,7 +4,8 @@ visitors there instead of in its record (``referrer_parts.fold``)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from schemas.derived import RewardChange
 from streams import record_codec, record_store, referrer_parts, referrer_rewards, stages
+from streams.counters import NO_CHANNEL
 from streams.erasure import Erase
 from streams.part_store import DiskPartStore, PartStore
 from streams.redis_layout import partition_of
@@ -21,7 +23,7 @@ from streams.referrer_parts import Member
 from streams.stage_runner import Batch, ByName, StageRunner, Tables
 from tests.unit.streams.story import T0, Story
 from tests.unit.streams.test_at_least_once import stored
-from tests.unit.streams.test_record_store import LAYOUT, side_by_side
+from tests.unit.streams.test_record_store import LAYOUT, _view_differences, _write, side_by_side
 from tests.unit.streams.test_properties import stories
 from tests.unit.streams.test_stage_runner import CHANGELOGS, runner, through
 
@@ -494,3 +496,112 @@ def test_a_recovery_over_records_whose_days_are_in_the_part_store_takes_them_bac
     plain = runner(s)
     through(plain, s)
     assert stored(record) == stored(plain.tables.referrers[b"anna"])
+
+
+class Twins:
+    """A runner keeping everything as objects and one keeping the days before its last two in a part store, fed the
+    same inputs; after each batch, what each shows in Redis must be the same (``step``, ``events``)."""
+
+    def __init__(self, story: Story) -> None:
+        self.plain, self.archiving = runner(story), runner(story, parts=(parts := PartStore()), recent_days=2)
+        self.parts = parts
+        self.views: tuple[dict, dict] = ({}, {})
+
+    def _shown(self, run: StageRunner, view: dict, batch: Batch) -> None:
+        for snap in run.snapshots(batch, LAYOUT):
+            _write(view, snap)
+
+    def events(self, story: Story) -> None:
+        """A story's events and what they cause, each batch shown and acknowledged."""
+        for run, view in zip((self.plain, self.archiving), self.views, strict=True):
+            for batch in through(run, story, done=functools.partial(self._shown, run, view)):
+                run.done(batch)
+        assert self.views[0] == self.views[1], _view_differences(*self.views)
+
+    def step(self, act: Callable[[StageRunner, Batch], object]) -> None:
+        """One input to both runners, shown and acknowledged."""
+        for run, view in zip((self.plain, self.archiving), self.views, strict=True):
+            act(run, batch := Batch())
+            self._shown(run, view, batch)
+            run.done(batch)
+        assert self.views[0] == self.views[1], _view_differences(*self.views)
+
+    def tick(self, days: int) -> None:
+        self.step(lambda run, batch: run.tick(0, T0 + timedelta(days=days), batch))
+
+    def share(self, event_id: str, days: int) -> None:
+        self.step(lambda run, batch: run.referrer("anna", stages.Share(event_id, "default", "sms",
+                                                                       T0 + timedelta(days=days)), batch))
+
+    def same_once_whole(self) -> None:
+        record = self.archiving.tables.referrers[b"anna"]
+        referrer_parts.unfold(record, "anna", self.parts)
+        assert stored(record) == stored(self.plain.tables.referrers[b"anna"])
+
+
+def test_a_settled_referrals_funnel_sums_wait_with_their_day_in_the_part_store_and_come_back_with_it():
+    """Eva's referral settles (its hold ends, its outputs acknowledged), then anna shares a month later: with two
+    days kept, what eva's day holds of the settled referrals' sums leaves the record for the store with the day
+    (the record keeps no entry per day of its history). A newer version of the referral (withdrawn) takes it back
+    out of the store, its day with it, and settled again it goes back; otto, at rest on that day without an order,
+    orders a month later: after every batch Redis shows what a runner keeping everything shows, and the records
+    are the same once put back whole."""
+    s = Story()
+    s.signup("eva", code="ANNA")
+    s.order("eva", "49.90", minutes=30, order_id="o1")
+    s.signup("otto", code="ANNA", minutes=60)  # on eva's day; orders only once the day is in the store
+    late = Story()
+    late.order("otto", "20.00", days=32, order_id="o2")
+    twins = Twins(s)
+    parts = twins.parts
+    twins.events(s)
+    for _ in range(2):  # the hold ends; the replayed tick finds the outputs acknowledged: settled
+        twins.tick(20)
+    twins.share("sh1", 30)
+    (rid,) = [pid[2:] for pid in parts.ids("anna", "r") if parts.get("anna", pid).referral.referee_id == "eva"]
+    record = twins.archiving.tables.referrers[b"anna"]
+    assert not [key for key in record.settled_sums if key[0] == "cell"]  # out with their day
+    assert record.settled_sums[("signups",)] == [2, 2]  # the referrer's own totals stay (eva, otto at rest)
+    day = parts.get("anna", "w:2026-05-04")
+    assert sorted(cell[0] for cell in day.settled) == ["conversion", "signup"] and day.cells == ()
+    assert [cell[3:] for cell in day.settled if cell[0] == "signup"] == [(2, 2)]
+    referral = twins.plain.tables.referrers[b"anna"].core.referrals[rid]
+    newer = stages.Versioned(f"referral:{rid}", 99, replace(referral, status="withdrawn"))
+    twins.step(lambda run, batch: run.referrer("anna", newer, batch))
+    assert rid in twins.archiving.tables.referrers[b"anna"].core.referrals
+    twins.share("sh2", 31)  # acknowledged: settled again, a withdrawn one in no cell
+    assert f"r:{rid}" in parts.ids("anna", "r")
+    twins.step(lambda run, batch: run.referrer("anna", newer, batch))  # a duplicate of a settled one: no change
+    twins.events(late)  # otto qualifies: back from the store, his day with him
+    for _ in range(2):  # and settles: his sums back with his day
+        twins.tick(52)
+    twins.share("sh3", 53)
+    assert sorted(parts.get("anna", "w:2026-05-04").settled) == [("signup", "default", NO_CHANNEL, 1, 1)]
+    twins.same_once_whole()
+
+
+def test_a_live_referral_on_a_day_in_the_part_store_counts_with_the_settled_ones_of_its_day():
+    """Ida's and ute's referrals are of the same day; ida's settles, ute's waits for the hold of an order two weeks
+    later, and the day goes to the store with ida's part of its cells. Ute's hold ends: her signup's cell is shown
+    with ida's part read back from the store (the snapshot brings the day back); then ute's referral settles with
+    the day in the store: her part joins ida's there, nothing of ida's lost."""
+    s = Story()
+    s.signup("ida", code="ANNA")
+    s.order("ida", "49.90", minutes=30, order_id="o1")
+    s.signup("ute", code="ANNA", minutes=60)
+    s.order("ute", "20.00", days=15, order_id="o2")
+    twins = Twins(s)
+    twins.events(s)
+    for _ in range(2):
+        twins.tick(20)  # ida's hold ends: settled; ute's goes on
+    twins.share("sh1", 22)
+    day = twins.parts.get("anna", "w:2026-05-04")
+    assert [cell[3:] for cell in day.settled if cell[0] == "signup"] == [(1, 1)]  # ida's
+    assert len(twins.archiving.tables.referrers[b"anna"].core.referrals) == 1  # ute's, live
+    twins.tick(35)  # ute's hold ends: her rewards confirmed, her contribution changes, every cell of it shown
+    assert twins.parts.get("anna", "w:2026-05-04") is not None  # the day back in the store after the snapshot
+    twins.tick(35)  # replayed, acknowledged: ute's settles, her day's part read from the store first
+    assert not twins.archiving.tables.referrers[b"anna"].core.referrals
+    twins.share("sh2", 36)  # the day back in the store after this batch's snapshot (none for a replayed tick)
+    assert [cell[3:] for cell in twins.parts.get("anna", "w:2026-05-04").settled if cell[0] == "signup"] == [(2, 2)]
+    twins.same_once_whole()
