@@ -56,7 +56,7 @@ def run(
     (path.with_suffix(".md")).write_text(markdown(report) + "\n")
 
 
-def package_table(process: str, summary) -> Table:  # noqa: ANN001
+def package_table(process: str, summary) -> Table:
     table = Table(title=f"{process} main thread, {summary.samples} samples: self time by package")
     table.add_column("package")
     table.add_column("share", justify="right")

@@ -40,7 +40,7 @@ def main(topic: str, records: int, out: str) -> None:
     began: list[float] = []
 
     @app.agent(source)
-    async def empty(stream):  # noqa: ANN001
+    async def empty(stream):
         async for events in stream.take_events(cfg.batch_size, within=cfg.batch_wait_s):
             if not began:
                 began.append(time.perf_counter())

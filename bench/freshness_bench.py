@@ -19,8 +19,8 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from bench.pipeline_bench import cleanup
-from bench.workload import BenchRun
 from bench.worker_runs import GroupWatch, Worker, follow
+from bench.workload import BenchRun
 from producers.simulate import new_simulation, register_codes
 from producers.simulator import SimulationConfig
 from referrals.settings import Settings

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench.workload import BenchRun
 from bench.worker_runs import GroupWatch, Worker, follow
+from bench.workload import BenchRun
 from producers.code_registry import CodeRegistry
 from referrals.settings import Settings
 from schemas.topics import ATTRIBUTIONS, DEADLETTER, INTERNAL, REWARDS

@@ -29,10 +29,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.workload import BenchRun, Workload
 from bench.worker_runs import Footprint, GroupWatch, Worker, follow, redis_funnel_shares, redis_view_footprint
+from bench.workload import BenchRun, Workload
 from referrals.redis_client import redis_client
-from referrals.settings import Settings
+from referrals.settings import Settings, changed
 
 
 class BenchFailed(RuntimeError):
@@ -87,8 +87,7 @@ RESTART_READ_AHEAD = (256 * 1024, 1024 * 1024)
 def restarted(settings: Settings, read_ahead: int, log: Path, timeout_s: float = 900) -> tuple[int, float, int]:
     """A worker started on what the run left (its tables recover from their changelogs): (``read_ahead``, seconds
     from its start to Ready, its RSS then). Stopped before it returns."""
-    worker = Worker(settings.model_copy(update={"streams": settings.streams.model_copy(
-        update={"fetch_bytes_per_partition": read_ahead})}), log)
+    worker = Worker(changed(settings, streams={"fetch_bytes_per_partition": read_ahead}), log)
     try:
         worker.start()
         ready_s = worker.wait_ready(timeout_s)
@@ -144,8 +143,7 @@ def check_counters(run: BenchRun, workload: Workload) -> None:
 
 
 def cleanup(run: BenchRun) -> None:
-    """The run's Redis keys go (its topics stay until the stack is reset: deleting them costs more time
-    than it saves)."""
+    """The run's Redis keys go (its topics at the end of the suite, ``Suite.run``)."""
     with redis_client(run.settings) as client:
         batch = []
         for key in client.scan_iter(match=f"{run.settings.redis.key_prefix}*", count=5000):

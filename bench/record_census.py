@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import workload
 from referrals.settings import Settings
 from schemas.parsing import parse_event
 from schemas.topics import CUSTOMER_FACTS, REFERRER_FACTS, VISITOR_FACTS
@@ -38,7 +39,6 @@ from streams.part_store import DiskPartStore
 from streams.redis_layout import RedisLayout
 from streams.referee_ledger import CodeOwner
 from streams.stage_runner import Batch, StageRunner, Tables
-from bench import workload
 
 RECORD_FIELDS = ("versions", "counted", "activity", "reached", "withheld", "visitors", "named",
                  "settled_sums")

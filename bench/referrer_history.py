@@ -36,15 +36,14 @@ import random
 import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 from schemas.derived import ReasonCode  # noqa: F401 - the records hold its enums
-
 from streams import counters, record_codec, referrer_parts, stages
 from streams.campaigns import Campaign, CampaignBook
 from streams.part_store import DiskPartStore

@@ -11,11 +11,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import freshness_bench, gateway_bench, influencer_bench, pipeline_bench, raw_limits, referrer_history, workload
+from bench import (
+    freshness_bench,
+    gateway_bench,
+    influencer_bench,
+    pipeline_bench,
+    raw_limits,
+    referrer_history,
+    workload,
+)
 from bench.report import SECTIONS, Figure, Report, machine
 from deploy.local.stack import LocalStack
-from referrals.kafka_admin import ensure_topics
-from referrals.settings import Settings
+from referrals.kafka_admin import delete_topics, ensure_topics, topic_names
+from referrals.settings import Settings, changed
 
 
 @dataclass(frozen=True)
@@ -89,9 +97,13 @@ class Suite:
         self.report.machine = machine({"kafka_broker": stack.kafka.running_version() or "?",
                                        "kafka_tools": raw_limits.tools_version(libs),
                                        "redis_server": stack.redis.version() or "?"})
-        for section in SECTIONS:
-            if section in self.sections:
-                getattr(self, section)()
+        before = topic_names(self.base)
+        try:
+            for section in SECTIONS:
+                if section in self.sections:
+                    getattr(self, section)()
+        finally:  # the runs' topics (all named bench-...), failed runs' too: the broker keeps none of them
+            delete_topics(self.base, sorted(t for t in topic_names(self.base) - before if t.startswith("bench-")))
         self.report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         return self.report
 
@@ -375,7 +387,7 @@ class Suite:
         for i in range(s.runs):
             for name, changes in VARIANTS.items():
                 self.echo(f"variant {name!r}, run {i + 1} of {s.runs}: {load.events:,} events, one worker")
-                base = self.base.model_copy(update={"streams": self.base.streams.model_copy(update=changes)})
+                base = changed(self.base, streams=changes)
                 result = pipeline_bench.throughput(base, load, metrics_port=free_port(), label="var",
                                                    work_dir=self.work_dir, restart=False)
                 rates[name].append(result.events_per_s)
@@ -388,8 +400,7 @@ class Suite:
             for name in FRESHNESS_VARIANTS:
                 self.echo(f"variant {name!r}: freshness at {s.fixed_rate:,.0f} events/s for {s.freshness_s:.0f} s, "
                           f"run {i + 1} of {s.runs}")
-                base = self.base.model_copy(update={"streams": self.base.streams.model_copy(
-                    update=VARIANTS[name])})
+                base = changed(self.base, streams=VARIANTS[name])
                 fresh[name].append(freshness_bench.freshness(
                     base, rate=s.fixed_rate, seconds=s.freshness_s, customers=s.freshness_customers,
                     metrics_port=free_port(), label="fresh", work_dir=self.work_dir))

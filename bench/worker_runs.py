@@ -7,10 +7,8 @@ it wrote from Redis. Nothing here reaches into the worker.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -21,8 +19,9 @@ import httpx
 import psutil
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
+from deploy.local.worker_process import WorkerFailed, WorkerProcess, never
 from referrals.redis_client import redis_client
-from referrals.settings import Settings, worker_environment
+from referrals.settings import Settings
 from schemas.topics import INBOUND, INTERNAL
 from streams.redis_layout import RedisLayout
 from streams.redis_views import active_prefix
@@ -31,47 +30,23 @@ _EVENTS = re.compile(r'^referral_worker_events_total\{agent="(\w+)"\} ([0-9.e+]+
 _FRESHNESS_BUCKET = re.compile(r'^referral_event_freshness_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', re.M)
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **worker_environment(settings)}
+class Worker(WorkerProcess):
+    """A worker the bench measures: never restarted (a run whose worker stopped is a failed run)."""
 
+    def __init__(self, settings: Settings, log: Path) -> None:
+        super().__init__(settings, log, restart_when=never)
 
-class WorkerFailed(RuntimeError):
-    pass
-
-
-@dataclass
-class Worker:
-    settings: Settings
-    log: Path
-    proc: subprocess.Popen | None = None
-    started_at: float = 0.0
-
-    def start(self, *, profile: Path | None = None) -> None:
-        argv = [sys.executable, "-m", "referrals.cli", "worker", "--loglevel", "info"]
-        if profile is not None:  # py-spy records the worker from its first instruction
-            argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-o",
-                    str(profile), "--rate", "50", "--", *argv]
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, env=worker_env(self.settings), stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        self.started_at = time.monotonic()
+    def start(self, *, profile: Path | None = None) -> None:  # type: ignore[override]
+        self.launcher = () if profile is None else (  # py-spy records the worker from its first instruction
+            str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-o", str(profile),
+            "--rate", "50", "--")
+        super().start()
 
     def alive(self) -> None:
-        assert self.proc is not None
-        code = self.proc.poll()
-        if code is not None:
-            raise WorkerFailed(f"the worker exited with {code}:\n{self.log.read_text(errors='replace')[-3000:]}")
+        self.assert_alive()
 
-    def wait_ready(self, timeout_s: float = 300) -> float:
-        """Until Faust logs "Ready" (partitions assigned, tables recovered); returns the seconds it took."""
-        deadline = time.monotonic() + timeout_s
-        while "[^Worker]: Ready" not in self.log.read_text(errors="replace"):
-            self.alive()
-            if time.monotonic() > deadline:
-                raise WorkerFailed(f"the worker was not ready within {timeout_s:.0f} s")
-            time.sleep(0.1)
-        return time.monotonic() - self.started_at
+    def wait_ready(self, timeout_s: float = 300) -> float:  # type: ignore[override]
+        return super().wait_ready(timeout_s, restart=False)
 
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.settings.streams.metrics_port}/metrics", timeout=5).text
@@ -97,38 +72,20 @@ class Worker:
         """The worker's freshness histogram: (upper bound, cumulative count)."""
         return [(float(le), int(float(n))) for le, n in _FRESHNESS_BUCKET.findall(self.metrics())]
 
-    def _pid(self) -> int:
-        assert self.proc is not None
-        pid = self.proc.pid
-        if self.profiled:  # py-spy runs the worker as its child
-            pid = psutil.Process(pid).children()[0].pid
-        return pid
-
     def rss_bytes(self) -> int:
         """The process's resident set now."""
-        return psutil.Process(self._pid()).memory_info().rss
+        return psutil.Process(self.pid).memory_info().rss
 
     def rss_peak_bytes(self) -> int:
         """The process's peak resident set (VmHWM): the most memory it held at any point."""
-        pid = self._pid()
+        pid = self.pid
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
         return psutil.Process(pid).memory_info().rss
 
-    @property
-    def profiled(self) -> bool:
-        return self.proc is not None and Path(str(self.proc.args[0])).name == "py-spy"
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            # py-spy writes its profile on SIGINT and passes it on to the worker
-            self.proc.send_signal(signal.SIGINT if self.profiled else signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+    def stop(self) -> None:  # type: ignore[override]
+        super().stop(signal.SIGINT if self.launcher else signal.SIGTERM)  # py-spy writes its profile on SIGINT
 
 
 class GroupWatch:

@@ -17,7 +17,7 @@ from kafka import KafkaProducer
 
 from producers.simulate import backdated_simulation, register_codes
 from producers.simulator import Simulation, SimulationConfig
-from referrals.settings import Settings
+from referrals.settings import Settings, changed
 from schemas.parsing import parse_event
 from schemas.records import Record, inbound_record
 from streams.topology import prepare_topics
@@ -87,12 +87,11 @@ class BenchRun:
     def new(cls, base: Settings, label: str, **streams: object) -> BenchRun:
         tag = uuid.uuid4().hex[:6]
         run_id = f"{label}-{tag}"
-        settings = base.model_copy(update={
-            "kafka": base.kafka.model_copy(update={"topic_prefix": f"bench-{run_id}."}),
+        settings = changed(
+            base, kafka={"topic_prefix": f"bench-{run_id}."},
             # short, as production's "rp:": key names are part of the bytes per referrer measured
-            "redis": base.redis.model_copy(update={"key_prefix": f"b{tag}:"}),
-            "streams": base.streams.model_copy(update={"app_id": f"bench-{run_id}", **streams}),
-        })
+            redis={"key_prefix": f"b{tag}:"},
+            streams={"app_id": f"bench-{run_id}", **streams})
         return cls(settings, run_id)
 
     def prepare(self, workload: Workload) -> None:

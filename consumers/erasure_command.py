@@ -60,7 +60,7 @@ def _caught_up(settings: Settings, timeout_s: float) -> bool:
     return False
 
 
-def _sweep_welcome(client, layout, customer_id: str, alias: str) -> None:  # noqa: ANN001
+def _sweep_welcome(client, layout, customer_id: str, alias: str) -> None:
     """The welcome-reward hashes are written by the referrers into the referees' slots, each field by its
     reward id: the fields the erased customer's ids named are not the renamed records' any more. Remove
     the customer's own hash, and their old fields in the hashes of the customers they referred."""

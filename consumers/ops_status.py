@@ -71,7 +71,7 @@ def gather(settings: Settings, now: datetime) -> StatusReport:
             from consumers.kafka_log import end_offsets
 
             report.deadletter_records = sum(end_offsets(settings, [prefix + DEADLETTER.name]).values())
-    except Exception as exc:  # noqa: BLE001 - kafka-python raises many kinds; the report says which
+    except Exception as exc:  # kafka-python raises many kinds; the report says which
         report.kafka = f"{type(exc).__name__}: {exc}"
     cfg = settings.redis
     try:

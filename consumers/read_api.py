@@ -53,7 +53,7 @@ def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> AP
             return _errors(403, "not_allowed", "this key may not use the read API", "Authorization")
         return None
 
-    async def read(request: Request, call):  # noqa: ANN001, ANN202
+    async def read(request: Request, call):
         """(refusal, None) for a caller who may not read or when Redis is down; else (None, what ``call`` read)."""
         if (refused := denied(request)) is not None:
             return refused, None
@@ -62,7 +62,7 @@ def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> AP
         except redis.RedisError:
             return _errors(503, "redis_unavailable", "the live view is unavailable", "body", **unavailable), None
 
-    def layout():  # noqa: ANN202
+    def layout():
         return redis_views.active_layout(client, key_prefix, partitions)
 
     errors_doc = {401: {"description": "no valid key"}, 403: {"description": "the key may not read"},

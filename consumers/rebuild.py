@@ -88,7 +88,7 @@ class _Replay:
         self.records = ByName(self.runner.tables.referrers)
         self.changed: set[str] = set()
 
-    def feed(self, record) -> None:  # noqa: ANN001 - a kafka-python ConsumerRecord
+    def feed(self, record) -> None:  # a kafka-python ConsumerRecord
         prefix = self.settings.kafka.topic_prefix
         batch = Batch()
         batch.partition = record.partition

@@ -27,7 +27,7 @@ from typing import Any
 from kafka.producer.future import FutureRecordMetadata
 
 from producers.publisher import EventPublisher
-from referrals.settings import KafkaSettings, Settings
+from referrals.settings import KafkaSettings, Settings, changed
 from schemas.events import InboundEventBase
 from schemas.parsing import EventRejected, Problem, parse_event
 from schemas.records import inbound_record
@@ -50,9 +50,7 @@ class ReferralEvents:
         if settings is None:
             settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap_servers))
         elif bootstrap_servers is not None:
-            settings = settings.model_copy(
-                update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})}
-            )
+            settings = changed(settings, kafka={"bootstrap_servers": bootstrap_servers})
         self._clock = clock or (lambda: datetime.now(UTC))
         self._publisher = EventPublisher(settings, source=source, **producer_options)
         self._prefix = settings.kafka.topic_prefix

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from producers.referral_codes import new_code
 
@@ -37,6 +37,8 @@ DEFAULT_CHANNEL_MIX: dict[str, float] = {
 
 class SimulationConfig(BaseModel):
     """Funnel rates default near published benchmarks; every rate is a probability per step."""
+
+    model_config = ConfigDict(extra="forbid")
 
     customers: int = Field(1000, ge=1, description="size of the existing customer base (the referrers)")
     campaign_id: str = "default"

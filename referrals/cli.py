@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from referrals.settings import ApiKey, Settings
+from referrals.settings import ApiKey, Settings, changed
 
 app = typer.Typer(
     help="referral-pipeline: event-driven referral tracking on Kafka, Faust and Redis.",
@@ -211,51 +211,43 @@ def validate(path: str = typer.Argument(..., help="a file with one JSON event, o
     typer.echo(event.model_dump_json(indent=2, exclude_none=True))
 
 
-def _start_worker(settings: Settings):  # noqa: ANN202
-    """``referrals worker`` in the background, until Faust says it is ready."""
-    import subprocess
-    import sys
-    import time
+def _start_worker(settings: Settings, worker=None):
+    """``referrals worker`` in the background, until Faust says it is ready (again, with ``worker``: a
+    ``WorkerProcess`` already started once)."""
+    from deploy.local.worker_process import WorkerFailed, WorkerProcess
 
-    from deploy.local.processes import tail
-
-    log_path = settings.state_dir / "worker-demo.log"
-    start = log_path.stat().st_size if log_path.exists() else 0
-    with log_path.open("ab") as log_file:
-        worker = subprocess.Popen([sys.executable, "-m", "referrals.cli", "worker", "--loglevel", "info"],
-                                  stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while "[^Worker]: Ready" not in log_path.read_bytes()[start:].decode(errors="replace"):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            _fail(f"the stream worker did not start:\n{tail(log_path, 30)}")
-        time.sleep(0.3)
-    _echo(f"stream worker ready (group {settings.streams.app_id}, log: {log_path})")
+    worker = worker or WorkerProcess(settings, settings.state_dir / "worker-demo.log", max_restarts=3)
+    worker.start()
+    try:
+        worker.wait_ready(90)
+    except WorkerFailed as exc:
+        _fail(f"the stream worker did not start: {exc}")
+    _echo(f"stream worker ready (group {settings.streams.app_id}, log: {worker.log})")
     return worker
 
 
-def _wait_for_worker(settings: Settings, processes: list, timeout_s: float = 180.0) -> None:
-    """Until the worker (the last of ``processes``) has committed everything on its topics, twice, a clock
-    tick apart. A worker that stopped itself with exit 70 (its guards: see the README) is started again,
-    as a restart policy would."""
+def _wait_for_worker(settings: Settings, worker, timeout_s: float = 180.0) -> None:
+    """Until the worker has committed everything on its topics, twice, a clock tick apart. A worker that
+    stopped itself (its guards: see the README) is started again, as a restart policy would, up to 3 times."""
     import time
 
-    from deploy.local.processes import tail
+    from deploy.local.worker_process import WorkerFailed
     from referrals.kafka_admin import group_lag
     from schemas.topics import INBOUND, INTERNAL
 
     topics = [settings.kafka.topic_prefix + s.name for s in (*INBOUND, *INTERNAL)]
     deadline = time.monotonic() + timeout_s
     quiet = 0
-    restarts = 0
     while quiet < 2:
-        code = processes[-1].poll()
-        if code == 70 and restarts < 3:
-            restarts += 1
-            _echo("the stream worker stopped itself (exit 70, see its log); starting it again")
-            processes.append(_start_worker(settings))
+        if worker.restartable(worker.current.poll()):
+            worker.restarts += 1
+            _echo("the stream worker stopped itself (see its log); starting it again")
+            _start_worker(settings, worker)
             continue
-        if code is not None:
-            _fail(f"the stream worker stopped:\n{tail(settings.state_dir / 'worker-demo.log', 30)}")
+        try:
+            worker.assert_alive()
+        except WorkerFailed as exc:
+            _fail(f"the stream worker stopped: {exc}")
         if time.monotonic() > deadline:
             _fail(f"the stream worker did not catch up within {timeout_s:.0f} s")
         lag = group_lag(settings, settings.streams.app_id, topics)
@@ -499,7 +491,7 @@ def deadletter_replay(
     from producers.code_registry import CodeRegistry
 
     settings = _settings()
-    text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
+    text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
     try:
         lines = [json_lib.loads(line) for line in text.splitlines() if line.strip()]
     except json_lib.JSONDecodeError as exc:
@@ -563,7 +555,7 @@ def api(
 
 def _simulate(settings: Settings, *, to: str, gateway_url: str | None, rate: float, count: int | None,
               duration: float | None, seed: int, customers: int, time_compression: float, campaign: str,
-              simulation=None):  # noqa: ANN001
+              simulation=None):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -681,8 +673,7 @@ def demo(
     keys = [{"name": "demo-app", "key": secrets.token_urlsafe(24), "types": ["share", "click", "signup"]},
             {"name": "demo-shop", "key": secrets.token_urlsafe(24), "types": ["signup", "order", "refund"]},
             {"name": "demo-support", "key": secrets.token_urlsafe(24), "read": True}]
-    settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(update={
-        "api_keys": [ApiKey(**k) for k in keys]})})
+    settings = changed(settings, gateway={"api_keys": [ApiKey(**k) for k in keys]})
     gw = settings.gateway
     url = f"http://{gw.host}:{gw.port}"
     for what, host, port, variable in (
@@ -700,6 +691,7 @@ def demo(
         gateway = subprocess.Popen([sys.executable, "-m", "referrals.cli", "api"], env=env, stdout=log_file,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     processes = [gateway]
+    worker = None
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -725,7 +717,6 @@ def demo(
             processes.insert(0, subprocess.Popen([sys.executable, "-m", "referrals.cli", "exporter"], stdout=log_file,
                                                  stderr=subprocess.STDOUT, start_new_session=True))
         worker = _start_worker(settings)
-        processes.append(worker)
         from producers.simulate import backdated_simulation
         from producers.simulator import SimulationConfig
 
@@ -736,20 +727,23 @@ def demo(
                             simulation=simulation)
         if summary.rejected:
             _fail(f"{summary.rejected} simulated events were rejected by the gateway: {summary.errors[:3]}")
-        _wait_for_worker(settings, processes)
+        _wait_for_worker(settings, worker)
         _show_live_counters(settings)
         _show_read_api_and_metrics(settings, url, keys[2]["key"])
     finally:
         if not keep_running:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
+            if worker is not None:
+                worker.stop()
             for process in processes:
                 try:
                     process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     process.kill()
     if keep_running:
-        typer.echo(f"\nStill running (pids {' '.join(str(p.pid) for p in processes if p.poll() is None)}): open the "
+        running = [p for p in processes if p.poll() is None] + ([worker.current] if worker is not None else [])
+        typer.echo(f"\nStill running (pids {' '.join(str(p.pid) for p in running if p.poll() is None)}): open the "
                    "URLs above; stop them with `kill <pids>`.\nThe read key of this run: " + keys[2]["key"])
     typer.echo(
         "\nEvery event above was acknowledged by Kafka before the gateway answered 202; the worker decided"

@@ -104,6 +104,15 @@ def partition_counts(admin: KafkaAdminClient, names: list[str], wait_s: float = 
         time.sleep(0.1)
 
 
+def topic_names(settings: Settings) -> set[str]:
+    """Every topic the cluster has."""
+    admin = admin_client(settings)
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
+
+
 def delete_topics(settings: Settings, names: Iterable[str]) -> None:
     """Delete topics (the tests' own); names that do not exist are ignored."""
     names = list(names)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,7 +86,8 @@ class RedisSettings(BaseModel):
     port: int = Field(6379, ge=1, le=65535)
     db: int = Field(0, ge=0)
     username: str | None = None
-    password: str | None = Field(None, repr=False)
+    password: SecretStr | None = Field(None, description="with an ACL user or requirepass: its password (from the "
+                                       "environment)")
     start_timeout_s: float = Field(30.0, gt=0)
     key_prefix: str = Field(
         "rp:", pattern=r"^[A-Za-z0-9._:-]*$", description="prepended to every key the pipeline writes"
@@ -155,6 +155,8 @@ class GatewaySettings(BaseModel):
 
 class StreamSettings(BaseModel):
     """The stream worker (``referrals worker``): its Kafka group, its campaigns and its clock."""
+
+    model_config = ConfigDict(extra="forbid")
 
     app_id: str = Field(
         "referral-pipeline", pattern=r"^[A-Za-z0-9._-]+$",
@@ -324,6 +326,26 @@ class Settings(BaseSettings):
                         + ", ".join(prefix + f.upper() for f in type(self).model_fields)
                     )
         return self
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def changed(model: Model, **changes: Any) -> Model:
+    """A copy of ``model`` (``Settings`` or one of its sections) with ``changes``, validated as a new one is
+    (pydantic's ``model_copy(update=...)`` does not validate). A section's changes may be given as a dict:
+    ``changed(settings, kafka={"topic_prefix": "t."}, state_dir=path)`` keeps the section's other values."""
+    return type(model).model_validate(_merged(model.model_dump(), changes, type(model)))
+
+
+def _merged(values: dict[str, Any], changes: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    for name, change in changes.items():  # an unknown name stays in: validation refuses it (extra="forbid")
+        field = model.model_fields.get(name)
+        section = field.annotation if field else None
+        if isinstance(change, dict) and isinstance(section, type) and issubclass(section, BaseModel):
+            change = _merged(values[name], change, section)
+        values[name] = change
+    return values
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:

@@ -89,6 +89,7 @@ from streams import (
 )
 from streams.campaigns import CampaignBook
 from streams.deadletter import classify, classify_internal
+from streams.exit_codes import CRASH_EXIT_CODE
 from streams.inbound import to_fact
 from streams.part_store import DiskPartStore, PartStore
 from streams.redis_sink import SnapshotWriter
@@ -98,7 +99,6 @@ from streams.stage_runner import Batch, ByName, StageRunner, Tables
 from streams.topology import TABLES, prepare_topics, tick_record
 
 log = logging.getLogger("referrals.worker")
-CRASH_EXIT_CODE = 70
 
 
 class _Records(codecs.Codec):
@@ -127,7 +127,7 @@ class RecordTable(faust.Table):
         unreadable(self, batch)
         super().apply_changelog_batch(batch)
 
-    async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:  # noqa: D102
+    async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
         if self.freeze_gc:  # the recovered records stay: full collections need not walk them again
             gc.freeze()
@@ -164,13 +164,13 @@ class ReferrerTable(RecordTable):
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         unreadable(self, batch)
-        positions = self.data._key_partition  # noqa: SLF001 - the memory store's, to drop revoked partitions
+        positions = self.data._key_partition  # the memory store's, to drop revoked partitions
         for event in batch:
             value = None if event.message.value is None else event.value
             referrer_id = self.assembler.apply(event.key, value)
             positions[referrer_id.encode()] = event.message.partition
 
-    async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:  # noqa: D102
+    async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:
         settled = self.assembler.settled
         torn = self.assembler.finish()
         worker_metrics.SETTLED.inc(self.assembler.settled - settled)
@@ -191,7 +191,7 @@ def keep_on_disk(tables: Iterable[tuple[faust.Table, int]], root: Path) -> None:
         store = table.data
         store.data = record_store.spilled_records(root / table.name, cached,
                                                   worker_metrics.RECORDS_LOADED.labels(table.name).inc)
-        store._key_partition = record_store.spilled_partitions(root / f"{table.name}-partitions")  # noqa: SLF001
+        store._key_partition = record_store.spilled_partitions(root / f"{table.name}-partitions")
         log.info("%s: records on disk in %s, %d cached as objects", table.name, root, cached)
     atexit.register(shutil.rmtree, root, ignore_errors=True)  # scratch (a SIGKILL's: process_dir, next start)
 
@@ -261,7 +261,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         consumer_max_fetch_size=cfg.fetch_bytes_per_partition, stream_buffer_maxsize=cfg.stream_buffer,
     )
 
-    def name(spec) -> str:  # noqa: ANN001
+    def name(spec) -> str:
         return prefix + spec.name
 
     raw = {"key_serializer": "raw", "value_serializer": "raw", "partitions": partitions}
@@ -287,7 +287,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     # -- shared plumbing -----------------------------------------------------------------------------
 
-    def parse(event, batch: Batch, inbound: bool) -> Any:  # noqa: ANN001
+    def parse(event, batch: Batch, inbound: bool) -> Any:
         """The inbound event or a stage's own fact, or None after sending the record to the dead-letter topic."""
         message = event.message
         # Kafka's record time stands for "now" in the schema's not-in-the-future rule, so a replay judges alike.
@@ -308,8 +308,8 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     # -- the stages, run by one runner (``streams.stage_runner``: the glue the crash model and rebuild share) ----
     secret = settings.privacy.pseudonym_key.get_secret_value()
 
-    def written(store, key: bytes, partition: int) -> None:  # noqa: ANN001
-        store._key_partition[key] = partition  # noqa: SLF001 - the memory store's: see StageRunner._apply
+    def written(store, key: bytes, partition: int) -> None:
+        store._key_partition[key] = partition  # the memory store's: see StageRunner._apply
 
     runner = StageRunner(
         campaigns, Tables(visitors_table.data, customers_table.data, referrers_table.data,
@@ -420,7 +420,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         return {tp: positions[tp][0] for tp in partitions}
 
     @app.on_partitions_assigned.connect
-    async def restart_positions(app, assigned, **kwargs) -> None:  # noqa: ANN001, ARG001
+    async def restart_positions(app, assigned, **kwargs) -> None:
         """On every assignment, before anything is fetched: each partition goes on from its committed offset
         (read now, so that a gap Faust commits later cannot move the starting point); the tick index is read
         again (the tables may have changed under another owner)."""
@@ -432,7 +432,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     after_full_gc = (gc_policy.FullCollections(freeze=cfg.gc_freeze_survivors, trim=cfg.trim_after_gc)
                     if cfg.gc_freeze_survivors or cfg.trim_after_gc else None)
 
-    async def run_stage(stream, agent: str, inbound: set[str],  # noqa: ANN001
+    async def run_stage(stream, agent: str, inbound: set[str],
                         handle: Callable[[Any, Any, Batch], None], counters_too: bool = False) -> None:
         """Batches of events; Faust acknowledges a batch's events only after this loop body returns. A batch's
         inbound events (topics in ``inbound``) and the stage's own facts are parsed first and the codes looked
@@ -466,12 +466,12 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                 batch_seconds.observe(time.perf_counter() - started)
                 if after_full_gc is not None:
                     after_full_gc.at_rest()
-            except Exception:  # noqa: BLE001 - anything unexpected: restart from the committed offsets
+            except Exception:  # anything unexpected: restart from the committed offsets
                 crash(f"a batch of {stream} failed")
 
     # -- the agents: each record to its stage (inbound events as facts, the stages' own facts as they are) --------
 
-    def visitor_event(event, parsed, batch: Batch) -> None:  # noqa: ANN001
+    def visitor_event(event, parsed, batch: Batch) -> None:
         message = event.message
         if message.topic == name(CLICKS):
             if isinstance(parsed, ClickEvent):
@@ -480,10 +480,10 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             runner.visitor(message.key.decode(), parsed, batch)
 
     @app.agent(visitor_in, name="visitors")
-    async def visitors(stream):  # noqa: ANN001
+    async def visitors(stream):
         await run_stage(stream, "visitors", {name(CLICKS)}, visitor_event)
 
-    def customer_event(event, parsed, batch: Batch) -> None:  # noqa: ANN001
+    def customer_event(event, parsed, batch: Batch) -> None:
         message = event.message
         if message.topic == name(CUSTOMER_FACTS):
             runner.customer(message.key.decode(), parsed, batch)
@@ -491,7 +491,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             runner.customer(*to_fact(parsed, resolver(batch)), batch)
 
     @app.agent(customer_in, name="customers")
-    async def customers(stream):  # noqa: ANN001
+    async def customers(stream):
         await run_stage(stream, "customers", {name(SIGNUPS), name(ORDERS), name(REFUNDS)}, customer_event)
 
     async def repair_torn(torn: dict[str, int]) -> None:
@@ -507,7 +507,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
 
     referrers_table.repair = repair_torn
 
-    def referrer_event(event, parsed, batch: Batch) -> None:  # noqa: ANN001
+    def referrer_event(event, parsed, batch: Batch) -> None:
         message = event.message
         if message.topic == name(SHARES):
             if isinstance(parsed, ShareEvent):
@@ -518,7 +518,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
             runner.referrer(message.key.decode(), parsed, batch)
 
     @app.agent(referrer_in, name="referrers")
-    async def referrers(stream):  # noqa: ANN001
+    async def referrers(stream):
         await run_stage(stream, "referrers", {name(SHARES)}, referrer_event, counters_too=True)
 
     # -- the watchdog --------------------------------------------------------------------------------
@@ -562,7 +562,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     return app
 
 
-async def send_ticks(producer, topic: str, partitions: int, now: datetime) -> None:  # noqa: ANN001
+async def send_ticks(producer, topic: str, partitions: int, now: datetime) -> None:
     """A tick to every partition: each referrer partition ends its due hold periods at ``now``."""
     key, value = tick_record(now)
     for p in range(partitions):

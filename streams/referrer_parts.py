@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.derived import ReasonCode, RewardStatus
 from streams import counters, referrer_rewards, stages
-from streams.interning import interned
 from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget
+from streams.interning import interned
 from streams.referee_ledger import Profile, Referral
 from streams.referrer_rewards import ReferrerState, Reward, rewards_of
 from streams.stages import ReferrerRecord, referral_part

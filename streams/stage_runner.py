@@ -38,9 +38,9 @@ from schemas.derived import Attribution, RewardChange
 from schemas.records import attribution_record, reward_record
 from schemas.topics import CUSTOMER_FACTS, REFERRER_FACTS
 from streams import counters, recent_keys, record_codec, referee_ledger, referrer_parts, stages, visitor_attribution
-from streams.part_store import PartStore
 from streams.campaigns import CampaignBook
 from streams.erasure import Adopt, AdoptPart, Continue, Erase, Forget, rename
+from streams.part_store import PartStore
 from streams.recent_keys import RecentKeys
 from streams.redis_layout import RedisLayout, partition_of
 from streams.referee_ledger import CodeOwner

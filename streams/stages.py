@@ -21,18 +21,18 @@ reach its changelog while the outputs of the same event did not). So:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from collections.abc import Iterable
 from typing import Any
 
 from schemas.derived import Attribution, AttributionMethod, RewardChange
 from schemas.topics import ATTRIBUTIONS, CUSTOMER_FACTS, REFERRER_FACTS, REWARDS, VISITOR_FACTS
 from streams import counters, referee_ledger, referrer_rewards, visitor_attribution
 from streams.campaigns import CampaignBook
+from streams.counters import NO_CHANNEL
 from streams.erasure import Adopt, Continue, Erase, Forget, mentions, rename
 from streams.interning import interned
-from streams.counters import NO_CHANNEL
 from streams.referee_ledger import CustomerState, Profile, Referral
 from streams.referrer_rewards import ReferrerState, Reward, Tick
 from streams.visitor_attribution import Candidate, Click, VisitorSignup, VisitorState

@@ -30,7 +30,7 @@ from deploy.local.processes import (
 )
 from deploy.local.service_status import ServiceStatus
 from deploy.local.system_packages import java_major_version
-from referrals.settings import Settings
+from referrals.settings import Settings, changed
 
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 _VERSION_LINE = re.compile(r"Kafka version: (\S+)")
@@ -204,7 +204,7 @@ class KafkaBroker:
         level = quiet.level
         quiet.setLevel(logging.CRITICAL)
         try:
-            return broker_answers(self.cfg.model_copy(update={"bootstrap_servers": None}), client_id="referrals-stack",
+            return broker_answers(changed(self.cfg, bootstrap_servers=None), client_id="referrals-stack",
                                   timeout_s=timeout_s)
         finally:
             quiet.setLevel(level)

@@ -40,10 +40,11 @@ class RedisServer:
             # _funnel): kept as compact listpacks up to 1 KiB a value instead of hash tables (bytes per referrer)
             "hash-max-listpack-value 1024",
         ]
-        if self.cfg.username and self.cfg.password:  # an ACL user of its own; nobody else gets in
-            lines += ["user default off", f"user {self.cfg.username} on >{self.cfg.password} ~* &* +@all"]
-        elif self.cfg.password:
-            lines.append(f"requirepass {self.cfg.password}")
+        password = self.cfg.password.get_secret_value() if self.cfg.password else None
+        if self.cfg.username and password:  # an ACL user of its own; nobody else gets in
+            lines += ["user default off", f"user {self.cfg.username} on >{password} ~* &* +@all"]
+        elif password:
+            lines.append(f"requirepass {password}")
         return "\n".join(lines) + "\n"
 
     def client(self) -> redis.Redis:
@@ -51,7 +52,7 @@ class RedisServer:
             host=self.cfg.host,
             port=self.cfg.port,
             username=self.cfg.username,
-            password=self.cfg.password,
+            password=self.cfg.password.get_secret_value() if self.cfg.password else None,
             socket_timeout=2,
             socket_connect_timeout=2,
         )

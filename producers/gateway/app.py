@@ -25,9 +25,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic.json_schema import models_json_schema
 
 from producers.code_registry import CodeOwner, CodeRegistry
+from producers.gateway import metrics
 from producers.gateway.auth import KeyRing, Principal, SignatureProblem, WebhookVerifier
 from producers.gateway.intake import BODY, IntakeRejected, error, read_events
-from producers.gateway import metrics
 from producers.gateway.kafka_sink import KafkaSink, SinkUnavailable
 from producers.gateway.links import COOKIE_MAX_AGE_S, valid_visitor_id, with_ref
 from producers.gateway.rate_limit import RateLimiter

@@ -12,7 +12,6 @@ import logging
 import threading
 
 import anyio
-
 from kafka.errors import KafkaError
 
 from producers.publisher import EventPublisher
@@ -97,7 +96,7 @@ class _AckCountdown:
             f.add_callback(self._acked)
             f.add_errback(self._failed)
 
-    def _acked(self, _metadata) -> None:  # noqa: ANN001
+    def _acked(self, _metadata) -> None:
         with self.lock:
             self.left -= 1
             last = self.left == 0 and not self.failed

@@ -7,6 +7,7 @@ status code, the event type.
 from __future__ import annotations
 
 import time
+
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

@@ -32,7 +32,7 @@ import yaml
 from deploy.local.processes import StackError
 from deploy.local.stack import LocalStack
 from referrals.kafka_admin import delete_topics, ensure_topics
-from referrals.settings import PROJECT_ROOT, Settings
+from referrals.settings import PROJECT_ROOT, Settings, changed
 
 STACK_FACTS: dict[str, str] = {}
 
@@ -163,11 +163,7 @@ def gateway_settings(settings: Settings, unique_name, **gateway) -> Settings:
     }
     base.update(gateway)
     prefix = unique_name("t").replace(".", "-") + "."
-    return settings.model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"topic_prefix": prefix}),
-        "redis": settings.redis.model_copy(update={"key_prefix": prefix}),
-        "gateway": settings.gateway.model_validate({**settings.gateway.model_dump(), **base}),
-    })
+    return changed(settings, kafka={"topic_prefix": prefix}, redis={"key_prefix": prefix}, gateway=base)
 
 
 @pytest.fixture
@@ -184,11 +180,10 @@ def app_factory(stack: LocalStack, settings: Settings, unique_name) -> Iterator[
         own = gateway_settings(base or settings, unique_name, **gateway)
         if data_of is not None:
             create_topics = False
-            own = own.model_copy(update={
-                "kafka": own.kafka.model_copy(update={"topic_prefix": data_of.kafka.topic_prefix}),
-                "redis": own.redis.model_copy(update={"key_prefix": data_of.redis.key_prefix})})
+            own = changed(own, kafka={"topic_prefix": data_of.kafka.topic_prefix},
+                          redis={"key_prefix": data_of.redis.key_prefix})
         if kafka_bootstrap is not None:
-            own = own.model_copy(update={"kafka": own.kafka.model_copy(update={"bootstrap_servers": kafka_bootstrap})})
+            own = changed(own, kafka={"bootstrap_servers": kafka_bootstrap})
         if create_topics:
             ensure_topics(own, project_topics(own))
         server = uvicorn.Server(uvicorn.Config(create_app(own), host="127.0.0.1", port=own.gateway.port,
@@ -235,18 +230,11 @@ def pipeline_factory(stack, settings, unique_name, tmp_path):
         stream settings."""
         base = base or settings
         tag = unique_name(name).replace(".", "-")
-        own = base.model_copy(update={
-            "kafka": base.kafka.model_copy(update={"topic_prefix": tag + "."}),
-            "redis": base.redis.model_copy(update={"key_prefix": tag + ":"}),
-            "streams": base.streams.model_copy(update={"app_id": tag, "tick_interval_s": tick_interval_s,
-                                                           "fault_kill_rate": fault_kill_rate,
-                                                           "batch_size": batch_size,
-                                                           "stall_timeout_s": stall_timeout_s,
-                                                           "metrics_port": metrics_port,
-                                                           "dedup_horizon_days": dedup_horizon_days
-                                                           or base.streams.dedup_horizon_days, **streams}),
-            "state_dir": tmp_path / tag,
-        })
+        own = changed(
+            base, kafka={"topic_prefix": tag + "."}, redis={"key_prefix": tag + ":"}, state_dir=tmp_path / tag,
+            streams={"app_id": tag, "tick_interval_s": tick_interval_s, "fault_kill_rate": fault_kill_rate,
+                     "batch_size": batch_size, "stall_timeout_s": stall_timeout_s, "metrics_port": metrics_port,
+                     "dedup_horizon_days": dedup_horizon_days or base.streams.dedup_horizon_days, **streams})
         from streams.topology import prepare_topics
         from tests.integration.worker_support import WorkerProcess
 

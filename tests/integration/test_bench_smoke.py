@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from bench.suite import SMOKE
+from referrals.kafka_admin import topic_names
 from referrals.settings import PROJECT_ROOT
 
 SECTIONS = ("raw: Kafka ProducerPerformance", "raw: kafka-python producer", "raw: aiokafka producer",
@@ -32,7 +33,8 @@ SECTIONS = ("raw: Kafka ProducerPerformance", "raw: kafka-python producer", "raw
             "worker restart after 3,000 events, second")
 
 
-def test_the_benchmark_runs_end_to_end_and_writes_its_results(stack, tmp_path):
+def test_the_benchmark_runs_end_to_end_and_writes_its_results(stack, settings, tmp_path):
+    before = topic_names(settings)
     done = subprocess.run([sys.executable, "-m", "bench", "run", "--smoke", "--out", str(tmp_path),
                            "--work-dir", str(tmp_path / "work")], cwd=PROJECT_ROOT, capture_output=True, text=True,
                           timeout=1200)
@@ -48,3 +50,5 @@ def test_the_benchmark_runs_end_to_end_and_writes_its_results(stack, tmp_path):
         assert len(figure["runs"]) == SMOKE.runs and all(math.isfinite(v) and v >= 0 for v in figure["runs"]), figure
     assert result.with_suffix(".md").read_text().startswith("| figure |")
     assert "pipeline throughput (1 worker)" in done.stdout
+    left = sorted(t for t in topic_names(settings) - before if t.startswith("bench-"))
+    assert not left, f"the benchmark left its topics on the broker: {left}"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from referrals.settings import PROJECT_ROOT
+from referrals.settings import PROJECT_ROOT, changed
 
 REFERRALS = str(Path(sys.executable).parent / "referrals")
 
@@ -94,10 +94,7 @@ def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_tw
         first["total"][1] += 1
         assert second == first
     finally:
-        own_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
-            update={"topic_prefix": tag + "."})})
-        own_settings = own_settings.model_copy(update={"streams": settings.streams.model_copy(
-            update={"app_id": tag})})
+        own_settings = changed(settings, kafka={"topic_prefix": tag + "."}, streams={"app_id": tag})
         delete_topics(settings, worker_topics(own_settings) + changelog_topics(own_settings)
                       + [f"{tag}-__assignor-__leader"])
 

@@ -10,13 +10,14 @@ import pytest
 
 from producers.client import InvalidEvent, ReferralEvents
 from referrals.kafka_admin import delete_topics, ensure_topics, project_topics
+from referrals.settings import changed
 from tests.integration.kafka_reading import read_topic
 
 
 @pytest.fixture
 def client_settings(settings, unique_name):
     prefix = unique_name("c").replace(".", "-") + "."
-    own = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topic_prefix": prefix})})
+    own = changed(settings, kafka={"topic_prefix": prefix})
     ensure_topics(own, project_topics(own))
     yield own
     delete_topics(own, project_topics(own))

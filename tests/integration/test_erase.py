@@ -15,9 +15,9 @@ from producers.code_registry import CodeRegistry
 from referrals.privacy import pseudonym
 from schemas.derived import RewardRole
 from streams import erasure_registry, record_codec
-from streams.topology import changelog_topics
 from streams.erasure import mentions, rename
 from streams.redis_layout import RedisLayout
+from streams.topology import changelog_topics
 from tests.integration.conftest import READ_KEY
 from tests.integration.worker_support import (
     client,
@@ -50,7 +50,7 @@ def books(settings) -> tuple[Counter, Counter]:
 
 def parsed(view: dict) -> dict:
     """A Redis dump with its JSON values (referral summaries, welcome rewards) as what they say, not as text."""
-    def value(v):  # noqa: ANN001, ANN202
+    def value(v):
         return json.loads(v) if isinstance(v, str) and v.startswith("{") else v
 
     return {k: ({f: value(x) for f, x in v.items()} if isinstance(v, dict) else value(v)) for k, v in view.items()}

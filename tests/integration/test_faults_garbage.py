@@ -14,8 +14,8 @@ from kafka import KafkaProducer
 from msgspec.msgpack import encode as msgpack_encode
 
 from schemas.topics import CUSTOMER_FACTS, DEADLETTER, INBOUND, REFERRER_FACTS, VISITOR_FACTS
-from streams.deadletter import DeadLetter, classify, classify_internal
 from streams import stages
+from streams.deadletter import DeadLetter, classify, classify_internal
 from streams.erasure import Forget
 from streams.record_codec import encode
 from streams.referrer_rewards import Tick
@@ -64,7 +64,7 @@ class RunsCode:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (open, (self.path, "w"))
 
 

@@ -69,7 +69,7 @@ def test_an_influencer_with_thousands_of_referrals_under_sigkills(pipeline_facto
         before = c.hgetall(RedisLayout(view_prefix(own), own.kafka.partitions).referrer("influencer"))
     done = worker.run_beside([sys.executable, "-m", "referrals.cli", "erase", "influencer", "--yes", "--wait", "600"],
                              timeout_s=900)
-    assert done.returncode == 0, f"{done.stdout}{done.stderr}(the worker's guards restarted it {worker.stalls} times)"
+    assert done.returncode == 0, f"{done.stdout}{done.stderr}(the worker's guards restarted it {worker.restarts} times)"
     worker.assert_alive()
     alias = pseudonym(own.privacy.pseudonym_key.get_secret_value(), "influencer")
     with client(own) as c:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from deploy.local.redis_server import RedisServer
+from referrals.settings import changed
 from tests.integration.conftest import free_port
 from tests.integration.worker_support import assert_same_books, held_then_ticked, send, simulated
 
@@ -22,8 +23,7 @@ OUTAGE_S = 30
 @pytest.fixture
 def own_redis(settings, tmp_path):
     """Settings with a Redis server of this test's own (AOF on, as the stack runs it), which it may stop."""
-    own = settings.model_copy(update={"state_dir": tmp_path / "own-redis",
-                                      "redis": settings.redis.model_copy(update={"port": free_port()})})
+    own = changed(settings, state_dir=tmp_path / "own-redis", redis={"port": free_port()})
     server = RedisServer(own)
     server.up(echo=lambda m: None)
     yield own, server

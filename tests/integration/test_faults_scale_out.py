@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from referrals.settings import changed
 from streams import worker_heartbeats
 from tests.integration.worker_support import (
     WorkerProcess,
-    client,
     assert_same_books,
+    client,
     held,
     held_then_ticked,
     matches,
@@ -22,29 +23,28 @@ from tests.integration.worker_support import (
     wait_for,
 )
 
-
 pytestmark = pytest.mark.faults
 
 
-def heartbeats(settings) -> dict[int, worker_heartbeats.Heartbeat]:  # noqa: ANN001
+def heartbeats(settings) -> dict[int, worker_heartbeats.Heartbeat]:
     """The group's workers by pid, as their heartbeats say (every 5 s)."""
     with client(settings) as c:
         return {h.worker.pid: h for h in worker_heartbeats.read(c, settings.redis.key_prefix, datetime.now(UTC),
                                                                  settings.streams.app_id)}
 
 
-def working(settings, pid: int, events: bool = True):  # noqa: ANN001, ANN201
+def working(settings, pid: int, events: bool = True):
     """A check: the worker ``pid`` has partitions and (unless ``events`` is False) has processed events."""
-    def check():  # noqa: ANN202
+    def check():
         beat = heartbeats(settings).get(pid)
         return beat is not None and beat.partitions > 0 and (beat.events > 0 or not events), beat
     return check
 
 
-def kept_alive(check, *workers: WorkerProcess):  # noqa: ANN001, ANN201
+def kept_alive(check, *workers: WorkerProcess):
     """``check``, with each worker restarted if its own guards stopped it (exit 70, as a restart policy
     would); any other death fails."""
-    def run():  # noqa: ANN202
+    def run():
         for worker in workers:
             worker.keep_alive()
         return check()
@@ -55,7 +55,7 @@ def test_two_workers_one_killed_and_added_back_end_exactly_as_one_uninterrupted(
                                                                                 soak_factor):
     calm, calm_worker = pipeline_factory("calm", tick_interval_s=0)  # ticked by the test, see ``tick``
     own, first = pipeline_factory("pair", tick_interval_s=0)
-    second = WorkerProcess(own.model_copy(update={"state_dir": tmp_path / "second"}), tmp_path / "second.log")
+    second = WorkerProcess(changed(own, state_dir=tmp_path / "second"), tmp_path / "second.log")
     assert own.kafka.partitions == 6
     n = 4000 * soak_factor
     events = simulated(calm, 27, n)

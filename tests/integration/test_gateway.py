@@ -218,7 +218,7 @@ def every_route(gw) -> list[tuple[str, str, str]]:
     too (FastAPI keeps those as the router they were, under ``original_router``)."""
     out = []
 
-    def walk(routes, prefix: str) -> None:  # noqa: ANN001
+    def walk(routes, prefix: str) -> None:
         for route in routes:
             if hasattr(route, "original_router"):
                 walk(route.original_router.routes, prefix + route.include_context.prefix)

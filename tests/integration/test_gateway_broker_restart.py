@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from deploy.local.stack import LocalStack
+from referrals.settings import changed
 from streams.topology import prepare_topics
 from tests.integration.conftest import APP_KEY
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import WorkerProcess, held_then_ticked, send, simulated
-
 
 pytestmark = pytest.mark.faults
 
@@ -72,9 +72,9 @@ def test_the_worker_rides_out_a_broker_restart_and_ends_as_the_pure_core_decides
     """The broker stopped for 10 s and started again mid-run: the worker reconnects by itself (no restart)
     and ends where an uninterrupted run ends."""
     stack = LocalStack(isolated_settings)
-    own = isolated_settings.model_copy(update={"streams": isolated_settings.streams.model_copy(update={
+    own = changed(isolated_settings, streams={
         "app_id": "broker-restart", "tick_interval_s": 0,  # ticked by the test, see ``tick``
-        "metrics_port": 0})})
+        "metrics_port": 0})
     worker = WorkerProcess(own, tmp_path / "worker.log")
     try:
         stack.up(echo=lambda m: None)

@@ -12,7 +12,7 @@ import redis
 from deploy.local.stack import LocalStack
 from referrals.kafka_admin import broker_answers
 from referrals.redis_client import redis_client
-from referrals.settings import Settings
+from referrals.settings import Settings, changed
 from streams.topology import prepare_topics
 from tests.integration.conftest import free_port
 from tests.integration.worker_support import WorkerProcess, expected, matches, send, simulated, wait_for
@@ -40,13 +40,13 @@ def test_every_client_authenticates_with_scram_and_a_wrong_password_is_refused(t
         send(secure, events)  # the producer
         wait_for(matches(secure, expected(secure, events), worker), timeout_s=180)  # the worker, then the readers
 
-        wrong = secure.kafka.model_copy(update={"sasl_password": secure.kafka.sasl_password.__class__("wrong-one")})
+        wrong = changed(secure.kafka, sasl_password="wrong-one")
         assert not broker_answers(wrong, client_id="wrong-password", timeout_s=5)
-        plain = secure.kafka.model_copy(update={"security_protocol": "PLAINTEXT"})
+        plain = changed(secure.kafka, security_protocol="PLAINTEXT")
         assert not broker_answers(plain, client_id="no-sasl", timeout_s=5)
         for wrong_redis in ({"password": "wrong-one"}, {"username": None, "password": None}):
             with pytest.raises(redis.AuthenticationError):
-                redis_client(secure.model_copy(update={"redis": secure.redis.model_copy(update=wrong_redis)})).ping()
+                redis_client(changed(secure, redis=wrong_redis)).ping()
         log = worker.log.read_text(errors="replace")
         assert PASSWORD not in log and REDIS_PASSWORD not in log
     finally:

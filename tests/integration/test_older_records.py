@@ -12,8 +12,8 @@ import msgspec
 import pytest
 from kafka import KafkaProducer
 
-from streams.topology import TABLES, changelog_topics
 from streams.erasure import Forget
+from streams.topology import TABLES, changelog_topics
 
 START_FRESH = "README: the stream worker, records of an older format"
 

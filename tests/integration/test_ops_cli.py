@@ -32,7 +32,7 @@ def test_status_shows_topics_lag_workers_and_dead_letters(pipeline_factory):
     producer.close()
     run_through(own, worker, events)
 
-    def healthy():  # noqa: ANN202
+    def healthy():
         done = cli(worker, "status", "--json")
         report = json.loads(done.stdout)
         lag = dict(report["lag"])

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+import yaml
 from kafka import KafkaProducer
 from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,12 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumers.exporter import serve
 from deploy.grafana.build_dashboards import DASHBOARDS
 from producers.simulate import GatewayTarget, Summary
+from referrals.settings import changed
 from streams.campaigns import load_campaigns
 from streams.redis_layout import RedisLayout
 from tests.integration.conftest import PROMETHEUS_DIR, free_port
 from tests.integration.worker_support import client, expected, matches, redis_funnel, simulated, wait_for
-
-import yaml
 
 # what identifies a customer in the simulated events (event and order ids are the shop's, not personal)
 PERSONAL_FIELDS = ("customer_id", "referrer_id", "visitor_id", "device_id", "email_hash", "referral_code")
@@ -95,7 +95,7 @@ def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expressio
         pipeline_factory, app_factory, prometheus_factory, exporter_thread, caplog):
     caplog.set_level(logging.INFO)  # the gateway's and the exporter's logs, in this process, at info
     own, worker = pipeline_factory("prom", metrics_port=free_port())
-    own = own.model_copy(update={"exporter": own.exporter.model_copy(update={"port": free_port()})})
+    own = changed(own, exporter={"port": free_port()})
     gateway = app_factory(data_of=own)
     gateway_metrics, _ = start_http_server(free_port(), addr="127.0.0.1")
     exporter_thread(own, load_campaigns(own.streams.campaigns_file))

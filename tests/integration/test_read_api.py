@@ -14,10 +14,10 @@ from schemas.derived import RewardRole, RewardStatus
 from streams.counters import NO_CHANNEL
 from tests.integration.conftest import APP_KEY, READ_KEY
 from tests.integration.worker_support import (
-    run_through,
     client,
     redis_funnel,
     reference,
+    run_through,
     send,
     simulated,
 )

@@ -6,11 +6,11 @@ from __future__ import annotations
 from consumers.rebuild import rebuild
 from streams.campaigns import load_campaigns
 from tests.integration.worker_support import (
-    run_through,
     client,
     expected,
     matches,
     redis_dump,
+    run_through,
     send,
     simulated,
     view_prefix,

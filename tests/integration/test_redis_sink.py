@@ -112,7 +112,7 @@ def test_partition_of_is_kafkas_default_partitioner(settings, topic_factory):
 def test_a_referees_welcome_rewards_are_fenced_field_by_field(redis_client, writer, layout):
     key = layout.welcome("eva")
 
-    def welcome(seq: int, status: str, points: int):  # noqa: ANN202
+    def welcome(seq: int, status: str, points: int):
         value = json.dumps({"status": status, "points": points, "reason": None, "campaign_id": "spring",
                             "referrer_id": "anna"})
         return replace(snap(layout, "anna", seq), welcome={key: {"spring:anna:eva:referee": value}})

@@ -18,7 +18,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 
 
 class _Landing(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         body = b"<html><title>Welcome</title><body>landing</body></html>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")

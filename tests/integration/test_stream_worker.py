@@ -12,7 +12,6 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from referrals.kafka_admin import group_lag
@@ -21,7 +20,6 @@ from tests.integration.conftest import free_port
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import (
     assert_same_books,
-    supervise,
     expected,
     held,
     held_then_ticked,
@@ -30,6 +28,7 @@ from tests.integration.worker_support import (
     redis_dump,
     send,
     simulated,
+    supervise,
     tick,
     wait_for,
 )
@@ -126,7 +125,7 @@ def test_replaying_every_topic_from_offset_0_changes_nothing(pipeline_factory):
     def caught_up():  # every input read again and committed (restarting the worker if its guards stop it)
         worker.keep_alive()
         lag = group_lag(own, own.streams.app_id, [own.kafka.topic_prefix + s.name for s in (*INBOUND, *INTERNAL)])
-        return lag == 0, f"{lag} records not yet read again (the worker's guards restarted it {worker.stalls} times)"
+        return lag == 0, f"{lag} records not yet read again (the worker's guards restarted it {worker.restarts} times)"
 
     wait_for(caught_up, timeout_s=180)
     assert redis_dump(own) == before
@@ -174,7 +173,7 @@ def test_a_worker_killed_at_its_worst_moments_ends_exactly_as_an_uninterrupted_r
     faulty_worker.start()
     kills = 0
 
-    def wait(check, timeout_s: float) -> None:  # noqa: ANN001
+    def wait(check, timeout_s: float) -> None:
         nonlocal kills  # SIGKILLs until 10 (x soak), the tick's processing included, then none
         kills += supervise(faulty_worker, check, faults=10 * soak_factor - kills, timeout_s=timeout_s)
 
@@ -183,7 +182,7 @@ def test_a_worker_killed_at_its_worst_moments_ends_exactly_as_an_uninterrupted_r
     assert_same_books(faulty, calm)
 
 
-def _metric(settings, name: str) -> float:  # noqa: ANN001 - a worker counter's value, from its metrics endpoint
+def _metric(settings, name: str) -> float:  # a worker counter's value, from its metrics endpoint
     text = httpx.get(f"http://127.0.0.1:{settings.streams.metrics_port}/metrics", timeout=10).text
     return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples if s.name == name)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import gc
 
-from referrals.settings import Settings
+from referrals.settings import Settings, changed
 from streams.app import build_app
 from streams.campaigns import load_campaigns
 
 
-def _app_conf(base: Settings, tmp_path, **streams):  # noqa: ANN001, ANN202
-    settings = base.model_copy(update={"state_dir": tmp_path, "streams": base.streams.model_copy(
-        update={"records_on_disk": False, **streams})})
+def _app_conf(base: Settings, tmp_path, **streams):
+    settings = changed(base, state_dir=tmp_path, streams={"records_on_disk": False, **streams})
     callbacks = list(gc.callbacks)
     try:
         return build_app(settings, load_campaigns(settings.streams.campaigns_file)).conf

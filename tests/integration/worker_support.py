@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,85 +16,35 @@ from typing import Any
 import redis
 from kafka import KafkaProducer
 
+from deploy.local import worker_process as supervised
 from producers.code_registry import CodeRegistry
 from producers.simulate import KafkaTarget, Summary, backdated_simulation, register_codes
 from producers.simulator import SimulationConfig
 from referrals.redis_client import redis_client
-from referrals.settings import Settings, worker_environment
+from referrals.settings import Settings, changed
 from schemas import parse_event
 from schemas.topics import REFERRER_FACTS
-from streams.topology import tick_record
 from streams.campaigns import load_campaigns
 from streams.counters import NO_CHANNEL, referral_cells
 from streams.redis_layout import RedisLayout
 from streams.redis_views import active_prefix
-from tests.oracle.pipeline import ReferencePipeline
 from streams.referee_ledger import CodeOwner
+from streams.topology import tick_record
 from tests.integration.kafka_reading import read_topic
+from tests.oracle.pipeline import ReferencePipeline
 
 
-@dataclass
-class WorkerProcess:
+def guards_stopped(log_tail: str) -> bool:
+    """Whether the worker stopped itself on its guards (a stalled consumer, an offset gap): restarted, as a
+    restart policy would. Any other crash fails the test."""
+    return "a stalled consumer" in log_tail or "offset gap on" in log_tail
+
+
+class WorkerProcess(supervised.WorkerProcess):
     """``referrals worker`` as a child process with the test's own topics, Redis keys and group."""
 
-    settings: Settings
-    log: Path
-    procs: list[subprocess.Popen] = field(default_factory=list)
-    stalls: int = 0  # restarts after the worker's own guards stopped it (streams.app.StallWatch, OffsetGuard)
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, **worker_environment(self.settings)}
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "referrals.cli", "worker", "--loglevel", "info"], env=self.env(),
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-
-    def guarded_exit(self, code: int | None) -> bool:
-        """Exit 70 from the worker's own guards (a stalled consumer, an offset gap): restart it, as a
-        restart policy would."""
-        log = self.log.read_text(errors="replace")[-20000:]
-        return code == 70 and ("a stalled consumer" in log or "offset gap on" in log)
-
-    def keep_alive(self) -> None:
-        """Restart the worker if its own guards stopped it; fail on any other exit."""
-        code = self.current.poll()
-        if code is not None and self.guarded_exit(code):
-            self.stalls += 1
-            self.start()
-        else:
-            self.assert_alive()
-
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """Until the current process has logged Faust's "Ready" (partitions assigned, tables recovered). Its own
-        line, by pid: a process its guard stopped before it logged "Ready" (an offset gap found by the first
-        batch, which can come before the line) is restarted by ``keep_alive`` and never logs one."""
-        deadline = time.monotonic() + timeout_s
-        while f"[{self.current.pid}] [INFO] [^Worker]: Ready" not in self.log.read_text(errors="replace"):
-            self.keep_alive()
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the worker was not ready within {timeout_s:.0f} s")
-            time.sleep(0.1)
-
-    @property
-    def current(self) -> subprocess.Popen:
-        return self.procs[-1]
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no flush, no commit."""
-        self.current.send_signal(signal.SIGKILL)
-        self.current.wait(timeout=30)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+    def __init__(self, settings: Settings, log: Path) -> None:
+        super().__init__(settings, log, restart_when=guards_stopped)
 
     def run_beside(self, args: list[str], timeout_s: float) -> subprocess.CompletedProcess:
         """Run a command (``referrals erase``, which waits for the worker) while keeping the worker alive as
@@ -120,12 +68,6 @@ class WorkerProcess:
                 proc.communicate()
                 raise
         return subprocess.CompletedProcess(args, proc.returncode, out, err)
-
-    def assert_alive(self) -> None:
-        code = self.current.poll()
-        if code is not None:
-            tail = self.log.read_text(errors="replace")[-4000:]
-            raise AssertionError(f"the worker exited with {code}:\n{tail}")
 
 
 def simulated(settings: Settings, seed: int, n: int, customers: int = 40) -> list[dict[str, Any]]:
@@ -157,7 +99,7 @@ class Expected:
     referrals: dict[str, str]
 
 
-def reference(settings: Settings, events: list[dict[str, Any]], now: datetime | None = None,  # noqa: ANN201
+def reference(settings: Settings, events: list[dict[str, Any]], now: datetime | None = None,
               incremental: bool = False):
     """The in-memory reference pipeline fed with these events and ticked at ``now``; with its code lookup
     and the parsed events (``incremental``: its referrer stage the incremental core, not the reference model)."""
@@ -401,14 +343,12 @@ def supervise(worker: WorkerProcess, check: Callable[[], tuple[bool, Any]], *, f
     while True:
         code = worker.current.poll()
         if code is not None:
-            guarded = worker.guarded_exit(code)
-            assert code == -signal.SIGKILL or guarded, f"the worker exited with {code}:\n" + \
-                worker.log.read_text(errors="replace")[-4000:]
+            guarded = worker.restartable(code)
+            assert code == -signal.SIGKILL or guarded, f"the worker exited with {code}:\n{worker.tail()}"
             kills += int(code == -signal.SIGKILL)
-            worker.stalls += int(guarded)
+            worker.restarts += int(guarded)
             if kills >= faults:
-                worker.settings = worker.settings.model_copy(update={"streams": worker.settings.streams.model_copy(
-                    update={"fault_kill_rate": 0.0})})
+                worker.settings = changed(worker.settings, streams={"fault_kill_rate": 0.0})
             worker.start()
         done, detail = check()
         if done and worker.current.poll() is None:

@@ -20,14 +20,13 @@ from streams import referee_ledger, visitor_attribution
 from streams import referrer_rewards as incremental_core
 from streams.campaigns import CampaignBook
 from streams.inbound import Resolve, to_fact
-from streams.stages import VISITOR_FACTS_KEPT
 from streams.referee_ledger import CustomerState, Profile, Referral
 from streams.referrer_rewards import Reward, Tick
+from streams.stages import VISITOR_FACTS_KEPT
+from streams.visitor_attribution import Candidate, VisitorState
 from tests.oracle import referrer_rewards
 from tests.oracle import visitor_attribution as reference_visitors
 from tests.oracle.referrer_rewards import ReferrerState
-from streams.visitor_attribution import Candidate, VisitorState
-
 
 
 @dataclass

@@ -6,8 +6,8 @@ import math
 
 from bench.freshness_bench import highest_bucket, quantile, window
 from bench.profile_summary import summarise
-from bench.worker_runs import Footprint
 from bench.report import SECTIONS, Figure, Report, markdown, write
+from bench.worker_runs import Footprint
 
 
 def test_a_figure_is_the_median_of_its_runs_and_meets_its_target_or_not():

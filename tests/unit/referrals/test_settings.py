@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from referrals.settings import Settings
+from referrals.redis_client import redis_client
+from referrals.settings import Settings, changed
 
 
 def test_defaults_are_the_documented_ones(monkeypatch):
@@ -35,9 +36,32 @@ def test_bad_values_are_refused_with_the_key(monkeypatch):
     assert "kafka.port" in str(info.value)
 
 
-def test_redis_password_is_not_in_the_repr():
+def test_redis_password_is_a_secret_the_client_gets_in_plain():
     s = Settings(redis={"password": "hunter2"})
-    assert "hunter2" not in repr(s)
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
+    assert redis_client(s).connection_pool.connection_kwargs["password"] == "hunter2"
+
+
+def test_every_section_refuses_unknown_settings():
+    for section in ("kafka", "redis", "gateway", "streams", "exporter", "privacy"):
+        with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+            Settings(**{section: {"no_such_setting": 1}})
+
+
+def test_changed_validates_and_keeps_the_other_values_of_a_section(tmp_path):
+    base = Settings(kafka={"topic_prefix": "a."}, redis={"port": 6390})
+    copy = changed(base, kafka={"port": 19092}, state_dir=tmp_path)
+    assert (copy.kafka.port, copy.kafka.topic_prefix, copy.redis.port, copy.state_dir) == (19092, "a.", 6390, tmp_path)
+    assert (base.kafka.port, base.state_dir) != (19092, tmp_path)  # the original is untouched
+    assert changed(base.streams, batch_size=7).batch_size == 7
+    with pytest.raises(ValidationError, match="kafka.port"):
+        changed(base, kafka={"port": "ninety"})
+    with pytest.raises(ValidationError):
+        changed(base, streams={"no_such_setting": 1})
+    with pytest.raises(ValidationError, match="kafak"):
+        changed(base, kafak={"port": 1})
+    secret = changed(base, redis={"password": "s3cret-password"})
+    assert secret.redis.password.get_secret_value() == "s3cret-password"
 
 
 def test_a_mistyped_top_level_variable_is_an_error(monkeypatch):

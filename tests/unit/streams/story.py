@@ -7,8 +7,8 @@ from pathlib import Path
 
 from schemas import parse_event
 from streams.campaigns import Campaign, CampaignBook, load_campaigns
-from tests.oracle.pipeline import ReferencePipeline
 from streams.referee_ledger import CodeOwner
+from tests.oracle.pipeline import ReferencePipeline
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 FAR = T0 + timedelta(days=3650)

@@ -206,7 +206,7 @@ class Shell:
             self.redis.pop(referrer_id, None)  # an erased referrer's counters retired
             self.cells.pop(referrer_id, None)
 
-    def inbound(self, event) -> None:  # noqa: ANN001 - what the agents make of each inbound event
+    def inbound(self, event) -> None:  # what the agents make of each inbound event
         key, fact = to_fact(event, resolve)
         stage = {ShareEvent: "referrer", ClickEvent: "visitor"}.get(type(event), "customer")
         self.stages[stage].log.append((key, fact))
@@ -244,7 +244,7 @@ class Shell:
             self._deliver(self.rnd.choice(pending))
 
 
-def final(shell: Shell):  # noqa: ANN201
+def final(shell: Shell):
     """The rewards as the reward log alone rebuilds them, and the referrals as the referrers hold them."""
     table = shell.tables["referrer"]
     last = {change.reward_id: change for change in shell.rewards_log}

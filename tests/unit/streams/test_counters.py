@@ -80,7 +80,7 @@ class FakeRedis:
         return +total
 
 
-def feed(record, referrer_id, facts, book):  # noqa: ANN001, ANN201
+def feed(record, referrer_id, facts, book):
     snaps = []
     for fact in facts:
         record = stages.referrer_step(record, referrer_id, fact, book).record
@@ -105,7 +105,7 @@ def test_shares_and_clicks_count_once_per_event_per_channel_with_daily_buckets()
     assert record.seq == 2  # the repeated share and click changed nothing
 
 
-def referral_facts(story: Story):  # noqa: ANN201
+def referral_facts(story: Story):
     pipeline = story.run(tick_days=20)
     return {referrer: sorted(state.referrals.values(), key=lambda r: r.attributed_at)
             for referrer, state in pipeline.referrers.items()}
@@ -191,7 +191,7 @@ def test_the_ledger_counts_every_status_a_reward_reached_and_every_reason_once()
 
 # -- the totals, kept up to date with what changed, against the reference (recomputed from the history) -------
 
-def _inputs(stream):  # noqa: ANN001, ANN202 - the referrer stage's inputs for the incremental core's facts
+def _inputs(stream):  # the referrer stage's inputs for the incremental core's facts
     from streams.referee_ledger import Profile, Referral
 
     versions: Counter = Counter()
@@ -207,7 +207,7 @@ def _inputs(stream):  # noqa: ANN001, ANN202 - the referrer stage's inputs for t
         yield stages.Share(f"sh{i}", "default", ["sms", "whatsapp"][i % 2], T0)
 
 
-def _totals(snap) -> tuple:  # noqa: ANN001 - a snapshot, or the reference's totals
+def _totals(snap) -> tuple:  # a snapshot, or the reference's totals
     return snap.fields, snap.sums, snap.leaderboard, snap.campaigns, snap.contribution, snap.seq
 
 

@@ -47,7 +47,7 @@ def kept_by_rule(facts: list, limits: Limits) -> list:
     unique = {}
     for f in facts:
         unique.setdefault((type(f), f.event_id), f)
-    of = lambda kind: sorted((f for f in unique.values() if isinstance(f, kind)), key=_rank)  # noqa: E731
+    of = lambda kind: sorted((f for f in unique.values() if isinstance(f, kind)), key=_rank)
     kept_signups = of(Signup)[:limits.signups]
     kept_orders = of(Order)[:limits.orders]
     kept_ids = {o.order_id for o in kept_orders}
@@ -85,7 +85,7 @@ def test_the_bounded_ledger_decides_what_the_model_decides_from_the_facts_the_ru
     assert (bounded.signups, bounded.orders) == (model.signups, model.orders)
     # the refunds of the kept orders too; of an order no longer kept (its refunds wait as if for a late order)
     # the state may hold fewer than the rule: ones trimmed while their order was kept. They never decide anything.
-    of_kept = lambda state: {k: r for k, r in state.refunds.items()  # noqa: E731
+    of_kept = lambda state: {k: r for k, r in state.refunds.items()
                              if r.order_id in {o.order_id for o in state.orders.values()}}
     assert of_kept(bounded) == of_kept(model)
     assert len(bounded.signups) <= SMALL.signups and len(bounded.orders) <= SMALL.orders

@@ -23,8 +23,8 @@ from streams.referrer_parts import Member
 from streams.stage_runner import Batch, ByName, StageRunner, Tables
 from tests.unit.streams.story import T0, Story
 from tests.unit.streams.test_at_least_once import stored
-from tests.unit.streams.test_record_store import LAYOUT, _view_differences, _write, side_by_side
 from tests.unit.streams.test_properties import stories
+from tests.unit.streams.test_record_store import LAYOUT, _view_differences, _write, side_by_side
 from tests.unit.streams.test_stage_runner import CHANGELOGS, runner, through
 
 # referrer ids that are prefixes of each other: a referrer's parts must never be read as another's
@@ -180,7 +180,7 @@ def test_a_referrers_named_customers_live_in_the_part_store_and_each_is_written_
 
 
 @contextlib.contextmanager
-def keeping_parts(story: Story, tmp_path_factory, on_disk: bool, **kwargs) -> Iterator[tuple[StageRunner, PartStore]]:  # noqa: ANN001
+def keeping_parts(story: Story, tmp_path_factory, on_disk: bool, **kwargs) -> Iterator[tuple[StageRunner, PartStore]]:
     """A runner keeping parts of its referrer records in a part store, and the store; ``on_disk``: its records and
     part store on disk as the worker keeps them, one record cached (every other key read in between evicts it)."""
     if on_disk:

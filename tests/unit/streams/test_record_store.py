@@ -13,8 +13,8 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from streams import record_codec, record_store, referrer_parts
-from streams.part_store import DiskPartStore
 from streams.inbound import to_fact
+from streams.part_store import DiskPartStore
 from streams.redis_layout import RedisLayout
 from streams.referrer_rewards import Tick
 from streams.stage_runner import Batch, StageRunner, Tables
@@ -253,7 +253,7 @@ def _differences(a: list, b: list) -> list:  # a debugging aid: the snapshots' f
             for f in dataclasses.fields(x) if getattr(x, f.name) != getattr(y, f.name)] or [len(a), len(b)]
 
 
-def _write(view: dict, snap) -> None:  # noqa: ANN001 - what Redis shows after a snapshot (``streams.redis_sink``)
+def _write(view: dict, snap) -> None:  # what Redis shows after a snapshot (``streams.redis_sink``)
     shown = view.setdefault(snap.referrer_id, {"referrals": {}, "cells": {}, "leaderboard": {}, "welcome": {}})
     if snap.complete:
         shown["referrals"], shown["welcome"] = {}, {}

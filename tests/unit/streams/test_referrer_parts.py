@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from streams import record_codec, referrer_parts
 from streams.part_store import PartStore
 from streams.referrer_rewards import Tick
-from tests.unit.streams.story import T0
 from streams.stage_runner import ByName
+from tests.unit.streams.story import T0
 from tests.unit.streams.test_at_least_once import Shell, stored
 from tests.unit.streams.test_properties import stories
 
@@ -26,7 +26,7 @@ def assembled(changelog: dict[bytes, object], order: list[bytes] | None = None) 
     return records
 
 
-def same_record(a, b) -> bool:  # noqa: ANN001
+def same_record(a, b) -> bool:
     return a == b
 
 
@@ -69,7 +69,7 @@ def test_what_the_stage_writes_assembles_to_the_record_in_any_order_of_keys(stor
             assert same_record(rebuilt[referrer_id], stored(record)), differences(rebuilt[referrer_id], stored(record))
 
 
-def differences(a, b):  # noqa: ANN001, ANN202 - debugging aid
+def differences(a, b):  # debugging aid
     import dataclasses
     out = []
     for f in dataclasses.fields(a):

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from producers.simulator import Simulation, SimulationConfig
 from schemas import parse_event
-from tests.oracle.pipeline import ReferencePipeline, rebuild_from_changes
 from streams.referee_ledger import CodeOwner
+from tests.oracle.pipeline import ReferencePipeline, rebuild_from_changes
 from tests.unit.streams.story import campaigns
 
 START = datetime(2026, 6, 1, tzinfo=UTC)

@@ -16,16 +16,16 @@ BOOK = Story().book
 ANNA = CodeOwner("anna", "default")
 
 
-def signup(event_id="s1", code="ANNA", owner=ANNA, visitor=None, minutes=0):  # noqa: ANN001, ANN201
+def signup(event_id="s1", code="ANNA", owner=ANNA, visitor=None, minutes=0):
     return referee_ledger.Signup(event_id, T0 + timedelta(minutes=minutes), code, owner, visitor, None, None)
 
 
-def order(event_id="o1", amount="30.00", minutes=60):  # noqa: ANN001, ANN201
+def order(event_id="o1", amount="30.00", minutes=60):
     return referee_ledger.Order(event_id, T0 + timedelta(minutes=minutes), event_id, Decimal(amount), "EUR", None,
                                 None)
 
 
-def topics(outbound):  # noqa: ANN001, ANN201
+def topics(outbound):
     return [o.topic for o in outbound]
 
 
