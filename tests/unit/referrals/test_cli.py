@@ -1,0 +1,37 @@
+"""The `referrals` command: every command loads from its own module, and only the one that runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from referrals.cli import COMMANDS, app
+
+
+def test_every_command_loads_under_its_name_with_its_help():
+    runner = CliRunner()
+    listing = runner.invoke(app, ["--help"])
+    assert listing.exit_code == 0, listing.output
+    for name in COMMANDS:
+        assert f" {name} " in listing.output
+        shown = runner.invoke(app, [name, "--help"], prog_name="referrals")
+        assert shown.exit_code == 0, shown.output
+        assert f"referrals {name}" in shown.output and "--install-completion" not in shown.output
+
+
+def test_an_unknown_command_is_refused_and_no_command_shows_the_help():
+    runner = CliRunner()
+    assert runner.invoke(app, ["no-such-command"]).exit_code == 2
+    bare = runner.invoke(app, [])
+    assert bare.exit_code == 2 and "stack" in bare.output
+
+
+def test_a_command_imports_its_own_module_only():
+    probe = ("import sys\nfrom referrals.cli import app\napp(['topics', 'list'], standalone_mode=False)\n"
+             "print(sorted(m for m in ('faust', 'uvicorn', 'producers.gateway.app', 'consumers.rebuild', "
+             "'referrals.cli.demo') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "referrals.shares" in done.stdout and done.stdout.strip().endswith("[]"), done.stdout
