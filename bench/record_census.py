@@ -12,7 +12,7 @@ counted before them and charged to none).
 It is an instrument, not a figure of ``make bench``: it does not run the worker (no Faust, no fetched
 records, no allocator's free space), and every record stays an object (the worker keeps 20,000 and reads the
 rest back from disk). What it shows is which part of a record grows with its history and by how much; the
-worker's RSS is the bench's (README Performance).
+worker's RSS is the bench's (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -169,20 +169,20 @@ class StreamSettings(BaseModel):
         5.0, ge=0, description="how often the worker's clock ticks (ends hold periods); 0: no clock"
     )
     batch_size: int = Field(500, ge=1, description="most events a stage processes (and writes to Redis) at once")
-    batch_wait_s: float = Field(0.01, gt=0, description="longest wait to fill a batch (measured: 10 ms gives the best freshness, see README Performance)")
+    batch_wait_s: float = Field(0.01, gt=0, description="longest wait to fill a batch (measured: 10 ms gives the best freshness, see docs/performance.md)")
     fetch_bytes_per_partition: int = Field(
         256 * 1024, ge=1024, description="most bytes one fetch from Kafka brings of one input partition (Faust's "
         "consumer_max_fetch_size, 1 MiB by default): what the worker reads ahead of its batches. Working off a "
         "backlog, Faust's 1 MiB let up to 48 MiB of fetched records (and their objects) wait in memory across the "
         "worker's 48 input partitions, and the process kept that peak; 256 KiB measured 46-57 MiB less peak RSS "
-        "on the 1M-event bench at about the same throughput (README Performance). A record bigger than this still "
+        "on the 1M-event bench at about the same throughput (docs/performance.md). A record bigger than this still "
         "comes (Kafka returns at least one batch). The same consumer reads the tables' changelogs when the worker "
-        "recovers them: the recovery of the 1M-event bench's state took 358 s with 256 KiB, 305 s with 1 MiB (README "
-        "Performance, restarts on a large state)",
+        "recovers them: the recovery of the 1M-event bench's state took 358 s with 256 KiB, 305 s with 1 MiB (docs/"
+        "performance.md, restarts on a large state)",
     )
     stream_buffer: int = Field(
         4096, ge=1, description="most records Faust keeps read ahead per stream (its stream_buffer_maxsize, "
-        "4096 by default); 1,024 together with 128 KiB fetches measured 15 % slower (README Performance)",
+        "4096 by default); 1,024 together with 128 KiB fetches measured 15 % slower (docs/performance.md)",
     )
     commit_interval_s: float = Field(1.0, gt=0, description="how often processed input offsets are committed")
     session_timeout_s: float = Field(
@@ -225,7 +225,7 @@ class StreamSettings(BaseModel):
     )
     cython_optimizations: bool = Field(
         False, description="faust-streaming's opt-in repaired Cython fast paths (its stream iterator and "
-        "conductor); measured in `make bench` (README Performance)",
+        "conductor); measured in `make bench` (docs/performance.md)",
     )
     gc_freeze: bool = Field(
         False, description="move the objects alive after the tables' recovery out of the garbage collector's "
@@ -235,19 +235,19 @@ class StreamSettings(BaseModel):
         True, description="after every full garbage collection, move the objects that survived it out of the "
         "collector's reach (gc.freeze) at the end of the batch: a full collection then walks what came since the "
         "last one, not the whole state (it held the event loop for seconds with a large state); cyclic garbage "
-        "among frozen objects is never collected; measured better in `make bench` (README Performance): on",
+        "among frozen objects is never collected; measured better in `make bench` (docs/performance.md): on",
     )
     trim_after_gc: bool = Field(
         True, description="after every full garbage collection, at the end of the batch, give the memory the "
         "process freed back to the system (glibc's malloc_trim; nothing where the C library has none): the "
         "allocator otherwise keeps about half of a long-running worker's heap free; measured in `make bench` "
-        "(README Performance): on",
+        "(docs/performance.md): on",
     )
     records_on_disk: bool = Field(
         True, description="keep the tables' records on local disk (RocksDB, scratch: rebuilt from the changelogs "
         "at every start), all but the `records_cached` most recently used of each table, so that the worker's "
         "memory does not grow with the number of keys (streams.record_store); off: every record in memory, as "
-        "Faust's memory store keeps them; measured in `make bench` (README Performance)",
+        "Faust's memory store keeps them; measured in `make bench` (docs/performance.md)",
     )
     records_cached: int = Field(
         20_000, ge=1, description="referrer records kept as objects when `records_on_disk` is on: the working set "
@@ -257,7 +257,7 @@ class StreamSettings(BaseModel):
     customer_records_cached: int = Field(
         5_000, ge=1, description="customer records kept as objects when `records_on_disk` is on: each is read only "
         "by that customer's own signups, orders and refunds, and read back from disk cheaply (no indexes to "
-        "rebuild); measured in `make bench` (README Performance)",
+        "rebuild); measured in `make bench` (docs/performance.md)",
     )
     visitor_records_cached: int = Field(
         5_000, ge=1, description="visitor records kept as objects when `records_on_disk` is on: each is read only "

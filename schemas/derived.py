@@ -44,7 +44,7 @@ WITHHOLDING_STATUSES = frozenset({RewardStatus.REVOKED, RewardStatus.CAPPED, Rew
 
 
 class ReasonCode(StrEnum):
-    """Why a reward was withheld or a referral not counted. The README lists these for support."""
+    """Why a reward was withheld or a referral not counted. docs/rules.md lists these for support."""
 
     SELF_REFERRAL = "self_referral"  # the referee is the referrer
     SHARED_EMAIL = "shared_email"  # the referee's email_hash is the referrer's

@@ -135,14 +135,14 @@ class RecordTable(faust.Table):
 
 def unreadable(table: faust.Table, batch: Iterable[Any]) -> None:
     """Stop the worker at a changelog value it cannot read (``record_codec.Unread``): a table is never built
-    without one of its records (README: records of an older format)."""
+    without one of its records (docs/worker.md: records of an older format)."""
     for event in batch:
         value = event.value if event.message.value is not None else None
         if isinstance(value, record_codec.Unread):
             crash(f"the {table.name} table's changelog holds a value this version cannot read at "
                   f"{event.message.topic}[{event.message.partition}]@{event.message.offset} ({value.reason}: "
-                  f"{value.message}); start the worker's state fresh (README: the stream worker, records of an "
-                  "older format)")
+                  f"{value.message}); start the worker's state fresh (docs/worker.md: records "
+                  "of an older format)")
 
 
 class ReferrerTable(RecordTable):

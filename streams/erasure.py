@@ -29,7 +29,7 @@ it is exact under at-least-once delivery like any other:
    renamed referrals on to ``P``).
 5. A fact for ``X`` that arrives after its erasure: the referrer stage forwards it, renamed,
    to ``P``; the customer stage drops it (the shop must not send events of an erased
-   customer; see the README).
+   customer; see docs/operations.md, erasure).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ the default; a value with a field this version does not know reads without it. A
 (a field renamed, retyped or removed without a default, a tag's meaning changed) bumps
 ``FORMAT`` and keeps a reader for the format before. Values written by the versions that pickled
 their records (before #17) are not read: there is no migration; start the worker's state fresh
-(README: the stream worker, records of an older format).
+(docs/worker.md: records of an older format).
 
 Three record types hold what msgspec cannot type by field alone, and go through a wire form
 (``_WIRE``): a ``Versioned`` fact's ``fact`` and an ``AdoptPart``'s ``value`` (envelopes of their own), an ``Adopt``'s
@@ -198,7 +198,7 @@ def decode(data: bytes) -> Any:
         raise UnreadableRecord("damaged_record", f"not a record envelope: {exc}") from None
     if version != FORMAT:
         raise UnreadableRecord("other_format", f"a record of format {version}; this version reads format {FORMAT} "
-                                               "(README: the stream worker, records of an older format)")
+                                               "(docs/worker.md: records of an older format)")
     decoder = _bodies.get(tag)
     if decoder is None:
         raise UnreadableRecord("unknown_record", f"{tag[:60]!r} is not a record type")

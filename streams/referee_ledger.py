@@ -125,7 +125,7 @@ class Referral:
         """The strings many referrals share, one object each in the process (``sys.intern``: kept only while
         something holds them), however the referral was made or decoded (msgspec calls this too): a referrer's
         record holds every referral it decided, and a decoded one held about 1 KB, over a quarter of it copies
-        of these (README Performance). Equal either way; only memory changes."""
+        of these (docs/performance.md). Equal either way; only memory changes."""
         for name in ("referrer_id", "code", "campaign_id", "method", "status", "currency", "channel"):
             value = getattr(self, name)
             if value is not None:

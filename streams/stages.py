@@ -251,7 +251,7 @@ def customer_step(record: CustomerRecord, customer_id: str,
             return Step(None, changed=True)
         return Step(record)
     if record.erasure is not None:
-        return Step(record)  # an erased customer's event: dropped (the README says so)
+        return Step(record)  # an erased customer's event: dropped (docs/operations.md, erasure, says so)
     seen = record.seen
     if isinstance(fact, Versioned):
         if seen.get(fact.fact_id, -1) >= fact.version:

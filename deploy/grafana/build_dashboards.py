@@ -125,7 +125,7 @@ def fraud() -> dict[str, Any]:
                      "Why referrals were not counted or rewards withheld, and inbound records refused.", [
         panel("Rejections by reason", "bargauge", [target(
             f'sum by (reason) (referral_rejections_total{{{C}}})', "{{reason}}", instant=True)], 12, 8,
-            orientation="horizontal", description="Reason codes as the read API and the README list them"),
+            orientation="horizontal", description="Reason codes as the read API and docs/rules.md list them"),
         panel("Held for review", "stat", [target(
             f'sum(referral_rewards_total{{status="held_for_review", {C}}})', "held", instant=True)], 6, 8),
         panel("Held for review, share of new rewards (1 h)", "stat", [target(

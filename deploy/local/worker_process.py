@@ -3,7 +3,7 @@ the tests and the bench run workers with.
 
 Started with the settings' environment (``worker_environment``), its output appended to a log; ready once
 the process logged Faust's "Ready" (partitions assigned, tables recovered); started again when it stopped
-itself (``CRASH_EXIT_CODE``: its guards, see the README) and ``restart_when`` agrees; stopped with SIGTERM,
+itself (``CRASH_EXIT_CODE``: its guards, see docs/worker.md) and ``restart_when`` agrees; stopped with SIGTERM,
 SIGKILL after a minute.
 """
 

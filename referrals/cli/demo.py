@@ -51,7 +51,7 @@ def start_worker(settings: Settings, worker: WorkerProcess | None = None) -> Wor
 
 def wait_for_worker(settings: Settings, worker: WorkerProcess, timeout_s: float = 180.0) -> None:
     """Until the worker has committed everything on its topics, twice, a clock tick apart. A worker that
-    stopped itself (its guards: see the README) is started again, as a restart policy would, up to 3 times."""
+    stopped itself (its guards: see docs/worker.md) is started again, as a restart policy would, up to 3 times."""
     topics = [settings.kafka.topic_prefix + s.name for s in (*INBOUND, *INTERNAL)]
     deadline = time.monotonic() + timeout_s
     quiet = 0

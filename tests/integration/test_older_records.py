@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 from streams.erasure import Forget
 from streams.topology import TABLES, changelog_topics
 
-START_FRESH = "README: the stream worker, records of an older format"
+START_FRESH = "docs/worker.md: records of an older format"
 
 
 @pytest.mark.parametrize("value", [
