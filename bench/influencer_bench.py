@@ -23,7 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.worker_runs import GroupWatch, Worker, follow
 from bench.workload import BenchRun
-from producers.code_registry import CodeRegistry
+from referrals.code_registry import CodeRegistry
 from referrals.settings import Settings
 from schemas.topics import ATTRIBUTIONS, DEADLETTER, INTERNAL, REWARDS
 from streams.topology import changelog_topics

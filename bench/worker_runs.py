@@ -22,9 +22,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from deploy.local.worker_process import WorkerFailed, WorkerProcess, never
 from referrals.redis_client import redis_client
 from referrals.settings import Settings
-from schemas.topics import INBOUND, INTERNAL
 from streams.redis_layout import RedisLayout
 from streams.redis_views import active_prefix
+from streams.topology import input_topics
 
 _EVENTS = re.compile(r'^referral_worker_events_total\{agent="(\w+)"\} ([0-9.e+]+)$', re.M)
 _FRESHNESS_BUCKET = re.compile(r'^referral_event_freshness_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', re.M)
@@ -93,8 +93,7 @@ class GroupWatch:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        prefix = settings.kafka.topic_prefix
-        self.topics = [prefix + spec.name for spec in (*INBOUND, *INTERNAL)]
+        self.topics = input_topics(settings)
         self.admin = KafkaAdminClient(**settings.kafka.client_options(), client_id="bench-watch")
         self.consumer = KafkaConsumer(**settings.kafka.client_options(), client_id="bench-watch")
         self.partitions = [TopicPartition(t, p) for t in self.topics

@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from consumers import kafka_log
-from producers.publisher import EventPublisher
+from referrals.publisher import EventPublisher
 from referrals.settings import Settings
 from schemas.derived import DeadLetter
 from schemas.records import inbound_record

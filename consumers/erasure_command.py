@@ -29,13 +29,15 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 
-from producers.code_registry import CodeRegistry
+from referrals.code_registry import CodeRegistry
 from referrals.kafka_admin import group_positions
 from referrals.privacy import pseudonym
+from referrals.redis_client import redis_client
 from referrals.settings import Settings
-from schemas.topics import INBOUND, INTERNAL, REFERRER_FACTS
+from schemas.topics import REFERRER_FACTS
 from streams import erasure_registry, record_codec, redis_views
 from streams.erasure import Erase
+from streams.topology import input_topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ class ErasureResult:
 
 def _caught_up(settings: Settings, timeout_s: float) -> bool:
     """Whether the worker group committed every input partition up to its end as of now, within the time."""
-    topics = [settings.kafka.topic_prefix + spec.name for spec in (*INBOUND, *INTERNAL)]
+    topics = input_topics(settings)
     ends = {tp: end for tp, (_, end) in group_positions(settings, settings.streams.app_id, topics).items()}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -75,8 +77,8 @@ def _sweep_welcome(client, layout, customer_id: str, alias: str) -> None:
 
 
 def erase(settings: Settings, customer_id: str, *, wait_s: float = 120.0, rounds: int = 6) -> ErasureResult:
-    registry = CodeRegistry.from_settings(settings)
-    client = registry.client
+    client = redis_client(settings)
+    registry = CodeRegistry(client, settings.redis.key_prefix)
     key_prefix = settings.redis.key_prefix
     requested = datetime.now(UTC)
     alias = pseudonym(settings.privacy.pseudonym_key.get_secret_value(), customer_id)

@@ -39,10 +39,10 @@ from referrals.kafka_admin import group_positions
 from referrals.redis_client import redis_client
 from referrals.settings import Settings
 from schemas.derived import ReasonCode, RewardRole, RewardStatus
-from schemas.topics import INBOUND, INTERNAL
 from streams import deadletter_counts, redis_views
 from streams.campaigns import CampaignBook
 from streams.redis_layout import RedisLayout
+from streams.topology import input_topics
 
 log = logging.getLogger("referrals.exporter")
 
@@ -127,7 +127,7 @@ class PipelineCollector(Collector):
 
     def _lag(self) -> Metric:
         group = self.settings.streams.app_id
-        topics = [self.prefix + spec.name for spec in (*INBOUND, *INTERNAL)]
+        topics = input_topics(self.settings)
         lag = GaugeMetricFamily("referral_consumer_lag_records", "Records not yet processed by the worker group, "
                                 "per input topic and partition", labels=["group", "topic", "partition"])
         for (topic, partition), (committed, end) in sorted(group_positions(self.settings, group, topics).items()):

@@ -15,9 +15,9 @@ import redis
 from referrals.kafka_admin import admin_client, group_positions
 from referrals.redis_client import redis_client
 from referrals.settings import Settings
-from schemas.topics import DEADLETTER, INBOUND, INTERNAL
+from schemas.topics import DEADLETTER
 from streams import deadletter_counts, redis_views, worker_heartbeats
-from streams.topology import changelog_topics, worker_topics
+from streams.topology import changelog_topics, input_topics, worker_topics
 
 
 @dataclass
@@ -63,7 +63,7 @@ def gather(settings: Settings, now: datetime) -> StatusReport:
             report.group_members = len(group["members"])
         finally:
             admin.close()
-        inputs = [prefix + spec.name for spec in (*INBOUND, *INTERNAL)]
+        inputs = input_topics(settings)
         present = [t for t in inputs if t in existing]
         for (topic, _p), (committed, end) in group_positions(settings, settings.streams.app_id, present).items():
             report.lag[_short(settings, topic)] = report.lag.get(_short(settings, topic), 0) + max(0, end - committed)

@@ -18,12 +18,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from consumers import live_counters
-from producers.code_registry import CodeRegistry
-from producers.gateway.auth import KeyRing
-from producers.gateway.intake import error
-from producers.referral_codes import normalize
+from referrals.code_registry import CodeRegistry
+from referrals.http_auth import KeyRing
+from referrals.http_errors import error
 from referrals.privacy import pseudonym
 from referrals.settings import Settings
+from schemas.referral_codes import normalize
 from streams import erasure_registry, redis_views
 from streams.inbound import DEFAULT_CAMPAIGN
 
@@ -36,9 +36,9 @@ def _errors(status: int, rule: str, message: str, field: str = "path", **headers
                         headers=headers or None)
 
 
-def read_router(settings: Settings, keys: KeyRing, registry: CodeRegistry) -> APIRouter:
+def read_router(settings: Settings, keys: KeyRing, client: redis.Redis) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["read"])
-    client = registry.client
+    registry = CodeRegistry(client, settings.redis.key_prefix)
     key_prefix, partitions = settings.redis.key_prefix, settings.kafka.partitions
     secret = settings.privacy.pseudonym_key.get_secret_value()
     public_url = settings.gateway.public_url.rstrip("/")

@@ -26,7 +26,7 @@ from typing import Any
 
 from kafka.producer.future import FutureRecordMetadata
 
-from producers.publisher import EventPublisher
+from referrals.publisher import EventPublisher
 from referrals.settings import KafkaSettings, Settings, changed
 from schemas.events import InboundEventBase
 from schemas.parsing import EventRejected, Problem, parse_event

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from producers.code_registry import CodeRegistry
-from producers.publisher import EventPublisher
 from producers.simulator import Simulation, SimulationConfig
+from referrals.code_registry import CodeRegistry
+from referrals.publisher import EventPublisher
 from referrals.settings import Settings
 from schemas.parsing import parse_event
 from schemas.records import inbound_record

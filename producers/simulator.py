@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from producers.referral_codes import new_code
+from schemas.referral_codes import new_code
 
 DEFAULT_CHANNEL_MIX: dict[str, float] = {
     "whatsapp": 0.44, "email": 0.12, "sms": 0.08, "facebook": 0.08, "instagram": 0.08, "copy_link": 0.08,

@@ -56,9 +56,10 @@ from faust.serializers import codecs
 from kafka.errors import KafkaError
 from prometheus_client import start_http_server
 
-from producers.code_registry import CodeRegistry
+from referrals.code_registry import CodeRegistry
 from referrals.kafka_admin import group_positions
 from referrals.privacy import pseudonym
+from referrals.redis_client import redis_client
 from referrals.settings import KafkaSettings, Settings
 from schemas.derived import DeadLetter
 from schemas.events import ClickEvent, InboundEventBase, ShareEvent
@@ -241,13 +242,14 @@ def redis_at_start(call: Callable[[], Any], sleep: Callable[[float], None] = tim
             sleep(delay)
 
 
-def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegistry | None = None) -> faust.App:
+def build_app(settings: Settings, campaigns: CampaignBook) -> faust.App:
     cfg = settings.streams
     prefix = settings.kafka.topic_prefix
     partitions = settings.kafka.partitions
     key_prefix = settings.redis.key_prefix
-    registry = registry or CodeRegistry.from_settings(settings)
-    writer = SnapshotWriter(registry.client)
+    connection = redis_client(settings)
+    registry = CodeRegistry(connection, key_prefix)
+    writer = SnapshotWriter(connection)
     source = f"referrals-worker/{cfg.app_id}"
 
     app = faust.App(
@@ -316,7 +318,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                           tuple(changelog_of[t] for t in TABLES)),
         partitions, topic_prefix=prefix, source=source,
         # erased customers (streams.erasure): their pseudonyms, from Redis and from the Erase facts seen
-        erased=redis_at_start(lambda: erasure_registry.pseudonyms(registry.client, key_prefix)),
+        erased=redis_at_start(lambda: erasure_registry.pseudonyms(connection, key_prefix)),
         pseudonym_of=lambda customer_id: pseudonym(secret, customer_id), written=written,
         horizon_days=settings.streams.dedup_horizon_days, visitor_cap=settings.streams.visitor_fact_cap,
         customer_limits=referee_ledger.Limits(orders=settings.streams.customer_orders_kept),
@@ -326,7 +328,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
     @app.timer(interval=10.0)
     async def refresh_erased() -> None:
         try:
-            runner.erased.update(await asyncio.to_thread(erasure_registry.pseudonyms, registry.client, key_prefix))
+            runner.erased.update(await asyncio.to_thread(erasure_registry.pseudonyms, connection, key_prefix))
         except redis.RedisError as exc:
             log.warning("erased customers not refreshed: %s", exc)
 
@@ -338,7 +340,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                   and (code := getattr(event, "referral_code", None))} - owners.keys()
         if wanted:
             found = await wait_for_redis(lambda: registry.resolve_many(wanted))
-            batch.owners = {code: CodeOwner(o.referrer_id, o.campaign_id) if o else None for code, o in found.items()}
+            batch.owners = found
             if len(owners) > OWNERS_CACHED:  # bounded: a code forgotten is looked up again
                 owners.clear()
             owners.update((code, owner) for code, owner in batch.owners.items() if owner is not None)
@@ -377,10 +379,10 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
         await asyncio.wait_for(asyncio.gather(*sent), timeout=2 * cfg.kafka_timeout_s)
         await fault_point()
         if batch.deadletters:
-            await wait_for_redis(lambda: deadletter_counts.record(registry.client, key_prefix, batch.deadletters))
+            await wait_for_redis(lambda: deadletter_counts.record(connection, key_prefix, batch.deadletters))
         if counters_too and (batch.dirty or batch.retired):
             # the view live now (``referrals rebuild`` may switch it), read before every batch it writes
-            layout = await wait_for_redis(lambda: redis_views.active_layout(registry.client, key_prefix, partitions))
+            layout = await wait_for_redis(lambda: redis_views.active_layout(connection, key_prefix, partitions))
             if batch.dirty:
                 snapshots = runner.snapshots(batch, layout)  # computed in the loop; written in a thread
                 await wait_for_redis(lambda: writer.apply(snapshots))
@@ -548,7 +550,7 @@ def build_app(settings: Settings, campaigns: CampaignBook, *, registry: CodeRegi
                           if tp.topic in inputs)
         beat = worker_heartbeats.Heartbeat(me, datetime.now(UTC), processed[0], len(assigned))
         try:
-            await asyncio.to_thread(worker_heartbeats.beat, registry.client, key_prefix, beat)
+            await asyncio.to_thread(worker_heartbeats.beat, connection, key_prefix, beat)
         except redis.RedisError as exc:  # the batches wait out Redis; a missed heartbeat is only late
             log.warning("heartbeat not written: %s", exc)
 

@@ -52,14 +52,9 @@ from decimal import Decimal
 from typing import Literal
 
 from schemas.derived import ReasonCode
+from schemas.referral_codes import CodeOwner
 from streams.campaigns import CampaignBook
 from streams.visitor_attribution import Candidate
-
-
-@dataclass(frozen=True, slots=True)
-class CodeOwner:
-    referrer_id: str
-    campaign_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,12 @@ TABLES = ("visitors", "customers", "referrers")  # one per stage, in the order o
 TICK_KEY = b"__tick__"
 
 
+def input_topics(settings: Settings) -> list[str]:
+    """What the worker reads: the inbound events and its own internal facts (its group's lag is on these)."""
+    prefix = settings.kafka.topic_prefix
+    return [prefix + s.name for s in (*INBOUND, *INTERNAL)]
+
+
 def worker_topics(settings: Settings) -> list[str]:
     prefix = settings.kafka.topic_prefix
     return [prefix + s.name for s in (*INBOUND, ATTRIBUTIONS, REWARDS, DEADLETTER, *INTERNAL)]

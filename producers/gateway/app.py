@@ -12,30 +12,32 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import redis
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic.json_schema import models_json_schema
 
-from producers.code_registry import CodeOwner, CodeRegistry
 from producers.gateway import metrics
-from producers.gateway.auth import KeyRing, Principal, SignatureProblem, WebhookVerifier
-from producers.gateway.intake import BODY, IntakeRejected, error, read_events
+from producers.gateway.intake import BODY, IntakeRejected, read_events
 from producers.gateway.kafka_sink import KafkaSink, SinkUnavailable
 from producers.gateway.links import COOKIE_MAX_AGE_S, valid_visitor_id, with_ref
 from producers.gateway.rate_limit import RateLimiter
-from producers.referral_codes import is_well_formed, normalize
+from referrals.code_registry import CodeRegistry
+from referrals.http_auth import KeyRing, Principal, SignatureProblem, WebhookVerifier
+from referrals.http_errors import error
+from referrals.redis_client import redis_client
 from referrals.settings import Settings
 from schemas.events import EVENT_MODELS, ClickEvent
 from schemas.fields import Channel
 from schemas.records import inbound_record
+from schemas.referral_codes import CodeOwner, is_well_formed, normalize
 
 log = logging.getLogger("referrals.gateway")
 
@@ -96,16 +98,20 @@ def create_app(
     settings: Settings,
     *,
     sink: KafkaSink | None = None,
-    registry: CodeRegistry | None = None,
+    redis_connection: redis.Redis | None = None,
+    routers: Sequence[APIRouter] = (),
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
+    """The gateway's routes (events in, referral links, health), and ``routers`` of other parts served by the
+    same application (the read API: ``referrals.cli.api.http_app`` composes them)."""
     cfg = settings.gateway
     keys = KeyRing(cfg.api_keys)
     webhooks = WebhookVerifier(cfg.webhook_secrets, cfg.signature_tolerance_s)
     limiter = RateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst)
     sink = sink or KafkaSink(settings)
-    registry = registry or CodeRegistry.from_settings(settings)
-    deduper = ClickDeduper(registry.client, settings.redis.key_prefix, cfg.click_dedup_window_s)
+    redis_connection = redis_connection or redis_client(settings)
+    registry = CodeRegistry(redis_connection, settings.redis.key_prefix)
+    deduper = ClickDeduper(redis_connection, settings.redis.key_prefix, cfg.click_dedup_window_s)
     prefix = settings.kafka.topic_prefix
     retry_503 = {"Retry-After": str(cfg.retry_after_s)}
 
@@ -257,9 +263,8 @@ def create_app(
                                 samesite="lax", secure=cfg.cookie_secure, path="/")
         return response
 
-    from consumers.read_api import read_router
-
-    app.include_router(read_router(settings, keys, registry))
+    for router in routers:
+        app.include_router(router)
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:

@@ -14,14 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from referrals.http_errors import error
 from schemas.events import EVENT_MODELS, InboundEventBase
 from schemas.parsing import EventRejected, decode_json, parse_event
 
 BODY = "(body)"
-
-
-def error(index: int | None, field: str, rule: str, message: str) -> dict[str, Any]:
-    return {"index": index, "field": field, "rule": rule, "message": message}
 
 
 class IntakeRejected(Exception):

@@ -14,8 +14,8 @@ import threading
 import anyio
 from kafka.errors import KafkaError
 
-from producers.publisher import EventPublisher
 from referrals.kafka_admin import broker_answers
+from referrals.publisher import EventPublisher
 from referrals.settings import Settings
 from schemas.records import Record
 

@@ -6,12 +6,25 @@ import logging
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 from prometheus_client import start_http_server
 
+from consumers.read_api import read_router
 from producers.gateway.app import create_app
 from referrals.cli.common import echo, settings
+from referrals.http_auth import KeyRing
+from referrals.redis_client import redis_client
+from referrals.settings import Settings
 
 app = typer.Typer(add_completion=False)
+
+
+def http_app(settings: Settings) -> FastAPI:
+    """What ``referrals api`` serves: the gateway's routes (events in, links, health) and the read API's, one
+    application over one Redis connection pool."""
+    connection = redis_client(settings)
+    return create_app(settings, redis_connection=connection,
+                      routers=[read_router(settings, KeyRing(settings.gateway.api_keys), connection)])
 
 
 @app.command("api")
@@ -29,6 +42,6 @@ def api(
     if own.gateway.metrics_port:
         start_http_server(own.gateway.metrics_port, addr=own.gateway.metrics_host)
     uvicorn.run(
-        create_app(own), host=host or own.gateway.host, port=port or own.gateway.port,
+        http_app(own), host=host or own.gateway.host, port=port or own.gateway.port,
         access_log=False, log_level="info", server_header=False,
     )

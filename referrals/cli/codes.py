@@ -7,8 +7,8 @@ import json
 import redis
 import typer
 
-from producers.code_registry import CodeRegistry
 from referrals.cli.common import fail, settings
+from referrals.code_registry import CodeRegistry
 
 app = typer.Typer(help="Referral codes: issue and resolve (kept in Redis).",
                   no_args_is_help=True, add_completion=False)

@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 
 from consumers.deadletters import read_letters, replay
-from producers.code_registry import CodeRegistry
 from referrals.cli.common import fail, settings
+from referrals.redis_client import redis_client
 
 app = typer.Typer(help="Records the worker refused: list them, re-inject fixed ones.",
                   no_args_is_help=True, add_completion=False)
@@ -51,7 +51,7 @@ def replay_letters(
         lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as exc:
         fail(f"not JSON lines: {exc}", code=2)
-    outcomes = replay(own, lines, CodeRegistry.from_settings(own).client, again=again)
+    outcomes = replay(own, lines, redis_client(own), again=again)
     for o in outcomes:
         typer.echo(f"{o.id:>8}  {o.result:<8}  {o.detail}")
     counts = {r: sum(o.result == r for o in outcomes) for r in ("replayed", "skipped", "invalid")}

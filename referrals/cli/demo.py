@@ -20,18 +20,17 @@ from consumers.live_counters import funnel, funnel_by_stage, top_referrers
 from deploy.local.processes import port_open, tail
 from deploy.local.stack import LocalStack
 from deploy.local.worker_process import WorkerFailed, WorkerProcess
-from producers.code_registry import CodeRegistry
 from producers.simulate import backdated_simulation
 from producers.simulator import SimulationConfig
 from referrals.cli.common import echo, fail, settings
 from referrals.cli.simulate import run_simulation
 from referrals.cli.stack import up
+from referrals.code_registry import CodeRegistry
 from referrals.kafka_admin import ensure_topics, group_lag, project_topics
 from referrals.redis_client import redis_client
 from referrals.settings import ApiKey, Settings, changed
-from schemas.topics import INBOUND, INTERNAL
 from streams.redis_views import active_layout
-from streams.topology import worker_topics
+from streams.topology import input_topics, worker_topics
 
 app = typer.Typer(add_completion=False)
 
@@ -52,7 +51,7 @@ def start_worker(settings: Settings, worker: WorkerProcess | None = None) -> Wor
 def wait_for_worker(settings: Settings, worker: WorkerProcess, timeout_s: float = 180.0) -> None:
     """Until the worker has committed everything on its topics, twice, a clock tick apart. A worker that
     stopped itself (its guards: see docs/worker.md) is started again, as a restart policy would, up to 3 times."""
-    topics = [settings.kafka.topic_prefix + s.name for s in (*INBOUND, *INTERNAL)]
+    topics = input_topics(settings)
     deadline = time.monotonic() + timeout_s
     quiet = 0
     while quiet < 2:

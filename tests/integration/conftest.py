@@ -169,7 +169,7 @@ def gateway_settings(settings: Settings, unique_name, **gateway) -> Settings:
 @pytest.fixture
 def app_factory(stack: LocalStack, settings: Settings, unique_name) -> Iterator[Callable[..., RunningGateway]]:
     """Starts the real gateway (uvicorn, on a free loopback port) with topics and keys of this test's own."""
-    from producers.gateway.app import create_app
+    from referrals.cli.api import http_app
     from referrals.kafka_admin import project_topics
 
     running: list[RunningGateway] = []
@@ -186,7 +186,7 @@ def app_factory(stack: LocalStack, settings: Settings, unique_name) -> Iterator[
             own = changed(own, kafka={"bootstrap_servers": kafka_bootstrap})
         if create_topics:
             ensure_topics(own, project_topics(own))
-        server = uvicorn.Server(uvicorn.Config(create_app(own), host="127.0.0.1", port=own.gateway.port,
+        server = uvicorn.Server(uvicorn.Config(http_app(own), host="127.0.0.1", port=own.gateway.port,
                                                log_level="warning", access_log=False))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -130,7 +130,7 @@ def test_codes_issue_is_stable_and_resolves(stack, unique_name):
     owner = json.loads(run("codes", "resolve", issued["referral_code"].lower()).stdout)
     assert owner == {"referrer_id": customer, "campaign_id": "spring"}
     assert run("codes", "resolve", "NOTACODE00").returncode == 1
-    from producers.code_registry import CodeRegistry
+    from referrals.code_registry import CodeRegistry
     from referrals.settings import Settings
 
     CodeRegistry.from_settings(Settings()).forget(customer)

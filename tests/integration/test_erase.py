@@ -11,7 +11,7 @@ from collections import Counter
 import httpx
 
 from consumers import kafka_log
-from producers.code_registry import CodeRegistry
+from referrals.code_registry import CodeRegistry
 from referrals.privacy import pseudonym
 from schemas.derived import RewardRole
 from streams import erasure_registry, record_codec

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from producers.code_registry import CodeRegistry
+from referrals.code_registry import CodeRegistry
 from tests.integration.worker_support import expected, matches, reward_changes, send, wait_for
 
 pytestmark = pytest.mark.faults

@@ -19,6 +19,7 @@ from streams.deadletter import DeadLetter, classify, classify_internal
 from streams.erasure import Forget
 from streams.record_codec import encode
 from streams.referrer_rewards import Tick
+from streams.topology import input_topics
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import held_then_ticked, simulated
 
@@ -137,7 +138,7 @@ def test_garbage_on_every_inbound_topic_is_dead_lettered_once_and_the_valid_even
                                                      timeout_s=60 * soak_factor)]
     assert len(letters) == sent_garbage  # each once
     assert len({(d["source_topic"], d["source_partition"], d["source_offset"]) for d in letters}) == sent_garbage
-    assert {d["source_topic"] for d in letters} == {prefix + spec.name for spec in (*INBOUND, *INTERNAL)}
+    assert {d["source_topic"] for d in letters} == set(input_topics(own))
     assert all(d["reason"] for d in letters)
     assert {"damaged_record", "unknown_record", "wrong_fact"} <= {d["reason"] for d in letters}
     assert not trap.exists()  # the worker built nothing a record named

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bench.influencer_bench import influencer_events
-from producers.code_registry import CodeRegistry
+from referrals.code_registry import CodeRegistry
 from referrals.privacy import pseudonym
 from schemas.topics import REFERRER_FACTS
 from streams.redis_layout import RedisLayout

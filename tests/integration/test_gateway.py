@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from producers.gateway.auth import sign
+from referrals.http_auth import sign
 from schemas.topics import INBOUND
 from tests.integration.conftest import APP_KEY, READ_KEY, SHOP_KEY, WEBHOOK_SECRET
 from tests.integration.kafka_reading import end_offsets, read_topic

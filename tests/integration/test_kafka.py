@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from producers.publisher import EventPublisher
 from producers.samples import referral_story
+from referrals.publisher import EventPublisher
 from schemas import parse_event_json
 from schemas.records import Record, inbound_record
 

@@ -7,8 +7,8 @@ import threading
 
 import httpx
 
-from producers.code_registry import CodeRegistry
-from producers.referral_codes import is_well_formed, new_code
+from referrals.code_registry import CodeRegistry
+from schemas.referral_codes import is_well_formed, new_code
 from tests.integration.kafka_reading import end_offsets, read_topic
 
 

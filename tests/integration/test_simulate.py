@@ -55,7 +55,7 @@ def test_simulation_straight_to_kafka_with_codes_registered(app_factory):
     finally:
         target.close()
     assert arrived(gw.settings) == {k: summary.by_type.get(k, 0) for k in BY_EVENT_TYPE}
-    from producers.code_registry import CodeRegistry
+    from referrals.code_registry import CodeRegistry
 
     owner = CodeRegistry.from_settings(gw.settings).resolve(simulation.customers[0].code)
     assert owner.referrer_id == simulation.customers[0].customer_id

@@ -15,7 +15,8 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client.parser import text_string_to_metric_families
 
 from referrals.kafka_admin import group_lag
-from schemas.topics import DEADLETTER, INBOUND, INTERNAL
+from schemas.topics import DEADLETTER
+from streams.topology import input_topics
 from tests.integration.conftest import free_port
 from tests.integration.kafka_reading import read_topic
 from tests.integration.worker_support import (
@@ -93,8 +94,7 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(pipeline
 
 def rewind_group_to_zero(settings) -> None:
     """Commit offset 0 on every partition the worker's group consumes (the worker is stopped)."""
-    prefix = settings.kafka.topic_prefix
-    topics = [prefix + s.name for s in (*INBOUND, *INTERNAL)]
+    topics = input_topics(settings)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=settings.streams.app_id,
                              enable_auto_commit=False)
     try:
@@ -124,7 +124,7 @@ def test_replaying_every_topic_from_offset_0_changes_nothing(pipeline_factory):
 
     def caught_up():  # every input read again and committed (restarting the worker if its guards stop it)
         worker.keep_alive()
-        lag = group_lag(own, own.streams.app_id, [own.kafka.topic_prefix + s.name for s in (*INBOUND, *INTERNAL)])
+        lag = group_lag(own, own.streams.app_id, input_topics(own))
         return lag == 0, f"{lag} records not yet read again (the worker's guards restarted it {worker.restarts} times)"
 
     wait_for(caught_up, timeout_s=180)

@@ -17,9 +17,9 @@ import redis
 from kafka import KafkaProducer
 
 from deploy.local import worker_process as supervised
-from producers.code_registry import CodeRegistry
 from producers.simulate import KafkaTarget, Summary, backdated_simulation, register_codes
 from producers.simulator import SimulationConfig
+from referrals.code_registry import CodeRegistry
 from referrals.redis_client import redis_client
 from referrals.settings import Settings, changed
 from schemas import parse_event
@@ -108,8 +108,7 @@ def reference(settings: Settings, events: list[dict[str, Any]], now: datetime | 
 
     def resolve(code: str) -> CodeOwner | None:
         if code not in cache:
-            owner = registry.resolve(code)
-            cache[code] = CodeOwner(owner.referrer_id, owner.campaign_id) if owner else None
+            cache[code] = registry.resolve(code)
         return cache[code]
 
     ref = ReferencePipeline(load_campaigns(settings.streams.campaigns_file), resolve, incremental=incremental)

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from producers.referral_codes import is_well_formed
 from producers.simulator import DEFAULT_CHANNEL_MIX, Simulation, SimulationConfig
 from schemas import parse_event
+from schemas.referral_codes import is_well_formed
 
 START = datetime(2026, 5, 1, tzinfo=UTC)
 

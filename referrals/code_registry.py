@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import redis
 
-from producers.referral_codes import is_well_formed, new_code, normalize
 from referrals.redis_client import redis_client
 from referrals.settings import Settings
+from schemas.referral_codes import CodeOwner, is_well_formed, new_code, normalize
 
 DEFAULT_CAMPAIGN = "default"
 
@@ -44,12 +44,6 @@ class IssuedCode:
     referrer_id: str
     campaign_id: str
     new: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CodeOwner:
-    referrer_id: str
-    campaign_id: str
 
 
 class CodeRegistry:

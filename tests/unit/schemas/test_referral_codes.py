@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producers.referral_codes import ALPHABET, CODE_LENGTH, check_character, is_well_formed, new_code, normalize
+from schemas.referral_codes import ALPHABET, CODE_LENGTH, check_character, is_well_formed, new_code, normalize
 
 codes = st.builds(lambda seed: new_code(random.Random(seed).randrange), st.integers())
 

@@ -6,16 +6,27 @@ behind the gateway's rate limit. The check character (a weighted sum modulo 31, 
 prime) catches every single mistyped character and every swap of two neighbours, so
 a typo is recognised as malformed without asking Redis.
 
-Pure functions: randomness is passed in. Issuing and resolving (the registry) live in
-``producers/code_registry.py``.
+Pure functions: randomness is passed in. Issuing and resolving (the registry, in Redis)
+live in ``referrals/code_registry.py``.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeOwner:
+    """Whose a code is: the referrer and the campaign it was issued for."""
+
+    referrer_id: str
+    campaign_id: str
+
+
 BODY_LENGTH = 9
 CODE_LENGTH = BODY_LENGTH + 1
 _INDEX = {ch: i for i, ch in enumerate(ALPHABET)}
