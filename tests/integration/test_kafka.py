@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
@@ -108,14 +109,23 @@ def test_aiokafka_the_library_faust_sits_on_reads_the_broker(settings, topic_fac
     assert asyncio.run(consume()) == [0, 1, 2, 3, 4]
 
 
-def test_project_topics_are_created_idempotently_with_the_configured_partitions(stack, settings):
-    from referrals.kafka_admin import ensure_topics
-    from schemas.topics import ALL
+def test_project_topics_are_created_idempotently_with_the_configured_partitions(stack, settings, unique_name):
+    from referrals.kafka_admin import delete_topics, ensure_topics, project_topics, topic_names
+    from referrals.settings import changed
 
-    first = ensure_topics(settings, [t.name for t in ALL])
-    second = ensure_topics(settings, [t.name for t in ALL])
-    assert {s.partitions for s in first + second} == {settings.kafka.partitions}
-    assert not any(s.created for s in second)
+    own = changed(settings, kafka={"topic_prefix": unique_name("project").replace(".", "-") + "."})
+    names = project_topics(own)
+    try:
+        first = ensure_topics(own, names)
+        second = ensure_topics(own, names)
+        assert {s.partitions for s in first + second} == {settings.kafka.partitions}
+        assert [s.created for s in first] == [True] * len(names) and not any(s.created for s in second)
+    finally:
+        delete_topics(own, names)
+    deadline = time.monotonic() + 30  # a deletion reaches the broker's metadata a moment after it is done
+    while set(names) & topic_names(own) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not set(names) & topic_names(own)  # the test's own, gone
 
 
 def test_a_topic_with_the_wrong_partition_count_is_reported(settings, topic_factory):
