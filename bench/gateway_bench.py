@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
-import sys
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +25,7 @@ import aiohttp
 import httpx
 
 from bench.workload import BenchRun
+from deploy.local.gateway_process import GatewayProcess
 from referrals.kafka_admin import ensure_topics
 from referrals.settings import Settings
 from schemas.topics import INBOUND
@@ -58,41 +55,21 @@ class SaturationResult:
     connections: int
 
 
-class Gateway:
+class Gateway(GatewayProcess):
+    """The gateway the bench loads: its run's topics and keys, one key for every event type, no rate limit."""
+
     def __init__(self, settings: Settings, port: int, log: Path):
+        s = settings
+        super().__init__(port, log, env={
+            "REFERRALS_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix, "REFERRALS_REDIS__KEY_PREFIX": s.redis.key_prefix,
+            "REFERRALS_GATEWAY__API_KEYS": json.dumps([{"name": "bench", "key": BENCH_KEY,
+                                                       "types": ["share", "click", "signup", "order", "refund"]}]),
+            "REFERRALS_GATEWAY__RATE_LIMIT_PER_S": "1000000", "REFERRALS_GATEWAY__RATE_LIMIT_BURST": "1000000",
+            "REFERRALS_GATEWAY__METRICS_PORT": "0", "REFERRALS_STATE_DIR": str(s.state_dir)})
         self.settings = settings
-        self.port = port
-        self.log = log
-        self.proc: subprocess.Popen | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        s = self.settings
-        env = {**os.environ, "REFERRALS_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
-               "REFERRALS_REDIS__KEY_PREFIX": s.redis.key_prefix,
-               "REFERRALS_GATEWAY__API_KEYS": json.dumps([{"name": "bench", "key": BENCH_KEY,
-                                                          "types": ["share", "click", "signup", "order", "refund"]}]),
-               "REFERRALS_GATEWAY__RATE_LIMIT_PER_S": "1000000", "REFERRALS_GATEWAY__RATE_LIMIT_BURST": "1000000",
-               "REFERRALS_GATEWAY__METRICS_PORT": "0", "REFERRALS_STATE_DIR": str(s.state_dir)}
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "referrals.cli", "api", "--port", str(self.port)],
-                                         env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited:\n{self.log.read_text(errors='replace')[-3000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the gateway was not ready within 60 s")
-            time.sleep(0.2)
+    def start(self) -> None:  # type: ignore[override]
+        super().start()
         # the producer is made on the first event: one request before any clock starts
         self.post([share_event("warm-up", 0)])
 
@@ -101,15 +78,6 @@ class Gateway:
                               headers={"Authorization": f"Bearer {BENCH_KEY}"})
         if response.status_code != 202:
             raise RuntimeError(f"the gateway answered {response.status_code}: {response.text[:300]}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def occurred_at() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -17,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from consumers.live_counters import funnel, funnel_by_stage, top_referrers
-from deploy.local.processes import port_open, tail
+from deploy.local.gateway_process import GatewayFailed, GatewayProcess
+from deploy.local.processes import port_open
 from deploy.local.stack import LocalStack
 from deploy.local.worker_process import WorkerFailed, WorkerProcess
 from producers.simulate import backdated_simulation
@@ -159,25 +159,16 @@ def demo(
         if port and port_open(host, port):
             fail(f"port {port} ({what}) is taken: stop what runs there (an earlier `demo --keep-running`?) "
                  f"or set {variable}")
-    log_path = own.state_dir / "gateway-demo.log"
-    env = {**os.environ, "REFERRALS_GATEWAY__API_KEYS": json.dumps(keys)}
-    with log_path.open("ab") as log_file:
-        gateway = subprocess.Popen([sys.executable, "-m", "referrals.cli", "api"], env=env, stdout=log_file,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    processes = [gateway]
+    gateway = GatewayProcess(gw.port, own.state_dir / "gateway-demo.log", host=gw.host,
+                             env={"REFERRALS_GATEWAY__API_KEYS": json.dumps(keys)})
+    processes: list[subprocess.Popen] = []
     worker = None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if gateway.poll() is not None or time.monotonic() > deadline:
-                fail(f"the gateway did not become ready:\n{tail(log_path, 20)}")
-            time.sleep(0.2)
-        echo(f"gateway ready at {url} (OpenAPI: {url}/docs, log: {log_path})")
+        try:
+            gateway.start(ready_within_s=30)
+        except GatewayFailed as exc:
+            fail(str(exc))
+        echo(f"gateway ready at {url} (OpenAPI: {url}/docs, log: {gateway.log})")
 
         issued = CodeRegistry.from_settings(own).issue("demo-anna", "default")
         share_url = f"{gw.public_url.rstrip('/')}/r/{issued.code}?c=whatsapp"
@@ -205,6 +196,7 @@ def demo(
         if not keep_running:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
+            gateway.stop()
             if worker is not None:
                 worker.stop()
             for process in processes:
@@ -213,7 +205,7 @@ def demo(
                 except subprocess.TimeoutExpired:
                     process.kill()
     if keep_running:
-        running = [p for p in processes if p.poll() is None] + ([worker.current] if worker is not None else [])
+        running = [*processes, *([gateway.proc] if gateway.proc else []), *([worker.current] if worker else [])]
         typer.echo(f"\nStill running (pids {' '.join(str(p.pid) for p in running if p.poll() is None)}): open the "
                    "URLs above; stop them with `kill <pids>`.\nThe read key of this run: " + keys[2]["key"])
     typer.echo(
