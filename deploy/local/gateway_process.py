@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from deploy.local.processes import tail_bytes
+
 
 class GatewayFailed(AssertionError):
     """The gateway ended or was not ready in time; the message has its log's end."""
@@ -32,8 +34,8 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
+    def tail(self, size: int = 3000) -> str:
+        return tail_bytes(self.log, size)
 
     def start(self, ready_within_s: float = 60.0) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)

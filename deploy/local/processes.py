@@ -132,15 +132,18 @@ def ensure_port_free(host: str, port: int, what: str, setting: str) -> None:
 
 
 def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(tail_bytes(path, 64 * 1024).splitlines()[-lines:])
+
+
+def tail_bytes(path: Path, size: int) -> str:
+    """The last ``size`` bytes of a log, decoded, read from its end (a long log is not read whole)."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            text = fh.read().decode("utf-8", "replace")
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return f"({path} does not exist)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def wait_until(check, *, timeout_s: float, interval_s: float = 0.25, alive=None) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from deploy.local.processes import tail_bytes
 from referrals.settings import Settings, worker_environment
 from streams.exit_codes import CRASH_EXIT_CODE
 
@@ -75,8 +76,8 @@ class WorkerProcess:
         pid = self.current.pid
         return psutil.Process(pid).children()[0].pid if self.launcher else pid
 
-    def tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
+    def tail(self, size: int = 4000) -> str:
+        return tail_bytes(self.log, size)
 
     def restartable(self, code: int | None) -> bool:
         return (code == CRASH_EXIT_CODE and (self.max_restarts is None or self.restarts < self.max_restarts)
