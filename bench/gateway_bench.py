@@ -25,7 +25,7 @@ import aiohttp
 import httpx
 
 from bench.workload import BenchRun
-from deploy.local.gateway_process import GatewayProcess
+from deploy.local.service_process import GatewayProcess
 from referrals.kafka_admin import ensure_topics
 from referrals.settings import Settings
 from schemas.topics import INBOUND

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -16,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from consumers.live_counters import funnel, funnel_by_stage, top_referrers
-from deploy.local.gateway_process import GatewayFailed, GatewayProcess
 from deploy.local.processes import port_open
+from deploy.local.service_process import ExporterProcess, GatewayProcess, ServiceFailed
 from deploy.local.stack import LocalStack
 from deploy.local.worker_process import WorkerFailed, WorkerProcess
 from producers.simulate import backdated_simulation
@@ -35,11 +32,12 @@ from streams.topology import input_topics, worker_topics
 app = typer.Typer(add_completion=False)
 
 
-def start_worker(settings: Settings, worker: WorkerProcess | None = None) -> WorkerProcess:
-    """``referrals worker`` in the background, until Faust says it is ready (again, with ``worker``: one
-    started before)."""
+def start_worker(settings: Settings, worker: WorkerProcess | None = None, *, started: bool = False) -> WorkerProcess:
+    """``referrals worker`` in the background, until Faust says it is ready (with ``started``: ``worker`` was
+    started again already, only the wait)."""
     worker = worker or WorkerProcess(settings, settings.state_dir / "worker-demo.log", max_restarts=3)
-    worker.start()
+    if not started:
+        worker.start()
     try:
         worker.wait_ready(90)
     except WorkerFailed as exc:
@@ -55,15 +53,15 @@ def wait_for_worker(settings: Settings, worker: WorkerProcess, timeout_s: float 
     deadline = time.monotonic() + timeout_s
     quiet = 0
     while quiet < 2:
-        if worker.restartable(worker.current.poll()):
-            worker.restarts += 1
-            echo("the stream worker stopped itself (see its log); starting it again")
-            start_worker(settings, worker)
-            continue
+        restarts = worker.restarts
         try:
-            worker.assert_alive()
+            worker.keep_alive()
         except WorkerFailed as exc:
             fail(f"the stream worker stopped: {exc}")
+        if worker.restarts != restarts:
+            echo("the stream worker stopped itself (see its log); started it again")
+            start_worker(settings, worker, started=True)
+            continue
         if time.monotonic() > deadline:
             fail(f"the stream worker did not catch up within {timeout_s:.0f} s")
         lag = group_lag(settings, settings.streams.app_id, topics)
@@ -161,12 +159,12 @@ def demo(
                  f"or set {variable}")
     gateway = GatewayProcess(gw.port, own.state_dir / "gateway-demo.log", host=gw.host,
                              env={"REFERRALS_GATEWAY__API_KEYS": json.dumps(keys)})
-    processes: list[subprocess.Popen] = []
+    exporter = ExporterProcess(own.exporter.host, own.exporter.port, own.state_dir / "exporter-demo.log")
     worker = None
     try:
         try:
             gateway.start(ready_within_s=30)
-        except GatewayFailed as exc:
+        except ServiceFailed as exc:
             fail(str(exc))
         echo(f"gateway ready at {url} (OpenAPI: {url}/docs, log: {gateway.log})")
 
@@ -177,10 +175,6 @@ def demo(
         typer.echo(f"  a friend opens it: {hop.status_code} -> {hop.headers.get('location')}, "
                    f"visitor cookie {'set' if 'set-cookie' in hop.headers else 'missing'}, click on referrals.clicks\n")
 
-        exporter_log = own.state_dir / "exporter-demo.log"
-        with exporter_log.open("ab") as log_file:
-            processes.insert(0, subprocess.Popen([sys.executable, "-m", "referrals.cli", "exporter"], stdout=log_file,
-                                                 stderr=subprocess.STDOUT, start_new_session=True))
         worker = start_worker(own)
         simulation = backdated_simulation(SimulationConfig(customers=300), seed=seed, count=count, days=days,
                                           now=datetime.now(UTC))
@@ -190,22 +184,21 @@ def demo(
         if summary.rejected:
             fail(f"{summary.rejected} simulated events were rejected by the gateway: {summary.errors[:3]}")
         wait_for_worker(own, worker)
+        try:
+            exporter.start()
+        except ServiceFailed as exc:
+            fail(str(exc))
+        echo(f"exporter ready at {exporter.ready_url} (log: {exporter.log})")
         show_live_counters(own)
         show_read_api_and_metrics(own, url, keys[2]["key"])
     finally:
         if not keep_running:
-            for process in processes:
-                process.send_signal(signal.SIGTERM)
+            exporter.stop()
             gateway.stop()
             if worker is not None:
                 worker.stop()
-            for process in processes:
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
     if keep_running:
-        running = [*processes, *([gateway.proc] if gateway.proc else []), *([worker.current] if worker else [])]
+        running = [s.proc for s in (exporter, gateway) if s.running] + ([worker.current] if worker else [])
         typer.echo(f"\nStill running (pids {' '.join(str(p.pid) for p in running if p.poll() is None)}): open the "
                    "URLs above; stop them with `kill <pids>`.\nThe read key of this run: " + keys[2]["key"])
     typer.echo(
