@@ -76,7 +76,7 @@ def profile(
 
     from bench import pipeline_bench, workload
     from bench.profile_summary import summarise
-    from bench.suite import free_port
+    from deploy.local.processes import free_port
 
     settings = Settings()
     LocalStack(settings).up(echo=lambda m: console.print(f"· {m}"))
@@ -113,7 +113,7 @@ def profile_gateway(
 
     from bench import gateway_bench
     from bench.profile_summary import summarise
-    from bench.suite import free_port
+    from deploy.local.processes import free_port
 
     settings = Settings()
     LocalStack(settings).up(echo=lambda m: console.print(f"· {m}"))

@@ -3,7 +3,6 @@ figure repeated ``runs`` times on the same machine, so that every ratio compares
 
 from __future__ import annotations
 
-import socket
 import statistics
 import uuid
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from bench import (
     workload,
 )
 from bench.report import SECTIONS, Figure, Report, machine
+from deploy.local.processes import free_port
 from deploy.local.stack import LocalStack
 from referrals.kafka_admin import delete_topics, ensure_topics, topic_names
 from referrals.settings import Settings, changed
@@ -53,12 +53,6 @@ SMOKE = Sizes("smoke", 1, 3_000, 300, 20_000, 4, 200, 3, 3, (300, 600), 1_000, f
               history_referrals=2_000, history_reference=200, influencer_referrals=2_000, variant_events=3_000,
               history_lookup_ids=20_000)
 
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # the worker's settings compared in the ``variants`` section (#17: the framework's floor), against the defaults

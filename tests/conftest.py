@@ -33,7 +33,7 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter):
-    from tests.integration.conftest import STACK_FACTS
+    from tests.integration.fixtures.stack import STACK_FACTS
 
     if STACK_FACTS:
         terminalreporter.section("real stack used by the integration tests")

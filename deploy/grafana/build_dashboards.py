@@ -3,7 +3,7 @@
 
 A test checks that the committed JSON is what this file builds, and evaluates every
 panel's PromQL through a real Prometheus after a simulated run
-(``tests/integration/test_prometheus.py``). Panels use the variables ``$campaign`` and
+(``tests/integration/consumers/test_prometheus.py``). Panels use the variables ``$campaign`` and
 (on the funnel) ``$channel``; Grafana fills ``$__rate_interval``.
 """
 

@@ -111,6 +111,13 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the system's choice), for a process about to be started."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def port_owner(port: int) -> str:
     """Best effort: which process listens on the port, for an error message."""
     try:

@@ -1,6 +1,6 @@
 """The Grafana dashboards: the committed JSON is what ``deploy/grafana/build_dashboards.py`` builds,
 and every panel queries Prometheus with variables the dashboard defines. (Their PromQL is evaluated
-through a real Prometheus in ``tests/integration/test_prometheus.py``.)"""
+through a real Prometheus in ``tests/integration/consumers/test_prometheus.py``.)"""
 
 from __future__ import annotations
 

@@ -3,18 +3,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
 
+from deploy.local.processes import free_port
 from deploy.local.service_process import ExporterProcess, GatewayProcess, ServiceFailed, ServiceProcess
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import redis as redis_lib
 from streams.counters import CounterSnapshot, contribution
 from streams.redis_layout import RedisLayout, partition_of
 from streams.redis_sink import SnapshotWriter
-from tests.integration.kafka_reading import read_topic
+from tests.integration.support.kafka_reading import read_topic
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from streams.erasure import Forget
 from streams.record_codec import encode
 from streams.referrer_rewards import Tick
 from streams.topology import input_topics
-from tests.integration.kafka_reading import read_topic
-from tests.integration.worker_support import held_then_ticked, simulated
+from tests.integration.support.kafka_reading import read_topic
+from tests.integration.support.worker import held_then_ticked, simulated
 
 pytestmark = pytest.mark.faults
 
@@ -96,7 +96,7 @@ def internal_garbage(rnd: random.Random, trap: str, topic: str) -> bytes | None:
 
 def test_garbage_on_every_inbound_topic_is_dead_lettered_once_and_the_valid_events_all_count(pipeline_factory,
                                                                                              soak_factor, tmp_path):
-    own, worker = pipeline_factory(tick_interval_s=0)  # ticked by the test, see ``worker_support.tick``
+    own, worker = pipeline_factory(tick_interval_s=0)  # ticked by the test, see ``support/worker.py's tick``
     trap = tmp_path / "owned-by-a-pickle"
     events = simulated(own, 26, 1200 * soak_factor)
     prefix = own.kafka.topic_prefix

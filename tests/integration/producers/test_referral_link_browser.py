@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from referrals.code_registry import CodeRegistry
-from tests.integration.kafka_reading import read_topic
+from tests.integration.support.kafka_reading import read_topic
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from bench.gateway_bench import BENCH_KEY, Gateway, share_event
-from tests.integration.conftest import free_port
-from tests.integration.kafka_reading import read_topic
-from tests.integration.worker_support import redis_funnel, wait_for
+from deploy.local.processes import free_port
+from tests.integration.support.kafka_reading import read_topic
+from tests.integration.support.worker import redis_funnel, wait_for
 
 pytestmark = pytest.mark.faults
 

@@ -11,7 +11,7 @@ import pytest
 
 from referrals.settings import changed
 from streams import worker_heartbeats
-from tests.integration.worker_support import (
+from tests.integration.support.worker import (
     WorkerProcess,
     assert_same_books,
     client,

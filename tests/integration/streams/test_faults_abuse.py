@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from referrals.code_registry import CodeRegistry
-from tests.integration.worker_support import expected, matches, reward_changes, send, wait_for
+from tests.integration.support.worker import expected, matches, reward_changes, send, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -72,8 +72,8 @@ def test_a_bot_replaying_one_visitor_cookie_is_capped_and_stops_no_one(pipeline_
     record keeps 300 (``visitor_fact_cap``); the clicks after are not counted, the worker goes on."""
     from consumers.erasure_command import _caught_up
     from streams.stages import VISITOR_FACTS_KEPT
-    from tests.integration.kafka_reading import read_topic
-    from tests.integration.worker_support import redis_funnel
+    from tests.integration.support.kafka_reading import read_topic
+    from tests.integration.support.worker import redis_funnel
 
     own, worker = pipeline_factory("bot")
     code = CodeRegistry.from_settings(own).issue("bot-target").code
@@ -100,8 +100,8 @@ def test_a_customer_with_thousands_of_orders_is_one_small_record_and_stops_no_on
     8,800: every restart would have stopped on it. The record keeps the first 50 orders (``customer_orders_kept``): the referral qualified
     with the first, the later orders are not taken, the worker goes on and another customer is still served."""
     from consumers.erasure_command import _caught_up
-    from tests.integration.kafka_reading import read_topic
-    from tests.integration.worker_support import redis_referrals
+    from tests.integration.support.kafka_reading import read_topic
+    from tests.integration.support.worker import redis_referrals
 
     own, worker = pipeline_factory("b2b")
     code = CodeRegistry.from_settings(own).issue("b2b-referrer").code

@@ -9,10 +9,10 @@ import time
 import httpx
 import pytest
 
+from deploy.local.processes import free_port
 from deploy.local.redis_server import RedisServer
 from referrals.settings import changed
-from tests.integration.conftest import free_port
-from tests.integration.worker_support import assert_same_books, held_then_ticked, send, simulated
+from tests.integration.support.worker import assert_same_books, held_then_ticked, send, simulated
 
 pytestmark = pytest.mark.faults
 

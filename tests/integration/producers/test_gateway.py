@@ -12,8 +12,8 @@ import pytest
 
 from referrals.http_auth import sign
 from schemas.topics import INBOUND
-from tests.integration.conftest import APP_KEY, READ_KEY, SHOP_KEY, WEBHOOK_SECRET
-from tests.integration.kafka_reading import end_offsets, read_topic
+from tests.integration.fixtures.gateway import APP_KEY, READ_KEY, SHOP_KEY, WEBHOOK_SECRET
+from tests.integration.support.kafka_reading import end_offsets, read_topic
 
 
 def now_text() -> str:
@@ -185,7 +185,7 @@ def test_rate_limit_is_429_with_retry_after(app_factory):
 
 
 def test_kafka_unreachable_is_503_with_retry_after_not_a_hang(app_factory):
-    from tests.integration.conftest import free_port
+    from deploy.local.processes import free_port
 
     gw = app_factory(create_topics=False, kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_timeout_s=2.0)
     started = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from consumers.rebuild import rebuild
 from streams.campaigns import load_campaigns
-from tests.integration.worker_support import (
+from tests.integration.support.worker import (
     client,
     expected,
     matches,

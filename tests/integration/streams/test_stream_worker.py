@@ -14,12 +14,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.local.processes import free_port
 from referrals.kafka_admin import group_lag
 from schemas.topics import DEADLETTER
 from streams.topology import input_topics
-from tests.integration.conftest import free_port
-from tests.integration.kafka_reading import read_topic
-from tests.integration.worker_support import (
+from tests.integration.support.kafka_reading import read_topic
+from tests.integration.support.worker import (
     assert_same_books,
     expected,
     held,

@@ -26,8 +26,8 @@ from referrals.code_registry import CodeRegistry
 from referrals.privacy import pseudonym
 from schemas.topics import REFERRER_FACTS
 from streams.redis_layout import RedisLayout
-from tests.integration.kafka_reading import read_topic
-from tests.integration.worker_support import client, held_then_ticked, send, supervise, view_prefix
+from tests.integration.support.kafka_reading import read_topic
+from tests.integration.support.worker import client, held_then_ticked, send, supervise, view_prefix
 
 LARGEST_VALUE = 100 * 1024  # bytes: the issue's bound for any value the worker writes
 
@@ -35,7 +35,7 @@ LARGEST_VALUE = 100 * 1024  # bytes: the issue's bound for any value the worker 
 @pytest.mark.faults
 def test_an_influencer_with_thousands_of_referrals_under_sigkills(pipeline_factory, soak_factor):
     referrals = 3_000 if soak_factor == 1 else 30_000
-    # ticked by the test (worker_support.tick); a week's horizon: 40 days of shares fold (300 days in the soak)
+    # ticked by the test (support/worker.py's tick); a week's horizon: 40 days of shares fold (300 days in the soak)
     own, worker = pipeline_factory("influencer", tick_interval_s=0, dedup_horizon_days=7)
     code = CodeRegistry.from_settings(own).issue("influencer").code
     events = influencer_events(code, referrals, datetime.now(UTC))

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.topics import INBOUND
-from tests.integration.conftest import APP_KEY
-from tests.integration.kafka_reading import end_offsets
+from tests.integration.fixtures.gateway import APP_KEY
+from tests.integration.support.kafka_reading import end_offsets
 
 pytestmark = pytest.mark.faults
 

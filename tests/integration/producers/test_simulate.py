@@ -5,7 +5,7 @@ from __future__ import annotations
 from producers.simulate import GatewayTarget, KafkaTarget, register_codes, run
 from producers.simulator import Simulation, SimulationConfig
 from schemas.topics import BY_EVENT_TYPE
-from tests.integration.kafka_reading import end_offsets
+from tests.integration.support.kafka_reading import end_offsets
 
 
 def arrived(settings) -> dict[str, int]:

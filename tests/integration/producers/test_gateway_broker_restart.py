@@ -14,9 +14,9 @@ import pytest
 from deploy.local.stack import LocalStack
 from referrals.settings import changed
 from streams.topology import prepare_topics
-from tests.integration.conftest import APP_KEY
-from tests.integration.kafka_reading import read_topic
-from tests.integration.worker_support import WorkerProcess, held_then_ticked, send, simulated
+from tests.integration.fixtures.gateway import APP_KEY
+from tests.integration.support.kafka_reading import read_topic
+from tests.integration.support.worker import WorkerProcess, held_then_ticked, send, simulated
 
 pytestmark = pytest.mark.faults
 

@@ -11,7 +11,7 @@ import pytest
 from producers.client import InvalidEvent, ReferralEvents
 from referrals.kafka_admin import delete_topics, ensure_topics, project_topics
 from referrals.settings import changed
-from tests.integration.kafka_reading import read_topic
+from tests.integration.support.kafka_reading import read_topic
 
 
 @pytest.fixture

@@ -22,12 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.exporter import serve
 from deploy.grafana.build_dashboards import DASHBOARDS
+from deploy.local.processes import free_port
 from producers.simulate import GatewayTarget, Summary
 from referrals.settings import changed
 from streams.campaigns import load_campaigns
 from streams.redis_layout import RedisLayout
-from tests.integration.conftest import PROMETHEUS_DIR, free_port
-from tests.integration.worker_support import client, expected, matches, redis_funnel, simulated, wait_for
+from tests.integration.consumers.conftest import PROMETHEUS_DIR
+from tests.integration.support.worker import client, expected, matches, redis_funnel, simulated, wait_for
 
 # what identifies a customer in the simulated events (event and order ids are the shop's, not personal)
 PERSONAL_FIELDS = ("customer_id", "referrer_id", "visitor_id", "device_id", "email_hash", "referral_code")

@@ -18,8 +18,8 @@ from streams import erasure_registry, record_codec
 from streams.erasure import mentions, rename
 from streams.redis_layout import RedisLayout
 from streams.topology import changelog_topics
-from tests.integration.conftest import READ_KEY
-from tests.integration.worker_support import (
+from tests.integration.fixtures.gateway import READ_KEY
+from tests.integration.support.worker import (
     client,
     redis_dump,
     redis_funnel,

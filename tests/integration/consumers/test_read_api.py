@@ -12,8 +12,8 @@ import pytest
 from referrals.privacy import pseudonym
 from schemas.derived import RewardRole, RewardStatus
 from streams.counters import NO_CHANNEL
-from tests.integration.conftest import APP_KEY, READ_KEY
-from tests.integration.worker_support import (
+from tests.integration.fixtures.gateway import APP_KEY, READ_KEY
+from tests.integration.support.worker import (
     client,
     redis_funnel,
     reference,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 import redis
 
+from deploy.local.processes import free_port
 from deploy.local.stack import LocalStack
 from referrals.kafka_admin import broker_answers
 from referrals.redis_client import redis_client
 from referrals.settings import Settings, changed
 from streams.topology import prepare_topics
-from tests.integration.conftest import free_port
-from tests.integration.worker_support import WorkerProcess, expected, matches, send, simulated, wait_for
+from tests.integration.support.worker import WorkerProcess, expected, matches, send, simulated, wait_for
 
 PASSWORD = "scram-password-for-tests-5b1e"
 REDIS_PASSWORD = "redis-acl-password-for-tests-93c4"

@@ -30,7 +30,7 @@ from streams.redis_layout import RedisLayout
 from streams.redis_views import active_prefix
 from streams.referee_ledger import CodeOwner
 from streams.topology import tick_record
-from tests.integration.kafka_reading import read_topic
+from tests.integration.support.kafka_reading import read_topic
 from tests.oracle.pipeline import ReferencePipeline
 
 

@@ -9,7 +9,7 @@ import httpx
 
 from referrals.code_registry import CodeRegistry
 from schemas.referral_codes import is_well_formed, new_code
-from tests.integration.kafka_reading import end_offsets, read_topic
+from tests.integration.support.kafka_reading import end_offsets, read_topic
 
 
 def registry_for(gw) -> CodeRegistry:

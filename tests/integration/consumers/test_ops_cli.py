@@ -8,7 +8,7 @@ import sys
 
 from kafka import KafkaProducer
 
-from tests.integration.worker_support import (
+from tests.integration.support.worker import (
     client,
     expected,
     matches,
