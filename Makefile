@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test soak lint bench profile unit integration stack-up stack-down stack-status clean-state schemas
+.PHONY: setup demo test soak lint bench profile unit integration stack-up stack-down stack-status clean-state schemas docs
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version)'
@@ -58,6 +58,10 @@ stack-status: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/referrals schemas export
+
+## docs: regenerate the settings reference in docs/configuration.md from referrals/settings.py
+docs: $(STAMP)
+	$(BIN)/python -m referrals.settings_reference --write
 
 clean-state: $(STAMP)
 	$(BIN)/referrals stack reset --yes

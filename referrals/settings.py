@@ -45,7 +45,8 @@ class KafkaSettings(BaseModel):
         "PLAINTEXT", description="how clients reach Kafka: SASL_SSL (SCRAM over TLS) in production; the local "
         "stack runs PLAINTEXT or SASL_PLAINTEXT",
     )
-    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="with SASL_*: how the Kafka user authenticates")
     sasl_username: str | None = Field(None, description="with SASL_*: the Kafka user")
     sasl_password: SecretStr | None = Field(None, description="with SASL_*: its password (from the environment)")
     ssl_cafile: Path | None = Field(None, description="with SSL/SASL_SSL: the CA bundle (default: the system's)")
@@ -82,13 +83,15 @@ class RedisSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(6379, ge=1, le=65535)
-    db: int = Field(0, ge=0)
-    username: str | None = None
+    host: str = Field("127.0.0.1", description="where Redis listens (the local stack binds to it)")
+    port: int = Field(6379, ge=1, le=65535, description="Redis' port; if another Redis uses it, `stack up` says "
+                      "so (with the owning process): pick another")
+    db: int = Field(0, ge=0, description="the Redis database number")
+    username: str | None = Field(None, description="an ACL user (the local stack creates it and turns Redis' "
+                                 "default user off; a password alone sets requirepass)")
     password: SecretStr | None = Field(None, description="with an ACL user or requirepass: its password (from the "
                                        "environment)")
-    start_timeout_s: float = Field(30.0, gt=0)
+    start_timeout_s: float = Field(30.0, gt=0, description="how long `stack up` waits for Redis")
     key_prefix: str = Field(
         "rp:", pattern=r"^[A-Za-z0-9._:-]*$", description="prepended to every key the pipeline writes"
     )
@@ -130,22 +133,26 @@ class GatewaySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="address the gateway (`referrals api`) listens on")
+    port: int = Field(8080, ge=1, le=65535, description="its port")
     public_url: str = Field("http://127.0.0.1:8080", description="base of share URLs (…/r/<code>)")
-    api_keys: list[ApiKey] = Field(default_factory=list)
-    webhook_secrets: list[WebhookSecret] = Field(default_factory=list)
+    api_keys: list[ApiKey] = Field(default_factory=list, description="the gateway's clients, a JSON list of "
+                                   '{"name", "key", "types", "read"} (docs/events.md, the gateway)')
+    webhook_secrets: list[WebhookSecret] = Field(
+        default_factory=list, description='shops that sign their webhooks, a JSON list of {"name", "secret", '
+        '"types"} (docs/events.md, the gateway)')
     rate_limit_per_s: float = Field(200.0, gt=0, description="sustained requests per second per key")
     rate_limit_burst: int = Field(400, ge=1, description="requests a key may send at once")
-    max_body_bytes: int = Field(1024 * 1024, ge=1024)
-    max_batch: int = Field(500, ge=1)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="largest request body; a larger one is 413")
+    max_batch: int = Field(500, ge=1, description="most events in one request; more is a 422 (batch_too_large)")
     kafka_timeout_s: float = Field(5.0, gt=0, description="longest wait for Kafka's acks before 503")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503")
     signature_tolerance_s: int = Field(300, ge=1, description="oldest accepted X-Signature timestamp")
-    default_landing_url: str = "https://shop.example.com/"
+    default_landing_url: str = Field("https://shop.example.com/", description="where a referral link leads when "
+                                     "its campaign has no landing URL")
     landing_urls: dict[str, str] = Field(default_factory=dict, description="campaign_id -> landing URL")
     click_dedup_window_s: int = Field(1800, ge=1, description="a reload within this window is not a new click")
-    visitor_cookie: str = "rp_vid"
+    visitor_cookie: str = Field("rp_vid", description="name of the cookie that carries the visitor id")
     cookie_secure: bool = Field(False, description="mark the visitor cookie Secure (behind HTTPS)")
     public_docs: bool = Field(True, description="serve the API's description (/openapi.json, /docs, /redoc) "
                               "without a key (it holds no data); false: not at all")
@@ -154,7 +161,8 @@ class GatewaySettings(BaseModel):
 
 
 class StreamSettings(BaseModel):
-    """The stream worker (``referrals worker``): its Kafka group, its campaigns and its clock."""
+    """The stream worker (``referrals worker``): its Kafka group, campaigns and clock, its batches and timeouts,
+    the bounds of its records and how many it keeps in memory."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -276,7 +284,7 @@ class ExporterSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field("127.0.0.1", description="address of the exporter's /metrics")
-    port: int = Field(9108, ge=1, le=65535)
+    port: int = Field(9108, ge=1, le=65535, description="port of the exporter's /metrics")
     redis_timeout_s: float = Field(5.0, gt=0, description="a scrape gives up on Redis after this long")
 
 
