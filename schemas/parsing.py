@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from pydantic import ValidationError
 
 from schemas.events import EVENT_MODELS, InboundEventBase
@@ -62,8 +64,64 @@ def _reject_constant(name: str) -> Any:
     raise EventRejected([Problem(_WHOLE_EVENT, "json", f"{name} is not valid JSON")])
 
 
+# The fast path's decoder: msgspec, numbers with a fraction or exponent as exact decimals (as below)
+_FAST = msgspec.json.Decoder(float_hook=Decimal)
+# where an object's key ends: each key in the text matches once; a string value may match too, never less
+_KEY_END = re.compile(rb'"\s*:')
+# Deepest nesting read: a batch of events is 2 deep. Deeper input is rejected (``json_depth``) at this
+# depth, not at whatever depth the interpreter's stack gives out, which changes with the caller's stack.
+MAX_DEPTH = 64
+_NOT_FAST = object()
+_TOO_DEEP = object()
+
+
 def decode_json(raw: bytes | str) -> Any:
-    """Strict JSON: UTF-8 only, no duplicate keys, no NaN/Infinity, numbers as exact decimals."""
+    """Strict JSON: UTF-8 only, no duplicate keys, no NaN/Infinity, numbers as exact decimals.
+
+    Bytes take a fast path first (msgspec, about ten times quicker than the standard library) whose result
+    is used only where it is the strict decoder's: decoded without error, no deeper than ``MAX_DEPTH``,
+    and as many keys in the decoded objects as key endings in the text (msgspec keeps the last of duplicate
+    keys; a duplicate makes the count fall short, a key ending inside a string only adds to the text's).
+    Anything else, every error included, is decided by ``decode_json_strict``."""
+    if isinstance(raw, bytes | bytearray | memoryview):
+        data = bytes(raw)
+        value = _fast(data)
+        if value is not _NOT_FAST:
+            return value
+    return decode_json_strict(raw)
+
+
+def _fast(data: bytes) -> Any:
+    try:
+        value = _FAST.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return _NOT_FAST
+    keys = _keys_within_depth(value)
+    return value if keys is not None and keys == len(_KEY_END.findall(data)) else _NOT_FAST
+
+
+def _keys_within_depth(value: Any) -> int | None:
+    """How many keys the objects in ``value`` have, or None if it nests deeper than ``MAX_DEPTH``."""
+    items = [value] if type(value) is dict else value if type(value) is list else None
+    if items is not None and all(type(item) is dict for item in items):  # the shape of events: counted quickly
+        if not any(type(v) is dict or type(v) is list for item in items for v in item.values()):
+            return sum(map(len, items))
+    keys, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list) and depth > MAX_DEPTH:
+            return None
+        if isinstance(item, dict):
+            keys += len(item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return keys
+
+
+def decode_json_strict(raw: bytes | str) -> Any:
+    """The standard library's decoder with every rule checked as it reads: what ``decode_json`` falls back to
+    and the test oracle of its fast path."""
     if isinstance(raw, bytes | bytearray | memoryview):
         try:
             text = bytes(raw).decode("utf-8")
@@ -74,18 +132,26 @@ def decode_json(raw: bytes | str) -> Any:
     else:
         text = raw
     try:
-        return json.loads(
+        value = json.loads(
             text,
             parse_float=Decimal,
             parse_constant=_reject_constant,
             object_pairs_hook=_reject_duplicate_keys,
         )
+    except EventRejected:
+        raise
     except json.JSONDecodeError as exc:
         raise EventRejected(
             [Problem(_WHOLE_EVENT, "json", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
         ) from None
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits); its own message
+        # tells the reader to change a Python setting, which is not for an API client
+        raise EventRejected([Problem(_WHOLE_EVENT, "json_number", "has a number with too many digits")]) from None
     except RecursionError:
-        raise EventRejected([Problem(_WHOLE_EVENT, "json_depth", "is nested too deeply")]) from None
+        value = _TOO_DEEP
+    if value is _TOO_DEEP or _keys_within_depth(value) is None:
+        raise EventRejected([Problem(_WHOLE_EVENT, "json_depth", f"is nested more than {MAX_DEPTH} levels deep")])
+    return value
 
 
 def problems_from_validation_error(error: ValidationError, model: type | None = None) -> list[Problem]:
