@@ -15,7 +15,7 @@ from tests.integration.support.kafka_reading import read_topic
 
 
 @pytest.fixture
-def client_settings(settings, unique_name):
+def client_settings(stack, settings, unique_name):
     prefix = unique_name("c").replace(".", "-") + "."
     own = changed(settings, kafka={"topic_prefix": prefix})
     ensure_topics(own, project_topics(own))
