@@ -29,18 +29,21 @@ def test_ready_once_its_url_answers_and_stopped_with_sigterm(tmp_path, services)
     assert not service.running and service.proc.returncode != 0  # ended by the signal, not by itself
 
 
-def test_a_service_that_exits_fails_with_its_log(tmp_path, services):
-    service = ServiceProcess("stand-in", ["-c", "print('no such port'); raise SystemExit(3)"],
-                             f"http://127.0.0.1:{free_port()}/", tmp_path / "service.log")
+def stand_in(tmp_path, services: list[ServiceProcess], code: str) -> ServiceProcess:
+    """A service that runs ``code`` and never answers on its (free) ready URL."""
+    service = ServiceProcess("stand-in", ["-c", code], f"http://127.0.0.1:{free_port()}/", tmp_path / "service.log")
     services.append(service)
+    return service
+
+
+def test_a_service_that_exits_fails_with_its_log(tmp_path, services):
+    service = stand_in(tmp_path, services, "print('no such port'); raise SystemExit(3)")
     with pytest.raises(ServiceFailed, match=r"(?s)the stand-in exited with 3:.*no such port"):
         service.start(ready_within_s=30)
 
 
 def test_a_service_that_never_answers_fails_in_time(tmp_path, services):
-    service = ServiceProcess("stand-in", ["-c", "import time; print('busy', flush=True); time.sleep(60)"],
-                             f"http://127.0.0.1:{free_port()}/", tmp_path / "service.log")
-    services.append(service)
+    service = stand_in(tmp_path, services, "import time; print('busy', flush=True); time.sleep(60)")
     with pytest.raises(ServiceFailed, match=r"(?s)the stand-in was not ready within 1 s:.*busy"):
         service.start(ready_within_s=1)
     service.stop()
