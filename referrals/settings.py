@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -64,6 +65,24 @@ class KafkaSettings(BaseModel):
     @property
     def bootstrap(self) -> str:
         return self.bootstrap_servers or f"{self.host}:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """With SSL or SASL_SSL: the TLS context of the asyncio clients (aiokafka: the worker, the gateway)."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        if self.ssl_certfile is not None:
+            context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile))
+        return context
+
+    def aiokafka_options(self) -> dict[str, object]:
+        """aiokafka's connection arguments (the gateway's producer): the same settings as ``client_options``."""
+        options: dict[str, object] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol,
+                                      "ssl_context": self.ssl_context()}
+        if self.security_protocol.startswith("SASL_"):
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password.get_secret_value())
+        return options
 
     def client_options(self) -> dict[str, object]:
         """kafka-python's connection arguments (every producer, consumer and admin client of the project)."""
@@ -141,8 +160,10 @@ class GatewaySettings(BaseModel):
     webhook_secrets: list[WebhookSecret] = Field(
         default_factory=list, description='shops that sign their webhooks, a JSON list of {"name", "secret", '
         '"types"} (docs/events.md, the gateway)')
-    rate_limit_per_s: float = Field(200.0, gt=0, description="sustained requests per second per key")
-    rate_limit_burst: int = Field(400, ge=1, description="requests a key may send at once")
+    rate_limit_per_s: float = Field(200.0, gt=0, description="sustained requests per second per key, across "
+                                    "every gateway process (docs/events.md, rate limits)")
+    rate_limit_burst: int = Field(400, ge=1, description="requests a key may send at once, across every gateway "
+                                  "process")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="largest request body; a larger one is 413")
     max_batch: int = Field(500, ge=1, description="most events in one request; more is a 422 (batch_too_large)")
     kafka_timeout_s: float = Field(5.0, gt=0, description="longest wait for Kafka's acks before 503")
@@ -158,6 +179,15 @@ class GatewaySettings(BaseModel):
                               "without a key (it holds no data); false: not at all")
     metrics_host: str = Field("127.0.0.1", description="address of the gateway's Prometheus endpoint")
     metrics_port: int = Field(9109, ge=0, le=65535, description="port of /metrics (requests, latency); 0: off")
+    processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=256,
+        description="how many processes `referrals api` serves with (default: the machine's cores); with more "
+        "than one, /metrics adds up every process's figures and the rate limits are shared through Redis",
+    )
+    rate_limit_timeout_s: float = Field(
+        0.25, gt=0, description="longest wait for Redis to take a rate limit's tokens; then this process limits "
+        "by itself (its share of the rate) for a second",
+    )
 
 
 class StreamSettings(BaseModel):

@@ -42,7 +42,6 @@ import os
 import random
 import shutil
 import signal
-import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -199,11 +198,7 @@ def keep_on_disk(tables: Iterable[tuple[faust.Table, int]], root: Path) -> None:
 
 def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
     """How Faust (aiokafka) authenticates to Kafka: the same settings as every kafka-python client's."""
-    context = None
-    if kafka.security_protocol.endswith("SSL"):
-        context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
-        if kafka.ssl_certfile is not None:
-            context.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile))
+    context = kafka.ssl_context()
     if kafka.security_protocol.startswith("SASL_"):
         return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password.get_secret_value(),
                                      mechanism=kafka.sasl_mechanism, ssl_context=context)

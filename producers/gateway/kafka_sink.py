@@ -1,119 +1,126 @@
-"""The gateway's way to Kafka: one shared idempotent producer, bounded waits, readiness.
+"""The gateway's way to Kafka: one idempotent aiokafka producer on the gateway's own event loop, bounded
+waits, readiness.
 
-The producer is created on first use, so the gateway starts (and answers /healthz) while
-Kafka is down; every wait is bounded by ``gateway.kafka_timeout_s`` and ends in
-``SinkUnavailable`` (the gateway's 503), never a hang.
+The producer is started on first use, so the gateway starts (and answers /healthz) while Kafka is down.
+``send`` returns only when Kafka acknowledged every record (acks=all); every wait, from starting the
+producer to the last acknowledgement, is bounded by ``gateway.kafka_timeout_s`` and ends in
+``SinkUnavailable`` (the gateway's 503), never a hang. No thread per request: records go to the
+producer's buffer and acknowledgements come back on the event loop. A producer that refused or failed a
+delivery is dropped and the next request starts a new one (a new idempotent session, no sequence gap
+carried over); one whose acknowledgements are only late is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+from collections.abc import Callable
 
 import anyio
-from kafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from referrals.kafka_admin import broker_answers
-from referrals.publisher import EventPublisher
 from referrals.settings import Settings
 from schemas.records import Record
 
 log = logging.getLogger(__name__)
+
+# kafka-python's default, as the Python client and the simulator produce (README, dependencies)
+COMPRESSION = "gzip"
 
 
 class SinkUnavailable(RuntimeError):
     pass
 
 
+def _retrieve(future: asyncio.Future) -> None:
+    """A delivery that ended after its request gave up: its error was answered with the 503 already."""
+    if not future.cancelled():
+        future.exception()
+
+
 class KafkaSink:
-    def __init__(self, settings: Settings, source: str = "gateway"):
+    def __init__(self, settings: Settings, source: str = "gateway",
+                 producer_factory: Callable[..., AIOKafkaProducer] = AIOKafkaProducer):
         self.settings = settings
+        self.producer_factory = producer_factory
         self.source = source
         self.timeout_s = settings.gateway.kafka_timeout_s
-        self._publisher: EventPublisher | None = None
-        self._lock = threading.Lock()
+        self._producer: AIOKafkaProducer | None = None
+        self._starting: asyncio.Lock | None = None
 
-    def _get(self) -> EventPublisher:
-        with self._lock:
-            if self._publisher is None:
-                ms = int(self.timeout_s * 1000)
+    def _options(self) -> dict[str, object]:
+        ms = int(self.timeout_s * 1000)
+        return {
+            **self.settings.kafka.aiokafka_options(), "client_id": self.source, "acks": "all",
+            "enable_idempotence": True, "compression_type": COMPRESSION, "linger_ms": 2,
+            "request_timeout_ms": max(ms, 1000), "max_batch_size": 64 * 1024,
+        }
+
+    async def _get(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._producer is None:
+                producer = self.producer_factory(**self._options())
                 try:
-                    self._publisher = EventPublisher(
-                        self.settings, source=self.source, linger_ms=2, max_block_ms=ms, bootstrap_timeout_ms=ms,
-                        request_timeout_ms=ms, delivery_timeout_ms=max(30000, 2 * ms + 2),
-                    )
-                except KafkaError as exc:
-                    raise SinkUnavailable(f"Kafka is not reachable: {type(exc).__name__}") from exc
-            return self._publisher
+                    await producer.start()
+                except BaseException:
+                    await self._stop(producer)
+                    raise
+                self._producer = producer
+        return self._producer
+
+    async def _stop(self, producer: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(producer.stop(), self.timeout_s)
+        except Exception as exc:  # stopping a producer that never got a broker: nothing to flush
+            log.debug("stopping the producer: %s", type(exc).__name__)
+
+    async def _drop(self, producer: AIOKafkaProducer) -> None:
+        if self._producer is producer:
+            self._producer = None
+            await self._stop(producer)
 
     async def send(self, records: list[Record], timeout_s: float | None = None) -> int:
-        """Returns when Kafka acknowledged every record; SinkUnavailable otherwise. The records are handed to
-        the producer in a worker thread (that may wait for metadata or buffer space), the acks are awaited on
-        the event loop, with no thread blocked per request."""
-        timeout = timeout_s or self.timeout_s
+        """Returns when Kafka acknowledged every record; SinkUnavailable otherwise."""
         loop = asyncio.get_running_loop()
-        acked: asyncio.Future[int] = loop.create_future()
+        deadline = loop.time() + (timeout_s or self.timeout_s)
+        producer = None
         try:
-            futures = await anyio.to_thread.run_sync(self._hand_over, records)
+            async with asyncio.timeout_at(deadline):
+                producer = await self._get()
+                futures = [await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in records]
+        except TimeoutError as exc:
+            log.warning("Kafka did not take %d records in time", len(records))
+            raise SinkUnavailable("Kafka did not take the records in time") from exc
         except KafkaError as exc:
             log.warning("Kafka did not take %d records: %s", len(records), type(exc).__name__)
-            raise SinkUnavailable("Kafka did not take the records") from exc
-        _AckCountdown(loop, acked, futures)
-        try:
-            return await asyncio.wait_for(acked, timeout)
-        except (TimeoutError, KafkaError) as exc:
-            log.warning("Kafka did not acknowledge %d records in time: %s", len(records), type(exc).__name__)
-            raise SinkUnavailable("Kafka did not acknowledge in time") from exc
+            if producer is not None:
+                await self._drop(producer)
+            raise SinkUnavailable(f"Kafka did not take the records: {type(exc).__name__}") from exc
+        for future in futures:
+            future.add_done_callback(_retrieve)
+        _, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+        if pending:
+            log.warning("Kafka did not acknowledge %d of %d records in time", len(pending), len(records))
+            raise SinkUnavailable("Kafka did not acknowledge in time")
+        failed = next((f.exception() for f in futures if f.exception() is not None), None)
+        if failed is not None:
+            log.warning("Kafka refused records: %s", type(failed).__name__)
+            await self._drop(producer)  # a new idempotent session: no sequence gap carried over
+            raise SinkUnavailable(f"Kafka refused the records: {type(failed).__name__}")
+        return len(records)
 
-    def _hand_over(self, records: list[Record]) -> list:
-        publisher = self._get()
-        return [publisher.send_nowait(r) for r in records]
+    async def ready(self) -> bool:
+        """Does the broker answer a metadata request now?"""
+        return await anyio.to_thread.run_sync(
+            lambda: broker_answers(self.settings.kafka, client_id=f"{self.source}-readyz", timeout_s=2.0))
 
-    def ready(self) -> bool:
-        """Blocking: does the broker answer a metadata request now?"""
-        return broker_answers(self.settings.kafka, client_id=f"{self.source}-readyz", timeout_s=2.0)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._publisher is not None:
-                self._publisher.close()
-                self._publisher = None
-
-
-class _AckCountdown:
-    """Resolves ``done`` (on its loop) with the number of records once Kafka acknowledged all of them, or with
-    the first error; the producer's callbacks run on its I/O thread, so only the last one touches the loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future, futures: list) -> None:
-        self.loop, self.done, self.total = loop, done, len(futures)
-        self.left = len(futures)
-        self.lock = threading.Lock()
-        self.failed = False
-        if not futures:
-            loop.call_soon(self._resolve, None)
-        for f in futures:
-            f.add_callback(self._acked)
-            f.add_errback(self._failed)
-
-    def _acked(self, _metadata) -> None:
-        with self.lock:
-            self.left -= 1
-            last = self.left == 0 and not self.failed
-        if last:
-            self.loop.call_soon_threadsafe(self._resolve, None)
-
-    def _failed(self, exc: BaseException) -> None:
-        with self.lock:
-            first = not self.failed
-            self.failed = True
-        if first:
-            self.loop.call_soon_threadsafe(self._resolve, exc)
-
-    def _resolve(self, exc: BaseException | None) -> None:
-        if self.done.done():
-            return
-        if exc is None:
-            self.done.set_result(self.total)
-        else:
-            self.done.set_exception(exc)
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await self._stop(producer)
