@@ -227,9 +227,12 @@ class Suite:
         s = self.sizes
         gw, _run = gateway_bench.gateway_run(self.base, free_port(), self.work_dir)
         try:
-            fixed, single, batched = [], [], []
+            fixed, single, batched, raw_producer = [], [], [], []
             for i in range(s.runs):
                 self.echo(f"gateway, run {i + 1} of {s.runs}")
+                topic = f"bench-raw-{uuid.uuid4().hex[:8]}-gateway-ap"
+                ensure_topics(self.base, [topic])
+                raw_producer.append(raw_limits.aiokafka_produce(self.base, topic, s.raw_records))
                 fixed.append(gateway_bench.fixed_rate(gw, s.fixed_rate, s.gateway_fixed_s))
                 single.append(gateway_bench.saturation(gw, batch=1, seconds=s.gateway_saturation_s, connections=32,
                                                        work_dir=self.work_dir))
@@ -242,14 +245,20 @@ class Suite:
             raise pipeline_bench.BenchFailed(f"{failed} gateway requests were not answered 202")
         add = self.report.add
         rate = f"{s.fixed_rate:,.0f} req/s"
-        add(Figure(f"gateway single events at {rate}: achieved", "req/s", [r.achieved_per_s for r in fixed]))
+        served = f"uvicorn, {self.base.gateway.processes} processes"
+        add(Figure(f"gateway single events at {rate}: achieved", "req/s", [r.achieved_per_s for r in fixed],
+                   note=served))
         add(Figure(f"gateway single events at {rate}: p50", "ms", [r.p50_ms for r in fixed]))
         add(Figure(f"gateway single events at {rate}: p99", "ms", [r.p99_ms for r in fixed], target="<= 25"))
         add(Figure("gateway single events at saturation", "req/s", [r.requests_per_s for r in single],
-                   target=">= 3000", note="wrk, 32 connections"))
+                   target=">= 3000", note=f"wrk, 32 connections; {served}"))
         add(Figure("gateway single events at saturation: p99", "ms", [r.p99_ms for r in single]))
         add(Figure("gateway batches of 100 at saturation", "events/s", [r.events_per_s for r in batched],
-                   target=">= 30000", note="wrk, 8 connections"))
+                   note=f"wrk, 8 connections; {served}"))
+        add(Figure("gateway: raw aiokafka producer alone", "records/s", raw_producer,
+                   note="200-byte records, acks=all, linger 5 ms; measured in each gateway run, just before it"))
+        add(Figure("gateway batches of 100 / raw aiokafka producer", "%",
+                   [100 * r.events_per_s / p for r, p in zip(batched, raw_producer, strict=True)], target=">= 50"))
 
     # -- growth --------------------------------------------------------------------------------------
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
+import redis.asyncio as aioredis
 
 from referrals.settings import Settings
 
 
-def redis_client(settings: Settings, timeout_s: float = 2.0, decode_responses: bool = False) -> redis.Redis:
-    """``decode_responses``: answers as ``str`` instead of ``bytes``."""
+def _options(settings: Settings, timeout_s: float, decode_responses: bool) -> dict[str, Any]:
     cfg = settings.redis
     password = cfg.password.get_secret_value() if cfg.password else None
-    return redis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, username=cfg.username, password=password,
-                       socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=decode_responses)
+    return {"host": cfg.host, "port": cfg.port, "db": cfg.db, "username": cfg.username, "password": password,
+            "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s, "decode_responses": decode_responses}
+
+
+def redis_client(settings: Settings, timeout_s: float = 2.0, decode_responses: bool = False) -> redis.Redis:
+    """``decode_responses``: answers as ``str`` instead of ``bytes``."""
+    return redis.Redis(**_options(settings, timeout_s, decode_responses))
+
+
+def async_redis_client(settings: Settings, timeout_s: float = 2.0, decode_responses: bool = False) -> aioredis.Redis:
+    """The same, for an event loop (the gateway's rate limits)."""
+    return aioredis.Redis(**_options(settings, timeout_s, decode_responses))

@@ -30,6 +30,8 @@ def _section(field: FieldInfo) -> type[BaseModel] | None:
 
 
 def default_text(field: FieldInfo) -> str:
+    if field.default is PydanticUndefined and getattr(field.default_factory, "__name__", "") == "<lambda>":
+        return "computed (see the meaning)"  # e.g. the machine's cores: not the same on every machine
     value = field.default if field.default is not PydanticUndefined else field.default_factory()
     if isinstance(value, SecretStr):
         return "a development key"

@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -28,11 +29,11 @@ from producers.gateway import metrics
 from producers.gateway.intake import BODY, IntakeRejected, read_events
 from producers.gateway.kafka_sink import KafkaSink, SinkUnavailable
 from producers.gateway.links import COOKIE_MAX_AGE_S, valid_visitor_id, with_ref
-from producers.gateway.rate_limit import RateLimiter
+from producers.gateway.rate_limit import SharedRateLimiter, redis_take
 from referrals.code_registry import CodeRegistry
 from referrals.http_auth import KeyRing, Principal, SignatureProblem, WebhookVerifier
 from referrals.http_errors import error
-from referrals.redis_client import redis_client
+from referrals.redis_client import async_redis_client, redis_client
 from referrals.settings import Settings
 from schemas.events import EVENT_MODELS, ClickEvent
 from schemas.fields import Channel
@@ -107,9 +108,11 @@ def create_app(
     cfg = settings.gateway
     keys = KeyRing(cfg.api_keys)
     webhooks = WebhookVerifier(cfg.webhook_secrets, cfg.signature_tolerance_s)
-    limiter = RateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst)
     sink = sink or KafkaSink(settings)
     redis_connection = redis_connection or redis_client(settings)
+    limits_redis = async_redis_client(settings, timeout_s=cfg.rate_limit_timeout_s)
+    limiter = SharedRateLimiter(redis_take(limits_redis, settings.redis.key_prefix), cfg.rate_limit_per_s,
+                                cfg.rate_limit_burst, cfg.processes)
     registry = CodeRegistry(redis_connection, settings.redis.key_prefix)
     deduper = ClickDeduper(redis_connection, settings.redis.key_prefix, cfg.click_dedup_window_s)
     prefix = settings.kafka.topic_prefix
@@ -118,7 +121,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
-        await anyio.to_thread.run_sync(sink.close)
+        await sink.close()
+        await limits_redis.aclose()
 
     app = FastAPI(
         title="referral-pipeline gateway",
@@ -177,8 +181,8 @@ def create_app(
         },
     )
     async def post_events(request: Request) -> JSONResponse:
-        def rate_limited(principal: Principal) -> JSONResponse | None:
-            allowed, wait = limiter.allow(principal.name, clock())
+        async def rate_limited(principal: Principal) -> JSONResponse | None:
+            allowed, wait = await limiter.allow(principal.name)
             if allowed:
                 return None
             return _errors(429, [error(None, BODY, "rate_limited", "too many requests for this key")],
@@ -196,7 +200,7 @@ def create_app(
             return _errors(401, [error(None, "Authorization", "missing_credentials",
                                        "send Authorization: Bearer <key> or a signed X-Signature")],
                            {"WWW-Authenticate": "Bearer"})
-        if principal is not None and (limited := rate_limited(principal)):  # before reading the body
+        if principal is not None and (limited := await rate_limited(principal)):  # before reading the body
             return limited
         try:
             body = await _read_body(request, cfg.max_body_bytes)
@@ -207,7 +211,7 @@ def create_app(
                 principal = webhooks.verify(signature or "", body, clock())
             except SignatureProblem as problem:
                 return _errors(401, [error(None, "X-Signature", problem.rule, problem.message)])
-            if limited := rate_limited(principal):  # a signed request's sender is known only now
+            if limited := await rate_limited(principal):  # a signed request's sender is known only now
                 return limited
         try:
             intake = read_events(body, allowed_types=principal.types, principal=principal.name,
@@ -219,8 +223,8 @@ def create_app(
             accepted = await sink.send(records)
         except SinkUnavailable as exc:
             return _errors(503, [error(None, BODY, "kafka_unavailable", str(exc))], retry_503)
-        for event in intake.events:
-            metrics.EVENTS.labels(event.type).inc()
+        for kind, count in Counter(event.type for event in intake.events).items():
+            metrics.EVENTS.labels(kind).inc(count)
         return JSONResponse({"accepted": accepted}, status_code=202)
 
     @app.get("/r/{code:path}", summary="Referral link: redirect to the landing page and record the click",
@@ -272,7 +276,7 @@ def create_app(
 
     @app.get("/readyz", summary="Kafka answers")
     async def readyz() -> JSONResponse:
-        if await anyio.to_thread.run_sync(sink.ready):
+        if await sink.ready():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "kafka unavailable"}, status_code=503, headers=retry_503)
 
