@@ -103,6 +103,22 @@ def stop(pidfile: Path, *, timeout_s: float) -> bool:
     return True
 
 
+def stop_child(proc: subprocess.Popen, *, signum: int = signal.SIGTERM, timeout_s: float) -> None:
+    """Stop a child started in a session of its own (``start_new_session``): ``signum`` to it, and SIGKILL to its
+    whole group (its own children too: a gateway's worker processes) if it has not ended within ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signum)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended between the wait and the kill
+            pass
+        proc.wait()
+
+
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):

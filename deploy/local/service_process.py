@@ -8,7 +8,6 @@ serve the gateway in-process.) The worker, which also restarts, is ``worker_proc
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from deploy.local.processes import tail_bytes
+from deploy.local.processes import stop_child, tail_bytes
 
 
 class ServiceFailed(AssertionError):
@@ -65,13 +64,8 @@ class ServiceProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.running:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_child(self.proc, timeout_s=30)
 
 
 class GatewayProcess(ServiceProcess):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from deploy.local.processes import tail_bytes
+from deploy.local.processes import stop_child, tail_bytes
 from referrals.settings import Settings, worker_environment
 from streams.exit_codes import CRASH_EXIT_CODE
 
@@ -119,10 +119,4 @@ class WorkerProcess:
     def stop(self, signum: int = signal.SIGTERM) -> None:
         """Every process it started, ``signum`` first (py-spy writes its profile on SIGINT and passes it on)."""
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_child(proc, signum=signum, timeout_s=60)

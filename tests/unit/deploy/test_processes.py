@@ -7,9 +7,10 @@ import os
 import subprocess
 import sys
 
+import psutil
 import pytest
 
-from deploy.local.processes import OwnedProcess, boot_ticks, read_pidfile, running, spawn, stop
+from deploy.local.processes import OwnedProcess, boot_ticks, read_pidfile, running, spawn, stop, stop_child
 
 
 @pytest.fixture
@@ -58,3 +59,30 @@ def test_boot_ticks_of_this_process_and_of_none():
     assert abs(btime + ticks / os.sysconf("SC_CLK_TCK") - psutil.Process().create_time()) < 1
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     assert boot_ticks(int(done.stdout)) is None  # gone
+
+
+_STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                          "time.sleep(60)"])
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_stop_child_kills_the_whole_group_of_one_that_ignores_sigterm():
+    proc = subprocess.Popen([sys.executable, "-c", _STUBBORN], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    grandchild = psutil.Process(int(proc.stdout.readline()))
+    stop_child(proc, timeout_s=0.5)
+    assert proc.returncode == -9
+    grandchild.wait(timeout=5)  # psutil.TimeoutExpired if it still runs
+    proc.stdout.close()
+
+
+def test_stop_child_of_one_that_ended_does_nothing():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    proc.wait(timeout=30)
+    stop_child(proc, timeout_s=0.5)
+    assert proc.returncode == 0
