@@ -17,7 +17,8 @@ import shutil
 import statistics
 import subprocess
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class FixedRateResult:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    failures: Counter[str] = field(default_factory=Counter)  # what the failed requests got: status or error
 
 
 @dataclass
@@ -53,6 +55,7 @@ class SaturationResult:
     requests: int
     failed: int
     connections: int
+    failures: Counter[str] = field(default_factory=Counter)  # non-2xx answers and wrk's socket errors by kind
 
 
 class Gateway(GatewayProcess):
@@ -96,9 +99,9 @@ def fixed_rate(gateway: Gateway, rate: float, seconds: float) -> FixedRateResult
     at = occurred_at()
     bodies = [json.dumps(share_event(tag, i, at)).encode() for i in range(count)]
 
-    async def run() -> tuple[list[float], int, float]:
+    async def run() -> tuple[list[float], Counter[str], float]:
         latencies: list[float] = []
-        failed = 0
+        failures: Counter[str] = Counter()
         connector = aiohttp.TCPConnector(limit=256)
         headers = {"Authorization": f"Bearer {BENCH_KEY}", "Content-Type": "application/json"}
         async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
@@ -106,16 +109,15 @@ def fixed_rate(gateway: Gateway, rate: float, seconds: float) -> FixedRateResult
             started = loop.time()
 
             async def one(i: int) -> None:
-                nonlocal failed
                 due = started + i / rate
                 try:
                     async with session.post(gateway.url + "/v1/events", data=bodies[i]) as response:
                         await response.read()
-                        ok = response.status == 202
-                except aiohttp.ClientError:
-                    ok = False
+                        if response.status != 202:
+                            failures[f"HTTP {response.status}"] += 1
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    failures[type(exc).__name__] += 1
                 latencies.append(loop.time() - due)
-                failed += not ok
 
             tasks = []
             for i in range(count):
@@ -124,12 +126,13 @@ def fixed_rate(gateway: Gateway, rate: float, seconds: float) -> FixedRateResult
                     await asyncio.sleep(pause)
                 tasks.append(asyncio.create_task(one(i)))
             await asyncio.gather(*tasks)
-            return latencies, failed, loop.time() - started
+            return latencies, failures, loop.time() - started
 
-    latencies, failed, elapsed = asyncio.run(run())
+    latencies, failures, elapsed = asyncio.run(run())
     ordered = sorted(latencies)
-    return FixedRateResult(rate, count / elapsed, count, failed, 1000 * statistics.median(ordered),
-                           1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1000 * ordered[-1])
+    return FixedRateResult(rate, count / elapsed, count, sum(failures.values()), 1000 * statistics.median(ordered),
+                           1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1000 * ordered[-1],
+                           failures)
 
 
 _WRK_SCRIPT = """
@@ -177,12 +180,17 @@ def saturation(gateway: Gateway, *, batch: int, seconds: float, connections: int
     rate, total = _WRK_RATE.search(out), _WRK_TOTAL.search(out)
     if done.returncode != 0 or rate is None or total is None:
         raise RuntimeError(f"wrk failed (exit {done.returncode}):\n{out}\n{done.stderr}")
-    non2xx = _WRK_NON2XX.search(out)
-    errors = _WRK_ERRORS.search(out)
-    failed = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(g) for g in errors.groups()) if errors else 0)
+    failures: Counter[str] = Counter()
+    if non2xx := _WRK_NON2XX.search(out):
+        failures["non-2xx"] = int(non2xx.group(1))
+    if errors := _WRK_ERRORS.search(out):
+        failures.update({f"socket {kind}": int(n) for kind, n in zip(("connect", "read", "write", "timeout"),
+                                                                     errors.groups(), strict=True)})
+    failures = +failures  # without the kinds that did not happen
     percentiles = {p: _ms(v, u) for p, v, u in _WRK_PERCENTILE.findall(out)}
     return SaturationResult(float(rate.group(1)), float(rate.group(1)) * batch, percentiles.get("50", float("nan")),
-                            percentiles.get("99", float("nan")), int(total.group(1)), failed, connections)
+                            percentiles.get("99", float("nan")), int(total.group(1)), sum(failures.values()),
+                            connections, failures)
 
 
 def gateway_run(base: Settings, port: int, work_dir: Path) -> tuple[Gateway, BenchRun]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -240,9 +241,12 @@ class Suite:
                                                         connections=8, work_dir=self.work_dir))
         finally:
             gw.stop()
-        failed = sum(r.failed for r in fixed) + sum(r.failed for r in single) + sum(r.failed for r in batched)
-        if failed:
-            raise pipeline_bench.BenchFailed(f"{failed} gateway requests were not answered 202")
+        failures = {name: sum((r.failures for r in results), Counter())
+                    for name, results in (("fixed rate", fixed), ("single events", single), ("batches of 100", batched))}
+        failures = {name: counts for name, counts in failures.items() if counts}
+        if failures:
+            told = "; ".join(f"{name}: {dict(counts)}" for name, counts in failures.items())
+            raise pipeline_bench.BenchFailed(f"gateway requests not answered 202 ({told}); see {gw.log}")
         add = self.report.add
         rate = f"{s.fixed_rate:,.0f} req/s"
         served = f"uvicorn, {self.base.gateway.processes} processes"
