@@ -6,9 +6,12 @@ script refills and takes atomically, on Redis' clock), so a key's limit holds ho
 processes serve it. Each process takes tokens in small leases (``lease``: at most a tenth of a second's
 rate, at most a quarter of the burst shared out over the processes) and spends them locally, so most
 requests cost no round trip; a lease's unspent tokens lapse after ``LEASE_S``, so a process never holds
-back more than one lease per key. A refusal is remembered for the time the next token takes (at most a
-second), so a client over its limit costs no round trip per request either. Tokens are only ever taken from the shared bucket: together the
-processes never allow more than the configured rate and burst.
+back more than one lease per key. A process asks for one lease per key at a time: the requests that find
+the lease spent while it asks wait for that answer instead of each taking a lease (which would drain the
+shared bucket at every lease's end and refuse requests well under the limit). A refusal is remembered for
+the time the next token takes (at most a second), so a client over its limit costs no round trip per
+request either. Tokens are only ever taken from the shared bucket: together the processes never allow
+more than the configured rate and burst.
 
 While Redis is unreachable each process limits by itself, at its share of the rate and burst (rate and
 burst divided by the number of processes), and asks Redis again after ``RETRY_REDIS_S``.
@@ -16,6 +19,7 @@ burst divided by the number of processes), and asks Redis again after ``RETRY_RE
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -114,25 +118,38 @@ class SharedRateLimiter:
         self._leases: dict[str, _Lease] = {}
         self._refused: dict[str, tuple[float, int]] = {}  # name -> (until, wait): no token before it anywhere
         self._redis_down_until = 0.0
+        self._refills: dict[str, asyncio.Future[None]] = {}  # name -> its lease being taken now
 
     async def allow(self, name: str) -> tuple[bool, int]:
         """(allowed, seconds to wait before retrying)."""
-        now = self.clock()
-        held = self._leases.get(name)
-        if held is not None and held.tokens > 0 and now < held.until:
-            held.tokens -= 1
-            return True, 0
-        refused = self._refused.get(name)
-        if refused is not None and now < refused[0]:
-            return False, refused[1]
-        if now < self._redis_down_until:
-            return self.fallback.allow(name, now)
+        while True:
+            now = self.clock()
+            held = self._leases.get(name)
+            if held is not None and held.tokens > 0 and now < held.until:
+                held.tokens -= 1
+                return True, 0
+            refused = self._refused.get(name)
+            if refused is not None and now < refused[0]:
+                return False, refused[1]
+            if now < self._redis_down_until:
+                return self.fallback.allow(name, now)
+            refill = self._refills.get(name)
+            if refill is None:
+                return await self._refill(name, now)
+            await refill  # another request of this process asks for the lease: share it, do not take one more
+
+    async def _refill(self, name: str, now: float) -> tuple[bool, int]:
+        """Take a new lease for ``name`` from the shared bucket; the one round trip in flight for it."""
+        done = self._refills[name] = asyncio.get_running_loop().create_future()
         try:
             granted, wait = await self.take(name, self.rate, self.burst, self.lease)
         except (redis.RedisError, OSError) as exc:
             log.warning("rate limits per process while Redis is unreachable (%s)", type(exc).__name__)
             self._redis_down_until = now + RETRY_REDIS_S
             return self.fallback.allow(name, now)
+        finally:
+            del self._refills[name]
+            done.set_result(None)
         if granted < 1:
             # the next token comes in 1/rate seconds at the earliest: until then a refusal needs no round trip
             self._refused[name] = (now + min(1.0, 1 / self.rate), max(1, wait))
