@@ -8,13 +8,14 @@ codes) is off.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,7 +121,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        starting = asyncio.create_task(sink.start())
         yield
+        starting.cancel()
+        with suppress(asyncio.CancelledError):
+            await starting
         await sink.close()
         await limits_redis.aclose()
 

@@ -1,7 +1,9 @@
 """The gateway's way to Kafka: one idempotent aiokafka producer on the gateway's own event loop, bounded
 waits, readiness.
 
-The producer is started on first use, so the gateway starts (and answers /healthz) while Kafka is down.
+The producer is started as the gateway starts (``start``: each worker process's first requests would
+otherwise wait for it, which showed as the gateway's p99) but not waited for: while Kafka is down the
+gateway starts and answers /healthz, and the next request tries again.
 ``send`` returns only when Kafka acknowledged every record (acks=all); every wait, from starting the
 producer to the last acknowledgement, is bounded by ``gateway.kafka_timeout_s`` and ends in
 ``SinkUnavailable`` (the gateway's 503), never a hang. No thread per request: records go to the
@@ -73,6 +75,15 @@ class KafkaSink:
                     raise
                 self._producer = producer
         return self._producer
+
+    async def start(self) -> None:
+        """Start the producer now, before the first request needs it; if Kafka does not answer within the
+        bound, the first request tries again."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._get()
+        except (TimeoutError, KafkaError) as exc:
+            log.info("the Kafka producer did not start yet (%s): the first request tries again", type(exc).__name__)
 
     async def _stop(self, producer: AIOKafkaProducer) -> None:
         try:

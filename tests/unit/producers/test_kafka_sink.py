@@ -132,3 +132,25 @@ def test_close_stops_the_producer():
 
     asyncio.run(run())
     assert StandIn.made[0].stopped
+
+
+def test_started_ahead_of_the_first_request_which_then_uses_that_producer():
+    own = sink()
+
+    async def run():
+        await own.start()
+        assert len(StandIn.made) == 1
+        await own.send(RECORDS)
+
+    asyncio.run(run())
+    assert len(StandIn.made) == 1 and StandIn.made[0].sent == 2
+
+
+@pytest.mark.parametrize("stand_in", [{"start_fails": True}, {"start_s": 5.0}], ids=["refused", "no answer"])
+def test_a_start_without_kafka_ends_quietly_within_the_bound_and_the_first_request_tries_again(stand_in):
+    own = sink(timeout_s=0.3, **stand_in)
+    started = time.monotonic()
+    asyncio.run(own.start())
+    assert time.monotonic() - started < 2 and StandIn.made[0].stopped
+    own.producer_factory = lambda **options: StandIn(**options)  # Kafka is back
+    assert asyncio.run(own.send(RECORDS)) == 2
