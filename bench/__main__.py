@@ -123,9 +123,11 @@ def profile_gateway(
     try:
         assert gateway.proc is not None
         spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-o",
-                                str(out), "--rate", "100", "--pid", str(gateway.proc.pid), "--duration", str(seconds)],
+                                str(out), "--rate", "100", "--subprocesses", "--pid", str(gateway.proc.pid),
+                                "--duration", str(seconds)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        result = gateway_bench.saturation(gateway, batch=batch, seconds=seconds, connections=32 if batch == 1 else 8,
+        connections = gateway_bench.SINGLE_CONNECTIONS if batch == 1 else gateway_bench.BATCH_CONNECTIONS
+        result = gateway_bench.saturation(gateway, batch=batch, seconds=seconds, connections=connections,
                                           work_dir=work_dir)
         spy.wait(timeout=seconds + 60)
     finally:

@@ -5,7 +5,8 @@ batches of 100 at saturation. Every request must get 202 (Kafka acknowledged its
   whatever the answers do; latency counts from the moment a request was due, so a slow answer
   is not hidden by sending less (no coordinated omission);
 - saturation: ``wrk`` (Debian's package, a separate process in C) with as many connections as
-  keep the gateway busy; every request carries a new event id.
+  keep the gateway busy; every request carries a new event id. Its floor, ``http_floor``: ``GET /healthz``
+  at saturation, the HTTP server and framework alone.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ from referrals.settings import Settings
 from schemas.topics import INBOUND
 
 BENCH_KEY = "bench-key-0123456789abcdef"
+# wrk's connections at saturation: single events (32 left the gateway idle between answers, measured:
+# 2,500 req/s against 3,000-3,500 with 64, and 128 no more than 64), batches of 100
+SINGLE_CONNECTIONS = 64
+BATCH_CONNECTIONS = 8
 
 
 @dataclass
@@ -177,13 +182,23 @@ def _ms(value: str, unit: str) -> float:
 
 def saturation(gateway: Gateway, *, batch: int, seconds: float, connections: int, work_dir: Path) -> SaturationResult:
     """As many requests as the gateway answers with ``connections`` open, each with ``batch`` events."""
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is missing: `referrals stack prepare --test-tools` installs it")
     script = work_dir / f"wrk-{uuid.uuid4().hex[:8]}.lua"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(_WRK_SCRIPT % {"tag": f"sat{batch}", "key": BENCH_KEY, "at": occurred_at(), "batch": batch})
-    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", "-s", str(script),
-                           gateway.url], capture_output=True, text=True, timeout=seconds + 120)
+    return _wrk(gateway.url, ["-s", str(script)], batch=batch, seconds=seconds, connections=connections)
+
+
+def http_floor(gateway: Gateway, *, seconds: float, connections: int) -> SaturationResult:
+    """``GET /healthz`` at saturation: the HTTP server and the framework answering with no work of their own,
+    the most single-event requests the gateway's processes could answer on this machine."""
+    return _wrk(gateway.url + "/healthz", [], batch=1, seconds=seconds, connections=connections)
+
+
+def _wrk(url: str, args: list[str], *, batch: int, seconds: float, connections: int) -> SaturationResult:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is missing: `referrals stack prepare --test-tools` installs it")
+    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", *args, url],
+                          capture_output=True, text=True, timeout=seconds + 120)
     out = done.stdout
     rate, total = _WRK_RATE.search(out), _WRK_TOTAL.search(out)
     if done.returncode != 0 or rate is None or total is None:
@@ -201,9 +216,16 @@ def saturation(gateway: Gateway, *, batch: int, seconds: float, connections: int
                             connections, failures)
 
 
-def gateway_run(base: Settings, port: int, work_dir: Path) -> tuple[Gateway, BenchRun]:
+def gateway_run(base: Settings, port: int, work_dir: Path, warm_up_s: float = 0.0) -> tuple[Gateway, BenchRun]:
+    """A started gateway on its run's topics; with ``warm_up_s``, after that long at saturation (its first
+    seconds are slower: every worker process's first requests, its first produce requests)."""
     run = BenchRun.new(base, "gateway")
     ensure_topics(run.settings, [run.settings.kafka.topic_prefix + spec.name for spec in INBOUND])
     gateway = Gateway(run.settings, port, work_dir / f"gateway-{run.run_id}.log")
     gateway.start()
+    if warm_up_s:
+        warm = saturation(gateway, batch=1, seconds=warm_up_s, connections=SINGLE_CONNECTIONS, work_dir=work_dir)
+        if warm.failures:
+            gateway.stop()
+            raise RuntimeError(f"the gateway's warm-up got {dict(warm.failures)}; see {gateway.log}")
     return gateway, run

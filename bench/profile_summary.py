@@ -1,7 +1,8 @@
 """Where a process's time goes, from py-spy's collapsed stacks (``py-spy record --format raw``). Pure.
 
-Each line of the file is ``frame;frame;...;leaf count``. Only the main thread (the event loop,
-where the agents run) is summed; threads that wait for Redis or Kafka are left out. A frame is
+Each line of the file is ``frame;frame;...;leaf count``, led by ``process <pid>:"<command>"`` frames when
+py-spy followed subprocesses (the gateway's worker processes: their samples are summed together). Only the
+main threads (the event loops) are summed; threads that wait for Redis or Kafka are left out. A frame is
 ``function (path:line)``; the package is the first part of the path that names a library or one
 of the project's packages.
 """
@@ -12,10 +13,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+_PROCESSES = re.compile(r'^(?:process \d+:"[^"]*";)+')
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>[^:()]*)(?::\d+)?\)$")
 PACKAGES = ("fastapi", "starlette", "uvicorn", "anyio", "faust", "aiokafka", "mode", "asyncio", "selectors", "redis",
             "kafka", "pydantic", "prometheus_client", "streams", "schemas", "producers", "consumers", "dataclasses",
-            "json", "pickle", "copyreg", "collections", "gzip", "threading")
+            "json", "pickle", "copyreg", "collections", "gzip", "threading", "msgspec", "httptools", "uvloop",
+            "h11", "multiprocessing")
 
 
 @dataclass
@@ -37,7 +40,11 @@ def package_of(path: str) -> str:
     return parts[-1] if parts else path
 
 
-def summarise(lines: list[str], main_thread_marker: str = "_run_module_as_main") -> Profile:
+# a main thread's first frame: ``python -m ...``, or a worker process multiprocessing spawned (``python -c ...``)
+MAIN_THREADS = ("_run_module_as_main", "<module> (<string>:1)")
+
+
+def summarise(lines: list[str], main_threads: tuple[str, ...] = MAIN_THREADS) -> Profile:
     by_package: Counter = Counter()
     inclusive: Counter = Counter()
     samples = 0
@@ -46,8 +53,8 @@ def summarise(lines: list[str], main_thread_marker: str = "_run_module_as_main")
         if not line or " " not in line:
             continue
         stack, count = line.rsplit(" ", 1)
-        frames = stack.split(";")
-        if not frames[0].startswith(main_thread_marker):
+        frames = _PROCESSES.sub("", stack).split(";")  # a command line may hold a ";" itself
+        if not frames[0].startswith(main_threads):
             continue
         n = int(count)
         samples += n

@@ -226,23 +226,27 @@ class Suite:
 
     def gateway(self) -> None:
         s = self.sizes
-        gw, _run = gateway_bench.gateway_run(self.base, free_port(), self.work_dir)
+        gw, _run = gateway_bench.gateway_run(self.base, free_port(), self.work_dir,
+                                             warm_up_s=min(5.0, s.gateway_saturation_s))
+        single_c, batch_c = gateway_bench.SINGLE_CONNECTIONS, gateway_bench.BATCH_CONNECTIONS
         try:
-            fixed, single, batched, raw_producer = [], [], [], []
+            fixed, single, batched, raw_producer, floor = [], [], [], [], []
             for i in range(s.runs):
                 self.echo(f"gateway, run {i + 1} of {s.runs}")
                 topic = f"bench-raw-{uuid.uuid4().hex[:8]}-gateway-ap"
                 ensure_topics(self.base, [topic])
                 raw_producer.append(raw_limits.aiokafka_produce(self.base, topic, s.raw_records))
                 fixed.append(gateway_bench.fixed_rate(gw, s.fixed_rate, s.gateway_fixed_s))
-                single.append(gateway_bench.saturation(gw, batch=1, seconds=s.gateway_saturation_s, connections=32,
-                                                       work_dir=self.work_dir))
+                floor.append(gateway_bench.http_floor(gw, seconds=s.gateway_saturation_s, connections=single_c))
+                single.append(gateway_bench.saturation(gw, batch=1, seconds=s.gateway_saturation_s,
+                                                       connections=single_c, work_dir=self.work_dir))
                 batched.append(gateway_bench.saturation(gw, batch=100, seconds=s.gateway_saturation_s,
-                                                        connections=8, work_dir=self.work_dir))
+                                                        connections=batch_c, work_dir=self.work_dir))
         finally:
             gw.stop()
         failures = {name: sum((r.failures for r in results), Counter())
-                    for name, results in (("fixed rate", fixed), ("single events", single), ("batches of 100", batched))}
+                    for name, results in (("fixed rate", fixed), ("/healthz", floor), ("single events", single),
+                                          ("batches of 100", batched))}
         failures = {name: counts for name, counts in failures.items() if counts}
         if failures:
             told = "; ".join(f"{name}: {dict(counts)}" for name, counts in failures.items())
@@ -255,10 +259,13 @@ class Suite:
         add(Figure(f"gateway single events at {rate}: p50", "ms", [r.p50_ms for r in fixed]))
         add(Figure(f"gateway single events at {rate}: p99", "ms", [r.p99_ms for r in fixed], target="<= 25"))
         add(Figure("gateway single events at saturation", "req/s", [r.requests_per_s for r in single],
-                   target=">= 3000", note=f"wrk, 32 connections; {served}"))
+                   target=">= 3000", note=f"wrk, {single_c} connections; {served}"))
         add(Figure("gateway single events at saturation: p99", "ms", [r.p99_ms for r in single]))
+        add(Figure("gateway: GET /healthz alone at saturation", "req/s", [r.requests_per_s for r in floor],
+                   note=f"the HTTP server and framework with no work, wrk, {single_c} connections; same processes, "
+                        "just before the single events"))
         add(Figure("gateway batches of 100 at saturation", "events/s", [r.events_per_s for r in batched],
-                   note=f"wrk, 8 connections; {served}"))
+                   note=f"wrk, {batch_c} connections; {served}"))
         add(Figure("gateway: raw aiokafka producer alone", "records/s", raw_producer,
                    note="200-byte records, acks=all, linger 5 ms; measured in each gateway run, just before it"))
         add(Figure("gateway batches of 100 / raw aiokafka producer", "%",

@@ -22,7 +22,7 @@ SECTIONS = ("raw: Kafka ProducerPerformance", "raw: kafka-python producer", "raw
             "freshness at 200 events/s: p99",
             "freshness at 80 % of max: p99", "gateway single events at 200 req/s: p99",
             "gateway single events at saturation", "gateway batches of 100 at saturation",
-            "gateway batches of 100 / raw aiokafka producer",
+            "gateway batches of 100 / raw aiokafka producer", "gateway: GET /healthz alone at saturation",
             "growth 300 customers: cost per event", "growth 600 customers: Redis per referrer",
             "growth 600 customers: Redis per referrer: referral lists",
             "growth: cost per event at 600 / at 300 customers",

@@ -50,6 +50,17 @@ def test_only_the_main_threads_stacks_are_summed_by_package():
     assert profile.inclusive["run (worker.py)"] == 3
 
 
+def test_worker_processes_py_spy_followed_are_summed_together():
+    supervisor = 'process 10:"python -m referrals.cli api";'
+    worker = supervisor + 'process {}:"python -c from multiprocessing.spawn import spawn_main; spawn_main(fd=7)";'
+    lines = [worker.format(11) + "<module> (<string>:1);post_events (producers/gateway/app.py:9) 5",
+             worker.format(12) + "<module> (<string>:1);serve (uvicorn/server.py:3) 2",
+             worker.format(12) + "Thread._bootstrap (threading.py:1002);wait (threading.py:320) 50",
+             supervisor + "_run_module_as_main (<frozen runpy>:198);wait (threading.py:320) 1"]
+    profile = summarise(lines)
+    assert profile.by_package == {"producers": 5, "uvicorn": 2, "threading": 1}
+
+
 def test_a_phase_that_ended_between_two_samples_is_timed_from_the_fallback_not_zero():
     from bench.worker_runs import Progress
 
