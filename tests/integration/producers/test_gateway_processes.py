@@ -108,11 +108,11 @@ def test_events_are_accepted_while_redis_is_down(gateway_of_processes):
 def test_the_workers_of_a_sigkilled_supervisor_stop_too(gateway_of_processes):
     gateway, _ = gateway_of_processes(processes=2)
     orphans = workers(gateway)
-    assert len(orphans) == 2
+    assert len(orphans) == 2, ([p.cmdline() for p in orphans], gateway.tail())
     gateway.proc.kill()
     gateway.proc.wait()
     gone, alive = psutil.wait_procs(orphans, timeout=30)
-    assert alive == [], [p.pid for p in alive]
+    assert alive == [], ([p.pid for p in alive], gateway.tail())
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
@@ -121,4 +121,4 @@ def test_the_workers_of_a_sigkilled_supervisor_stop_too(gateway_of_processes):
             break
         time.sleep(0.1)
     else:
-        pytest.fail("something still answers on the gateway's port")
+        pytest.fail(f"something still answers on the gateway's port:\n{gateway.tail()}")
