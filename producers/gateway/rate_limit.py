@@ -136,7 +136,9 @@ class SharedRateLimiter:
             refill = self._refills.get(name)
             if refill is None:
                 return await self._refill(name, now)
-            await refill  # another request of this process asks for the lease: share it, do not take one more
+            # another request of this process asks for the lease: share it, do not take one more (shielded: a
+            # waiter cancelled must not cancel the answer the others wait for)
+            await asyncio.shield(refill)
 
     async def _refill(self, name: str, now: float) -> tuple[bool, int]:
         """Take a new lease for ``name`` from the shared bucket; the one round trip in flight for it."""

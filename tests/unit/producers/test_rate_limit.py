@@ -129,3 +129,28 @@ def test_a_refill_that_fails_lets_the_waiting_requests_fall_back():
 
     assert asyncio.run(run()) == [(True, 0)] * 10  # the per-process share: 200 at once
     assert bucket.calls == 1
+
+
+def test_a_waiting_request_cancelled_does_not_cancel_the_refill_the_others_wait_for():
+    clock = Clock()
+    bucket = Bucket(clock)
+    slow = asyncio.Event()
+
+    async def take(name: str, rate: float, burst: int, wanted: int) -> tuple[int, int]:
+        await slow.wait()
+        return await bucket.take(name, rate, burst, wanted)
+
+    limiter = SharedRateLimiter(take, 100, 400, processes=2, clock=clock)
+
+    async def run() -> list[tuple[bool, int]]:
+        asking, gone, waiting = (asyncio.create_task(limiter.allow("app")) for _ in range(3))
+        await asyncio.sleep(0)
+        gone.cancel()  # its client went away while the lease was being taken
+        await asyncio.sleep(0)
+        slow.set()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return [await asking, await waiting]
+
+    assert asyncio.run(run()) == [(True, 0), (True, 0)]
+    assert bucket.calls == 1
