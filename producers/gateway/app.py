@@ -26,6 +26,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
+from starlette.requests import ClientDisconnect
 
 from producers.gateway import metrics
 from producers.gateway.intake import BODY, IntakeRejected, read_events
@@ -47,6 +48,9 @@ log = logging.getLogger("referrals.gateway")
 
 def _errors(status: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"errors": errors}, status_code=status, headers=headers)
+
+
+CLIENT_CLOSED = 499  # the client closed the connection before it sent its whole body (never sent to anyone)
 
 
 class _TooLarge(Exception):
@@ -226,6 +230,9 @@ def create_app(
             body = await _read_body(request, cfg.max_body_bytes)
         except _TooLarge:
             return _errors(413, [error(None, BODY, "too_large", f"body over {cfg.max_body_bytes} bytes")])
+        except ClientDisconnect:  # nothing produced, and no one to answer: counted as nginx's "client closed"
+            log.debug("a client went away before its body was read")
+            return Response(status_code=CLIENT_CLOSED)
         if principal is None:
             try:
                 principal = webhooks.verify(signature or "", body, clock())

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from referrals.http_auth import sign
 from schemas.topics import INBOUND
@@ -118,6 +120,25 @@ def test_a_body_over_1_mib_is_413_whether_declared_or_streamed(app_factory):
     response = httpx.post(f"{gw.url}/v1/events", content=chunks(),
                           headers={"Authorization": f"Bearer {APP_KEY}"}, timeout=30)
     assert response.status_code == 413
+
+
+def test_a_client_gone_before_its_body_ends_is_counted_499_not_an_error_and_nothing_is_produced(app_factory):
+    gw = app_factory()
+    status = {"route": "/v1/events", "method": "POST"}
+
+    def count(code: str) -> float:
+        return REGISTRY.get_sample_value("referral_gateway_requests_total", {**status, "status": code}) or 0.0
+
+    before = {code: count(code) for code in ("499", "500")}
+    host, port = gw.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {APP_KEY}\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode() + b'{"type": "sh')
+    deadline = time.monotonic() + 10
+    while count("499") == before["499"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert count("499") == before["499"] + 1 and count("500") == before["500"]
+    assert sum(end_offsets(gw.settings, gw.topics).values()) == 0
 
 
 def test_missing_or_unknown_key_is_401(app_factory):
