@@ -9,13 +9,15 @@ Environment variables use the prefix ``REFERRALS_`` and ``__`` for nesting, e.g.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import ssl
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -318,6 +320,94 @@ class ExporterSettings(BaseModel):
     redis_timeout_s: float = Field(5.0, gt=0, description="a scrape gives up on Redis after this long")
 
 
+WebhookType = Literal["reward.pending", "reward.confirmed", "reward.revoked", "reward.capped",
+                      "reward.held_for_review", "referral.attributed"]
+
+
+def _webhook_secret_bytes(secret: str) -> bytes:
+    """The key of a Standard Webhooks secret: ``whsec_`` and 24 to 64 bytes in base64."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("a webhook secret has the form whsec_<base64>")
+    try:
+        key = base64.b64decode(secret[len("whsec_"):], validate=True)
+    except binascii.Error as exc:
+        raise ValueError("a webhook secret's part after whsec_ is not base64") from exc
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"a webhook secret holds 24 to 64 bytes, this one {len(key)}")
+    return key
+
+
+class WebhookEndpoint(BaseModel):
+    """A receiver of the shop: where the dispatcher POSTs the changes it subscribed to, signed with ``secret``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
+                      description="names the endpoint in metrics, logs, dead deliveries and its consumer group")
+    url: str = Field(pattern=r"^https?://[^\s]+$", description="where the changes are POSTed")
+    secret: list[SecretStr] = Field(min_length=1, description="whsec_<base64> (Standard Webhooks); several "
+                                    "while one is rotated: every one signs, the receiver accepts any")
+    types: frozenset[WebhookType] = Field(min_length=1, description="the changes it receives")
+    campaigns: frozenset[str] | None = Field(None, description="only these campaigns' changes (default: all)")
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _one_or_several(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | SecretStr) else value
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_form(cls, secrets: list[SecretStr]) -> list[SecretStr]:
+        for secret in secrets:
+            _webhook_secret_bytes(secret.get_secret_value())
+        return secrets
+
+    def keys(self) -> list[bytes]:
+        """The HMAC keys of its secrets, in the order given."""
+        return [_webhook_secret_bytes(s.get_secret_value()) for s in self.secret]
+
+    def revealed(self) -> dict[str, Any]:
+        """The endpoint as its configuration is written, secrets included (for a child process's environment)."""
+        return {"name": self.name, "url": self.url, "secret": [s.get_secret_value() for s in self.secret],
+                "types": sorted(self.types), "campaigns": sorted(self.campaigns) if self.campaigns else None}
+
+
+class WebhookSettings(BaseModel):
+    """Outbound webhooks (``referrals dispatcher``): the shop's endpoints, and how deliveries are retried."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[WebhookEndpoint] = Field(
+        default_factory=list, description='the receivers, a JSON list of {"name", "url", "secret", "types", '
+        '"campaigns"} (docs/webhooks.md)')
+    retry_for_s: float = Field(86400.0, gt=0, description="how long a failing delivery is retried, from its first "
+                               "attempt; then it is a dead delivery")
+    timeout_s: float = Field(10.0, gt=0, description="longest wait for an endpoint's answer; then the attempt "
+                             "counts as failed and is retried")
+    backoff_first_s: float = Field(5.0, gt=0, description="the wait after a first failed attempt; it doubles with "
+                                   "every further one (with jitter)")
+    backoff_max_s: float = Field(3600.0, gt=0, description="the longest wait between two attempts, a Retry-After "
+                                 "included")
+    lane_buffer: int = Field(200, ge=1, description="changes read ahead per endpoint and partition; the partition "
+                             "is paused while that many wait")
+    metrics_host: str = Field("127.0.0.1", description="address of the dispatcher's Prometheus endpoint")
+    metrics_port: int = Field(9111, ge=0, le=65535, description="port of the dispatcher's /metrics; 0: off")
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> WebhookSettings:
+        names = [e.name for e in self.endpoints]
+        if len(names) != len(set(names)):
+            raise ValueError(f"webhook endpoint names must be unique: {sorted(names)}")
+        return self
+
+    def endpoint(self, name: str) -> WebhookEndpoint:
+        for endpoint in self.endpoints:
+            if endpoint.name == name:
+                return endpoint
+        known = ", ".join(e.name for e in self.endpoints) or "none configured"
+        raise KeyError(f"no webhook endpoint {name!r} (known: {known})")
+
+
 class PrivacySettings(BaseModel):
     """How personal data is kept out of views and answers."""
 
@@ -347,6 +437,7 @@ class Settings(BaseSettings):
     streams: StreamSettings = Field(default_factory=StreamSettings)
     exporter: ExporterSettings = Field(default_factory=ExporterSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     event_source: str = Field(
         "referrals-cli", description="CloudEvents `source` of records this process produces"
     )
@@ -386,18 +477,22 @@ def _merged(values: dict[str, Any], changes: dict[str, Any], model: type[BaseMod
     return values
 
 
-def worker_environment(settings: Settings) -> dict[str, str]:
+def worker_environment(settings: Settings,
+                       sections: tuple[str, ...] = ("kafka", "redis", "streams")) -> dict[str, str]:
     """The variables that make a `referrals worker` child process run with ``settings``: how it reaches Kafka
     and Redis (with credentials), its topics, keys and state folder, and every stream setting (for the tests'
-    and the benchmark's own workers)."""
+    and the benchmark's own workers); ``sections`` names the settings' sections to pass on (the dispatcher adds
+    ``webhooks``, its endpoints' secrets included)."""
     env = {"REFERRALS_STATE_DIR": str(settings.state_dir)}
-    for section in ("kafka", "redis", "streams"):
+    for section in sections:
         model = getattr(settings, section)
         dumped = model.model_dump(mode="json")
         for name, value in model:
             if value is None:
                 continue
-            if isinstance(value, SecretStr):
+            if name == "endpoints" and isinstance(model, WebhookSettings):
+                text = json.dumps([endpoint.revealed() for endpoint in value])
+            elif isinstance(value, SecretStr):
                 text = value.get_secret_value()
             elif isinstance(value, dict | list | bool):
                 text = json.dumps(dumped[name])

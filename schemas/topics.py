@@ -66,6 +66,12 @@ DEADLETTER = TopicSpec(
     "source_topic",
     "kept per source topic in order; nothing downstream joins on it",
 )
+WEBHOOK_DEADLETTER = TopicSpec(
+    "referrals.webhooks.deadletter",
+    "endpoint",
+    "the deliveries an endpoint refused or never took, in the order they died: `referrals webhooks replay` sends "
+    "one endpoint's again in that order, so a reward's changes arrive in their order",
+)
 
 # The worker's own topics between its stages (values are facts in the records' encoding, streams.record_codec;
 # read only by the worker).
@@ -86,7 +92,7 @@ REFERRER_FACTS = TopicSpec(
 )
 
 INBOUND: tuple[TopicSpec, ...] = (SHARES, CLICKS, SIGNUPS, ORDERS, REFUNDS)
-DERIVED: tuple[TopicSpec, ...] = (ATTRIBUTIONS, REWARDS, DEADLETTER)
+DERIVED: tuple[TopicSpec, ...] = (ATTRIBUTIONS, REWARDS, DEADLETTER, WEBHOOK_DEADLETTER)
 ALL: tuple[TopicSpec, ...] = INBOUND + DERIVED
 INTERNAL: tuple[TopicSpec, ...] = (VISITOR_FACTS, CUSTOMER_FACTS, REFERRER_FACTS)
 BY_EVENT_TYPE: dict[str, TopicSpec] = {spec.event_type: spec for spec in INBOUND if spec.event_type}

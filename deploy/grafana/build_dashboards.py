@@ -117,6 +117,28 @@ def rewards() -> dict[str, Any]:
             24, 8, description="Points newly pending, confirmed, revoked per interval"),
         panel("Rewards decided per hour", "timeseries", [target(
             f'sum by (status) (increase(referral_rewards_total{{{C}}}[1h]))', "{{status}}")], 24, 8),
+        # the way out to the shops (`referrals dispatcher`): every campaign's changes, per endpoint
+        panel("Webhook deliveries", "timeseries", [target(
+            "sum by (endpoint, outcome) (rate(referral_webhook_deliveries_total[$__rate_interval]))",
+            "{{endpoint}} {{outcome}}")], 12, 8, unit="ops",
+            description="Changes delivered (2xx) or dead, per second, per endpoint (all campaigns)"),
+        panel("Oldest undelivered change", "timeseries", [target(
+            "max by (endpoint) (referral_webhook_oldest_undelivered_seconds)", "{{endpoint}}")], 12, 8, unit="s",
+            description="How long the oldest change read and not yet delivered has waited; alert above 1 h"),
+        panel("Endpoint failing for", "stat", [target(
+            "max by (endpoint) (referral_webhook_failing_seconds)", "{{endpoint}}", instant=True)], 6, 8, unit="s",
+            description="Time since the endpoint's attempts started failing with none delivered; alert above 15 min"),
+        panel("Webhook answer time (p95)", "timeseries", [target(
+            "histogram_quantile(0.95, sum by (endpoint, le) "
+            "(rate(referral_webhook_attempt_seconds_bucket[$__rate_interval])))", "{{endpoint}}")], 6, 8, unit="s"),
+        panel("Webhook retries by cause", "bargauge", [target(
+            "sum by (endpoint, cause) (referral_webhook_retries_total)", "{{endpoint}} {{cause}}", instant=True)],
+            6, 8, orientation="horizontal", description="Since the dispatcher started: 5xx, 408, 429, timeouts, "
+            "connection errors"),
+        panel("Dead deliveries by cause", "bargauge", [target(
+            "sum by (endpoint, cause) (referral_webhook_dead_deliveries_total)", "{{endpoint}} {{cause}}",
+            instant=True)], 6, 8, orientation="horizontal",
+            description="Since the dispatcher started; `referrals webhooks list` shows them, `replay` sends them"),
     ], [REWARD_CAMPAIGN])
 
 

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("referrals.cli.ops", "status_app"),
     "rebuild": ("referrals.cli.ops", "rebuild_app"),
     "deadletter": ("referrals.cli.deadletter", "app"),
+    "dispatcher": ("referrals.cli.webhooks", "dispatcher_app"),
+    "webhooks": ("referrals.cli.webhooks", "app"),
     "erase": ("referrals.cli.ops", "erase_app"),
     "demo": ("referrals.cli.demo", "app"),
 }

@@ -1,4 +1,5 @@
-"""A real Prometheus (Debian's package) for the exporter's and the deploy configuration's tests."""
+"""A real Prometheus (Debian's package) for the exporter's and the deploy configuration's tests; the webhook
+tests' own topics, receivers and dispatchers."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,12 @@ import pytest
 import yaml
 
 from deploy.local.processes import free_port
-from referrals.settings import PROJECT_ROOT
+from referrals.kafka_admin import delete_topics, ensure_topics
+from referrals.redis_client import redis_client as new_redis_client
+from referrals.settings import PROJECT_ROOT, Settings, changed
+from schemas.topics import ATTRIBUTIONS, REWARDS, WEBHOOK_DEADLETTER
+from tests.integration.support.webhooks import Dispatcher, Receiver
+from tests.unit.consumers.webhooks.factories import new_secret
 
 
 @dataclass
@@ -95,3 +101,53 @@ def prometheus_factory(tmp_path) -> Iterator[Callable[..., RunningPrometheus]]:
     yield make
     for prom in running:
         prom.stop()
+
+
+@dataclass
+class WebhookRun:
+    """A test's own webhook set-up: settings with their own topics, keys and groups; receivers; a dispatcher."""
+
+    settings: Settings
+    folder: Path
+    receivers: list[Receiver] = field(default_factory=list)
+    dispatchers: list[Dispatcher] = field(default_factory=list)
+
+    def receiver(self, name: str, behaviour: str = "ok", start: bool = True) -> Receiver:
+        receiver = Receiver(name, new_secret(), self.folder / f"receiver-{name}.jsonl", behaviour)
+        self.receivers.append(receiver)
+        return receiver.start() if start else receiver
+
+    def dispatcher(self, endpoints: list[dict[str, Any]], streams: dict[str, Any] | None = None,
+                   **webhooks: Any) -> Dispatcher:
+        own = changed(self.settings, webhooks={"endpoints": endpoints, **webhooks}, streams=streams or {})
+        dispatcher = Dispatcher(own, self.folder / f"dispatcher-{len(self.dispatchers)}.log")
+        self.dispatchers.append(dispatcher)
+        return dispatcher
+
+
+@pytest.fixture
+def webhook_factory(stack, settings, unique_name, tmp_path) -> Iterator[Callable[[], WebhookRun]]:
+    runs: list[WebhookRun] = []
+
+    def make() -> WebhookRun:
+        tag = unique_name("wh").replace(".", "-")
+        own = changed(settings, kafka={"topic_prefix": tag + "."}, redis={"key_prefix": tag + ":"},
+                      streams={"app_id": tag})
+        ensure_topics(own, [own.kafka.topic_prefix + spec.name for spec in (REWARDS, ATTRIBUTIONS, WEBHOOK_DEADLETTER)])
+        run = WebhookRun(own, tmp_path)
+        runs.append(run)
+        return run
+
+    yield make
+    for run in runs:
+        for dispatcher in run.dispatchers:
+            dispatcher.stop()
+        for receiver in run.receivers:
+            receiver.stop()
+        delete_topics(settings, [run.settings.kafka.topic_prefix + spec.name
+                                 for spec in (REWARDS, ATTRIBUTIONS, WEBHOOK_DEADLETTER)])
+        client = new_redis_client(settings)
+        keys = list(client.scan_iter(match=f"{run.settings.redis.key_prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()

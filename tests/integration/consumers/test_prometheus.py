@@ -4,6 +4,7 @@ data in any label value or in the logs at info level."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -20,15 +21,20 @@ from kafka import KafkaProducer
 from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumers import kafka_log
 from consumers.exporter import serve
 from deploy.grafana.build_dashboards import DASHBOARDS
 from deploy.local.processes import free_port
 from producers.simulate import GatewayTarget, Summary
 from referrals.settings import changed
+from schemas.topics import ATTRIBUTIONS, REWARDS
+from schemas.webhooks import ATTRIBUTED, REWARD_TYPES
 from streams.campaigns import load_campaigns
 from streams.redis_layout import RedisLayout
 from tests.integration.consumers.conftest import PROMETHEUS_DIR
+from tests.integration.support.webhooks import Dispatcher, Receiver
 from tests.integration.support.worker import client, expected, matches, redis_funnel, simulated, wait_for
+from tests.unit.consumers.webhooks.factories import new_secret
 
 # what identifies a customer in the simulated events (event and order ids are the shop's, not personal)
 PERSONAL_FIELDS = ("customer_id", "referrer_id", "visitor_id", "device_id", "email_hash", "referral_code")
@@ -93,18 +99,27 @@ def exporter_thread():
 
 
 def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expression_evaluates(
-        pipeline_factory, app_factory, prometheus_factory, exporter_thread, caplog):
+        pipeline_factory, app_factory, prometheus_factory, exporter_thread, caplog, tmp_path):
     caplog.set_level(logging.INFO)  # the gateway's and the exporter's logs, in this process, at info
     own, worker = pipeline_factory("prom", metrics_port=free_port())
     own = changed(own, exporter={"port": free_port()})
     gateway = app_factory(data_of=own)
     gateway_metrics, _ = start_http_server(free_port(), addr="127.0.0.1")
     exporter_thread(own, load_campaigns(own.streams.campaigns_file))
+    # the way out: every reward change to a shop's endpoint; one more that fails at first, one that refuses
+    shop = Receiver("shop", new_secret(), tmp_path / "shop.jsonl").start()
+    flaky = Receiver("flaky", new_secret(), tmp_path / "flaky.jsonl", "fail-first:1").start()
+    refusing = Receiver("refusing", new_secret(), tmp_path / "refusing.jsonl", "status:400").start()
+    every_type = [*REWARD_TYPES.values(), ATTRIBUTED]
+    dispatcher = Dispatcher(changed(own, webhooks={
+        "endpoints": [shop.endpoint(every_type), flaky.endpoint(every_type), refusing.endpoint(["reward.pending"])],
+        "backoff_first_s": 0.2, "backoff_max_s": 1.0}), tmp_path / "dispatcher.log").start()
     try:
         prom = prometheus_factory({
             "referral-exporter": f"127.0.0.1:{own.exporter.port}",
             "referral-worker": f"127.0.0.1:{own.streams.metrics_port}",
             "referral-gateway": f"127.0.0.1:{gateway_metrics.server_port}",
+            "referral-dispatcher": f"127.0.0.1:{dispatcher.metrics_port}",
         })
         events = simulated(own, 51, 1200)
         bad_record(own)
@@ -118,13 +133,21 @@ def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expressio
         wait_for(matches(own, want, worker), timeout_s=180)
 
         deadline = time.monotonic() + 60
-        while not all(prom.targets_up().values()) or len(prom.targets_up()) < 4:
+        while not all(prom.targets_up().values()) or len(prom.targets_up()) < 5:
             assert time.monotonic() < deadline, f"targets not up: {prom.targets_up()}\n{prom.log.read_text()[-2000:]}"
             time.sleep(0.5)
 
         # every exposition passes promtool's own checks (names, types, units, label conventions)
+        # every change the worker wrote reached the shop's endpoint, signed (verified by standardwebhooks)
+        changes = [r.value for r in kafka_log.read(own, kafka_log.end_offsets(
+            own, [own.kafka.topic_prefix + REWARDS.name, own.kafka.topic_prefix + ATTRIBUTIONS.name]))]
+        assert len(changes) > 10
+        want = {json.loads(v)["event_id"] for v in changes}
+        wait_for(lambda: (want <= {r["webhook_id"] for r in shop.delivered()}, len(shop.delivered())), timeout_s=120)
+        assert all(r["verified"] for r in shop.requests())
+
         for job, address in (("exporter", own.exporter.port), ("worker", own.streams.metrics_port),
-                             ("gateway", gateway_metrics.server_port)):
+                             ("gateway", gateway_metrics.server_port), ("dispatcher", dispatcher.metrics_port)):
             text = httpx.get(f"http://127.0.0.1:{address}/metrics", timeout=10).text
             done = subprocess.run([shutil.which("promtool") or "promtool", "check", "metrics"], input=text,
                                   capture_output=True, text=True, timeout=60)
@@ -175,7 +198,8 @@ def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expressio
         bad_record(own)
         wait_for(lambda: (bool(rows := prom.query(alert_exprs()["ReferralDeadLetters"])), rows), timeout_s=60)
         assert {r["metric"]["topic"] for r in prom.query(alert_exprs()["ReferralDeadLetters"])} == {"shop.orders"}
-        quiet = {"ReferralConsumerLagHigh", "ReferralNoEvents", "ReferralExporterSourceDown", "ReferralTargetDown"}
+        quiet = {"ReferralConsumerLagHigh", "ReferralNoEvents", "ReferralExporterSourceDown", "ReferralTargetDown",
+                 "ReferralWebhookEndpointFailing", "ReferralWebhookUndeliveredOld"}
         assert {alert: rows for alert, rows in results.items() if alert in quiet and rows} == {}
 
         # the reward ledger and the rejections as Prometheus has them equal the ledger in Redis
@@ -198,16 +222,21 @@ def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expressio
         personal = {e[f] for e in events for f in PERSONAL_FIELDS if e.get(f)}
         assert len(personal) > 100
         labels = set()
-        for port in (own.exporter.port, own.streams.metrics_port, gateway_metrics.server_port):
+        for port in (own.exporter.port, own.streams.metrics_port, gateway_metrics.server_port,
+                     dispatcher.metrics_port):
             for family in text_string_to_metric_families(httpx.get(f"http://127.0.0.1:{port}/metrics",
                                                                    timeout=10).text):
                 for sample in family.samples:
                     labels.update(sample.labels.values())
         assert {"default", "whatsapp"} <= labels
         assert not labels & personal, sorted(labels & personal)[:5]
-        logged = worker.log.read_text(errors="replace") + "\n" + caplog.text
+        logged = (worker.log.read_text(errors="replace") + "\n" + caplog.text + "\n"
+                  + dispatcher.log.read_text(errors="replace"))
         tokens = set(re.findall(r"[\w.@+-]+", logged))
         assert "dead" in tokens and len(tokens) > 50  # the logs were read: the bad records are in them
         assert not tokens & personal, sorted(tokens & personal)[:5]
     finally:
         gateway_metrics.shutdown()
+        dispatcher.stop()
+        for receiver in (shop, flaky, refusing):
+            receiver.stop()

@@ -60,7 +60,7 @@ def test_the_validator_is_real_it_rejects_a_broken_file(tmp_path):
 
 
 def test_compose_has_the_stack_and_the_pipeline_services(compose):
-    assert {"kafka", "redis", "prometheus", "grafana", "topics", "api", "worker", "exporter"} <= set(
+    assert {"kafka", "redis", "prometheus", "grafana", "topics", "api", "worker", "exporter", "dispatcher"} <= set(
         compose["services"])
 
 
@@ -109,7 +109,7 @@ def test_redis_persists_like_the_local_one(compose, tmp_path):
 
 def test_pipeline_services_are_configured_through_the_typed_settings(compose, monkeypatch):
     kafka = compose["services"]["kafka"]["environment"]
-    for name in ("topics", "api", "worker", "exporter"):
+    for name in ("topics", "api", "worker", "exporter", "dispatcher"):
         env = compose["services"][name]["environment"]
         assert env, f"{name} has no environment"
         for key in list(__import__("os").environ):
@@ -131,7 +131,9 @@ def test_prometheus_scrapes_every_pipeline_service_on_the_port_its_settings_give
     assert targets["referral-exporter"] == [f"exporter:{defaults.exporter.port}"]
     assert targets["referral-gateway"] == [f"api:{defaults.gateway.metrics_port}"]
     assert targets["referral-worker"] == [f"worker:{defaults.streams.metrics_port}"]
-    for service, job in (("exporter", "referral-exporter"), ("api", "referral-gateway"), ("worker", "referral-worker")):
+    assert targets["referral-dispatcher"] == [f"dispatcher:{defaults.webhooks.metrics_port}"]
+    for service, job in (("exporter", "referral-exporter"), ("api", "referral-gateway"), ("worker", "referral-worker"),
+                         ("dispatcher", "referral-dispatcher")):
         assert service in compose["services"], job
     mounts = [str(v.get("source", v) if isinstance(v, dict) else v) for v in compose["services"]["prometheus"]["volumes"]]
     assert any(m.endswith("alerts.yml") or "alerts.yml" in m for m in mounts), "the alert rules are not mounted"

@@ -43,7 +43,7 @@ def test_redis_password_is_a_secret_the_client_gets_in_plain():
 
 
 def test_every_section_refuses_unknown_settings():
-    for section in ("kafka", "redis", "gateway", "streams", "exporter", "privacy"):
+    for section in ("kafka", "redis", "gateway", "streams", "exporter", "privacy", "webhooks"):
         with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
             Settings(**{section: {"no_such_setting": 1}})
 

@@ -1,0 +1,320 @@
+"""``referrals dispatcher``: every reward and attribution change POSTed to each endpoint that subscribed to it.
+
+Per endpoint one Kafka consumer (group ``<app_id>.webhooks.<endpoint>``) reads ``referrals.rewards`` and
+``referrals.attributions``; so one slow or dead endpoint holds back no other. Within an endpoint each
+partition is a lane: its changes are delivered one after the other, in the partition's order (all changes of
+a reward are in one partition, so they arrive in their order), while the other partitions go on. A lane
+commits a change's offset only once it is settled: delivered (2xx), or dead (on the dead-letter topic,
+acknowledged). A change being retried holds its lane; its retry schedule is in Redis
+(``consumers.webhooks.store``), so a restart or a SIGKILL resumes it where it was, and at most the changes
+settled since the last commit are sent again (at least once; receivers drop repeats by ``webhook-id``).
+
+While Redis or Kafka does not answer, the lanes wait for them (the schedule and the dead-letter topic live
+there) and nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import httpx
+import kafka.errors
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from consumers.webhooks import http_post, metrics
+from consumers.webhooks.retry import Answer, Attempts, Dead, Delivered, Policy, RetryAt, next_step
+from consumers.webhooks.store import DeliveryStore
+from referrals.kafka_admin import ensure_topics
+from referrals.redis_client import async_redis_client
+from referrals.settings import Settings, WebhookEndpoint
+from schemas.derived import Attribution, RewardChange
+from schemas.topics import ATTRIBUTIONS, REWARDS, WEBHOOK_DEADLETTER
+from schemas.webhooks import Change, DeadDelivery, attribution_change, reward_change
+
+log = logging.getLogger("referrals.dispatcher")
+T = TypeVar("T")
+WAIT_S = 1.0  # between two tries of Redis or Kafka while they do not answer
+
+
+def change_of(topic: str, value: bytes | None) -> Change | None:
+    """The change a record of the reward or attribution topic carries (``topic`` without its prefix); None if it
+    is none."""
+    if value is None:
+        return None
+    try:
+        if topic == REWARDS.name:
+            return reward_change(RewardChange.model_validate_json(value))
+        if topic == ATTRIBUTIONS.name:
+            return attribution_change(Attribution.model_validate_json(value))
+    except ValidationError:
+        return None
+    return None
+
+
+def subscribed(endpoint: WebhookEndpoint, change: Change) -> bool:
+    if change.type not in endpoint.types:
+        return False
+    return endpoint.campaigns is None or change.campaign_id in endpoint.campaigns
+
+
+def group_id(settings: Settings, endpoint: str) -> str:
+    return f"{settings.streams.app_id}.webhooks.{endpoint}"
+
+
+async def patiently(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``call`` until it answers: Redis and Kafka outages are waited out, logged once per outage."""
+    failing = False
+    while True:
+        try:
+            result = await call()
+        except (RedisError, KafkaError, kafka.errors.KafkaError, OSError, asyncio.TimeoutError) as exc:
+            if not failing:
+                log.warning("%s failed (%s: %s); trying again every %.0f s", what, type(exc).__name__, exc, WAIT_S)
+                failing = True
+            await asyncio.sleep(WAIT_S)
+            continue
+        if failing:
+            log.info("%s works again", what)
+        return result
+
+
+@dataclass
+class Lane:
+    """One partition of one endpoint: the records read and not yet settled, in order."""
+
+    records: deque = field(default_factory=deque)
+    settled: int | None = None  # the offset to commit next (after the last settled record)
+    committed: int | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+
+
+class EndpointDispatcher(ConsumerRebalanceListener):
+    """One endpoint: its consumer, its lanes, its HTTP client."""
+
+    def __init__(self, settings: Settings, endpoint: WebhookEndpoint, producer: AIOKafkaProducer,
+                 redis: aioredis.Redis, clock: Callable[[], float] = time.time,
+                 jitter: Callable[[], float] = random.random):
+        self.settings = settings
+        self.endpoint = endpoint
+        self.keys = endpoint.keys()
+        self.producer = producer
+        self.store = DeliveryStore(redis, settings.redis.key_prefix, endpoint.name)
+        self.clock = clock
+        self.jitter = jitter
+        hooks = settings.webhooks
+        self.policy = Policy(hooks.retry_for_s, hooks.backoff_first_s, hooks.backoff_max_s)
+        self.prefix = settings.kafka.topic_prefix
+        self.lanes: dict[TopicPartition, Lane] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.http: httpx.AsyncClient | None = None
+        self.failing_since: float | None = None  # the first failed attempt since the last delivery
+        metrics.OLDEST.labels(endpoint.name).set_function(self.oldest_undelivered_s)
+        metrics.FAILING.labels(endpoint.name).set_function(
+            lambda: 0.0 if self.failing_since is None else max(0.0, self.clock() - self.failing_since))
+
+    def oldest_undelivered_s(self) -> float:
+        now_ms = self.clock() * 1000
+        heads = [lane.records[0].timestamp for lane in self.lanes.values() if lane.records]
+        return max(0.0, (now_ms - min(heads)) / 1000) if heads else 0.0
+
+    # --- the consumer -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        kafka = self.settings.kafka
+        self.consumer = AIOKafkaConsumer(
+            **kafka.aiokafka_options(), group_id=group_id(self.settings, self.endpoint.name),
+            client_id=f"referrals-dispatcher-{self.endpoint.name}", enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=int(self.settings.streams.session_timeout_s * 1000))
+        self.http = http_post.client(self.settings.webhooks.timeout_s)
+        self.consumer.subscribe([self.prefix + REWARDS.name, self.prefix + ATTRIBUTIONS.name], listener=self)
+        await patiently(f"endpoint {self.endpoint.name}: starting its Kafka consumer", self.consumer.start)
+        try:
+            await self._consume()
+        finally:
+            await self._stop_lanes(list(self.lanes))
+            with contextlib.suppress(KafkaError, OSError):
+                await self.consumer.stop()
+            await self.http.aclose()
+
+    async def _consume(self) -> None:
+        buffer = self.settings.webhooks.lane_buffer
+        assert self.consumer is not None
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=buffer)
+            for lane in self.lanes.values():  # a lane that failed is a bug: stop, do not skip its changes
+                if lane.task is not None and lane.task.done() and not lane.task.cancelled():
+                    lane.task.result()
+            for tp, records in batches.items():
+                lane = self.lanes.get(tp)
+                if lane is None:
+                    lane = self.lanes[tp] = Lane()
+                    lane.task = asyncio.create_task(self._drain(tp, lane), name=f"lane {self.endpoint.name} {tp}")
+                lane.records.extend(records)
+                lane.wake.set()
+            paused = self.consumer.paused()
+            for tp, lane in self.lanes.items():
+                if tp not in paused and len(lane.records) >= buffer:
+                    self.consumer.pause(tp)
+                elif tp in paused and len(lane.records) < buffer // 2 + 1:
+                    self.consumer.resume(tp)
+            await self._commit(list(self.lanes))
+
+    async def _commit(self, tps: list[TopicPartition]) -> None:
+        assert self.consumer is not None
+        offsets = {}
+        for tp in tps:
+            lane = self.lanes.get(tp)
+            if lane is not None and lane.settled is not None and lane.settled != lane.committed:
+                offsets[tp] = lane.settled
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:  # a rebalance under way, Kafka away: the next round commits again
+            log.warning("endpoint %s: commit failed (%s); retrying with the next round", self.endpoint.name, exc)
+            return
+        for tp, offset in offsets.items():
+            self.lanes[tp].committed = offset
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._stop_lanes([tp for tp in revoked if tp in self.lanes])
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        pass
+
+    async def _stop_lanes(self, tps: list[TopicPartition]) -> None:
+        """Stop the lanes (a change being sent is sent again by the partition's next owner) and commit what
+        they settled."""
+        tasks = [self.lanes[tp].task for tp in tps if self.lanes[tp].task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.consumer is not None:
+            with contextlib.suppress(KafkaError, OSError, AssertionError):
+                await self._commit(tps)
+        for tp in tps:
+            self.lanes.pop(tp, None)
+
+    # --- a lane -------------------------------------------------------------------------------------------
+
+    async def _drain(self, tp: TopicPartition, lane: Lane) -> None:
+        while True:
+            if not lane.records:
+                lane.wake.clear()
+                await lane.wake.wait()
+                continue
+            record = lane.records[0]
+            await self.settle(tp, record)
+            lane.records.popleft()
+            lane.settled = record.offset + 1
+
+    async def settle(self, tp: TopicPartition, record) -> None:
+        """Deliver the record's change to this endpoint if it subscribed to it; return once it is delivered or
+        dead."""
+        topic = tp.topic[len(self.prefix):]
+        change = change_of(topic, record.value)
+        if change is None:
+            metrics.SKIPPED.labels(topic).inc()
+            log.error("endpoint %s: %s[%d]@%d is no change of its topic's contract; skipped", self.endpoint.name,
+                      tp.topic, tp.partition, record.offset)
+            return
+        if not subscribed(self.endpoint, change):
+            return
+        name = self.endpoint.name
+        if await patiently("Redis (dead deliveries)", lambda: self.store.is_behind_dead(change.ordering_key)):
+            now = self.clock()
+            await self._dead(tp, record, change, Attempts(now, 0), Answer(None), "behind_dead_delivery")
+            return
+        known = await patiently("Redis (retry schedule)", lambda: self.store.attempts(change.webhook_id))
+        attempts = known[0] if known else None
+        if known and known[1] > self.clock():
+            await asyncio.sleep(known[1] - self.clock())
+        while True:
+            started = self.clock()
+            assert self.http is not None
+            answer = await http_post.post(self.http, self.endpoint.url, self.keys, change, now=started)
+            now = self.clock()
+            metrics.LATENCY.labels(name).observe(max(0.0, now - started))
+            attempts = Attempts(attempts.first_at if attempts else started, (attempts.count if attempts else 0) + 1)
+            step = next_step(self.policy, attempts, answer, now, self.jitter())
+            if not isinstance(step, Delivered) and self.failing_since is None:
+                self.failing_since = started
+            if isinstance(step, Delivered):
+                self.failing_since = None
+                metrics.ATTEMPTS.labels(name, "delivered").inc()
+                metrics.DELIVERIES.labels(name, "delivered").inc()
+                if attempts.count > 1 or known:
+                    await patiently("Redis (retry schedule)", lambda: self.store.forget(change.webhook_id))
+                return
+            if isinstance(step, Dead):
+                metrics.ATTEMPTS.labels(name, "refused" if step.cause != "retries_exhausted" else "retry").inc()
+                await self._dead(tp, record, change, attempts, answer, step.cause)
+                return
+            assert isinstance(step, RetryAt)
+            metrics.ATTEMPTS.labels(name, "retry").inc()
+            metrics.RETRIES.labels(name, step.cause).inc()
+            log.info("endpoint %s: %s for %s (attempt %d); next try in %.1f s", name, step.cause, change.type,
+                     attempts.count, step.at - now)
+            await patiently("Redis (retry schedule)",
+                            functools.partial(self.store.remember, change.webhook_id, attempts, step.at))
+            await asyncio.sleep(max(0.0, step.at - self.clock()))
+
+    async def _dead(self, tp: TopicPartition, record, change: Change, attempts: Attempts, answer: Answer,
+                    cause: str) -> None:
+        dead = DeadDelivery(
+            endpoint=self.endpoint.name, webhook_id=change.webhook_id, event_type=change.type,
+            ordering_key=change.ordering_key, body=change.body.decode(), source_topic=tp.topic,
+            source_partition=tp.partition, source_offset=record.offset, attempts=attempts.count,
+            first_attempt_at=datetime.fromtimestamp(attempts.first_at, UTC),
+            dead_at=datetime.fromtimestamp(self.clock(), UTC), cause=cause, last_status=answer.status,
+            last_error=answer.error, last_answer=answer.excerpt)
+        topic = self.prefix + WEBHOOK_DEADLETTER.name
+        await patiently("Kafka (dead-letter topic)", lambda: self.producer.send_and_wait(
+            topic, dead.model_dump_json().encode(), key=self.endpoint.name.encode()))
+        await patiently("Redis (dead deliveries)", lambda: self.store.died(change.ordering_key, change.webhook_id))
+        metrics.DELIVERIES.labels(self.endpoint.name, "dead").inc()
+        metrics.DEAD.labels(self.endpoint.name, cause).inc()
+        log.warning("endpoint %s: %s is a dead delivery (%s after %d attempts)", self.endpoint.name, change.type,
+                    cause, attempts.count)
+
+
+async def dispatch(settings: Settings, stop: asyncio.Event) -> None:
+    """Run every endpoint's dispatcher until ``stop`` is set."""
+    endpoints = settings.webhooks.endpoints
+    dead_topic = settings.kafka.topic_prefix + WEBHOOK_DEADLETTER.name
+    await patiently("Kafka (creating the dead-letter topic)",
+                    lambda: asyncio.to_thread(ensure_topics, settings, [dead_topic]))
+    producer = AIOKafkaProducer(**settings.kafka.aiokafka_options(), client_id="referrals-dispatcher",
+                                acks="all", enable_idempotence=True)
+    await patiently("Kafka (the dead-letter producer)", producer.start)
+    redis = async_redis_client(settings, timeout_s=5.0)
+    tasks = [asyncio.create_task(EndpointDispatcher(settings, e, producer, redis).run(), name=f"endpoint {e.name}")
+             for e in endpoints]
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                raise task.exception()
+    finally:
+        for task in [waiter, *tasks]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(KafkaError, OSError):
+            await producer.stop()
+        await redis.aclose()
