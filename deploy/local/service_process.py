@@ -1,4 +1,5 @@
-"""``referrals api`` and ``referrals exporter`` as child processes: started with the given environment on top
+"""``referrals api``, ``referrals exporter``, ``referrals dispatcher`` and ``referrals webhooks receive`` as
+child processes: started with the given environment on top
 of this one, their output appended to a log, ready once their readiness URL answers 200 (the gateway's
 ``/readyz``: Kafka reachable; the exporter's ``/metrics``: one full scrape), stopped with SIGTERM (SIGKILL after
 30 s). What ``referrals demo``, the bench and the tests that kill a gateway run them with. (The other tests
@@ -86,3 +87,19 @@ class ExporterProcess(ServiceProcess):
 
     def __init__(self, host: str, port: int, log: Path, env: dict[str, str] | None = None):
         super().__init__("exporter", ["-m", "referrals.cli", "exporter"], f"http://{host}:{port}/metrics", log, env)
+
+
+class DispatcherProcess(ServiceProcess):
+    """``referrals dispatcher``, ready once its /metrics answers (``REFERRALS_WEBHOOKS__METRICS_...``)."""
+
+    def __init__(self, host: str, port: int, log: Path, env: dict[str, str] | None = None):
+        super().__init__("webhook dispatcher", ["-m", "referrals.cli", "dispatcher"], f"http://{host}:{port}/metrics",
+                         log, env)
+
+
+class ReceiverProcess(ServiceProcess):
+    """``referrals webhooks receive <endpoint>``: a local endpoint on the port of the endpoint's URL."""
+
+    def __init__(self, endpoint: str, port: int, out: Path, log: Path, env: dict[str, str] | None = None):
+        super().__init__("webhook receiver", ["-m", "referrals.cli", "webhooks", "receive", endpoint, "--out", str(out)],
+                         f"http://127.0.0.1:{port}/healthz", log, env)

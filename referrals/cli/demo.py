@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
+from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import typer
@@ -13,8 +16,14 @@ from rich.console import Console
 from rich.table import Table
 
 from consumers.live_counters import funnel, funnel_by_stage, top_referrers
-from deploy.local.processes import port_open
-from deploy.local.service_process import ExporterProcess, GatewayProcess, ServiceFailed
+from deploy.local.processes import free_port, port_open
+from deploy.local.service_process import (
+    DispatcherProcess,
+    ExporterProcess,
+    GatewayProcess,
+    ReceiverProcess,
+    ServiceFailed,
+)
 from deploy.local.stack import LocalStack
 from deploy.local.worker_process import WorkerFailed, WorkerProcess
 from producers.simulate import backdated_simulation
@@ -25,7 +34,8 @@ from referrals.cli.stack import up
 from referrals.code_registry import CodeRegistry
 from referrals.kafka_admin import ensure_topics, group_lag, project_topics
 from referrals.redis_client import redis_client
-from referrals.settings import ApiKey, Settings, changed
+from referrals.settings import ApiKey, Settings, WebhookEndpoint, changed
+from schemas.topics import ATTRIBUTIONS, REWARDS
 from streams.redis_views import active_layout
 from streams.topology import input_topics, worker_topics
 
@@ -100,6 +110,34 @@ def show_read_api_and_metrics(settings: Settings, url: str, read_key: str) -> No
         "  health          referrals status; dead letters: referrals deadletter list")
 
 
+def wait_for_webhooks(settings: Settings, dispatcher: DispatcherProcess, endpoint: str,
+                      timeout_s: float = 120.0) -> None:
+    """Until the dispatcher has settled (delivered, or dead) every reward and attribution change for ``endpoint``."""
+    from consumers.webhooks.dispatcher import group_id
+
+    topics = [settings.kafka.topic_prefix + t.name for t in (REWARDS, ATTRIBUTIONS)]
+    deadline = time.monotonic() + timeout_s
+    while group_lag(settings, group_id(settings, endpoint), topics):
+        if not dispatcher.running:
+            fail(f"the webhook dispatcher stopped:\n{dispatcher.tail()}")
+        if time.monotonic() > deadline:
+            fail(f"the webhook dispatcher did not deliver everything within {timeout_s:.0f} s (log: {dispatcher.log})")
+        time.sleep(1.0)
+
+
+def show_webhooks(endpoint: WebhookEndpoint, received: Path) -> None:
+    """What the demo's shop endpoint received in this run, by type, and one delivery."""
+    lines = [json.loads(line) for line in received.read_text().splitlines()] if received.exists() else []
+    kinds = Counter(line["type"] for line in lines)
+    typer.echo(f"\nwebhooks: {len(lines)} signed deliveries to {endpoint.name} at {endpoint.url} in this run "
+               f"(each signature verified by the receiver): "
+               + (", ".join(f"{k} x{n}" for k, n in sorted(kinds.items())) or "none new (delivered in earlier runs)"))
+    confirmed = next((line for line in lines if line["type"] == "reward.confirmed"), None)
+    if confirmed:
+        typer.echo(f"  e.g. {json.dumps(confirmed)}")
+    typer.echo(f"  all of them: {received}; dead deliveries: referrals webhooks list")
+
+
 def show_live_counters(settings: Settings, campaign: str = "default") -> None:
     with redis_client(settings) as client:
         layout = active_layout(client, settings.redis.key_prefix, settings.kafka.partitions)
@@ -134,8 +172,8 @@ def demo(
     keep_running: bool = typer.Option(False, "--keep-running", help="leave gateway, worker and exporter running "
                                       "afterwards, to open their metrics and the read API yourself"),
 ) -> None:
-    """The whole pipeline: stack, gateway, stream worker, exporter, simulated traffic, the live counters from
-    Redis, the read API and the metrics."""
+    """The whole pipeline: stack, gateway, stream worker, exporter, webhook dispatcher and a local receiver,
+    simulated traffic, the live counters from Redis, the read API, the metrics and the webhooks received."""
     own = settings()
     up(LocalStack(own))
     ensure_topics(own, project_topics(own) + worker_topics(own))
@@ -148,25 +186,44 @@ def demo(
     own = changed(own, gateway={"api_keys": [ApiKey(**k) for k in keys]})
     gw = own.gateway
     url = f"http://{gw.host}:{gw.port}"
+    # A shop's webhook endpoint for this run: the dispatcher signs with its secret, the receiver verifies
+    hook_port = free_port()
+    hook = WebhookEndpoint(name="demo-shop", url=f"http://127.0.0.1:{hook_port}/hooks/referrals",
+                           secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+                           types=frozenset({"reward.pending", "reward.confirmed", "reward.revoked", "reward.capped",
+                                            "reward.held_for_review", "referral.attributed"}))
+    own = changed(own, webhooks={"endpoints": [hook]})
+    hooks_env = {"REFERRALS_WEBHOOKS__ENDPOINTS": json.dumps([hook.revealed()])}
     for what, host, port, variable in (
             ("gateway", gw.host, gw.port, "REFERRALS_GATEWAY__PORT"),
             ("gateway metrics", gw.metrics_host, gw.metrics_port, "REFERRALS_GATEWAY__METRICS_PORT"),
             ("worker metrics", own.streams.metrics_host, own.streams.metrics_port,
              "REFERRALS_STREAMS__METRICS_PORT"),
-            ("exporter", own.exporter.host, own.exporter.port, "REFERRALS_EXPORTER__PORT")):
+            ("exporter", own.exporter.host, own.exporter.port, "REFERRALS_EXPORTER__PORT"),
+            ("webhook dispatcher metrics", own.webhooks.metrics_host, own.webhooks.metrics_port,
+             "REFERRALS_WEBHOOKS__METRICS_PORT")):
         if port and port_open(host, port):
             fail(f"port {port} ({what}) is taken: stop what runs there (an earlier `demo --keep-running`?) "
                  f"or set {variable}")
     gateway = GatewayProcess(gw.port, own.state_dir / "gateway-demo.log", host=gw.host,
                              env={"REFERRALS_GATEWAY__API_KEYS": json.dumps(keys)})
     exporter = ExporterProcess(own.exporter.host, own.exporter.port, own.state_dir / "exporter-demo.log")
+    received = own.state_dir / "webhooks-demo.jsonl"
+    received.unlink(missing_ok=True)
+    receiver = ReceiverProcess(hook.name, hook_port, received,
+                               own.state_dir / "receiver-demo.log", env=hooks_env)
+    dispatcher = DispatcherProcess(own.webhooks.metrics_host, own.webhooks.metrics_port,
+                                   own.state_dir / "dispatcher-demo.log", env=hooks_env)
     worker = None
     try:
         try:
             gateway.start(ready_within_s=30)
+            receiver.start(ready_within_s=30)
+            dispatcher.start(ready_within_s=60)
         except ServiceFailed as exc:
             fail(str(exc))
         echo(f"gateway ready at {url} (OpenAPI: {url}/docs, log: {gateway.log})")
+        echo(f"webhook dispatcher ready, delivering to {hook.url} (logs: {dispatcher.log}, {receiver.log})")
 
         issued = CodeRegistry.from_settings(own).issue("demo-anna", "default")
         share_url = f"{gw.public_url.rstrip('/')}/r/{issued.code}?c=whatsapp"
@@ -184,6 +241,7 @@ def demo(
         if summary.rejected:
             fail(f"{summary.rejected} simulated events were rejected by the gateway: {summary.errors[:3]}")
         wait_for_worker(own, worker)
+        wait_for_webhooks(own, dispatcher, hook.name)
         try:
             exporter.start()
         except ServiceFailed as exc:
@@ -191,14 +249,17 @@ def demo(
         echo(f"exporter ready at {exporter.ready_url} (log: {exporter.log})")
         show_live_counters(own)
         show_read_api_and_metrics(own, url, keys[2]["key"])
+        show_webhooks(hook, received)
     finally:
         if not keep_running:
             exporter.stop()
+            dispatcher.stop()
+            receiver.stop()
             gateway.stop()
             if worker is not None:
                 worker.stop()
     if keep_running:
-        running = [s.proc for s in (exporter, gateway) if s.running] + ([worker.current] if worker else [])
+        running = [s.proc for s in (exporter, gateway, dispatcher, receiver) if s.running] + ([worker.current] if worker else [])
         typer.echo(f"\nStill running (pids {' '.join(str(p.pid) for p in running if p.poll() is None)}): open the "
                    "URLs above; stop them with `kill <pids>`.\nThe read key of this run: " + keys[2]["key"])
     typer.echo(

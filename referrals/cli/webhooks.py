@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import signal
+from pathlib import Path
 
 import typer
 from prometheus_client import start_http_server
@@ -112,3 +113,18 @@ def test_endpoint(endpoint: str = typer.Argument(..., help="the endpoint to send
     ok = probe.status is not None and 200 <= probe.status < 300
     typer.echo(f"{endpoint}: {probe.detail} in {probe.seconds * 1000:.0f} ms (webhook-id {probe.webhook_id})")
     raise typer.Exit(0 if ok else 1)
+
+
+@app.command("receive")
+def receive(
+    endpoint: str = typer.Argument(..., help="the configured endpoint to play: its URL's port and path, its secrets"),
+    out: Path = typer.Option(Path("webhooks-received.jsonl"), help="where each delivery is appended, as a JSON line"),
+    host: str = typer.Option("127.0.0.1", help="the address to listen on"),
+) -> None:
+    """A local endpoint that verifies each delivery's signature and notes it (to try the webhooks; the demo's)."""
+    from consumers.webhooks.receiver import serve
+
+    own = settings()
+    configured = _endpoint(own, endpoint)
+    echo(f"receiving {endpoint} at {configured.url}, deliveries to {out}; GET /healthz")
+    serve(configured.keys(), configured.url, out, host, echo=lambda line: typer.echo(line))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,7 @@ def _funnel_rows(tables: str) -> dict[str, list[int]]:
 def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_twice(stack, settings, unique_name):
     from deploy.local.processes import port_open
     from referrals.kafka_admin import delete_topics
+    from schemas.topics import WEBHOOK_DEADLETTER
     from streams.topology import changelog_topics, worker_topics
 
     tag = unique_name("demo").replace(".", "-")
@@ -81,10 +83,17 @@ def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_tw
         assert "read API: GET http://" in tables and "points {'pending':" in tables
         assert 'referral_funnel_events_total{campaign="default",channel="whatsapp",stage="share"}' in tables
         assert "Where to look:" in tables and "localhost:3000" in tables
+        # the dispatcher delivered the run's reward changes to the demo's receiver, which verified each one
+        delivered = re.search(r"webhooks: (\d+) signed deliveries to demo-shop at http://127.0.0.1:\d+/hooks/referrals "
+                              r"in this run \(each signature verified by the receiver\): (.*)", tables)
+        assert delivered and int(delivered.group(1)) > 0, tables[-2000:]
+        assert "reward.pending x" in delivered.group(2) and "referral.attributed x" in delivered.group(2)
         assert not port_open(settings.gateway.host, settings.gateway.port)
         assert not port_open(settings.exporter.host, settings.exporter.port)
+        assert not port_open(settings.webhooks.metrics_host, settings.webhooks.metrics_port)
         running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.replace(tag, "")
         assert "referrals.cli worker" not in running and "referrals.cli exporter" not in running  # stopped
+        assert "referrals.cli dispatcher" not in running and "referrals.cli webhooks" not in running
         again = run("demo", "--count", "600", "--seed", "77", env=own)
         assert again.returncode == 0, again.stderr
         # The same simulated events again change no counter; the demo's own link is followed once more
@@ -96,7 +105,7 @@ def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_tw
     finally:
         own_settings = changed(settings, kafka={"topic_prefix": tag + "."}, streams={"app_id": tag})
         delete_topics(settings, worker_topics(own_settings) + changelog_topics(own_settings)
-                      + [f"{tag}-__assignor-__leader"])
+                      + [f"{tag}-__assignor-__leader", f"{tag}.{WEBHOOK_DEADLETTER.name}"])
 
 
 def test_validate_prints_problems_as_json():
