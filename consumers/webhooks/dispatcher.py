@@ -128,8 +128,15 @@ class EndpointDispatcher(ConsumerRebalanceListener):
             lambda: 0.0 if self.failing_since is None else max(0.0, self.clock() - self.failing_since))
 
     def oldest_undelivered_s(self) -> float:
+        """Read by the metrics server's thread while the event loop changes the lanes: copies first, and a lane
+        emptied meanwhile is passed over."""
         now_ms = self.clock() * 1000
-        heads = [lane.records[0].timestamp for lane in self.lanes.values() if lane.records]
+        heads = []
+        for lane in list(self.lanes.values()):
+            try:
+                heads.append(lane.records[0].timestamp)
+            except IndexError:
+                continue
         return max(0.0, (now_ms - min(heads)) / 1000) if heads else 0.0
 
     # --- the consumer -------------------------------------------------------------------------------------

@@ -82,7 +82,9 @@ def undelivered(run, endpoint: str) -> int:
     return sum(end - committed for committed, end in group_positions(own, group_id(own, endpoint), topics).values())
 
 
-def test_every_change_reaches_every_endpoint_in_order_through_failures_outages_and_sigkills(webhook_factory):
+@pytest.mark.faults
+def test_every_change_reaches_every_endpoint_in_order_through_failures_outages_and_sigkills(webhook_factory,
+                                                                                          soak_factor):
     run = webhook_factory()
     ok, flaky, slow = run.receiver("ok"), run.receiver("flaky", "fail-first:2"), run.receiver("slow", "slow-first:1:3")
     down = run.receiver("down", start=False)  # down for the first 60 s
@@ -93,13 +95,14 @@ def test_every_change_reaches_every_endpoint_in_order_through_failures_outages_a
     receivers = {r.name: r for r in (ok, flaky, slow, down, bad, gone)}
     dispatcher = run.dispatcher([receivers[n].endpoint(*subscriptions[n]) for n in subscriptions],
                                 streams=QUICK_SESSIONS, **FAST_RETRIES).start()
-    changes, referrer_of = story(40)
+    changes, referrer_of = story(40 * soak_factor)
     expected = {name: wanted(changes, *subscriptions[name]) for name in subscriptions}
 
-    # the changes come in four waves (in order); the dispatcher is SIGKILLed mid-delivery after each, and
-    # started again
+    # the changes come in four waves (in order; 32 with --soak); the dispatcher is SIGKILLed mid-delivery after
+    # each, and started again
     started = time.monotonic()
-    waves = [changes[i * len(changes) // 4:(i + 1) * len(changes) // 4] for i in range(4)]
+    n = 4 * soak_factor
+    waves = [changes[i * len(changes) // n:(i + 1) * len(changes) // n] for i in range(n)]
     for wave in waves:
         produce(run.settings, wave, referrer_of)
         seen = len(ok.delivered())
@@ -107,19 +110,20 @@ def test_every_change_reaches_every_endpoint_in_order_through_failures_outages_a
                  interval_s=0.2)
         dispatcher.sigkill()
         dispatcher.start()
-    assert dispatcher.kills == 4
+    assert dispatcher.kills == n
 
     def complete(receiver) -> bool:
         got = first_arrivals(receiver.delivered())
         return all(set(ids) <= set(got.get(key, [])) for key, ids in expected[receiver.name].items())
 
     wait_for(lambda: (complete(ok) and complete(flaky) and complete(slow),
-                      "every change at the endpoints that answer"), 180, interval_s=0.2)
+                      "every change at the endpoints that answer"), 180 * soak_factor, interval_s=0.2)
     # the endpoint that is down (for 60 s, or until the others are done if that takes longer) held back no other
     time.sleep(max(0.0, 60 - (time.monotonic() - started)))
     assert not down.requests()
     down.start()
-    wait_for(lambda: (complete(down), "every change at the endpoint that was down for 60 s"), 120, interval_s=0.2)
+    wait_for(lambda: (complete(down), "every change at the endpoint that was down for 60 s"), 120 * soak_factor,
+             interval_s=0.2)
     wait_for(lambda: (all(undelivered(run, name) == 0 for name in subscriptions),
                       {name: undelivered(run, name) for name in subscriptions}), 60)
 
