@@ -3,8 +3,8 @@
 The stack needs Java 17+ and Maven (for the Kafka broker) and ``redis-server``; the
 tests also need ``docker-compose`` (to validate the Compose file), ``chromium`` (headless,
 for the referral-link browser test) and ``prometheus`` with ``promtool`` (the metrics,
-dashboard and alert-rule tests) and ``wrk`` (the gateway benchmark, ``make bench`` and its smoke
-run in the tests). On a machine that
+dashboard and alert-rule tests), ``wrk`` (the gateway benchmark, ``make bench`` and its smoke
+run in the tests) and ``nodejs`` (the JavaScript snippet of docs/webhooks.md, run by its test). On a machine that
 already has them nothing is installed. Installing needs root or password-less sudo.
 """
 
@@ -29,6 +29,7 @@ TEST_PACKAGES: dict[str, str] = {
     "prometheus": "prometheus",
     "promtool": "prometheus",
     "wrk": "wrk",
+    "node": "nodejs",
 }
 
 

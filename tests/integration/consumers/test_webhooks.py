@@ -146,8 +146,9 @@ def test_every_change_reaches_every_endpoint_in_order_through_failures_outages_a
     assert waits and min(waits) >= 0.95, f"Retry-After: 1 not honoured (shortest wait {min(waits):.2f} s)"
     assert any(r["attempt"] == 2 for r in slow.requests()), "the slow endpoint's timeouts were not retried"
 
-    # the endpoints that refuse: every subscribed change is a dead delivery, in order per reward
+    # the endpoints that refuse: every subscribed change is a dead delivery, in order per reward; no other's
     dead = read_dead(run.settings)
+    assert {d.delivery.endpoint for d in dead} == {"bad", "gone"}
     for name, status in (("bad", 400), ("gone", 410)):
         mine = [d.delivery for d in dead if d.delivery.endpoint == name]
         by_key = first_arrivals([{"webhook_id": d.webhook_id, "key": json.loads(d.body)["data"].get("reward_id")
