@@ -2,12 +2,14 @@
 
 Per endpoint one Kafka consumer (group ``<app_id>.webhooks.<endpoint>``) reads ``referrals.rewards`` and
 ``referrals.attributions``; so one slow or dead endpoint holds back no other. Within an endpoint each
-partition is a lane: its changes are delivered one after the other, in the partition's order (all changes of
-a reward are in one partition, so they arrive in their order), while the other partitions go on. A lane
-commits a change's offset only once it is settled: delivered (2xx), or dead (on the dead-letter topic,
-acknowledged). A change being retried holds its lane; its retry schedule is in Redis
-(``consumers.webhooks.store``), so a restart or a SIGKILL resumes it where it was, and at most the changes
-settled since the last commit are sent again (at least once; receivers drop repeats by ``webhook-id``).
+partition is a lane that takes its changes in the partition's order and sends each at once, unless an earlier
+change of the same reward (ordering key) is being retried: then it waits behind that one. All changes of a
+reward are in one partition, so they arrive in their order, and one reward being retried holds back no other
+(up to ``lane_window`` open changes per lane; then the lane waits). A lane commits up to its oldest change not
+yet settled: delivered (2xx), or dead (on the dead-letter topic, acknowledged). The retry schedule of each
+change being retried is in Redis (``consumers.webhooks.store``), so a restart or a SIGKILL resumes it where it
+was, and the changes settled after the oldest open one are sent again (at least once; receivers drop repeats
+by ``webhook-id``).
 
 While Redis or Kafka does not answer, the lanes wait for them (the schedule and the dead-letter topic live
 there) and nothing is skipped.
@@ -92,15 +94,39 @@ async def patiently(what: str, call: Callable[[], Awaitable[T]]) -> T:
         return result
 
 
+def _finished(tasks: set[asyncio.Task], task: asyncio.Task) -> None:
+    """A task done: out of ``tasks``, unless it failed (the consumer's loop finds it there and stops on it)."""
+    if task.cancelled() or task.exception() is None:
+        tasks.discard(task)
+
+
 @dataclass
 class Lane:
-    """One partition of one endpoint: the records read and not yet settled, in order."""
+    """One partition of one endpoint: the records read and not yet taken, the changes taken and not yet settled
+    (``open``: offset -> the record's timestamp), and the changes waiting behind a delivery being retried, per
+    ordering key (``parked``: the one being retried first)."""
 
     records: deque = field(default_factory=deque)
-    settled: int | None = None  # the offset to commit next (after the last settled record)
+    open: dict[int, int] = field(default_factory=dict)
+    parked: dict[str, deque] = field(default_factory=dict)
+    next_offset: int | None = None  # after the last record taken
     committed: int | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
+    retries: set[asyncio.Task] = field(default_factory=set)  # one per parked ordering key
+
+    @property
+    def settled(self) -> int | None:
+        """The offset to commit: the oldest change not settled, or after the last one taken."""
+        return min(self.open) if self.open else self.next_offset
+
+    def close(self, offset: int) -> None:
+        self.open.pop(offset, None)
+        self.freed.set()
+
+    def tasks(self) -> list[asyncio.Task]:
+        return [t for t in (self.task, *self.retries) if t is not None]
 
 
 class EndpointDispatcher(ConsumerRebalanceListener):
@@ -133,6 +159,7 @@ class EndpointDispatcher(ConsumerRebalanceListener):
         now_ms = self.clock() * 1000
         heads = []
         for lane in list(self.lanes.values()):
+            heads.extend(list(lane.open.values()))
             try:
                 heads.append(lane.records[0].timestamp)
             except IndexError:
@@ -164,8 +191,9 @@ class EndpointDispatcher(ConsumerRebalanceListener):
         while True:
             batches = await self.consumer.getmany(timeout_ms=200, max_records=buffer)
             for lane in self.lanes.values():  # a lane that failed is a bug: stop, do not skip its changes
-                if lane.task is not None and lane.task.done() and not lane.task.cancelled():
-                    lane.task.result()
+                for task in lane.tasks():
+                    if task.done() and not task.cancelled():
+                        task.result()
             for tp, records in batches.items():
                 lane = self.lanes.get(tp)
                 if lane is None:
@@ -207,7 +235,7 @@ class EndpointDispatcher(ConsumerRebalanceListener):
     async def _stop_lanes(self, tps: list[TopicPartition]) -> None:
         """Stop the lanes (a change being sent is sent again by the partition's next owner) and commit what
         they settled."""
-        tasks = [self.lanes[tp].task for tp in tps if self.lanes[tp].task is not None]
+        tasks = [task for tp in tps for task in self.lanes[tp].tasks()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -220,36 +248,72 @@ class EndpointDispatcher(ConsumerRebalanceListener):
     # --- a lane -------------------------------------------------------------------------------------------
 
     async def _drain(self, tp: TopicPartition, lane: Lane) -> None:
+        """Take the lane's records in order. A change goes out at once unless an earlier change of its reward is
+        being retried: then it waits behind that one (parked), and the lane goes on with the next record. At
+        most ``lane_window`` changes are open (being sent, retried, or parked) at a time."""
+        window = self.settings.webhooks.lane_window
         while True:
             if not lane.records:
                 lane.wake.clear()
                 await lane.wake.wait()
                 continue
-            record = lane.records[0]
-            await self.settle(tp, record)
-            lane.records.popleft()
-            lane.settled = record.offset + 1
+            if len(lane.open) >= window:
+                lane.freed.clear()
+                await lane.freed.wait()
+                continue
+            record = lane.records.popleft()
+            lane.next_offset = record.offset + 1
+            change = self._change_for_endpoint(tp, record)
+            if change is None:
+                continue
+            key = change.ordering_key
+            lane.open[record.offset] = record.timestamp
+            if key in lane.parked:
+                lane.parked[key].append((record, change))
+                continue
+            if await self.settle(tp, record, change, park=True):
+                lane.close(record.offset)
+                continue
+            lane.parked[key] = deque([(record, change)])
+            task = asyncio.create_task(self._retry(tp, lane, key), name=f"retry {self.endpoint.name} {tp}")
+            lane.retries.add(task)
+            task.add_done_callback(functools.partial(_finished, lane.retries))
 
-    async def settle(self, tp: TopicPartition, record) -> None:
-        """Deliver the record's change to this endpoint if it subscribed to it; return once it is delivered or
-        dead."""
+    async def _retry(self, tp: TopicPartition, lane: Lane, key: str) -> None:
+        """The parked changes of one ordering key, in order: the first until it is delivered or dead, then the
+        ones that waited behind it."""
+        queue = lane.parked[key]
+        while queue:
+            record, change = queue[0]
+            await self.settle(tp, record, change, park=False)
+            queue.popleft()
+            lane.close(record.offset)
+        del lane.parked[key]
+
+    def _change_for_endpoint(self, tp: TopicPartition, record) -> Change | None:
+        """The record's change if this endpoint subscribed to it; None otherwise (and for a record that is none)."""
         topic = tp.topic[len(self.prefix):]
         change = change_of(topic, record.value)
         if change is None:
             metrics.SKIPPED.labels(topic).inc()
             log.error("endpoint %s: %s[%d]@%d is no change of its topic's contract; skipped", self.endpoint.name,
                       tp.topic, tp.partition, record.offset)
-            return
-        if not subscribed(self.endpoint, change):
-            return
+            return None
+        return change if subscribed(self.endpoint, change) else None
+
+    async def settle(self, tp: TopicPartition, record, change: Change, *, park: bool) -> bool:
+        """Deliver the change to this endpoint; True once it is delivered or dead. With ``park``, False as soon as
+        it must wait for a retry (its schedule is in Redis): the caller goes on and retries it apart."""
         name = self.endpoint.name
         if await patiently("Redis (dead deliveries)", lambda: self.store.is_behind_dead(change.ordering_key)):
             now = self.clock()
             await self._dead(tp, record, change, Attempts(now, 0), Answer(None), "behind_dead_delivery")
-            return
+            return True
         known = await patiently("Redis (retry schedule)", lambda: self.store.attempts(change.webhook_id))
         attempts = known[0] if known else None
         if known and known[1] > self.clock():
+            if park:
+                return False
             await asyncio.sleep(known[1] - self.clock())
         while True:
             started = self.clock()
@@ -267,11 +331,11 @@ class EndpointDispatcher(ConsumerRebalanceListener):
                 metrics.DELIVERIES.labels(name, "delivered").inc()
                 if attempts.count > 1 or known:
                     await patiently("Redis (retry schedule)", lambda: self.store.forget(change.webhook_id))
-                return
+                return True
             if isinstance(step, Dead):
                 metrics.ATTEMPTS.labels(name, "refused" if step.cause != "retries_exhausted" else "retry").inc()
                 await self._dead(tp, record, change, attempts, answer, step.cause)
-                return
+                return True
             assert isinstance(step, RetryAt)
             metrics.ATTEMPTS.labels(name, "retry").inc()
             metrics.RETRIES.labels(name, step.cause).inc()
@@ -279,6 +343,8 @@ class EndpointDispatcher(ConsumerRebalanceListener):
                      attempts.count, step.at - now)
             await patiently("Redis (retry schedule)",
                             functools.partial(self.store.remember, change.webhook_id, attempts, step.at))
+            if park:
+                return False
             await asyncio.sleep(max(0.0, step.at - self.clock()))
 
     async def _dead(self, tp: TopicPartition, record, change: Change, attempts: Attempts, answer: Answer,

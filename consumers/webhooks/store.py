@@ -2,8 +2,8 @@
 deliveries being retried, and which rewards have a dead delivery not yet replayed. Bounded by design.
 
     <prefix>{wh}:attempts:<endpoint>   hash  webhook id -> JSON {first, count, next}: a delivery being retried
-                                             (at most one per partition and endpoint: a partition's changes
-                                             go one after the other); removed when it is delivered or dead
+                                             (at most ``lane_window`` per partition and endpoint); removed
+                                             when it is delivered or dead
     <prefix>{wh}:dead:<endpoint>       hash  ordering key (a reward, a referee) -> how many of its changes are
                                              dead and not yet replayed; a later change of it is dead-lettered
                                              behind them (so a replay keeps their order); removed by replay.

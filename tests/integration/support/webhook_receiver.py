@@ -9,6 +9,7 @@ it is about, ``answered``, ``verified``) and answered as ``--behaviour`` says:
 - ``ok``: 204;
 - ``fail-first:N``: the first N attempts of each webhook id 503 (the first with ``Retry-After: 1``), then 200;
 - ``slow-first:N:S``: the first N attempts of each webhook id wait S seconds before their 200;
+- ``fail-matching:TEXT:N``: the first N attempts of each webhook id containing TEXT 503, the others 200;
 - ``status:CODE``: always CODE.
 """
 
@@ -70,6 +71,9 @@ def main() -> None:
                 status = 503
                 if attempt == 1:
                     headers["Retry-After"] = "1"
+            elif kind == "fail-matching" and rest.rsplit(":", 1)[0] in webhook_id and attempt <= int(
+                    rest.rsplit(":", 1)[1]):
+                status = 503
             elif kind == "slow-first":
                 count, seconds = rest.split(":")
                 status, wait = 200, float(seconds) if attempt <= int(count) else 0.0
