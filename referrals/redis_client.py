@@ -22,6 +22,13 @@ def redis_client(settings: Settings, timeout_s: float = 2.0, decode_responses: b
     return redis.Redis(**_options(settings, timeout_s, decode_responses))
 
 
-def async_redis_client(settings: Settings, timeout_s: float = 2.0, decode_responses: bool = False) -> aioredis.Redis:
-    """The same, for an event loop (the gateway's rate limits)."""
-    return aioredis.Redis(**_options(settings, timeout_s, decode_responses))
+def async_redis_client(settings: Settings, timeout_s: float = 2.0, decode_responses: bool = False,
+                       max_connections: int | None = None) -> aioredis.Redis:
+    """The same, for an event loop (the gateway's rate limits). ``max_connections``: at most that many, and a
+    command waits (up to ``timeout_s``) for a free one rather than failing (the webhook dispatcher's many tasks);
+    default: redis-py's pool, which fails past its 100."""
+    if max_connections is None:
+        return aioredis.Redis(**_options(settings, timeout_s, decode_responses))
+    options = _options(settings, timeout_s, decode_responses)
+    pool = aioredis.BlockingConnectionPool(max_connections=max_connections, timeout=timeout_s, **options)
+    return aioredis.Redis(connection_pool=pool)

@@ -390,9 +390,11 @@ class WebhookSettings(BaseModel):
                                  "included")
     lane_buffer: int = Field(200, ge=1, description="changes read ahead per endpoint and partition; the partition "
                              "is paused while that many wait")
-    lane_window: int = Field(1000, ge=1, description="changes open at once per endpoint and partition: being sent, "
-                             "retried, or waiting behind an earlier change of their reward that is retried; at this "
-                             "many the partition's other changes wait too")
+    lane_retrying: int = Field(10, ge=0, description="rewards being retried at once per endpoint and partition, "
+                               "each on its own schedule while the partition's other changes go on; with this many, "
+                               "the next change that fails is retried in line and holds the partition (so a dead "
+                               "endpoint gets at most partitions x (this + 1) retries at a time). 0: every change "
+                               "being retried holds its partition")
     metrics_host: str = Field("127.0.0.1", description="address of the dispatcher's Prometheus endpoint")
     metrics_port: int = Field(9111, ge=0, le=65535, description="port of the dispatcher's /metrics; 0: off")
 

@@ -4,8 +4,8 @@ Per endpoint one Kafka consumer (group ``<app_id>.webhooks.<endpoint>``) reads `
 ``referrals.attributions``; so one slow or dead endpoint holds back no other. Within an endpoint each
 partition is a lane that takes its changes in the partition's order and sends each at once, unless an earlier
 change of the same reward (ordering key) is being retried: then it waits behind that one. All changes of a
-reward are in one partition, so they arrive in their order, and one reward being retried holds back no other
-(up to ``lane_window`` open changes per lane; then the lane waits). A lane commits up to its oldest change not
+reward are in one partition, so they arrive in their order, and a reward being retried holds back no other
+(up to ``lane_retrying`` rewards retried apart per lane; past that, a failing change is retried in line). A lane commits up to its oldest change not
 yet settled: delivered (2xx), or dead (on the dead-letter topic, acknowledged). The retry schedule of each
 change being retried is in Redis (``consumers.webhooks.store``), so a restart or a SIGKILL resumes it where it
 was, and the changes settled after the oldest open one are sent again (at least once; receivers drop repeats
@@ -50,6 +50,7 @@ from schemas.webhooks import Change, DeadDelivery, attribution_change, reward_ch
 log = logging.getLogger("referrals.dispatcher")
 T = TypeVar("T")
 WAIT_S = 1.0  # between two tries of Redis or Kafka while they do not answer
+REDIS_CONNECTIONS = 32  # the dispatcher's connections to Redis; its tasks wait for a free one
 
 
 def change_of(topic: str, value: bytes | None) -> Change | None:
@@ -112,7 +113,6 @@ class Lane:
     next_offset: int | None = None  # after the last record taken
     committed: int | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    freed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
     retries: set[asyncio.Task] = field(default_factory=set)  # one per parked ordering key
 
@@ -123,7 +123,6 @@ class Lane:
 
     def close(self, offset: int) -> None:
         self.open.pop(offset, None)
-        self.freed.set()
 
     def tasks(self) -> list[asyncio.Task]:
         return [t for t in (self.task, *self.retries) if t is not None]
@@ -249,17 +248,14 @@ class EndpointDispatcher(ConsumerRebalanceListener):
 
     async def _drain(self, tp: TopicPartition, lane: Lane) -> None:
         """Take the lane's records in order. A change goes out at once unless an earlier change of its reward is
-        being retried: then it waits behind that one (parked), and the lane goes on with the next record. At
-        most ``lane_window`` changes are open (being sent, retried, or parked) at a time."""
-        window = self.settings.webhooks.lane_window
+        being retried: then it waits behind that one, and the lane goes on with the next record. A change that
+        fails is retried by a task of its own (parked) while fewer than ``lane_retrying`` rewards are; else in
+        line, holding the lane: a dead endpoint is not sent more retries at a time than that bound allows."""
+        limit = self.settings.webhooks.lane_retrying
         while True:
             if not lane.records:
                 lane.wake.clear()
                 await lane.wake.wait()
-                continue
-            if len(lane.open) >= window:
-                lane.freed.clear()
-                await lane.freed.wait()
                 continue
             record = lane.records.popleft()
             lane.next_offset = record.offset + 1
@@ -271,7 +267,7 @@ class EndpointDispatcher(ConsumerRebalanceListener):
             if key in lane.parked:
                 lane.parked[key].append((record, change))
                 continue
-            if await self.settle(tp, record, change, park=True):
+            if await self.settle(tp, record, change, park=len(lane.parked) < limit):
                 lane.close(record.offset)
                 continue
             lane.parked[key] = deque([(record, change)])
@@ -375,7 +371,7 @@ async def dispatch(settings: Settings, stop: asyncio.Event) -> None:
     producer = AIOKafkaProducer(**settings.kafka.aiokafka_options(), client_id="referrals-dispatcher",
                                 acks="all", enable_idempotence=True)
     await patiently("Kafka (the dead-letter producer)", producer.start)
-    redis = async_redis_client(settings, timeout_s=5.0)
+    redis = async_redis_client(settings, timeout_s=5.0, max_connections=REDIS_CONNECTIONS)
     tasks = [asyncio.create_task(EndpointDispatcher(settings, e, producer, redis).run(), name=f"endpoint {e.name}")
              for e in endpoints]
     waiter = asyncio.create_task(stop.wait())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 
 
 def signature(keys: list[bytes], webhook_id: str, timestamp: int, body: bytes) -> str:
@@ -23,3 +24,8 @@ def headers(keys: list[bytes], webhook_id: str, timestamp: int, body: bytes) -> 
     return {"webhook-id": webhook_id, "webhook-timestamp": str(timestamp),
             "webhook-signature": signature(keys, webhook_id, timestamp, body),
             "content-type": "application/json", "user-agent": "referral-pipeline-webhooks/1"}
+
+
+def new_secret(size: int = 32) -> str:
+    """A new endpoint secret in the Standard Webhooks form: ``whsec_`` and ``size`` random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(size)).decode("ascii")

@@ -2,7 +2,7 @@
 deliveries being retried, and which rewards have a dead delivery not yet replayed. Bounded by design.
 
     <prefix>{wh}:attempts:<endpoint>   hash  webhook id -> JSON {first, count, next}: a delivery being retried
-                                             (at most ``lane_window`` per partition and endpoint); removed
+                                             (at most ``lane_retrying`` + 1 per partition and endpoint); removed
                                              when it is delivered or dead
     <prefix>{wh}:dead:<endpoint>       hash  ordering key (a reward, a referee) -> how many of its changes are
                                              dead and not yet replayed; a later change of it is dead-lettered

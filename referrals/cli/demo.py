@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import time
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from consumers.live_counters import funnel, funnel_by_stage, top_referrers
+from consumers.webhooks.signing import new_secret
 from deploy.local.processes import free_port, port_open
 from deploy.local.service_process import (
     DispatcherProcess,
@@ -189,7 +189,7 @@ def demo(
     # A shop's webhook endpoint for this run: the dispatcher signs with its secret, the receiver verifies
     hook_port = free_port()
     hook = WebhookEndpoint(name="demo-shop", url=f"http://127.0.0.1:{hook_port}/hooks/referrals",
-                           secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+                           secret=new_secret(),
                            types=frozenset({"reward.pending", "reward.confirmed", "reward.revoked", "reward.capped",
                                             "reward.held_for_review", "referral.attributed"}))
     own = changed(own, webhooks={"endpoints": [hook]})

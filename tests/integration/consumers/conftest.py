@@ -15,13 +15,13 @@ import httpx
 import pytest
 import yaml
 
+from consumers.webhooks.signing import new_secret
 from deploy.local.processes import free_port
 from referrals.kafka_admin import delete_topics, ensure_topics
 from referrals.redis_client import redis_client as new_redis_client
 from referrals.settings import PROJECT_ROOT, Settings, changed
 from schemas.topics import ATTRIBUTIONS, REWARDS, WEBHOOK_DEADLETTER
 from tests.integration.support.webhooks import Dispatcher, Receiver
-from tests.unit.consumers.webhooks.factories import new_secret
 
 
 @dataclass

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumers import kafka_log
 from consumers.exporter import serve
+from consumers.webhooks.signing import new_secret
 from deploy.grafana.build_dashboards import DASHBOARDS
 from deploy.local.processes import free_port
 from producers.simulate import GatewayTarget, Summary
@@ -34,7 +35,6 @@ from streams.redis_layout import RedisLayout
 from tests.integration.consumers.conftest import PROMETHEUS_DIR
 from tests.integration.support.webhooks import Dispatcher, Receiver
 from tests.integration.support.worker import client, expected, matches, redis_funnel, simulated, wait_for
-from tests.unit.consumers.webhooks.factories import new_secret
 
 # what identifies a customer in the simulated events (event and order ids are the shop's, not personal)
 PERSONAL_FIELDS = ("customer_id", "referrer_id", "visitor_id", "device_id", "email_hash", "referral_code")

@@ -229,9 +229,28 @@ def test_a_reward_being_retried_holds_back_no_other_reward_of_its_partition(webh
              interval_s=0.2)
     accepted = {r["webhook_id"]: r["t"] for r in picky.delivered()}
     # rw-0-7 has the same referrer as rw-0-0 (the same partition) and comes after it: it did not wait (with
-    # lane_window=1, as one change at a time per partition, this fails)
+    # lane_retrying=0, a change being retried holding its partition, this fails)
     first_of_stuck = min(accepted[i] for i in expected["rw-0-0"])
     assert max(accepted[i] for i in expected["rw-0-7"]) < first_of_stuck
     assert len([r for r in picky.requests() if r["key"] == "rw-0-0" and r["answered"] == 503]) == 4 * len(
         expected["rw-0-0"])
     assert dispatcher.stop() == 0
+
+
+def test_two_dispatchers_share_an_endpoint_and_one_takes_over_when_the_other_is_killed(webhook_factory):
+    run = webhook_factory()
+    flaky = run.receiver("flaky", "fail-first:1")
+    endpoints = [flaky.endpoint(ALL_TYPES)]
+    first = run.dispatcher(endpoints, streams=QUICK_SESSIONS, **FAST_RETRIES).start()
+    second = run.dispatcher(endpoints, streams=QUICK_SESSIONS, **FAST_RETRIES).start()
+    changes, referrer_of = story(40)
+    expected = wanted(changes, ALL_TYPES)
+    produce(run.settings, changes[:60], referrer_of)
+    wait_for(lambda: (len(flaky.delivered()) >= 10, len(flaky.delivered())), 60, interval_s=0.2)
+    first.sigkill()  # its partitions go to the second once its session ends; their retries resume there
+    produce(run.settings, changes[60:], referrer_of)
+    wait_for(lambda: (first_arrivals(flaky.delivered()) == expected, first_arrivals(flaky.delivered())), 120,
+             interval_s=0.2)
+    wait_for(lambda: (undelivered(run, "flaky") == 0, undelivered(run, "flaky")), 60)
+    assert all(r["verified"] for r in flaky.requests())
+    assert second.stop() == 0

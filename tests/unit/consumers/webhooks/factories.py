@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import os
 from datetime import UTC, datetime
 
+from consumers.webhooks.signing import new_secret
 from referrals.settings import WebhookEndpoint
 from schemas.derived import RewardChange, RewardRole, RewardStatus
 
-
-def new_secret(size: int = 32) -> str:
-    return "whsec_" + base64.b64encode(os.urandom(size)).decode()
+__all__ = ["endpoint", "new_secret", "reward"]
 
 
 def endpoint(name: str = "shop", url: str = "http://127.0.0.1:9/hooks", secret: str | list[str] | None = None,
