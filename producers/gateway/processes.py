@@ -12,6 +12,7 @@ serves ``/metrics`` for all of them from prometheus-client's multiprocess files.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
@@ -49,8 +50,11 @@ def prepare_metrics(settings: Settings, port: int) -> Path:
 
 def stop_when_orphaned(interval_s: float = ORPHAN_CHECK_S) -> None:
     """In a worker: SIGTERM itself (a graceful stop: requests in flight are answered) once its parent, the
-    supervisor, is gone."""
-    parent = os.getppid()
+    supervisor, is gone. The parent is the one that spawned the process (multiprocessing records it at the
+    start), not the one it has when the application loads: a supervisor killed in between left a worker
+    serving on, its new parent taken for the supervisor (seen once in a fresh-clone run)."""
+    spawner = multiprocessing.parent_process()
+    parent = spawner.pid if spawner is not None else os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
