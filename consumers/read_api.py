@@ -18,17 +18,27 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from consumers import live_counters
+from consumers.webhooks.reward_book import fulfilment_view, read_entries
 from referrals.code_registry import CodeRegistry
 from referrals.http_auth import KeyRing
 from referrals.http_errors import error
 from referrals.privacy import pseudonym
 from referrals.settings import Settings
+from schemas.derived import RewardRole
 from schemas.referral_codes import normalize
 from streams import erasure_registry, redis_views
 from streams.inbound import DEFAULT_CAMPAIGN
+from streams.referee_ledger import make_referral_id
+from streams.referrer_rewards import own_reward_id
 
 FUNNEL_RATES = (("click_per_share", "click", "share"), ("signup_per_click", "signup", "click"),
                 ("conversion_per_signup", "conversion", "signup"))
+
+
+def _referrer_reward_id(referrer_id: str, referral: dict[str, Any]) -> str:
+    """The id of a referral's referrer reward, as the worker names it (and its webhooks carry it)."""
+    return own_reward_id(make_referral_id(referral["campaign_id"], referrer_id, referral["referee_id"]),
+                         RewardRole.REFERRER)
 
 
 def _errors(status: int, rule: str, message: str, field: str = "path", **headers: str) -> JSONResponse:
@@ -79,20 +89,29 @@ def read_router(settings: Settings, keys: KeyRing, client: redis.Redis) -> APIRo
         if not customer_id or len(customer_id) > 128:
             return _errors(422, "invalid_id", "customer_id must be 1 to 128 characters")
 
-        def code_and_view() -> tuple[str | None, live_counters.ReferrerView] | None:
+        def code_and_view() -> tuple[str | None, live_counters.ReferrerView, dict[str, dict[str, str]]] | None:
             if client.sismember(erasure_registry.erased_key(key_prefix), pseudonym(secret, customer_id)):
                 return None  # erased: no code is issued again, nothing is shown
             code = registry.issue(customer_id, campaign).code if issue else registry.code_of(customer_id, campaign)
-            return code, live_counters.referrer_view(client, layout(), customer_id)
+            view = live_counters.referrer_view(client, layout(), customer_id)
+            ids = [w["reward_id"] for w in view.welcome] + [_referrer_reward_id(customer_id, r)
+                                                              for r in view.referrals if r["reward_status"]]
+            return code, view, dict(zip(ids, read_entries(client, key_prefix, secret, ids), strict=True))
 
         refused, found = await read(request, code_and_view)
         if refused is not None:
             return refused
         if found is None:
             return _errors(410, "erased", "this customer was erased")
-        code, view = found
+        code, view, book = found
         if code is None and view.empty:
             return _errors(404, "unknown_referrer", "no referral code and no referral activity for this customer")
+
+        def reward(reward_id: str, shown: dict[str, Any]) -> dict[str, Any]:
+            # the reward id itself is not shown: it names the referrer and the referee, and the read API shows other
+            # customers only as pseudonyms (the shop has the id from the webhooks)
+            return {**shown, "fulfilment": fulfilment_view(book.get(reward_id, {}))}
+
         return {
             "customer_id": customer_id,
             "campaign_id": campaign,
@@ -101,13 +120,15 @@ def read_router(settings: Settings, keys: KeyRing, client: redis.Redis) -> APIRo
             "counts": {"shares": view.shares, "clicks": view.clicks, "signups": view.signups,
                        "conversions": view.conversions},
             "points": view.points,
-            "rewards_as_referee": [{"campaign_id": w["campaign_id"], "status": w["status"], "points": w["points"],
-                                    "reason": w["reason"]} for w in view.welcome],
+            "rewards_as_referee": [reward(w["reward_id"], {"campaign_id": w["campaign_id"], "status": w["status"],
+                                                           "points": w["points"], "reason": w["reason"]})
+                                   for w in view.welcome],
             "referrals": [{
                 "referee": pseudonym(secret, r["referee_id"]), "campaign_id": r["campaign_id"],
                 "status": r["status"], "reason": r["reason"], "channel": r["channel"],
                 "attributed_at": r["attributed_at"],
-                "reward": {"status": r["reward_status"], "points": r["reward_points"], "reason": r["reward_reason"]}
+                "reward": reward(_referrer_reward_id(customer_id, r), {
+                    "status": r["reward_status"], "points": r["reward_points"], "reason": r["reward_reason"]})
                 if r["reward_status"] else None,
             } for r in view.referrals],
         }

@@ -20,6 +20,7 @@ class Principal:
     name: str
     types: frozenset[str]  # event types it may send
     read: bool = False  # may use the read API
+    fulfil: bool = False  # may confirm rewards' fulfilment
 
 
 def _digest(value: str | bytes) -> bytes:
@@ -28,7 +29,8 @@ def _digest(value: str | bytes) -> bytes:
 
 class KeyRing:
     def __init__(self, keys: list[ApiKey]):
-        self._keys = [(_digest(k.key.get_secret_value()), Principal(k.name, frozenset(k.types), k.read)) for k in keys]
+        self._keys = [(_digest(k.key.get_secret_value()), Principal(k.name, frozenset(k.types), k.read, k.fulfil))
+                      for k in keys]
 
     def authenticate(self, authorization: str | None) -> Principal | None:
         if not authorization or not authorization.startswith("Bearer "):

@@ -123,7 +123,7 @@ EventType = Literal["share", "click", "signup", "order", "refund"]
 
 class ApiKey(BaseModel):
     """A client of the gateway: a name for logs and limits, the secret key, and what it may do: send
-    events of ``types``, and (``read``) use the read API."""
+    events of ``types``, (``read``) use the read API, (``fulfil``) confirm rewards' fulfilment."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -131,11 +131,13 @@ class ApiKey(BaseModel):
     key: SecretStr = Field(min_length=16)
     types: frozenset[EventType] = Field(default_factory=frozenset, description="event types it may send")
     read: bool = Field(False, description="may read referrers, funnels and leaderboards (GET /v1/...)")
+    fulfil: bool = Field(False, description="may confirm rewards' fulfilment (POST /v1/rewards/{id}/fulfilment)")
 
     @model_validator(mode="after")
     def _may_do_something(self) -> ApiKey:
-        if not self.types and not self.read:
-            raise ValueError(f"API key {self.name!r} may do nothing: give it event types, read: true, or both")
+        if not self.types and not self.read and not self.fulfil:
+            raise ValueError(f"API key {self.name!r} may do nothing: give it event types, read: true, fulfil: true, "
+                             "or several")
         return self
 
 
@@ -158,7 +160,7 @@ class GatewaySettings(BaseModel):
     port: int = Field(8080, ge=1, le=65535, description="its port")
     public_url: str = Field("http://127.0.0.1:8080", description="base of share URLs (…/r/<code>)")
     api_keys: list[ApiKey] = Field(default_factory=list, description="the gateway's clients, a JSON list of "
-                                   '{"name", "key", "types", "read"} (docs/events.md, the gateway)')
+                                   '{"name", "key", "types", "read", "fulfil"} (docs/events.md, the gateway)')
     webhook_secrets: list[WebhookSecret] = Field(
         default_factory=list, description='shops that sign their webhooks, a JSON list of {"name", "secret", '
         '"types"} (docs/events.md, the gateway)')

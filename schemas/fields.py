@@ -82,6 +82,9 @@ Identifier = Annotated[
 ]
 
 #: The idempotency key: 1-128 printable characters.
+#: Free text for people (a note for support): no control characters; its length is the field's.
+Text = Annotated[str, AfterValidator(_no_control_characters)]
+
 EventId = Annotated[
     str,
     Field(min_length=1, max_length=MAX_ID_LENGTH),

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from schemas.derived import Attribution, RewardChange
 from schemas.events import InboundEventBase
-from schemas.topics import ATTRIBUTIONS, BY_EVENT_TYPE, REWARDS
+from schemas.fulfilment import Fulfilment
+from schemas.topics import ATTRIBUTIONS, BY_EVENT_TYPE, FULFILMENTS, REWARDS
 
 CE_SPECVERSION = "1.0"
 CE_TYPE_PREFIX = "io.referral-pipeline."
@@ -41,7 +42,7 @@ def _headers(event_id: str, event_type: str, source: str, time: str) -> list[tup
     ]
 
 
-def _rfc3339(model: InboundEventBase | Attribution | RewardChange) -> str:
+def _rfc3339(model: InboundEventBase | Attribution | RewardChange | Fulfilment) -> str:
     return model.occurred_at.isoformat().replace("+00:00", "Z")
 
 
@@ -61,19 +62,22 @@ def inbound_record(event: InboundEventBase, source: str, topic_prefix: str = "")
     )
 
 
+Model = InboundEventBase | Attribution | RewardChange | Fulfilment
+
+
+def _record(topic: str, key: str, model: Model, kind: str, source: str) -> Record:
+    return Record(topic=topic, key=key.encode(), value=model.model_dump_json(exclude_none=True).encode(),
+                  headers=_headers(model.event_id, kind, source, _rfc3339(model)))
+
+
 def attribution_record(attribution: Attribution, source: str, topic_prefix: str = "") -> Record:
-    return Record(
-        topic=topic_prefix + ATTRIBUTIONS.name,
-        key=attribution.referee_id.encode(),
-        value=attribution.model_dump_json(exclude_none=True).encode(),
-        headers=_headers(attribution.event_id, "attribution", source, _rfc3339(attribution)),
-    )
+    return _record(topic_prefix + ATTRIBUTIONS.name, attribution.referee_id, attribution, "attribution", source)
 
 
 def reward_record(change: RewardChange, referrer_id: str, source: str, topic_prefix: str = "") -> Record:
-    return Record(
-        topic=topic_prefix + REWARDS.name,
-        key=referrer_id.encode(),
-        value=change.model_dump_json(exclude_none=True).encode(),
-        headers=_headers(change.event_id, "reward", source, _rfc3339(change)),
-    )
+    return _record(topic_prefix + REWARDS.name, referrer_id, change, "reward", source)
+
+
+def fulfilment_record(fulfilment: Fulfilment, source: str, topic_prefix: str = "") -> Record:
+    """A shop's fulfilment, keyed by its reward: one reward's in order."""
+    return _record(topic_prefix + FULFILMENTS.name, fulfilment.reward_id, fulfilment, "fulfilment", source)

@@ -66,6 +66,11 @@ DEADLETTER = TopicSpec(
     "source_topic",
     "kept per source topic in order; nothing downstream joins on it",
 )
+FULFILMENTS = TopicSpec(
+    "referrals.fulfilments",
+    "reward_id",
+    "the shops' word on each reward (issued, or could not be); one reward's in order; read by the reward book",
+)
 WEBHOOK_DEADLETTER = TopicSpec(
     "referrals.webhooks.deadletter",
     "endpoint",
@@ -92,7 +97,7 @@ REFERRER_FACTS = TopicSpec(
 )
 
 INBOUND: tuple[TopicSpec, ...] = (SHARES, CLICKS, SIGNUPS, ORDERS, REFUNDS)
-DERIVED: tuple[TopicSpec, ...] = (ATTRIBUTIONS, REWARDS, DEADLETTER, WEBHOOK_DEADLETTER)
+DERIVED: tuple[TopicSpec, ...] = (ATTRIBUTIONS, REWARDS, DEADLETTER, FULFILMENTS, WEBHOOK_DEADLETTER)
 ALL: tuple[TopicSpec, ...] = INBOUND + DERIVED
 INTERNAL: tuple[TopicSpec, ...] = (VISITOR_FACTS, CUSTOMER_FACTS, REFERRER_FACTS)
 BY_EVENT_TYPE: dict[str, TopicSpec] = {spec.event_type: spec for spec in INBOUND if spec.event_type}

@@ -233,7 +233,7 @@ def _bucket(state: CustomerState, fact: Fact) -> str:
     return {Signup: "signups", Order: "orders", Refund: "refunds", Candidate: "candidates"}[type(fact)]
 
 
-def _referral_id(campaign_id: str, referrer_id: str, referee_id: str) -> str:
+def make_referral_id(campaign_id: str, referrer_id: str, referee_id: str) -> str:
     """Deterministic, and distinct per referrer: a late event may move a referee to another referrer."""
     return f"{campaign_id}:{referrer_id}:{referee_id}"
 
@@ -289,7 +289,7 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
         owner = claim.owner
         assert owner is not None
         campaign_id = owner.campaign_id
-        referral_id = _referral_id(campaign_id, owner.referrer_id, customer_id)
+        referral_id = make_referral_id(campaign_id, owner.referrer_id, customer_id)
         if key != "referral":  # a duplicate claim is listed beside the customer's one referral
             referral_id += f":{claim.source_event_id}"
         out[key] = Referral(
@@ -312,7 +312,7 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
         return out
     orders = sorted(state.orders.values(), key=lambda o: (o.at, o.event_id))
     base = dict(
-        referral_id=_referral_id(campaign.id, owner.referrer_id, customer_id), referee_id=customer_id, referrer_id=owner.referrer_id,
+        referral_id=make_referral_id(campaign.id, owner.referrer_id, customer_id), referee_id=customer_id, referrer_id=owner.referrer_id,
         code=primary.code, campaign_id=campaign.id, method=primary.method, attributed_at=primary.at,
         source_event_id=primary.source_event_id, referee_email_hash=referee_email, referee_device_id=referee_device,
         channel=primary.channel,

@@ -169,6 +169,11 @@ class ReferrerState:
 _FIELDS = ("profile", "referrals", "rewards", "final", "changes", "settled", "settled_confirmed")
 
 
+def own_reward_id(referral_id: str, role: RewardRole) -> str:
+    """The id of a referral's own reward for ``role`` (the read API names rewards with it)."""
+    return f"{referral_id}:{role.value}"
+
+
 def _own(w: Reward) -> bool:
     """A referral's own reward (referrer or referee), not a milestone bonus it earned."""
     return w.reward_id == f"{w.referral_id}:{w.role.value}"

@@ -24,32 +24,30 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import httpx
-import kafka.errors
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
 from consumers.webhooks import http_post, metrics
+from consumers.webhooks.book_keeper import keep_book
+from consumers.webhooks.patience import patiently, started_consumer
 from consumers.webhooks.retry import Answer, Attempts, Dead, Delivered, Policy, RetryAt, next_step
+from consumers.webhooks.reward_book import RewardBook
 from consumers.webhooks.store import DeliveryStore
 from referrals.kafka_admin import ensure_topics
 from referrals.redis_client import async_redis_client
 from referrals.settings import Settings, WebhookEndpoint
 from schemas.derived import Attribution, RewardChange
-from schemas.topics import ATTRIBUTIONS, REWARDS, WEBHOOK_DEADLETTER
+from schemas.topics import ATTRIBUTIONS, FULFILMENTS, REWARDS, WEBHOOK_DEADLETTER
 from schemas.webhooks import Change, DeadDelivery, attribution_change, reward_change
 
 log = logging.getLogger("referrals.dispatcher")
-T = TypeVar("T")
-WAIT_S = 1.0  # between two tries of Redis or Kafka while they do not answer
 REDIS_CONNECTIONS = 32  # the dispatcher's connections to Redis; its tasks wait for a free one
 
 
@@ -76,23 +74,6 @@ def subscribed(endpoint: WebhookEndpoint, change: Change) -> bool:
 
 def group_id(settings: Settings, endpoint: str) -> str:
     return f"{settings.streams.app_id}.webhooks.{endpoint}"
-
-
-async def patiently(what: str, call: Callable[[], Awaitable[T]]) -> T:
-    """``call`` until it answers: Redis and Kafka outages are waited out, logged once per outage."""
-    failing = False
-    while True:
-        try:
-            result = await call()
-        except (RedisError, KafkaError, kafka.errors.KafkaError, OSError, asyncio.TimeoutError) as exc:
-            if not failing:
-                log.warning("%s failed (%s: %s); trying again every %.0f s", what, type(exc).__name__, exc, WAIT_S)
-                failing = True
-            await asyncio.sleep(WAIT_S)
-            continue
-        if failing:
-            log.info("%s works again", what)
-        return result
 
 
 def _finished(tasks: set[asyncio.Task], task: asyncio.Task) -> None:
@@ -132,9 +113,10 @@ class EndpointDispatcher(ConsumerRebalanceListener):
     """One endpoint: its consumer, its lanes, its HTTP client."""
 
     def __init__(self, settings: Settings, endpoint: WebhookEndpoint, producer: AIOKafkaProducer,
-                 redis: aioredis.Redis, clock: Callable[[], float] = time.time,
+                 redis: aioredis.Redis, book: RewardBook, clock: Callable[[], float] = time.time,
                  jitter: Callable[[], float] = random.random):
         self.settings = settings
+        self.book = book
         self.endpoint = endpoint
         self.keys = endpoint.keys()
         self.producer = producer
@@ -169,13 +151,17 @@ class EndpointDispatcher(ConsumerRebalanceListener):
 
     async def run(self) -> None:
         kafka = self.settings.kafka
-        self.consumer = AIOKafkaConsumer(
-            **kafka.aiokafka_options(), group_id=group_id(self.settings, self.endpoint.name),
-            client_id=f"referrals-dispatcher-{self.endpoint.name}", enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=int(self.settings.streams.session_timeout_s * 1000))
+
+        def make() -> AIOKafkaConsumer:
+            consumer = AIOKafkaConsumer(
+                **kafka.aiokafka_options(), group_id=group_id(self.settings, self.endpoint.name),
+                client_id=f"referrals-dispatcher-{self.endpoint.name}", enable_auto_commit=False,
+                auto_offset_reset="earliest", session_timeout_ms=int(self.settings.streams.session_timeout_s * 1000))
+            consumer.subscribe([self.prefix + REWARDS.name, self.prefix + ATTRIBUTIONS.name], listener=self)
+            return consumer
+
+        self.consumer = await started_consumer(f"endpoint {self.endpoint.name}: starting its Kafka consumer", make)
         self.http = http_post.client(self.settings.webhooks.timeout_s)
-        self.consumer.subscribe([self.prefix + REWARDS.name, self.prefix + ATTRIBUTIONS.name], listener=self)
-        await patiently(f"endpoint {self.endpoint.name}: starting its Kafka consumer", self.consumer.start)
         try:
             await self._consume()
         finally:
@@ -262,8 +248,12 @@ class EndpointDispatcher(ConsumerRebalanceListener):
             change = self._change_for_endpoint(tp, record)
             if change is None:
                 continue
+            lane.open[record.offset] = record.timestamp  # before any wait: no commit may pass it while it is open
+            if tp.topic == self.prefix + REWARDS.name:  # the book knows a reward before a shop hears of it
+                write = functools.partial(self.book.apply_change, RewardChange.model_validate_json(record.value),
+                                          record.offset)
+                await patiently("Redis (reward book)", write)
             key = change.ordering_key
-            lane.open[record.offset] = record.timestamp
             if key in lane.parked:
                 lane.parked[key].append((record, change))
                 continue
@@ -363,17 +353,19 @@ class EndpointDispatcher(ConsumerRebalanceListener):
 
 
 async def dispatch(settings: Settings, stop: asyncio.Event) -> None:
-    """Run every endpoint's dispatcher until ``stop`` is set."""
+    """Run every endpoint's dispatcher and the reward book's keeper until ``stop`` is set."""
     endpoints = settings.webhooks.endpoints
-    dead_topic = settings.kafka.topic_prefix + WEBHOOK_DEADLETTER.name
-    await patiently("Kafka (creating the dead-letter topic)",
-                    lambda: asyncio.to_thread(ensure_topics, settings, [dead_topic]))
+    own_topics = [settings.kafka.topic_prefix + t.name for t in (WEBHOOK_DEADLETTER, FULFILMENTS)]
+    await patiently("Kafka (creating the dead-letter and fulfilment topics)",
+                    lambda: asyncio.to_thread(ensure_topics, settings, own_topics))
     producer = AIOKafkaProducer(**settings.kafka.aiokafka_options(), client_id="referrals-dispatcher",
                                 acks="all", enable_idempotence=True)
     await patiently("Kafka (the dead-letter producer)", producer.start)
     redis = async_redis_client(settings, timeout_s=5.0, max_connections=REDIS_CONNECTIONS)
-    tasks = [asyncio.create_task(EndpointDispatcher(settings, e, producer, redis).run(), name=f"endpoint {e.name}")
-             for e in endpoints]
+    book = RewardBook(redis, settings.redis.key_prefix, settings.privacy.pseudonym_key.get_secret_value())
+    tasks = [asyncio.create_task(EndpointDispatcher(settings, e, producer, redis, book).run(),
+                                 name=f"endpoint {e.name}") for e in endpoints]
+    tasks.append(asyncio.create_task(keep_book(settings, book), name="reward book"))
     waiter = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

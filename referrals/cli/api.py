@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from prometheus_client import start_http_server
 
 from consumers.read_api import read_router
+from consumers.webhooks.fulfilment_api import fulfilment_router
 from producers.gateway.app import create_app
+from producers.gateway.kafka_sink import KafkaSink, SinkUnavailable
 from producers.gateway.processes import prepare_metrics, stop_when_orphaned
 from referrals.cli.common import echo, settings
 from referrals.http_auth import KeyRing
@@ -22,11 +24,14 @@ app = typer.Typer(add_completion=False)
 
 
 def http_app(settings: Settings) -> FastAPI:
-    """What ``referrals api`` serves: the gateway's routes (events in, links, health) and the read API's, one
-    application over one Redis connection pool."""
+    """What ``referrals api`` serves: the gateway's routes (events in, links, health), the read API's and the
+    fulfilment call's, one application over one Redis connection pool and one Kafka producer."""
     connection = redis_client(settings)
-    return create_app(settings, redis_connection=connection,
-                      routers=[read_router(settings, KeyRing(settings.gateway.api_keys), connection)])
+    keys = KeyRing(settings.gateway.api_keys)
+    sink = KafkaSink(settings)
+    return create_app(settings, sink=sink, redis_connection=connection, routers=[
+        read_router(settings, keys, connection),
+        fulfilment_router(settings, keys, connection, sink.send, SinkUnavailable)])
 
 
 def _logging() -> None:

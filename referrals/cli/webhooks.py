@@ -30,7 +30,7 @@ def _endpoint(own: Settings, name: str) -> WebhookEndpoint:
 @dispatcher_app.command("dispatcher")
 def dispatcher(loglevel: str = typer.Option("info", help="error, warning, info or debug")) -> None:
     """POST every reward and attribution change to the endpoints that subscribed to it, signed, retried, in
-    order per reward."""
+    order per reward; and keep the reward book the fulfilment call is checked against."""
     from consumers.webhooks.dispatcher import dispatch
 
     own = settings()
@@ -43,8 +43,9 @@ def dispatcher(loglevel: str = typer.Option("info", help="error, warning, info o
         echo(f"metrics on http://{own.webhooks.metrics_host}:{own.webhooks.metrics_port}/metrics")
     if own.webhooks.endpoints:
         echo("dispatching to " + ", ".join(e.name for e in own.webhooks.endpoints))
-    else:  # a compose stack without endpoints yet: waiting idle, not restarted in a loop
-        echo("no webhook endpoints configured (REFERRALS_WEBHOOKS__ENDPOINTS, docs/webhooks.md): nothing to do")
+    else:  # a compose stack without endpoints yet: the reward book only, not restarted in a loop
+        echo("no webhook endpoints configured (REFERRALS_WEBHOOKS__ENDPOINTS, docs/webhooks.md): keeping the reward "
+             "book only")
 
     async def main() -> None:
         stop = asyncio.Event()

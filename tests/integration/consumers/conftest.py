@@ -20,7 +20,7 @@ from deploy.local.processes import free_port
 from referrals.kafka_admin import delete_topics, ensure_topics
 from referrals.redis_client import redis_client as new_redis_client
 from referrals.settings import PROJECT_ROOT, Settings, changed
-from schemas.topics import ATTRIBUTIONS, REWARDS, WEBHOOK_DEADLETTER
+from schemas.topics import ATTRIBUTIONS, FULFILMENTS, REWARDS, WEBHOOK_DEADLETTER
 from tests.integration.support.webhooks import Dispatcher, Receiver
 
 
@@ -133,7 +133,7 @@ def webhook_factory(stack, settings, unique_name, tmp_path) -> Iterator[Callable
         tag = unique_name("wh").replace(".", "-")
         own = changed(settings, kafka={"topic_prefix": tag + "."}, redis={"key_prefix": tag + ":"},
                       streams={"app_id": tag})
-        ensure_topics(own, [own.kafka.topic_prefix + spec.name for spec in (REWARDS, ATTRIBUTIONS, WEBHOOK_DEADLETTER)])
+        ensure_topics(own, [own.kafka.topic_prefix + spec.name for spec in (REWARDS, ATTRIBUTIONS, WEBHOOK_DEADLETTER, FULFILMENTS)])
         run = WebhookRun(own, tmp_path)
         runs.append(run)
         return run
@@ -145,7 +145,7 @@ def webhook_factory(stack, settings, unique_name, tmp_path) -> Iterator[Callable
         for receiver in run.receivers:
             receiver.stop()
         delete_topics(settings, [run.settings.kafka.topic_prefix + spec.name
-                                 for spec in (REWARDS, ATTRIBUTIONS, WEBHOOK_DEADLETTER)])
+                                 for spec in (REWARDS, ATTRIBUTIONS, WEBHOOK_DEADLETTER, FULFILMENTS)])
         client = new_redis_client(settings)
         keys = list(client.scan_iter(match=f"{run.settings.redis.key_prefix}*"))
         if keys:

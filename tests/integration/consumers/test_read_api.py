@@ -47,7 +47,7 @@ def want_referrer(ref, resolve, parsed, referrer_id: str, secret: str) -> dict:
         if (w.role is RewardRole.REFEREE and w.customer_id == referrer_id
                 and not (w.status is RewardStatus.REVOKED and w.points == 0)):
             welcome.append({"campaign_id": w.campaign_id, "status": w.status.value, "points": w.points,
-                            "reason": w.reason.value if w.reason else None})
+                            "reason": w.reason.value if w.reason else None, "fulfilment": None})
     referrals = []
     for r in sorted(live, key=lambda r: (r.attributed_at.isoformat(), r.referee_id)):
         w = state.rewards.get(f"{r.referral_id}:{RewardRole.REFERRER.value}")
@@ -57,7 +57,8 @@ def want_referrer(ref, resolve, parsed, referrer_id: str, secret: str) -> dict:
             "referee": pseudonym(secret, r.referee_id), "campaign_id": r.campaign_id, "status": r.status,
             "reason": r.reason.value if r.reason else None, "channel": r.channel or NO_CHANNEL,
             "attributed_at": r.attributed_at.isoformat(),
-            "reward": {"status": w.status.value, "points": w.points, "reason": w.reason.value if w.reason else None}
+            "reward": {"status": w.status.value, "points": w.points, "reason": w.reason.value if w.reason else None,
+                       "fulfilment": None}
             if w else None})
     return {"counts": {"shares": dict(shares), "clicks": clicks,
                        "signups": sum(r.status in ("attributed", "qualified", "revoked") for r in live),

@@ -61,7 +61,7 @@ def _funnel_rows(tables: str) -> dict[str, list[int]]:
 def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_twice(stack, settings, unique_name):
     from deploy.local.processes import port_open
     from referrals.kafka_admin import delete_topics
-    from schemas.topics import WEBHOOK_DEADLETTER
+    from schemas.topics import FULFILMENTS, WEBHOOK_DEADLETTER
     from streams.topology import changelog_topics, worker_topics
 
     tag = unique_name("demo").replace(".", "-")
@@ -105,7 +105,7 @@ def test_demo_runs_the_whole_pipeline_shows_redis_counters_and_counts_nothing_tw
     finally:
         own_settings = changed(settings, kafka={"topic_prefix": tag + "."}, streams={"app_id": tag})
         delete_topics(settings, worker_topics(own_settings) + changelog_topics(own_settings)
-                      + [f"{tag}-__assignor-__leader", f"{tag}.{WEBHOOK_DEADLETTER.name}"])
+                      + [f"{tag}-__assignor-__leader", f"{tag}.{WEBHOOK_DEADLETTER.name}", f"{tag}.{FULFILMENTS.name}"])
 
 
 def test_validate_prints_problems_as_json():

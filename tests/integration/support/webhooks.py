@@ -87,7 +87,7 @@ class Dispatcher:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REFERRALS_")}
-        return env | worker_environment(self.settings, ("kafka", "redis", "streams", "webhooks"))
+        return env | worker_environment(self.settings, ("kafka", "redis", "streams", "webhooks", "privacy"))
 
     def start(self) -> Dispatcher:
         with self.log.open("a") as out:

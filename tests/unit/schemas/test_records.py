@@ -15,7 +15,8 @@ from tests.unit.schemas.factories import NOW, VALID, full
 def test_topic_names_are_exact():
     assert [t.name for t in ALL] == [
         "referrals.shares", "referrals.clicks", "customers.signups", "shop.orders", "shop.refunds",
-        "referrals.attributions", "referrals.rewards", "referrals.deadletter", "referrals.webhooks.deadletter",
+        "referrals.attributions", "referrals.rewards", "referrals.deadletter", "referrals.fulfilments",
+        "referrals.webhooks.deadletter",
     ]
 
 

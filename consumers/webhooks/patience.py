@@ -1,0 +1,53 @@
+"""Waiting out Redis and Kafka outages: a call tried again every ``WAIT_S`` until it answers, the outage logged
+once (the dispatcher's and the book keeper's lanes wait rather than skip a change)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import kafka.errors
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+log = logging.getLogger("referrals.dispatcher")
+T = TypeVar("T")
+WAIT_S = 1.0  # between two tries of Redis or Kafka while they do not answer
+
+
+async def patiently(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``call`` until it answers: Redis and Kafka outages are waited out, logged once per outage."""
+    failing = False
+    while True:
+        try:
+            result = await call()
+        except (RedisError, KafkaError, kafka.errors.KafkaError, OSError, asyncio.TimeoutError) as exc:
+            if not failing:
+                log.warning("%s failed (%s: %s); trying again every %.0f s", what, type(exc).__name__, exc, WAIT_S)
+                failing = True
+            await asyncio.sleep(WAIT_S)
+            continue
+        if failing:
+            log.info("%s works again", what)
+        return result
+
+
+async def started_consumer(what: str, make: Callable[[], AIOKafkaConsumer]) -> AIOKafkaConsumer:
+    """A consumer from ``make``, started; while Kafka does not answer (or a topic is not there yet), a new one
+    every ``WAIT_S``: a consumer whose start failed is stopped, not started again."""
+
+    async def attempt() -> AIOKafkaConsumer:
+        consumer = make()
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        return consumer
+
+    return await patiently(what, attempt)
