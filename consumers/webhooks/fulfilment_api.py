@@ -17,11 +17,13 @@ from typing import Any
 import anyio
 import redis
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from consumers.webhooks.reward_book import read_entries, refusal
 from referrals.http_auth import KeyRing
+from referrals.http_body import BodyTooLarge, read_body
 from referrals.http_errors import error
 from referrals.settings import Settings
 from schemas.fulfilment import MAX_REWARD_ID_LENGTH, Fulfilment, FulfilmentRequest
@@ -68,9 +70,12 @@ def fulfilment_router(settings: Settings, keys: KeyRing, client: redis.Redis,
             return _errors(403, "Authorization", "not_allowed", "this key may not confirm fulfilments")
         if not 0 < len(reward_id) <= MAX_REWARD_ID_LENGTH or not reward_id.isprintable():
             return _errors(422, "reward_id", "invalid_id", f"1 to {MAX_REWARD_ID_LENGTH} printable characters")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
             return _errors(413, "body", "too_large", f"body over {MAX_BODY_BYTES} bytes")
+        except ClientDisconnect:  # nothing produced, no one to answer (as POST /v1/events: 499 in the metrics)
+            return Response(status_code=499)
         try:
             wanted = FulfilmentRequest.model_validate(decode_json(body))
         except EventRejected as rejected:

@@ -35,6 +35,7 @@ from producers.gateway.links import COOKIE_MAX_AGE_S, valid_visitor_id, with_ref
 from producers.gateway.rate_limit import SharedRateLimiter, redis_take
 from referrals.code_registry import CodeRegistry
 from referrals.http_auth import KeyRing, Principal, SignatureProblem, WebhookVerifier
+from referrals.http_body import BodyTooLarge, read_body
 from referrals.http_errors import error
 from referrals.redis_client import async_redis_client, redis_client
 from referrals.settings import Settings
@@ -51,23 +52,6 @@ def _errors(status: int, errors: list[dict[str, Any]], headers: dict[str, str] |
 
 
 CLIENT_CLOSED = 499  # the client closed the connection before it sent its whole body (never sent to anyone)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class ClickDeduper:
@@ -227,8 +211,8 @@ def create_app(
         if principal is not None and (limited := await rate_limited(principal)):  # before reading the body
             return limited
         try:
-            body = await _read_body(request, cfg.max_body_bytes)
-        except _TooLarge:
+            body = await read_body(request, cfg.max_body_bytes)
+        except BodyTooLarge:
             return _errors(413, [error(None, BODY, "too_large", f"body over {cfg.max_body_bytes} bytes")])
         except ClientDisconnect:  # nothing produced, and no one to answer: counted as nginx's "client closed"
             log.debug("a client went away before its body was read")

@@ -151,3 +151,35 @@ def webhook_factory(stack, settings, unique_name, tmp_path) -> Iterator[Callable
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture
+def dispatcher_factory(tmp_path) -> Iterator[Callable[..., Dispatcher]]:
+    """``referrals dispatcher`` for given settings (with ``webhooks`` settings on top), started; stopped after the
+    test whatever happened."""
+    made: list[Dispatcher] = []
+
+    def make(settings: Settings, **webhooks: Any) -> Dispatcher:
+        dispatcher = Dispatcher(changed(settings, webhooks=webhooks) if webhooks else settings,
+                                tmp_path / f"dispatcher-{len(made)}.log")
+        made.append(dispatcher)
+        return dispatcher.start()
+
+    yield make
+    for dispatcher in made:
+        dispatcher.stop()
+
+
+@pytest.fixture
+def receiver_factory(tmp_path) -> Iterator[Callable[..., Receiver]]:
+    """A webhook receiver in its own process (``support/webhook_receiver.py``), started; killed after the test."""
+    made: list[Receiver] = []
+
+    def make(name: str, behaviour: str = "ok") -> Receiver:
+        receiver = Receiver(name, new_secret(), tmp_path / f"receiver-{name}.jsonl", behaviour)
+        made.append(receiver)
+        return receiver.start()
+
+    yield make
+    for receiver in made:
+        receiver.stop()

@@ -16,7 +16,7 @@ from referrals.settings import changed
 from schemas.derived import ReasonCode, RewardChange, RewardRole, RewardStatus
 from schemas.topics import FULFILMENTS
 from tests.integration.fixtures.gateway import APP_KEY, FULFIL_KEY, READ_KEY
-from tests.integration.support.webhooks import Dispatcher, produce
+from tests.integration.support.webhooks import produce
 from tests.integration.support.worker import client, reference, run_through, simulated, wait_for
 
 pytestmark = pytest.mark.integration
@@ -44,10 +44,10 @@ def fulfilments(own) -> list[dict]:
 
 
 def test_a_shop_confirms_a_reward_once_however_often_it_calls_and_is_told_why_it_cannot_otherwise(
-        app_factory, unique_name, tmp_path):
+        app_factory, dispatcher_factory, unique_name):
     gw = app_factory()
     own = changed(gw.settings, streams={"app_id": unique_name("book").replace(".", "-")})
-    dispatcher = Dispatcher(own, tmp_path / "dispatcher.log").start()  # no endpoints: the reward book's keeper
+    dispatcher = dispatcher_factory(own)  # no endpoints: the reward book's keeper
     ok, revoked, capped = "spring:anna:ben:referrer", "spring:anna:cleo:referrer", "spring:anna:dora:referrer"
     produce(own, [change(ok, RewardStatus.PENDING, 1), change(ok, RewardStatus.CONFIRMED, 2),
                   change(revoked, RewardStatus.PENDING, 1), change(revoked, RewardStatus.REVOKED, 2),
@@ -73,6 +73,7 @@ def test_a_shop_confirms_a_reward_once_however_often_it_calls_and_is_told_why_it
     refused("/v1/rewards/spring:anna:nobody:referrer/fulfilment", 404, "unknown_reward")
     refused(f"/v1/rewards/{ok}/fulfilment", 422, "type", {"status": "sent"})
     refused(f"/v1/rewards/{ok}/fulfilment", 422, "unknown_field", {**body, "customer_email": "x@example.com"})
+    refused(f"/v1/rewards/{ok}/fulfilment", 413, "too_large", {**body, "note": "x" * 5000})
     refused(f"/v1/rewards/{ok}/fulfilment", 403, "not_allowed", headers={"Authorization": f"Bearer {APP_KEY}"})
     refused(f"/v1/rewards/{ok}/fulfilment", 401, "missing_credentials", headers={})
 
@@ -91,10 +92,10 @@ def test_a_shop_confirms_a_reward_once_however_often_it_calls_and_is_told_why_it
 
 
 def test_the_read_api_shows_what_the_shop_said_about_a_reward_the_worker_decided(pipeline_factory, app_factory,
-                                                                                tmp_path):
+                                                                                dispatcher_factory):
     own, worker = pipeline_factory("fulfil")
     gw = app_factory(data_of=own)
-    dispatcher = Dispatcher(own, tmp_path / "dispatcher.log").start()
+    dispatcher = dispatcher_factory(own)
     events = simulated(own, 71, 800)
     run_through(own, worker, events)
     ref, _, _ = reference(own, events, datetime.now(UTC))

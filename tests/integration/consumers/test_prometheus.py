@@ -23,7 +23,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumers import kafka_log
 from consumers.exporter import serve
-from consumers.webhooks.signing import new_secret
 from deploy.grafana.build_dashboards import DASHBOARDS
 from deploy.local.processes import free_port
 from producers.simulate import GatewayTarget, Summary
@@ -33,7 +32,6 @@ from schemas.webhooks import ATTRIBUTED, REWARD_TYPES
 from streams.campaigns import load_campaigns
 from streams.redis_layout import RedisLayout
 from tests.integration.consumers.conftest import PROMETHEUS_DIR
-from tests.integration.support.webhooks import Dispatcher, Receiver
 from tests.integration.support.worker import client, expected, matches, redis_funnel, simulated, wait_for
 
 # what identifies a customer in the simulated events (event and order ids are the shop's, not personal)
@@ -99,7 +97,8 @@ def exporter_thread():
 
 
 def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expression_evaluates(
-        pipeline_factory, app_factory, prometheus_factory, exporter_thread, caplog, tmp_path):
+        pipeline_factory, app_factory, prometheus_factory, exporter_thread, dispatcher_factory, receiver_factory,
+        caplog):
     caplog.set_level(logging.INFO)  # the gateway's and the exporter's logs, in this process, at info
     own, worker = pipeline_factory("prom", metrics_port=free_port())
     own = changed(own, exporter={"port": free_port()})
@@ -107,13 +106,11 @@ def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expressio
     gateway_metrics, _ = start_http_server(free_port(), addr="127.0.0.1")
     exporter_thread(own, load_campaigns(own.streams.campaigns_file))
     # the way out: every reward change to a shop's endpoint; one more that fails at first, one that refuses
-    shop = Receiver("shop", new_secret(), tmp_path / "shop.jsonl").start()
-    flaky = Receiver("flaky", new_secret(), tmp_path / "flaky.jsonl", "fail-first:1").start()
-    refusing = Receiver("refusing", new_secret(), tmp_path / "refusing.jsonl", "status:400").start()
+    shop, flaky, refusing = (receiver_factory("shop"), receiver_factory("flaky", "fail-first:1"),
+                             receiver_factory("refusing", "status:400"))
     every_type = [*REWARD_TYPES.values(), ATTRIBUTED]
-    dispatcher = Dispatcher(changed(own, webhooks={
-        "endpoints": [shop.endpoint(every_type), flaky.endpoint(every_type), refusing.endpoint(["reward.pending"])],
-        "backoff_first_s": 0.2, "backoff_max_s": 1.0}), tmp_path / "dispatcher.log").start()
+    dispatcher = dispatcher_factory(own, backoff_first_s=0.2, backoff_max_s=1.0, endpoints=[
+        shop.endpoint(every_type), flaky.endpoint(every_type), refusing.endpoint(["reward.pending"])])
     try:
         prom = prometheus_factory({
             "referral-exporter": f"127.0.0.1:{own.exporter.port}",
@@ -237,6 +234,3 @@ def test_prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_expressio
         assert not tokens & personal, sorted(tokens & personal)[:5]
     finally:
         gateway_metrics.shutdown()
-        dispatcher.stop()
-        for receiver in (shop, flaky, refusing):
-            receiver.stop()
