@@ -82,6 +82,11 @@ Identifier = Annotated[
 ]
 
 #: The idempotency key: 1-128 printable characters.
+def rfc3339(at: datetime) -> str:
+    """A UTC time as RFC 3339 text with ``Z``, as the records' headers and the webhooks carry it."""
+    return at.isoformat().replace("+00:00", "Z")
+
+
 #: Free text for people (a note for support): no control characters; its length is the field's.
 Text = Annotated[str, AfterValidator(_no_control_characters)]
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from schemas.derived import Attribution, RewardChange
 from schemas.events import InboundEventBase
+from schemas.fields import rfc3339
 from schemas.fulfilment import Fulfilment
 from schemas.topics import ATTRIBUTIONS, BY_EVENT_TYPE, FULFILMENTS, REWARDS
 
@@ -43,7 +44,7 @@ def _headers(event_id: str, event_type: str, source: str, time: str) -> list[tup
 
 
 def _rfc3339(model: InboundEventBase | Attribution | RewardChange | Fulfilment) -> str:
-    return model.occurred_at.isoformat().replace("+00:00", "Z")
+    return rfc3339(model.occurred_at)
 
 
 def inbound_record(event: InboundEventBase, source: str, topic_prefix: str = "") -> Record:

@@ -16,16 +16,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from schemas.derived import Attribution, RewardChange
-from schemas.fields import Identifier
+from schemas.fields import Identifier, rfc3339
 
 REWARD_TYPES = {"pending": "reward.pending", "confirmed": "reward.confirmed", "revoked": "reward.revoked",
                 "capped": "reward.capped", "held_for_review": "reward.held_for_review"}
 ATTRIBUTED = "referral.attributed"
 TEST = "webhook.test"  # `referrals webhooks test`: sent to one endpoint whatever it subscribed to
-
-
-def _rfc3339(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +37,7 @@ class Change:
 
 def _change(webhook_id: str, kind: str, ordering_key: str, campaign_id: str | None, at: datetime,
             data: dict[str, Any]) -> Change:
-    body = {"type": kind, "id": webhook_id, "timestamp": _rfc3339(at), "data": data}
+    body = {"type": kind, "id": webhook_id, "timestamp": rfc3339(at), "data": data}
     return Change(webhook_id, kind, ordering_key, campaign_id,
                   json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
 
@@ -50,7 +46,7 @@ def reward_change(change: RewardChange) -> Change:
     data = {"reward_id": change.reward_id, "referral_id": change.referral_id, "role": change.role.value,
             "customer_id": change.customer_id, "points": change.points, "status": change.status.value,
             "reason": change.reason.value if change.reason else None, "campaign_id": change.campaign_id,
-            "occurred_at": _rfc3339(change.occurred_at)}
+            "occurred_at": rfc3339(change.occurred_at)}
     return _change(change.event_id, REWARD_TYPES[change.status.value], f"reward:{change.reward_id}",
                    change.campaign_id, change.occurred_at, data)
 
@@ -59,7 +55,7 @@ def attribution_change(attribution: Attribution) -> Change:
     data = {"referee_id": attribution.referee_id, "referrer_id": attribution.referrer_id,
             "referral_code": attribution.referral_code, "method": attribution.method.value,
             "source_event_id": attribution.source_event_id, "campaign_id": attribution.campaign_id,
-            "occurred_at": _rfc3339(attribution.occurred_at)}
+            "occurred_at": rfc3339(attribution.occurred_at)}
     return _change(attribution.event_id, ATTRIBUTED, f"referee:{attribution.referee_id}", attribution.campaign_id,
                    attribution.occurred_at, data)
 

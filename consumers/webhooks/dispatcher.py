@@ -51,19 +51,29 @@ log = logging.getLogger("referrals.dispatcher")
 REDIS_CONNECTIONS = 32  # the dispatcher's connections to Redis; its tasks wait for a free one
 
 
-def change_of(topic: str, value: bytes | None) -> Change | None:
-    """The change a record of the reward or attribution topic carries (``topic`` without its prefix); None if it
-    is none."""
+def decoded(topic: str, value: bytes | None) -> RewardChange | Attribution | None:
+    """What a record of the reward or attribution topic carries (``topic`` without its prefix); None if it is no
+    change of that topic's contract."""
     if value is None:
         return None
     try:
         if topic == REWARDS.name:
-            return reward_change(RewardChange.model_validate_json(value))
+            return RewardChange.model_validate_json(value)
         if topic == ATTRIBUTIONS.name:
-            return attribution_change(Attribution.model_validate_json(value))
+            return Attribution.model_validate_json(value)
     except ValidationError:
         return None
     return None
+
+
+def payload(model: RewardChange | Attribution) -> Change:
+    return reward_change(model) if isinstance(model, RewardChange) else attribution_change(model)
+
+
+def change_of(topic: str, value: bytes | None) -> Change | None:
+    """The change as an endpoint receives it; None if the record is none."""
+    model = decoded(topic, value)
+    return None if model is None else payload(model)
 
 
 def subscribed(endpoint: WebhookEndpoint, change: Change) -> bool:
@@ -245,14 +255,14 @@ class EndpointDispatcher(ConsumerRebalanceListener):
                 continue
             record = lane.records.popleft()
             lane.next_offset = record.offset + 1
-            change = self._change_for_endpoint(tp, record)
-            if change is None:
+            taken = self._change_for_endpoint(tp, record)
+            if taken is None:
                 continue
+            model, change = taken
             lane.open[record.offset] = record.timestamp  # before any wait: no commit may pass it while it is open
-            if tp.topic == self.prefix + REWARDS.name:  # the book knows a reward before a shop hears of it
-                write = functools.partial(self.book.apply_change, RewardChange.model_validate_json(record.value),
-                                          record.offset)
-                await patiently("Redis (reward book)", write)
+            if isinstance(model, RewardChange):  # the book knows a reward before a shop hears of it
+                await patiently("Redis (reward book)",
+                                functools.partial(self.book.apply_change, model, record.offset))
             key = change.ordering_key
             if key in lane.parked:
                 lane.parked[key].append((record, change))
@@ -276,16 +286,18 @@ class EndpointDispatcher(ConsumerRebalanceListener):
             lane.close(record.offset)
         del lane.parked[key]
 
-    def _change_for_endpoint(self, tp: TopicPartition, record) -> Change | None:
-        """The record's change if this endpoint subscribed to it; None otherwise (and for a record that is none)."""
+    def _change_for_endpoint(self, tp: TopicPartition, record) -> tuple[RewardChange | Attribution, Change] | None:
+        """The record's change (decoded once: the model and the payload) if this endpoint subscribed to it; None
+        otherwise (and for a record that is none)."""
         topic = tp.topic[len(self.prefix):]
-        change = change_of(topic, record.value)
-        if change is None:
+        model = decoded(topic, record.value)
+        if model is None:
             metrics.SKIPPED.labels(topic).inc()
             log.error("endpoint %s: %s[%d]@%d is no change of its topic's contract; skipped", self.endpoint.name,
                       tp.topic, tp.partition, record.offset)
             return None
-        return change if subscribed(self.endpoint, change) else None
+        change = payload(model)
+        return (model, change) if subscribed(self.endpoint, change) else None
 
     async def settle(self, tp: TopicPartition, record, change: Change, *, park: bool) -> bool:
         """Deliver the change to this endpoint; True once it is delivered or dead. With ``park``, False as soon as

@@ -24,8 +24,10 @@ from datetime import UTC, datetime
 import redis
 import redis.asyncio as aioredis
 
+from consumers.live_counters import as_text
 from referrals.privacy import pseudonym
 from schemas.derived import RewardChange, RewardStatus
+from schemas.fields import rfc3339
 from schemas.fulfilment import Fulfilment
 
 Entry = dict[str, str]
@@ -85,12 +87,8 @@ def fulfilment_view(entry: Mapping[str, str]) -> dict[str, object] | None:
     if not entry.get("f_status"):
         return None
     return {"status": entry["f_status"], "reference": entry.get("f_reference") or None,
-            "note": entry.get("f_note") or None, "at": _iso(float(entry["f_at"])),
+            "note": entry.get("f_note") or None, "at": rfc3339(datetime.fromtimestamp(float(entry["f_at"]), UTC)),
             "take_back": entry.get("take_back") == "1"}
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
 def book_key(prefix: str, secret: str, reward_id: str) -> str:
@@ -98,8 +96,7 @@ def book_key(prefix: str, secret: str, reward_id: str) -> str:
 
 
 def _text(raw: Mapping) -> Entry:
-    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in raw.items()}
+    return {as_text(k): as_text(v) for k, v in raw.items()}
 
 
 class RewardBook:
