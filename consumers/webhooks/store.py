@@ -1,5 +1,6 @@
 """What the dispatcher keeps in Redis so that a restart or a SIGKILL changes nothing: the retry schedule of the
-deliveries being retried, and which rewards have a dead delivery not yet replayed. Bounded by design.
+deliveries being retried, and which rewards have a dead delivery not yet replayed. The first is bounded; the
+other two grow with an endpoint's dead deliveries (see each).
 
     <prefix>{wh}:attempts:<endpoint>   hash  webhook id -> JSON {first, count, next}: a delivery being retried
                                              (at most ``lane_retrying`` + 1 per partition and endpoint); removed
@@ -7,10 +8,12 @@ deliveries being retried, and which rewards have a dead delivery not yet replaye
     <prefix>{wh}:dead:<endpoint>       hash  ordering key (a reward, a referee) -> how many of its changes are
                                              dead and not yet replayed; a later change of it is dead-lettered
                                              behind them (so a replay keeps their order); removed by replay.
-                                             Bounded by the dead deliveries waiting for a replay
+                                             One field per reward with dead deliveries waiting for a replay: an
+                                             endpoint that refuses everything and is never replayed grows it
     <prefix>{wh}:replayed:<endpoint>   set   the dead deliveries (partition:offset in the dead-letter topic)
-                                             that `webhooks replay` delivered; bounded by the dead-letter
-                                             topic's retention as the topic is
+                                             that `webhooks replay` delivered; one id per replayed delivery,
+                                             not pruned when the topic's records expire (as `referrals
+                                             deadletter`'s replayed set is not)
 """
 
 from __future__ import annotations
