@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaTimeoutError
 
 from referrals.settings import Settings
 
@@ -23,9 +25,10 @@ def end_offsets(settings: Settings, topics: list[str]) -> Position:
 
 
 def read(settings: Settings, until: Position, since: Position | None = None,
-         on_progress: Callable[[int], None] | None = None) -> Iterator[ConsumerRecord]:
+         on_progress: Callable[[int], None] | None = None, stall_s: float | None = None) -> Iterator[ConsumerRecord]:
     """Every record from ``since`` (default: the beginning) up to ``until`` (exclusive), in each partition's
-    order. Compacted topics have gaps; the end offsets are what counts."""
+    order. Compacted topics have gaps; the end offsets are what counts. ``stall_s``: raise ``KafkaTimeoutError``
+    when no partition moved for that long (Kafka gone), instead of waiting for it."""
     since = since or {}
     wanted = {tp: end for tp, end in until.items() if end > since.get(tp, 0)}
     if not wanted:
@@ -38,8 +41,13 @@ def read(settings: Settings, until: Position, since: Position | None = None,
         for tp, partition in tps.items():
             consumer.seek(partition, since.get(tp, 0))
         open_ = set(wanted)
+        moved = time.monotonic()
         while open_:
             polled = consumer.poll(timeout_ms=1000)
+            if polled:
+                moved = time.monotonic()
+            elif stall_s is not None and time.monotonic() - moved > stall_s:
+                raise KafkaTimeoutError(f"no record for {stall_s:.0f} s, {len(open_)} partitions not read to the end")
             for partition, records in polled.items():
                 tp = (partition.topic, partition.partition)
                 if tp not in open_:

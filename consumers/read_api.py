@@ -10,14 +10,17 @@ referrals carry their reason code.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import anyio
 import redis
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from kafka.errors import KafkaError
 
 from consumers import live_counters
+from consumers.statement import Period, PeriodError, statement_csv
 from consumers.webhooks.reward_book import fulfilment_view, read_entries
 from referrals.code_registry import CodeRegistry
 from referrals.http_auth import KeyRing
@@ -163,5 +166,49 @@ def read_router(settings: Settings, keys: KeyRing, client: redis.Redis) -> APIRo
         return {"campaign_id": campaign_id, "entries": [
             {"rank": i + 1, "referrer": pseudonym(secret, referrer_id), "confirmed_referrals": n}
             for i, (referrer_id, n) in enumerate(top)]}
+
+    @router.get("/campaigns/{campaign_id}/rewards", summary="A campaign's rewards and points by role and status",
+                responses=errors_doc)
+    async def get_rewards(request: Request, campaign_id: str) -> Any:
+        """The campaign's ledger: per role and status, how many rewards reached it and their points (each reward
+        once per status, with the points it had when it first reached it), and the referrals withheld per
+        reason code. The statement's closing rows over all time say the same."""
+        refused, ledger = await read(request, lambda: live_counters.summed(client, layout().all_ledgers(campaign_id)))
+        if refused is not None:
+            return refused
+        rewards: dict[str, dict[str, dict[str, int]]] = {}
+        for name, n in sorted(ledger.items()):
+            kind, *rest = name.split(":")
+            if kind in ("rewards", "points") and len(rest) == 2:
+                rewards.setdefault(rest[0], {}).setdefault(rest[1], {"rewards": 0, "points": 0})[kind] = n
+        return {"campaign_id": campaign_id, "by_role": rewards,
+                "rejections": {name.split(":", 1)[1]: n for name, n in sorted(ledger.items())
+                               if name.startswith("rejections:")}}
+
+    @router.get("/campaigns/{campaign_id}/statement.csv", summary="Every reward change of a period, as CSV",
+                response_class=StreamingResponse,
+                responses={**errors_doc, 200: {"content": {"text/csv": {}}, "description": "the statement"},
+                           422: {"description": "from or to is not a date or a time, or the period is empty"},
+                           503: {"description": "Kafka or Redis unavailable; retry after Retry-After"}})
+    async def get_statement(request: Request, campaign_id: str,
+                            start: Annotated[str, Query(alias="from", max_length=64)],
+                            end: Annotated[str, Query(alias="to", max_length=64)]) -> Any:
+        """Every change of the campaign's rewards whose event time is in ``from <= occurred_at < to`` (dates,
+        ``YYYY-MM-DD``, are midnight UTC; or RFC 3339 times), from the reward log, each change once; then a
+        ``total`` row per status. Streamed: a statement that ends without its ``total`` rows was cut short."""
+        if (refused := denied(request)) is not None:
+            return refused
+        try:
+            period = Period.parse(start, end)
+        except PeriodError as exc:
+            return _errors(422, "invalid_period", str(exc), "query")
+        try:
+            chunks = await anyio.to_thread.run_sync(lambda: statement_csv(settings, client, campaign_id, period))
+        except (KafkaError, redis.RedisError) as exc:
+            name = "kafka" if isinstance(exc, KafkaError) else "redis"
+            return _errors(503, f"{name}_unavailable", f"{name.capitalize()} is unavailable", "body", **unavailable)
+        filename = re.sub(r"[^A-Za-z0-9._-]", "_", f"statement-{campaign_id}-{start[:10]}-{end[:10]}.csv")
+        return StreamingResponse(chunks, media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
     return router

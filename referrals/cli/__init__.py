@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dispatcher": ("referrals.cli.webhooks", "dispatcher_app"),
     "webhooks": ("referrals.cli.webhooks", "app"),
     "erase": ("referrals.cli.ops", "erase_app"),
+    "statement": ("referrals.cli.statement", "app"),
     "demo": ("referrals.cli.demo", "app"),
 }
 
