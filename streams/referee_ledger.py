@@ -53,7 +53,7 @@ from typing import Literal
 
 from schemas.derived import ReasonCode
 from schemas.referral_codes import CodeOwner
-from streams.campaigns import CampaignBook
+from streams.campaigns import Campaign, CampaignBook
 from streams.visitor_attribution import Candidate
 
 
@@ -88,6 +88,21 @@ class Refund:
     currency: str
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What a referral's decision rests on beyond its status: the concrete values a person is told
+    (``consumers.story``). ``kind``: ``below_minimum``, ``outside_window`` or ``no_minimum`` (an attributed
+    referral's first order, which did not qualify), ``prior_order`` (an existing customer's first order, before
+    the attribution), ``refunded`` (a revoked referral: the refunds of its order within the hold, ``at`` the one
+    that took it below the minimum)."""
+
+    kind: str
+    at: datetime
+    amount: Decimal
+    currency: str
+    since: datetime | None = None  # outside_window: where the qualification window began (the signup)
+
+
 #: ``withdrawn``: an earlier output no longer holds (a late event changed who the referrer is);
 #: sent to the referrer that had it, so that stage forgets it.
 Status = Literal["attributed", "qualified", "revoked", "rejected", "withdrawn"]
@@ -115,6 +130,7 @@ class Referral:
     currency: str | None = None
     refunded_after_hold: bool = False
     channel: str | None = None  # of the attributing click; None for codes
+    evidence: Evidence | None = None  # the values the decision rests on (``Evidence``), for people
 
     def __post_init__(self) -> None:
         """The strings many referrals share, one object each in the process (``sys.intern``: kept only while
@@ -317,8 +333,10 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
         source_event_id=primary.source_event_id, referee_email_hash=referee_email, referee_device_id=referee_device,
         channel=primary.channel,
     )
-    if any(o.at < primary.at for o in orders):
-        out["referral"] = Referral(**base, status="rejected", reason=ReasonCode.EXISTING_CUSTOMER)
+    if orders and orders[0].at < primary.at:
+        prior = orders[0]
+        out["referral"] = Referral(**base, status="rejected", reason=ReasonCode.EXISTING_CUSTOMER,
+                                   evidence=Evidence("prior_order", prior.at, prior.amount, prior.currency))
         return out
     window_start = signups[0].at if signups else primary.at
     qualifying = None
@@ -329,7 +347,8 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
             qualifying = o
             break
     if qualifying is None:
-        out["referral"] = Referral(**base, status="attributed")
+        out["referral"] = Referral(**base, status="attributed",
+                                   evidence=_missed(orders[0], campaign, window_start) if orders else None)
         return out
     hold_end = qualifying.at + campaign.hold_period
     refunds = [r for r in state.refunds.values()
@@ -343,8 +362,30 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
         reason=ReasonCode.REFUNDED_IN_HOLD if revoked else None, qualifying_order_id=qualifying.order_id,
         qualified_at=qualifying.at, amount=qualifying.amount, currency=qualifying.currency,
         refunded_after_hold=after_hold,
+        evidence=_refunded(qualifying, [r for r in refunds if r.at <= hold_end], minimum) if revoked else None,
     )
     return out
+
+
+def _missed(order: Order, campaign: Campaign, window_start: datetime) -> Evidence:
+    """Why an attributed referral's first order did not qualify (the first rule it failed, in the rule's order)."""
+    minimum = campaign.minimum_for(order.currency)
+    if minimum is None:
+        return Evidence("no_minimum", order.at, order.amount, order.currency)
+    if order.amount < minimum:
+        return Evidence("below_minimum", order.at, order.amount, order.currency)
+    return Evidence("outside_window", order.at, order.amount, order.currency, since=window_start)
+
+
+def _refunded(order: Order, in_hold: list[Refund], minimum: Decimal) -> Evidence:
+    """The refunds within the hold that revoked ``order``'s qualification: their sum, and the time of the one
+    that took the order below the minimum."""
+    total, at = Decimal(0), None
+    for refund in sorted(in_hold, key=_rank):
+        total += refund.amount
+        if at is None and order.amount - total < minimum:
+            at = refund.at
+    return Evidence("refunded", at or order.at, total, order.currency)
 
 
 def step(
