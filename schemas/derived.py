@@ -91,6 +91,9 @@ class RewardChange(_Derived):
     status: RewardStatus
     reason: ReasonCode | None = None
     campaign_id: Identifier | None = None
+    count: NonNegativeInt | None = Field(
+        default=None, description="held for review: what the rule counted when it held the reward (velocity_limit: "
+        "the signups on the code within the window; device_reused: the referees on one device)")
 
     @model_validator(mode="after")
     def _withholding_needs_reason(self) -> RewardChange:

@@ -97,6 +97,9 @@ class Reward:
     reason: ReasonCode | None
     campaign_id: str
     at: datetime  # event time of the decision's cause
+    # held for review: what the rule counted when it held the reward (``_hold_count``); not a decision, so equality
+    # leaves it out (a later count does not change the reward)
+    count: int | None = field(default=None, compare=False)
 
 
 class Settled(NamedTuple):
@@ -338,10 +341,10 @@ def _campaign_of(state: ReferrerState, referral_id: str) -> str:
     return r.campaign_id if r is not None else state.settled[referral_id].campaign_id
 
 
-def _over_velocity(state: ReferrerState, entries: list[tuple[datetime, str]], i: int, book: CampaignBook) -> bool:
-    """Whether the referral at ``entries[i]`` is in a window of its code holding more than the limit: a window
-    ends at each referral r (those after r.at - window, up to r in order); ``i`` is in r's if r is at or after
-    it in order and r.at - window < its time."""
+def _over_velocity(state: ReferrerState, entries: list[tuple[datetime, str]], i: int, book: CampaignBook) -> int:
+    """How many referrals the first window of its code holding the referral at ``entries[i]`` and more than the
+    limit holds (0: no such window): a window ends at each referral r (those after r.at - window, up to r in
+    order); ``i`` is in r's if r is at or after it in order and r.at - window < its time."""
     at = entries[i][_AT]
     for j in range(i, len(entries)):
         r_at, r_id = entries[j]
@@ -351,8 +354,8 @@ def _over_velocity(state: ReferrerState, entries: list[tuple[datetime, str]], i:
             break  # later referrals' windows start after this one (one campaign per code: one window)
         first = bisect_left(entries, (r_at - window + _ONE_TICK,))  # the first after r.at - window
         if j - first + 1 > campaign.velocity_limit:
-            return True
-    return False
+            return j - first + 1
+    return 0
 
 
 def _hold_reason(state: ReferrerState, idx: _Index, r: Referral, over_device: dict[tuple[str, str], bool]
@@ -376,6 +379,20 @@ def _hold_reason(state: ReferrerState, idx: _Index, r: Referral, over_device: di
     i = bisect_left(entries, (r.attributed_at, r.referral_id))
     if _over_velocity(state, entries, i, idx.book):
         return ReasonCode.VELOCITY_LIMIT
+    return None
+
+
+def _hold_count(state: ReferrerState, idx: _Index, w: Reward) -> int | None:
+    """What a held reward's rule counted when it was held (the story tells it): the signups on the code in the
+    window over the limit (``velocity_limit``), the referees on the device (``device_reused``); None otherwise."""
+    r = state.referrals.get(w.referral_id)
+    if r is None or w.status is not RewardStatus.HELD_FOR_REVIEW:
+        return None
+    if w.reason is ReasonCode.VELOCITY_LIMIT:
+        entries = idx.by_code.get(r.code, [])
+        return _over_velocity(state, entries, bisect_left(entries, (r.attributed_at, r.referral_id)), idx.book) or None
+    if w.reason is ReasonCode.DEVICE_REUSED and r.referee_device_id:
+        return len(set(_members(idx.by_device.get((r.campaign_id, r.referee_device_id))).values())) or None
     return None
 
 
@@ -544,8 +561,9 @@ def _late_revoked(state: ReferrerState, old: Reward) -> Reward:
     return replace(old, status=RewardStatus.REVOKED, points=0, reason=reason or ReasonCode.LATE_EVENT)
 
 
-def _settle(state: ReferrerState, decided: dict[str, Reward], undecided: set[str]) -> list[Reward]:
-    """Store the decisions; rewards in ``undecided`` that no decision gave are revoked; return what changed."""
+def _settle(state: ReferrerState, idx: _Index, decided: dict[str, Reward], undecided: set[str]) -> list[Reward]:
+    """Store the decisions; rewards in ``undecided`` that no decision gave are revoked; return what changed (a
+    reward newly held with what its rule counted: ``_hold_count``, which equality does not compare)."""
     for referral_id in undecided:
         for role in ("referrer", "referee"):
             reward_id = f"{referral_id}:{role}"
@@ -553,6 +571,8 @@ def _settle(state: ReferrerState, decided: dict[str, Reward], undecided: set[str
             if old is not None and reward_id not in decided and reward_id not in state.final:
                 decided[reward_id] = _late_revoked(state, old)
     changed = [w for k, w in sorted(decided.items()) if state.rewards.get(k) != w]
+    changed = [replace(w, count=_hold_count(state, idx, w)) if w.status is RewardStatus.HELD_FOR_REVIEW else w
+               for w in changed]
     for w in changed:
         state.rewards[w.reward_id] = w
         state.changes[w.reward_id] = state.changes.get(w.reward_id, 0) + 1
@@ -576,7 +596,7 @@ def _on_referral(state: ReferrerState, idx: _Index, referrer_id: str, fact: Refe
     decided: dict[str, Reward] = {}
     for month in sorted(changes):
         _decide_month(state, idx, referrer_id, month, changes[month], decided)
-    return _settle(state, decided, {fact.referral_id})
+    return _settle(state, idx, decided, {fact.referral_id})
 
 
 def _on_profile(state: ReferrerState, idx: _Index, referrer_id: str, fact: Profile) -> list[Reward]:
@@ -586,7 +606,7 @@ def _on_profile(state: ReferrerState, idx: _Index, referrer_id: str, fact: Profi
     decided: dict[str, Reward] = {}
     for month, keys in sorted(_positions(state, idx, held).items()):
         _decide_month(state, idx, referrer_id, month, keys, decided)
-    return _settle(state, decided, set())
+    return _settle(state, idx, decided, set())
 
 
 def _on_tick(state: ReferrerState, idx: _Index, referrer_id: str, now: datetime) -> list[Reward]:
@@ -617,7 +637,7 @@ def _on_tick(state: ReferrerState, idx: _Index, referrer_id: str, now: datetime)
                 state.final.add(mid)
     for w in decided.values():
         state.note_bonus(w)
-    return _settle(state, decided, set())
+    return _settle(state, idx, decided, set())
 
 
 def step(state: ReferrerState, referrer_id: str, fact: Referral | Profile | Tick, campaigns: CampaignBook
@@ -650,7 +670,7 @@ def redecide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) ->
     decided: dict[str, Reward] = {}
     for month, entries in sorted(idx.by_month.items()):
         _decide_month(state, idx, referrer_id, month, {e for e in entries if e[1] not in state.settled}, decided)
-    return _settle(state, decided, set(state.referrals))
+    return _settle(state, idx, decided, set(state.referrals))
 
 
 def next_due(state: ReferrerState, campaigns: CampaignBook) -> datetime | None:

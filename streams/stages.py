@@ -492,7 +492,7 @@ def reward_event(referrer: ReferrerState, w: Reward) -> RewardChange:
     return RewardChange(
         event_id=f"{w.reward_id}:{w.status.value}:{referrer.changes.get(w.reward_id, 1)}", occurred_at=w.at,
         reward_id=w.reward_id, referral_id=w.referral_id, role=w.role, customer_id=w.customer_id, points=w.points,
-        status=w.status, reason=w.reason, campaign_id=w.campaign_id)
+        status=w.status, reason=w.reason, campaign_id=w.campaign_id, count=w.count)
 
 
 def _rewards_outbound(referrer_id: str, core: ReferrerState, rewards: list[Reward]) -> list[Outbound]:
