@@ -11,7 +11,7 @@
    it (six rounds of "every input topic committed up to where it ended"; each round covers
    one step of the spread, and it takes up to six: erase, continue, the customer stage's
    erasure, the visitors and referees it tells, their re-sends, the re-sends' referrals to
-   the pseudonym), removes the customer's welcome-reward hash, and writes an
+   the pseudonym), removes the customer's welcome-reward hash and their story, and writes an
    audit record (pseudonym, times, what was removed: never the customer id).
 
 If no worker runs, the erasure waits in Kafka and is carried out when one does; the audit
@@ -29,6 +29,9 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 
+from consumers import story_store
+from consumers.story_keeper import ERASED_TTL_S
+from consumers.story_store import StoryKeys
 from referrals.code_registry import CodeRegistry
 from referrals.kafka_admin import group_positions
 from referrals.privacy import pseudonym
@@ -84,6 +87,9 @@ def erase(settings: Settings, customer_id: str, *, wait_s: float = 120.0, rounds
     alias = pseudonym(settings.privacy.pseudonym_key.get_secret_value(), customer_id)
     erasure_id = f"erasure-{uuid.uuid4()}"
     erasure_registry.mark(client, key_prefix, alias)
+    marked = time.monotonic()
+    stories = StoryKeys(key_prefix, settings.kafka.partitions)
+    story_store.delete(client, stories, [customer_id])
     codes = registry.forget(customer_id)
     fact = record_codec.encode(Erase(customer_id, alias, erasure_id, requested))
     producer = KafkaProducer(**settings.kafka.client_options(), acks="all", client_id="referrals-erase")
@@ -97,6 +103,9 @@ def erase(settings: Settings, customer_id: str, *, wait_s: float = 120.0, rounds
     layout = redis_views.active_layout(client, key_prefix, settings.kafka.partitions)
     if done:
         _sweep_welcome(client, layout, customer_id, alias)
+    # the story keeper trusts its copy of the erased set for ERASED_TTL_S: a write it had under way is gone then
+    time.sleep(max(0.0, ERASED_TTL_S + 0.5 - (time.monotonic() - marked)))
+    story_store.delete(client, stories, [customer_id])
     status = "complete" if done else "pending"
     audit_id = erasure_registry.audit(client, key_prefix, {
         "erasure_id": erasure_id, "pseudonym": alias, "requested_at": requested.isoformat(),

@@ -21,6 +21,8 @@ from kafka.errors import KafkaError
 
 from consumers import live_counters
 from consumers.statement import Period, PeriodError, statement_csv
+from consumers.story_texts import language_of
+from consumers.story_view import story_page
 from consumers.webhooks.reward_book import fulfilment_view, read_entries
 from referrals.code_registry import CodeRegistry
 from referrals.http_auth import KeyRing
@@ -135,6 +137,27 @@ def read_router(settings: Settings, keys: KeyRing, client: redis.Redis) -> APIRo
                 if r["reward_status"] else None,
             } for r in view.referrals],
         }
+
+    @router.get("/customers/{customer_id}/story", summary="Everything about a customer's referrals, in words",
+                responses={**errors_doc, 410: {"description": "the customer was erased (referrals erase)"},
+                           422: {"description": "a bad limit or cursor"}})
+    async def get_story(request: Request, customer_id: str, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                        cursor: Annotated[str | None, Query(pattern=r"^\d{1,15}:\d{1,9}$")] = None) -> Any:
+        """The customer's referral story, as referrer and as referee, in event-time order: each referral with
+        every decision and its cause, each reward's status history and the shop's fulfilment, their shares and
+        the clicks on their links per day and channel; each step in a sentence with its values, in English or
+        German (``Accept-Language``). Other customers as pseudonyms. Paged: ``next_cursor`` is the next page's
+        ``cursor``; ``earlier`` counts the steps folded out of a long story (docs/operations.md)."""
+        if not customer_id or len(customer_id) > 128:
+            return _errors(422, "invalid_id", "customer_id must be 1 to 128 characters")
+        language = language_of(request.headers.get("accept-language"))
+        refused, page = await read(request, lambda: story_page(client, settings, customer_id, limit=limit,
+                                                               cursor=cursor, language=language))
+        if refused is not None:
+            return refused
+        if page is None:
+            return _errors(410, "erased", "this customer was erased")
+        return JSONResponse(page, headers={"Content-Language": language})
 
     @router.get("/campaigns/{campaign_id}/funnel", summary="A campaign's funnel by stage and channel",
                 responses=errors_doc)

@@ -427,6 +427,14 @@ class PrivacySettings(BaseModel):
     )
 
 
+class StorySettings(BaseModel):
+    """A customer's referral story (``consumers.story_store``): kept by ``referrals dispatcher``, read by the read
+    API and ``referrals explain``."""
+
+    max_steps: int = Field(1000, ge=10, le=100_000, description="steps a customer's story keeps, the newest by "
+                           "event time; older ones are folded into counts (docs/operations.md, the story)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="REFERRALS_",
@@ -445,6 +453,7 @@ class Settings(BaseSettings):
     exporter: ExporterSettings = Field(default_factory=ExporterSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    story: StorySettings = Field(default_factory=StorySettings)
     event_source: str = Field(
         "referrals-cli", description="CloudEvents `source` of records this process produces"
     )

@@ -448,7 +448,14 @@ def _reward(referrer_id: str, r: Referral, role: RewardRole, status: RewardStatu
             points: int) -> Reward:
     customer = referrer_id if role is RewardRole.REFERRER else r.referee_id
     return Reward(f"{r.referral_id}:{role.value}", r.referral_id, role, customer, points, status, reason,
-                  r.campaign_id, r.qualified_at)  # type: ignore[arg-type]
+                  r.campaign_id, decided_at(r, status))
+
+
+def decided_at(r: Referral, status: RewardStatus) -> datetime:
+    """The event time of a reward decision: the refund that revoked it, else the qualifying order."""
+    if status is RewardStatus.REVOKED and r.evidence is not None and r.evidence.kind == "refunded":
+        return r.evidence.at
+    return r.qualified_at  # type: ignore[return-value]
 
 
 def _decide_one(referrer_id: str, r: Referral, campaign: Campaign, held: ReasonCode | None, count: int,

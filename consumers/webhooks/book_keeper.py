@@ -7,16 +7,14 @@ A record that is no change or fulfilment is skipped, logged (the dispatcher's me
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from consumers.webhooks import metrics
-from consumers.webhooks.patience import patiently, started_consumer
+from consumers.webhooks.patience import follow, patiently
 from consumers.webhooks.reward_book import RewardBook
 from referrals.settings import Settings
 from schemas.derived import RewardChange
@@ -31,41 +29,18 @@ def group_id(settings: Settings) -> str:
 
 
 async def keep_book(settings: Settings, book: RewardBook) -> None:
-    prefix = settings.kafka.topic_prefix
+    async def handle(topic: str, record: ConsumerRecord) -> None:
+        try:
+            if topic == REWARDS.name:
+                write = functools.partial(book.apply_change, RewardChange.model_validate_json(record.value),
+                                          record.offset)
+            else:
+                write = functools.partial(book.apply_fulfilment, Fulfilment.model_validate_json(record.value))
+        except (ValidationError, ValueError, TypeError):
+            metrics.SKIPPED.labels(topic).inc()
+            log.error("the reward book: %s[%d]@%d is not of its topic's contract; skipped", record.topic,
+                      record.partition, record.offset)
+            return
+        await patiently("Redis (reward book)", write)
 
-    def make() -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(
-            **settings.kafka.aiokafka_options(), group_id=group_id(settings), client_id="referrals-reward-book",
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            session_timeout_ms=int(settings.streams.session_timeout_s * 1000))
-        consumer.subscribe([prefix + REWARDS.name, prefix + FULFILMENTS.name])
-        return consumer
-
-    consumer = await started_consumer("the reward book: starting its Kafka consumer", make)
-    try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
-            for tp, records in batches.items():
-                topic = tp.topic[len(prefix):]
-                for record in records:
-                    try:
-                        if topic == REWARDS.name:
-                            write = functools.partial(book.apply_change, RewardChange.model_validate_json(
-                                record.value), record.offset)
-                        else:
-                            write = functools.partial(book.apply_fulfilment,
-                                                      Fulfilment.model_validate_json(record.value))
-                    except (ValidationError, ValueError, TypeError):
-                        metrics.SKIPPED.labels(topic).inc()
-                        log.error("the reward book: %s[%d]@%d is not of its topic's contract; skipped", tp.topic,
-                                  tp.partition, record.offset)
-                        continue
-                    await patiently("Redis (reward book)", write)
-            if batches:
-                try:
-                    await consumer.commit()
-                except KafkaError as exc:  # a rebalance, Kafka away: the next batch commits (writes are idempotent)
-                    log.warning("the reward book: commit failed (%s)", exc)
-    finally:
-        with contextlib.suppress(KafkaError, OSError):
-            await consumer.stop()
+    await follow(settings, group_id(settings), "referrals-reward-book", [REWARDS.name, FULFILMENTS.name], handle)

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from consumers.story_keeper import keep_stories
 from consumers.webhooks import http_post, metrics
 from consumers.webhooks.book_keeper import keep_book
 from consumers.webhooks.patience import patiently, started_consumer
@@ -46,6 +47,7 @@ from referrals.settings import Settings, WebhookEndpoint
 from schemas.derived import Attribution, RewardChange
 from schemas.topics import ATTRIBUTIONS, FULFILMENTS, REWARDS, WEBHOOK_DEADLETTER
 from schemas.webhooks import Change, DeadDelivery, attribution_change, reward_change
+from streams.campaigns import CampaignBook
 
 log = logging.getLogger("referrals.dispatcher")
 REDIS_CONNECTIONS = 32  # the dispatcher's connections to Redis; its tasks wait for a free one
@@ -364,8 +366,8 @@ class EndpointDispatcher(ConsumerRebalanceListener):
                     cause, attempts.count)
 
 
-async def dispatch(settings: Settings, stop: asyncio.Event) -> None:
-    """Run every endpoint's dispatcher and the reward book's keeper until ``stop`` is set."""
+async def dispatch(settings: Settings, stop: asyncio.Event, campaigns: CampaignBook) -> None:
+    """Run every endpoint's dispatcher, the reward book's keeper and the story keeper until ``stop`` is set."""
     endpoints = settings.webhooks.endpoints
     own_topics = [settings.kafka.topic_prefix + t.name for t in (WEBHOOK_DEADLETTER, FULFILMENTS)]
     await patiently("Kafka (creating the dead-letter and fulfilment topics)",
@@ -378,6 +380,7 @@ async def dispatch(settings: Settings, stop: asyncio.Event) -> None:
     tasks = [asyncio.create_task(EndpointDispatcher(settings, e, producer, redis, book).run(),
                                  name=f"endpoint {e.name}") for e in endpoints]
     tasks.append(asyncio.create_task(keep_book(settings, book), name="reward book"))
+    tasks.append(asyncio.create_task(keep_stories(settings, redis, campaigns), name="stories"))
     waiter = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

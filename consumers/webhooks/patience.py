@@ -12,7 +12,10 @@ from typing import TypeVar
 import kafka.errors
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 from redis.exceptions import RedisError
+
+from referrals.settings import Settings
 
 log = logging.getLogger("referrals.dispatcher")
 T = TypeVar("T")
@@ -51,3 +54,34 @@ async def started_consumer(what: str, make: Callable[[], AIOKafkaConsumer]) -> A
         return consumer
 
     return await patiently(what, attempt)
+
+
+async def follow(settings: Settings, group_id: str, client_id: str, topics: list[str],
+                 handle: Callable[[str, ConsumerRecord], Awaitable[None]]) -> None:
+    """Read ``topics`` (their names without the topic prefix given to ``handle``) as consumer group ``group_id``
+    from the earliest offset, each record through ``handle``, a batch's offsets committed after every record of
+    it was handled: at least once, so ``handle`` must be idempotent."""
+    prefix = settings.kafka.topic_prefix
+
+    def make() -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            **settings.kafka.aiokafka_options(), group_id=group_id, client_id=client_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=int(settings.streams.session_timeout_s * 1000))
+        consumer.subscribe([prefix + t for t in topics])
+        return consumer
+
+    consumer = await started_consumer(f"{client_id}: starting its Kafka consumer", make)
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            for tp, records in batches.items():
+                for record in records:
+                    await handle(tp.topic[len(prefix):], record)
+            if batches:
+                try:
+                    await consumer.commit()
+                except KafkaError as exc:  # a rebalance, Kafka away: the next batch commits (handling is idempotent)
+                    log.warning("%s: commit failed (%s)", client_id, exc)
+    finally:
+        with contextlib.suppress(KafkaError, OSError):
+            await consumer.stop()

@@ -91,8 +91,13 @@ def fulfilment_view(entry: Mapping[str, str]) -> dict[str, object] | None:
             "take_back": entry.get("take_back") == "1"}
 
 
+def entry_key(prefix: str, reward_pseudonym: str) -> str:
+    """The book's key of a reward, by the pseudonym of its id (what a story step names it by)."""
+    return f"{prefix}{{fl}}:reward:{reward_pseudonym}"
+
+
 def book_key(prefix: str, secret: str, reward_id: str) -> str:
-    return f"{prefix}{{fl}}:reward:{pseudonym(secret, reward_id)}"
+    return entry_key(prefix, pseudonym(secret, reward_id))
 
 
 def _text(raw: Mapping) -> Entry:

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "webhooks": ("referrals.cli.webhooks", "app"),
     "erase": ("referrals.cli.ops", "erase_app"),
     "statement": ("referrals.cli.statement", "app"),
+    "explain": ("referrals.cli.explain", "app"),
     "demo": ("referrals.cli.demo", "app"),
 }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from prometheus_client import start_http_server
 
-from referrals.cli.common import echo, fail, settings
+from referrals.cli.common import campaigns, echo, fail, settings
 from referrals.redis_client import redis_client
 from referrals.settings import Settings, WebhookEndpoint
 
@@ -30,10 +30,11 @@ def _endpoint(own: Settings, name: str) -> WebhookEndpoint:
 @dispatcher_app.command("dispatcher")
 def dispatcher(loglevel: str = typer.Option("info", help="error, warning, info or debug")) -> None:
     """POST every reward and attribution change to the endpoints that subscribed to it, signed, retried, in
-    order per reward; and keep the reward book the fulfilment call is checked against."""
+    order per reward; keep the reward book the fulfilment call is checked against, and every customer's story."""
     from consumers.webhooks.dispatcher import dispatch
 
     own = settings()
+    book = campaigns(own)  # the story tells each decision with its campaign's values
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aiokafka", "kafka"):  # their connection chatter; warnings and errors stay
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -52,7 +53,7 @@ def dispatcher(loglevel: str = typer.Option("info", help="error, warning, info o
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await dispatch(own, stop)
+        await dispatch(own, stop, book)
 
     asyncio.run(main())
 

@@ -100,11 +100,14 @@ def _decide(state: ReferrerState, referrer_id: str, campaigns: CampaignBook) -> 
                 rewarded_in_month[month] = rewarded_in_month.get(month, 0) + 1
             continue
 
+        # a revocation happened when the refund that caused it did
+        refund_at = r.evidence.at if r.evidence is not None and r.evidence.kind == "refunded" else None
+
         def reward(role: RewardRole, status: RewardStatus, reason: ReasonCode | None, points: int,
-                   r: Referral = r) -> Reward:
+                   r: Referral = r, refund_at: datetime | None = refund_at) -> Reward:
             customer = referrer_id if role is RewardRole.REFERRER else r.referee_id
             return Reward(f"{r.referral_id}:{role.value}", r.referral_id, role, customer, points, status, reason,
-                          r.campaign_id, r.qualified_at)
+                          r.campaign_id, refund_at if status is RewardStatus.REVOKED and refund_at else r.qualified_at)
 
         if r.referral_id in held:
             reason = held[r.referral_id]
