@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 # what a run can measure, in the order it measures it (`python -m bench run --only`)
-SECTIONS = ("raw", "pipeline", "gateway", "growth", "history", "influencer", "variants")
+SECTIONS = ("raw", "pipeline", "gateway", "growth", "history", "influencer", "story", "variants")
 
 
 @dataclass

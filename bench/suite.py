@@ -18,6 +18,7 @@ from bench import (
     pipeline_bench,
     raw_limits,
     referrer_history,
+    story_bench,
     workload,
 )
 from bench.report import SECTIONS, Figure, Report, machine
@@ -46,13 +47,15 @@ class Sizes:
     influencer_referrals: int = 20_000  # one influencer's referrals through the real worker
     variant_events: int = 100_000  # the workload the worker's variants (``VARIANTS``) are compared on
     history_lookup_ids: int = 1_000_000  # counted ids put in the part store (``referrer_history.store_lookups``)
+    story_referrals: int = 10_000  # the longest story's referrals (``bench.story_bench``)
+    story_pages: int = 1_000  # pages of it read at random places
 
 
 FULL = Sizes("full", 3, 1_000_000, 10_000, 1_000_000, 60, 10_000, 30, 20, (10_000, 100_000, 1_000_000), 100_000)
 QUICK = Sizes("quick", 3, 100_000, 10_000, 300_000, 60, 10_000, 30, 20, (10_000, 100_000), 50_000)
 SMOKE = Sizes("smoke", 1, 3_000, 300, 20_000, 4, 200, 3, 3, (300, 600), 1_000, fixed_rate=200.0,
               history_referrals=2_000, history_reference=200, influencer_referrals=2_000, variant_events=3_000,
-              history_lookup_ids=20_000)
+              history_lookup_ids=20_000, story_referrals=1_000, story_pages=100)
 
 
 
@@ -389,6 +392,31 @@ class Suite:
                    note="every topic it writes: changelogs, its own topics, attributions, rewards, dead letters"))
         add(Figure(f"influencer: worker peak RSS after {n:,} referrals", "MiB",
                    [r.rss_peak_bytes / 2**20 for r in results]))
+
+    # -- the story (#21) ---------------------------------------------------------------------------------
+
+    def story(self) -> None:
+        s = self.sizes
+        results = []
+        for i in range(s.runs):
+            self.echo(f"the story of a referrer with {s.story_referrals:,} referrals: {s.story_pages:,} pages, run "
+                      f"{i + 1} of {s.runs}")
+            results.append(story_bench.run(self.base, s.story_referrals, s.story_pages))
+        add = self.report.add
+        n = f"{s.story_referrals:,} referrals"
+        add(Figure(f"story: a page of {story_bench.PAGE} steps, {n}: p99", "ms", [r.p99_ms for r in results],
+                   target="<= 50", bound="raw: the same pages as a bare sorted-set range and hash read (below)",
+                   note="as the read API makes it: steps, their rewards in the reward book, a year of funnel cells, "
+                   "told in German; in process, real Redis"))
+        add(Figure(f"story: a page of {story_bench.PAGE} steps, {n}: p50", "ms",
+                   [statistics.median(r.page_ms) for r in results]))
+        add(Figure("raw: the same pages, sorted-set range and hash read only: p99", "ms",
+                   [r.raw_p99_ms for r in results]))
+        add(Figure(f"story: what the longest story holds in Redis ({n})", "bytes",
+                   [float(r.story_bytes) for r in results],
+                   bound=f"the newest {self.base.story.max_steps:,} steps (story.max_steps), the rest folded"))
+        add(Figure("story: steps written by the keeper's writer", "steps/s",
+                   [r.steps_written / r.write_s for r in results], note="one script call each, sequential"))
 
     # -- the worker's variants ---------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ per change). Written with scripts: a referral's steps only from a newer version 
 reward's step once; a step written twice changes nothing.
 
 **The bound**: a story keeps its newest ``max_steps`` steps by event time (``StorySettings.max_steps``, 1,000 by
-default: about 300 KB for the longest story). Older ones are folded: counted in ``earlier`` and removed, and the
+default: about 500 KB in Redis for a story of
+10,000 referrals, measured by ``make bench``). Older ones are folded: counted in ``earlier`` and removed, and the
 horizon moves to the newest folded. A step at or before the horizon is not written (it would be folded at once,
 and counted twice): a decision that old, arriving late, shows only in what it changed later.
 """
