@@ -10,6 +10,7 @@ facts until its retention deletes them, and a keeper that lags behind would othe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -17,10 +18,12 @@ import redis.asyncio as aioredis
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
+from consumers import kafka_log
 from consumers.story import referral_steps, reward_step
-from consumers.story_store import StoryKeys, StoryWriter
+from consumers.story_store import StoryKeys, StoryWriter, delete_all
 from consumers.webhooks.patience import follow, patiently
 from referrals.privacy import pseudonym
+from referrals.redis_client import async_redis_client, redis_client
 from referrals.settings import Settings
 from schemas.derived import RewardChange
 from schemas.topics import REFERRER_FACTS, REWARDS
@@ -84,3 +87,27 @@ class StoryKeeper:
 async def keep_stories(settings: Settings, client: aioredis.Redis, campaigns: CampaignBook) -> None:
     keeper = StoryKeeper(settings, client, campaigns)
     await follow(settings, group_id(settings), "referrals-story", [REFERRER_FACTS.name, REWARDS.name], keeper.handle)
+
+
+def rebuild_stories(settings: Settings, campaigns: CampaignBook) -> tuple[int, int]:
+    """Every story written again from the logs the keeper reads (``referrals rebuild``): the stories deleted, then
+    the referral facts and reward changes on Kafka replayed through the keeper, to where the logs ended when it
+    began (the live keeper goes on beside it: its writes and these are idempotent and fenced alike). What the logs
+    no longer hold (their retention) is not in the rebuilt stories. Returns (story keys deleted, records read)."""
+    prefix = settings.kafka.topic_prefix
+    with redis_client(settings) as client:
+        deleted = delete_all(client, StoryKeys(settings.redis.key_prefix, settings.kafka.partitions))
+    until = kafka_log.end_offsets(settings, [prefix + REFERRER_FACTS.name, prefix + REWARDS.name])
+
+    async def replay() -> int:
+        client = async_redis_client(settings, timeout_s=30)
+        keeper, read = StoryKeeper(settings, client, campaigns), 0
+        try:
+            for record in kafka_log.read(settings, until):
+                await keeper.handle(record.topic[len(prefix):], record)
+                read += 1
+        finally:
+            await client.aclose()
+        return read
+
+    return deleted, asyncio.run(replay())

@@ -163,3 +163,15 @@ def delete(client: redis.Redis, keys: StoryKeys, customer_ids: Iterable[str]) ->
     """Remove the stories of ``customer_ids`` (erasure)."""
     names = [k for c in customer_ids for k in keys.of(c)]
     return int(client.delete(*names)) if names else 0
+
+
+def delete_all(client: redis.Redis, keys: StoryKeys) -> int:
+    """Remove every story (``referrals rebuild`` writes them again)."""
+    deleted = 0
+    batch: list[str] = []
+    for key in client.scan_iter(match=f"{keys.prefix}{{ref:*}}:story:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            deleted += int(client.delete(*batch))
+            batch.clear()
+    return deleted + (int(client.delete(*batch)) if batch else 0)

@@ -13,6 +13,7 @@ from rich.table import Table
 from consumers.erasure_command import erase
 from consumers.ops_status import gather
 from consumers.rebuild import rebuild
+from consumers.story_keeper import rebuild_stories
 from referrals.cli.common import campaigns, fail, settings
 
 status_app = typer.Typer(add_completion=False)
@@ -63,7 +64,7 @@ def rebuild_views(
     keep_old: bool = typer.Option(False, "--keep-old", help="do not delete the old view's keys"),
 ) -> None:
     """Recompute every Redis view from Kafka into a fresh key prefix, check it against the reward events, and
-    switch readers and workers over to it."""
+    switch readers and workers over to it; then write every customer's story again from the logs."""
     if source not in ("changelog", "log"):
         fail("--from must be changelog or log", code=2)
     own = settings()
@@ -94,6 +95,10 @@ def rebuild_views(
                    f"{result.old_keys_deleted} old keys deleted")
     else:
         typer.echo(f"not switched: the live view is still {result.old_prefix!r}")
+        return
+    deleted, read = rebuild_stories(own, book)
+    typer.echo(f"stories: {deleted} keys deleted and written again from {read} records of the referral facts and "
+               "the reward log (what they retain)")
 
 
 @erase_app.command("erase")

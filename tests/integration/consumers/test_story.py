@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from consumers.story_store import StoryKeys, delete_all
 from referrals.code_registry import CodeRegistry
 from referrals.privacy import pseudonym
 from tests.integration.fixtures.gateway import FULFIL_KEY, READ_KEY
@@ -207,7 +208,17 @@ def test_the_story_tells_every_decision_with_its_values_in_both_languages(pipeli
     for sentence in german:
         assert sentence in told.stdout
 
-    # erasure: the customer's story is gone, and the API says so
+    # Redis lost the stories: referrals rebuild writes every one again, the same
+    before = {name: story(name, "de")["steps"] for name in ("anna", "bert", "carl", "dora", "erik", "eva", "hugo")}
+    with client(own) as c:
+        assert delete_all(c, StoryKeys(own.redis.key_prefix, own.kafka.partitions)) > 0
+    assert not [s for s in story("anna")["steps"] if s["kind"] in ("referral", "reward")]
+    rebuilt = worker.run_beside([sys.executable, "-m", "referrals.cli", "rebuild"], timeout_s=300)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "stories:" in rebuilt.stdout and "written again" in rebuilt.stdout, rebuilt.stdout
+    assert {name: story(name, "de")["steps"] for name in before} == before
+
+        # erasure: the customer's story is gone, and the API says so
     done = worker.run_beside([sys.executable, "-m", "referrals.cli", "erase", "eva", "--yes"], timeout_s=300)
     assert done.returncode == 0, done.stdout + done.stderr
     gone = http.get("/v1/customers/eva/story")
