@@ -93,6 +93,19 @@ def show_read_api_and_metrics(settings: Settings, url: str, read_key: str) -> No
                    f"  code {body['referral_code']}, share URL {body['share_url']}\n"
                    f"  counts {body['counts']}\n  points {body['points']}\n"
                    f"  {len(body['referrals'])} referrals; reasons shown where withheld: {', '.join(withheld) or '-'}")
+        story_url = f"{url}/v1/customers/{top[0].referrer_id}/story"
+        steps: list = []
+        for _ in range(20):  # the dispatcher's story keeper may be a moment behind the worker
+            steps = [s for s in httpx.get(story_url, params={"limit": 200}, timeout=10,
+                                          headers={**auth, "Accept-Language": "de"}).json()["steps"]
+                     if s["kind"] in ("referral", "reward")]
+            if steps:
+                break
+            time.sleep(0.5)
+        held = [s for s in steps if s["kind"] == "reward" and s.get("status") == "held_for_review"]
+        shown = "\n  ".join(f"{s['at'][:10]} {s['text']}" for s in steps[:4] + held[:1])
+        typer.echo(f"\nthe story in plain words (German): GET {story_url}, or referrals explain "
+                   f"{top[0].referrer_id} --language de\n  {shown}")
     exporter = f"http://{settings.exporter.host}:{settings.exporter.port}/metrics"
     lines = [line for line in httpx.get(exporter, timeout=30).text.splitlines()
              if line.startswith("referral_funnel_events_total{") and 'channel="whatsapp"' in line]
@@ -100,8 +113,8 @@ def show_read_api_and_metrics(settings: Settings, url: str, read_key: str) -> No
                + "\n  ".join(lines))
     typer.echo(
         f"\nWhere to look:\n"
-        f"  read API        {url}/docs (GET /v1/referrers/{{id}}, /v1/campaigns/{{id}}/funnel, .../leaderboard;"
-        " a key with read: true)\n"
+        f"  read API        {url}/docs (GET /v1/referrers/{{id}}, /v1/customers/{{id}}/story, "
+        "/v1/campaigns/{{id}}/funnel, .../leaderboard, .../statement.csv; a key with read: true)\n"
         f"  metrics         exporter {exporter}, gateway http://{settings.gateway.metrics_host}:"
         f"{settings.gateway.metrics_port}/metrics, worker http://{settings.streams.metrics_host}:"
         f"{settings.streams.metrics_port}/metrics\n"
