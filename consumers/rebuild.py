@@ -33,7 +33,7 @@ import redis
 
 from consumers import kafka_log
 from referrals.privacy import pseudonym
-from referrals.redis_client import redis_client
+from referrals.redis_client import delete_matching, redis_client
 from referrals.settings import Settings
 from schemas.derived import DeadLetter
 from schemas.events import ShareEvent
@@ -136,16 +136,7 @@ def _write(writer: SnapshotWriter, layout: RedisLayout, records: dict[str, stage
 
 
 def _delete_view(client: redis.Redis, prefix: str) -> int:
-    deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=f"{prefix}{{ref:*", count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            deleted += client.delete(*batch)
-            batch = []
-    if batch:
-        deleted += client.delete(*batch)
-    return deleted
+    return delete_matching(client, f"{prefix}{{ref:*")
 
 
 def check_rewards(settings: Settings, records: dict[str, stages.ReferrerRecord],

@@ -1,14 +1,15 @@
 """Where a customer's story lives in Redis, and its bound.
 
-    <prefix>{ref:<p>}:story:<customer>          hash  step key -> step JSON (``consumers.story``, with ``step``,
+    <prefix>{st:<p>}:story:<customer>           hash  step key -> step JSON (``consumers.story``, with ``step``,
                                                       its name, and ``v``, the version of its referral fact)
-    <prefix>{ref:<p>}:story:<customer>:order    zset  step key -> event time (ms): the story's order
-    <prefix>{ref:<p>}:story:<customer>:earlier  hash  the steps folded out: ``referral:<step>`` and
+    <prefix>{st:<p>}:story:<customer>:order     zset  step key -> event time (ms): the story's order
+    <prefix>{st:<p>}:story:<customer>:earlier   hash  the steps folded out: ``referral:<step>`` and
                                                       ``reward:<status>`` -> how many; ``horizon`` -> the event
                                                       time (ms) of the newest one folded
 
 ``p`` is the customer's partition (``streams.redis_layout``), so one customer's keys share a hash slot and one
-script writes them. A step key is ``<pseudonym of the referral>:<step>`` (a referral's current decisions: a newer
+script writes them; the tag is not the live view's (``{ref:p}``), so rebuilding or deleting a view leaves the
+stories alone. A step key is ``<pseudonym of the referral>:<step>`` (a referral's current decisions: a newer
 version of the referral replaces them all) or ``<pseudonym of the reward>:<status>:<n>`` (a reward's history, one
 per change). Written with scripts: a referral's steps only from a newer version than the one they came from, a
 reward's step once; a step written twice changes nothing.
@@ -32,6 +33,7 @@ import redis.asyncio as aioredis
 
 from consumers.live_counters import as_text
 from consumers.story import STEP_NAMES, Step
+from referrals.redis_client import delete_matching
 from streams.redis_layout import partition_of
 
 # KEYS: story, order, earlier. ARGV: max_steps, then what the caller writes (below).
@@ -108,7 +110,7 @@ class StoryKeys:
     partitions: int
 
     def of(self, customer_id: str) -> list[str]:
-        base = f"{self.prefix}{{ref:{partition_of(customer_id, self.partitions)}}}:story:{customer_id}"
+        base = f"{self.prefix}{{st:{partition_of(customer_id, self.partitions)}}}:story:{customer_id}"
         return [base, f"{base}:order", f"{base}:earlier"]
 
 
@@ -167,11 +169,4 @@ def delete(client: redis.Redis, keys: StoryKeys, customer_ids: Iterable[str]) ->
 
 def delete_all(client: redis.Redis, keys: StoryKeys) -> int:
     """Remove every story (``referrals rebuild`` writes them again)."""
-    deleted = 0
-    batch: list[str] = []
-    for key in client.scan_iter(match=f"{keys.prefix}{{ref:*}}:story:*", count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            deleted += int(client.delete(*batch))
-            batch.clear()
-    return deleted + (int(client.delete(*batch)) if batch else 0)
+    return delete_matching(client, f"{keys.prefix}{{st:*}}:story:*")

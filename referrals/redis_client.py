@@ -32,3 +32,15 @@ def async_redis_client(settings: Settings, timeout_s: float = 2.0, decode_respon
     options = _options(settings, timeout_s, decode_responses)
     pool = aioredis.BlockingConnectionPool(max_connections=max_connections, timeout=timeout_s, **options)
     return aioredis.Redis(connection_pool=pool)
+
+
+def delete_matching(client: redis.Redis, pattern: str, batch: int = 1000) -> int:
+    """Delete every key matching ``pattern`` (SCAN, then DEL in batches: no blocking KEYS); how many went."""
+    deleted = 0
+    keys: list = []
+    for key in client.scan_iter(match=pattern, count=batch):
+        keys.append(key)
+        if len(keys) >= batch:
+            deleted += int(client.delete(*keys))
+            keys = []
+    return deleted + (int(client.delete(*keys)) if keys else 0)
