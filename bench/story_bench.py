@@ -1,23 +1,30 @@
-"""A page of the longest story (#21): one referrer with ``referrals`` referrals, each attributed and qualified by
+"""The story and the statement (#21). A page of the longest story: one referrer with ``referrals`` referrals, each attributed and qualified by
 its first order, both rewards pending then confirmed, written through the story keeper's writer into real Redis
 (four steps of the referral's, two of the referrer's reward: the store keeps the newest ``max_steps`` and folds
 the rest), and a year of shares and clicks in the referrer's funnel cells. Then ``pages`` pages of 50 steps at
 random places of the kept story, each as the read API makes it (``story_page``: the steps, their rewards in the
 reward book, the funnel cells, told in German), timed in process; the raw limit of the same run: the same
 pages as a bare sorted-set range and hash read. And what the story holds in Redis, against the bound.
+
+The statement (``statement_run``): a million reward changes through the statement in process, rows per second
+next to json.loads of the same records, and its peak memory (what it keeps per reward; the rows are streamed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import statistics
 import time
+import tracemalloc
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from consumers.statement import Period, Statement, csv_chunks
 from consumers.story import referral_steps, reward_step
 from consumers.story_store import StoryKeys, StoryWriter, read_page
 from consumers.story_view import story_page
@@ -120,3 +127,65 @@ def run(base: Settings, referrals: int, pages: int) -> StoryResult:
         if doomed:
             client.delete(*doomed)
         client.close()
+
+
+@dataclass
+class StatementResult:
+    rows: int
+    rewards: int
+    rows_per_s: float
+    raw_rows_per_s: float  # the same records through json.loads alone
+    peak_bytes: int  # tracemalloc's peak while the statement ran (Python's allocations; SQLite's page cache is
+    # its own, bounded by ``CACHE_KIB``)
+    csv_bytes: int
+
+
+def _rewards_of(rows: int) -> int:
+    """How many rewards ``_changes(rows)`` names."""
+    made, i = 0, 0
+    while made < rows:
+        made += 3 if i % 5 == 0 else 2
+        i += 1
+    return i
+
+
+def _changes(rows: int) -> Iterator[bytes]:
+    """``rows`` reward changes, made as they are read: five in two (pending then confirmed; every fifth reward
+    pending, held, pending again), about 2.5 changes a reward."""
+    made, i = 0, 0
+    at = "2026-03-02T10:00:00Z"
+    while made < rows:
+        reward = f"default:cust-{i % 5000}:new-{i}:referrer"
+        statuses = ("pending", "held_for_review", "pending") if i % 5 == 0 else ("pending", "confirmed")
+        for n, status in enumerate(statuses, 1):
+            if made == rows:
+                return
+            reason = ',"reason":"velocity_limit"' if status == "held_for_review" else ""
+            yield (f'{{"type":"reward","event_id":"{reward}:{status}:{n}","occurred_at":"{at}","reward_id":"{reward}",'
+                   f'"referral_id":"{reward[:-9]}","role":"referrer","customer_id":"cust-{i % 5000}","points":500,'
+                   f'"status":"{status}"{reason},"campaign_id":"default"}}').encode()
+            made += 1
+        i += 1
+
+
+def statement_run(rows: int) -> StatementResult:
+    """A statement of ``rows`` changes in process (no Kafka: what the statement itself costs), timed, then again
+    under tracemalloc for its peak memory; the raw limit: the same records decoded by json.loads alone."""
+    period = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+    began = time.perf_counter()
+    for value in _changes(rows):
+        json.loads(value)
+    raw_s = time.perf_counter() - began
+    statement = Statement("default", period)
+    began = time.perf_counter()
+    size = sum(len(chunk) for chunk in csv_chunks(statement, _changes(rows)))
+    elapsed = time.perf_counter() - began
+    tracemalloc.start()
+    try:
+        traced = Statement("default", period)
+        for _chunk in csv_chunks(traced, _changes(rows)):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return StatementResult(statement.rows, _rewards_of(rows), rows / elapsed, rows / raw_s, peak, size)

@@ -22,6 +22,7 @@ from bench import (
     workload,
 )
 from bench.report import SECTIONS, Figure, Report, machine
+from consumers import statement
 from deploy.local.processes import free_port
 from deploy.local.stack import LocalStack
 from referrals.kafka_admin import delete_topics, ensure_topics, topic_names
@@ -49,13 +50,14 @@ class Sizes:
     history_lookup_ids: int = 1_000_000  # counted ids put in the part store (``referrer_history.store_lookups``)
     story_referrals: int = 10_000  # the longest story's referrals (``bench.story_bench``)
     story_pages: int = 1_000  # pages of it read at random places
+    statement_rows: int = 1_000_000  # reward changes through one statement
 
 
 FULL = Sizes("full", 3, 1_000_000, 10_000, 1_000_000, 60, 10_000, 30, 20, (10_000, 100_000, 1_000_000), 100_000)
 QUICK = Sizes("quick", 3, 100_000, 10_000, 300_000, 60, 10_000, 30, 20, (10_000, 100_000), 50_000)
 SMOKE = Sizes("smoke", 1, 3_000, 300, 20_000, 4, 200, 3, 3, (300, 600), 1_000, fixed_rate=200.0,
               history_referrals=2_000, history_reference=200, influencer_referrals=2_000, variant_events=3_000,
-              history_lookup_ids=20_000, story_referrals=1_000, story_pages=100)
+              history_lookup_ids=20_000, story_referrals=1_000, story_pages=100, statement_rows=20_000)
 
 
 
@@ -417,6 +419,19 @@ class Suite:
                    bound=f"the newest {self.base.story.max_steps:,} steps (story.max_steps), the rest folded"))
         add(Figure("story: steps written by the keeper's writer", "steps/s",
                    [r.steps_written / r.write_s for r in results], note="one script call each, sequential"))
+        statements = []
+        for i in range(s.runs):
+            self.echo(f"a statement of {s.statement_rows:,} reward changes, run {i + 1} of {s.runs}")
+            statements.append(story_bench.statement_run(s.statement_rows))
+        rows, rewards = statements[0].rows, statements[0].rewards
+        add(Figure(f"statement: {rows:,} reward changes to CSV", "rows/s", [r.rows_per_s for r in statements],
+                   bound="raw: json.loads of the same records (below)", note="in process, no Kafka"))
+        add(Figure(f"raw: json.loads of {rows:,} reward changes", "rows/s", [r.raw_rows_per_s for r in statements]))
+        add(Figure(f"statement: peak memory for {rows:,} rows over {rewards:,} rewards", "MiB",
+                   [r.peak_bytes / 2**20 for r in statements],
+                   bound=f"SQLite's page cache besides: at most {statement.CACHE_KIB:,} KiB",
+                   note="tracemalloc: Python's allocations while it streams; the digests of what it wrote go to a "
+                   "temporary SQLite file"))
 
     # -- the worker's variants ---------------------------------------------------------------------------
 

@@ -214,13 +214,15 @@ def read_router(settings: Settings, keys: KeyRing, client: redis.Redis) -> APIRo
                            422: {"description": "from or to is not a date or a time, or the period is empty"},
                            503: {"description": "Kafka or Redis unavailable; retry after Retry-After"}})
     async def get_statement(request: Request, campaign_id: str,
-                            start: Annotated[str, Query(alias="from", max_length=64)],
-                            end: Annotated[str, Query(alias="to", max_length=64)]) -> Any:
+                            start: Annotated[str | None, Query(alias="from", max_length=64)] = None,
+                            end: Annotated[str | None, Query(alias="to", max_length=64)] = None) -> Any:
         """Every change of the campaign's rewards whose event time is in ``from <= occurred_at < to`` (dates,
         ``YYYY-MM-DD``, are midnight UTC; or RFC 3339 times), from the reward log, each change once; then a
         ``total`` row per status. Streamed: a statement that ends without its ``total`` rows was cut short."""
         if (refused := denied(request)) is not None:
-            return refused
+            return refused  # before the query is looked at: without a key, every route answers 401
+        if start is None or end is None:
+            return _errors(422, "invalid_period", "from and to are required (from <= occurred_at < to)", "query")
         try:
             period = Period.parse(start, end)
         except PeriodError as exc:

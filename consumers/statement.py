@@ -8,11 +8,11 @@ once per status, with the points it had when it first reached it), so that over 
 read API's ``/v1/campaigns/{id}/rewards`` figures.
 
 Kafka delivers the worker's outputs at least once: a change can be on the log twice, and a restarted worker
-re-sends a referrer's current rewards, which may have changed months before. A change's event id names it
-(``<reward id>:<status>:<n>``, n the reward's n-th change), so the statement writes each change once. To
-know a change was written, it remembers, per reward it has written a row of, the changes and the statuses it
-has seen: one entry per reward (112 bytes, measured over 400,000 rewards), never the rows, which are streamed. That is the statement's memory: it grows with the rewards in the period, not with the rows or the
-log; no bounded memory can tell a re-send of a change from months ago without it.
+re-sends a referrer's current rewards, which may have changed months before. A change's event id names it, so
+the statement writes each change once; to know which it wrote, and which statuses each reward reached, it keeps
+a 16-byte digest of each in SQLite (the standard library's), in a temporary file with a page cache of
+``CACHE_KIB``: its memory stays the same however many rows, the file grows with them (32 bytes and SQLite's
+overhead a row) and goes when the statement ends. The rows themselves are streamed, never held.
 
 An erased customer (``referrals erase``) appears as their pseudonym, in every id that names them: the log keeps
 their old ids until its retention deletes them, the statement does not show them.
@@ -25,6 +25,7 @@ import functools
 import hashlib
 import io
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,8 +43,8 @@ from streams.inbound import DEFAULT_CAMPAIGN
 
 COLUMNS = ("kind", "event_id", "occurred_at", "campaign_id", "reward_id", "referral_id", "customer_id", "role",
            "status", "reason", "points", "rewards")
-_STATUS_BIT = {status.value: 1 << i for i, status in enumerate(RewardStatus)}
-_BITS = len(_STATUS_BIT)
+_STATUSES = frozenset(status.value for status in RewardStatus)
+CACHE_KIB = 4096  # the seen digests' page cache; the rest of them stay in the temporary file
 STALL_S = 30.0  # a statement whose reading of the log stands still this long ends, cut short (no total rows)
 
 
@@ -80,9 +81,27 @@ class Period:
         return self.start <= at < self.end
 
 
-def _digest(text: str) -> int:
-    """128 bits of BLAKE2b: the odds of two rewards sharing one, over a billion rewards, are below 1e-20."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest())
+def _digest(text: str) -> bytes:
+    """128 bits of BLAKE2b: the odds of two changes sharing one, over a billion changes, are below 1e-20."""
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+class Seen:
+    """Which digests a statement has met, in a temporary SQLite file (constant memory: its page cache)."""
+
+    def __init__(self) -> None:
+        # "": a private temporary file, deleted when closed; read by one statement, whichever thread streams it
+        self._db = sqlite3.connect("", check_same_thread=False)
+        for pragma in (f"cache_size=-{CACHE_KIB}", "journal_mode=OFF", "synchronous=OFF", "temp_store=FILE"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE seen (digest BLOB PRIMARY KEY) WITHOUT ROWID")
+
+    def first(self, digest: bytes) -> bool:
+        """Whether ``digest`` is met here for the first time (it is remembered either way)."""
+        return self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (digest,)).rowcount == 1
+
+    def close(self) -> None:
+        self._db.close()
 
 
 class Statement:
@@ -93,9 +112,7 @@ class Statement:
 
     def __init__(self, campaign_id: str, period: Period, renamed: Callable[[str], str] = lambda part: part):
         self.campaign_id, self.period, self._renamed = campaign_id, period, renamed
-        # reward digest -> statuses reached (the low bits) | changes seen (bit _BITS + n); other event ids: a set
-        self._rewards: dict[int, int] = {}
-        self._other_events: set[int] = set()
+        self._seen = Seen()  # the changes written, and each (reward, status) reached
         self.totals: dict[str, list[int]] = {}  # status -> [rewards that reached it, their points]
         self.rows = self.duplicates = self.unreadable = 0
 
@@ -104,21 +121,12 @@ class Statement:
 
     def _first_time(self, event_id: str, reward_id: str, status: str) -> tuple[bool, bool]:
         """(whether this change is new, whether the reward reached ``status`` for the first time)."""
-        key = _digest(reward_id)
-        seen = self._rewards.get(key, 0)
-        prefix = f"{reward_id}:{status}:"
-        number = event_id[len(prefix):] if event_id.startswith(prefix) else ""
-        if number.isdigit() and 0 < int(number) < 4096:
-            change = 1 << (_BITS + int(number))
-            new = not seen & change
-        else:  # not named as the worker names changes: remembered by its id
-            change, event = 0, _digest(event_id)
-            new = event not in self._other_events
-            self._other_events.add(event)
-        reached = not seen & _STATUS_BIT[status]
-        if new:
-            self._rewards[key] = seen | change | _STATUS_BIT[status]
-        return new, new and reached
+        if not self._seen.first(b"c" + _digest(event_id)):
+            return False, False
+        return True, self._seen.first(b"r" + _digest(f"{reward_id}\x00{status}"))
+
+    def close(self) -> None:
+        self._seen.close()
 
     def take(self, value: bytes | None) -> list[str] | None:
         """The row of one record of the reward log, or None (another campaign or period, or a change written
@@ -129,7 +137,7 @@ class Statement:
             at = datetime.fromisoformat(change["occurred_at"])
             status, points = change["status"], int(change["points"])
             event_id, reward_id = self._ids(change["event_id"]), self._ids(change["reward_id"])
-            if status not in _STATUS_BIT:
+            if status not in _STATUSES:
                 raise ValueError(status)
         except (ValueError, KeyError, TypeError, AttributeError):
             self.unreadable += 1
@@ -161,24 +169,28 @@ class Statement:
 
 
 def csv_chunks(statement: Statement, values: Iterable[bytes | None], rows_per_chunk: int = 2000) -> Iterator[str]:
-    """The statement as CSV text, header first, in chunks of about ``rows_per_chunk`` rows."""
+    """The statement as CSV text, header first, in chunks of about ``rows_per_chunk`` rows (the statement is
+    closed when they end, or when the reader stops early)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     pending = 0
-    for value in values:
-        row = statement.take(value)
-        if row is None:
-            continue
-        writer.writerow(row)
-        pending += 1
-        if pending >= rows_per_chunk:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-            pending = 0
-    writer.writerows(statement.closing())
-    yield buffer.getvalue()
+    try:
+        for value in values:
+            row = statement.take(value)
+            if row is None:
+                continue
+            writer.writerow(row)
+            pending += 1
+            if pending >= rows_per_chunk:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+                pending = 0
+        writer.writerows(statement.closing())
+        yield buffer.getvalue()
+    finally:
+        statement.close()
 
 
 def renaming(erased: set[str], pseudonym_of: Callable[[str], str], cache: int = 1 << 16) -> Callable[[str], str]:

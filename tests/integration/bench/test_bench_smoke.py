@@ -31,6 +31,7 @@ SECTIONS = ("raw: Kafka ProducerPerformance", "raw: kafka-python producer", "raw
             "influencer: last / first slice", "influencer: largest value the worker wrote over 2,000 referrals",
             "story: a page of 50 steps, 1,000 referrals: p99", "story: what the longest story holds in Redis",
             "raw: the same pages, sorted-set range and hash read only: p99",
+            "statement: 20,000 reward changes to CSV", "statement: peak memory for 20,000 rows",
             "raw: Faust agent that only takes and decodes, with cython_optimizations",
             "variants: pipeline throughput, defaults", "variants: pipeline throughput, gc_freeze",
             "worker start with empty tables: seconds to Ready", "worker restart after 3,000 events, first",

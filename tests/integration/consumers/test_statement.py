@@ -99,7 +99,8 @@ def test_the_statement_is_the_reward_log_once_each_and_its_totals_are_the_ledger
     for params, says in [({"from": "2026-04-01", "to": "2026-03-01"}, "later"), ({"from": "March", "to": "x"}, "date")]:
         bad = http.get("/v1/campaigns/default/statement.csv", params=params)
         assert bad.status_code == 422 and says in bad.json()["errors"][0]["message"], bad.text
-    assert http.get("/v1/campaigns/default/statement.csv", params={"to": "2026-03-01"}).status_code == 422
+    missing = http.get("/v1/campaigns/default/statement.csv", params={"to": "2026-03-01"})
+    assert missing.status_code == 422 and missing.json()["errors"][0]["rule"] == "invalid_period"
     anonymous = httpx.get(f"{gateway.url}/v1/campaigns/default/statement.csv", params=window)
     assert anonymous.status_code == 401
     writer = httpx.get(f"{gateway.url}/v1/campaigns/default/statement.csv", params=window,
