@@ -81,6 +81,12 @@ class Period:
         return self.start <= at < self.end
 
 
+def _cell(text: str) -> str:
+    """An id as a spreadsheet cannot take it for a formula (OWASP's CSV injection advice: a leading ``'``
+    before ``=``, ``+``, ``-``, ``@``, tab or carriage return); any other id as it is."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def _digest(text: str) -> bytes:
     """128 bits of BLAKE2b: the odds of two changes sharing one, over a billion changes, are below 1e-20."""
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
@@ -105,7 +111,8 @@ class Seen:
 
 
 class Statement:
-    """Pure: the rows of reward changes given in log order (``take``), and the closing totals (``closing``).
+    """The rows of reward changes given in log order (``take``), and the closing totals (``closing``); no Kafka,
+    no Redis, its memory of what it wrote in a temporary SQLite file (``Seen``; ``close`` removes it).
 
     ``renamed`` maps an id part (a ``:``-separated part of an id) to what the statement shows for it: the
     pseudonym of an erased customer, else the part itself."""
@@ -135,6 +142,8 @@ class Statement:
             change = json.loads(value or b"")
             campaign_id = change.get("campaign_id") or DEFAULT_CAMPAIGN
             at = datetime.fromisoformat(change["occurred_at"])
+            if at.tzinfo is None:
+                raise ValueError("occurred_at without an offset")
             status, points = change["status"], int(change["points"])
             event_id, reward_id = self._ids(change["event_id"]), self._ids(change["reward_id"])
             if status not in _STATUSES:
@@ -153,8 +162,8 @@ class Statement:
             total[0] += 1
             total[1] += points
         self.rows += 1
-        return ["change", event_id, rfc3339(at.astimezone(UTC)), campaign_id, reward_id,
-                self._ids(change.get("referral_id") or ""), self._ids(change.get("customer_id") or ""),
+        return ["change", _cell(event_id), rfc3339(at.astimezone(UTC)), _cell(campaign_id), _cell(reward_id),
+                _cell(self._ids(change.get("referral_id") or "")), _cell(self._ids(change.get("customer_id") or "")),
                 change.get("role") or "", status, change.get("reason") or "", str(points), ""]
 
     def closing(self) -> list[list[str]]:

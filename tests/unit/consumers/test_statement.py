@@ -120,3 +120,13 @@ def test_any_log_with_repeats_gives_each_change_once_and_the_ledger_totals(histo
         want[(status, "rewards")] += 1
         want[(status, "points")] += points
     assert {(s, k): v for s, (n, p) in statement.totals.items() for k, v in (("rewards", n), ("points", p))} == want
+
+
+def test_an_id_a_spreadsheet_would_run_as_a_formula_is_quoted():
+    row = Statement("default", ALL_TIME).take(change("default:=HYPERLINK(1):b:referrer", "pending", 1))
+    as_row = dict(zip(COLUMNS, row, strict=True))
+    assert as_row["reward_id"] == "default:=HYPERLINK(1):b:referrer"  # not at the start: a spreadsheet keeps text
+    hostile = json.loads(change("default:x:b:referrer", "pending", 1))
+    hostile["customer_id"] = "=cmd|' /C calc'!A0"
+    row = dict(zip(COLUMNS, Statement("default", ALL_TIME).take(json.dumps(hostile).encode()), strict=True))
+    assert row["customer_id"] == "'=cmd|' /C calc'!A0"
