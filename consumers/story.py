@@ -55,14 +55,9 @@ def _why(reason: ReasonCode, r: Referral | None, campaign: Campaign | None, at: 
     values: dict[str, Any] = {}
     key = f"reason.{reason.value}"
     evidence = r.evidence if r is not None else None
-    if reason is ReasonCode.VELOCITY_LIMIT and campaign is not None:
-        values = {"limit": campaign.velocity_limit, "window_minutes": campaign.velocity_window_minutes}
-        if count:
-            values["count"] = count
-        else:
-            key += ".uncounted"
-    elif reason is ReasonCode.DEVICE_REUSED and campaign is not None:
-        values = {"limit": campaign.referees_per_device}
+    if reason in (ReasonCode.VELOCITY_LIMIT, ReasonCode.DEVICE_REUSED) and campaign is not None:
+        values = ({"limit": campaign.velocity_limit, "window_minutes": campaign.velocity_window_minutes}
+                  if reason is ReasonCode.VELOCITY_LIMIT else {"limit": campaign.referees_per_device})
         if count:
             values["count"] = count
         else:
@@ -119,9 +114,9 @@ def referral_steps(r: Referral, customer_id: str, campaigns: CampaignBook, secre
     return steps
 
 
-def reward_step(change: RewardChange, campaigns: CampaignBook, secret: str, referral: Referral | None = None
-                ) -> Step:
-    """One change of a reward, in the story of the customer it pays (``change.customer_id``)."""
+def reward_step(change: RewardChange, campaigns: CampaignBook, secret: str) -> Step:
+    """One change of a reward, in the story of the customer it pays (``change.customer_id``). A reason whose
+    values only the referral holds (a refund, an earlier order) is told by the referral's own step."""
     campaign = campaigns.get(change.campaign_id or "")
     at, status = change.occurred_at, change.status
     milestone = ":milestone:" in change.reward_id
@@ -136,7 +131,7 @@ def reward_step(change: RewardChange, campaigns: CampaignBook, secret: str, refe
     else:
         says.append([f"status.{status.value}", values])
     if change.reason is not None:
-        why = _why(change.reason, referral, campaign, at, change.count)
+        why = _why(change.reason, None, campaign, at, change.count)
         if why:
             says.append(why)
     friend = None

@@ -10,13 +10,12 @@
 ``p`` is the customer's partition (``streams.redis_layout``), so one customer's keys share a hash slot and one
 script writes them; the tag is not the live view's (``{ref:p}``), so rebuilding or deleting a view leaves the
 stories alone. A step key is ``<pseudonym of the referral>:<step>`` (a referral's current decisions: a newer
-version of the referral replaces them all) or ``<pseudonym of the reward>:<status>:<n>`` (a reward's history, one
-per change). Written with scripts: a referral's steps only from a newer version than the one they came from, a
+version of the referral replaces them all) or the pseudonym of a reward change's event id (a reward's history,
+one per change). Written with scripts: a referral's steps only from a newer version than the one they came from, a
 reward's step once; a step written twice changes nothing.
 
 **The bound**: a story keeps its newest ``max_steps`` steps by event time (``StorySettings.max_steps``, 1,000 by
-default: about 500 KB in Redis for a story of
-10,000 referrals, measured by ``make bench``). Older ones are folded: counted in ``earlier`` and removed, and the
+default: about 500 KB in Redis for a story of 10,000 referrals, measured by ``make bench``). Older ones are folded: counted in ``earlier`` and removed, and the
 horizon moves to the newest folded. A step at or before the horizon is not written (it would be folded at once,
 and counted twice): a decision that old, arriving late, shows only in what it changed later.
 """

@@ -18,7 +18,7 @@ from consumers.live_counters import as_text
 from consumers.story import told
 from consumers.story_store import StoryKeys, read_page
 from consumers.story_texts import sentence
-from consumers.webhooks.reward_book import entry_key, fulfilment_view
+from consumers.webhooks.reward_book import fulfilment_view, read_entries_of
 from referrals.privacy import pseudonym
 from referrals.settings import Settings
 from schemas.fields import rfc3339
@@ -55,11 +55,7 @@ def story_page(client: redis.Redis, settings: Settings, customer_id: str, *, lim
     page = read_page(client, StoryKeys(settings.redis.key_prefix, settings.kafka.partitions), customer_id, limit,
                      cursor)
     rewards = [s["reward"] for s in page.steps if s["kind"] == "reward"]
-    pipe = client.pipeline(transaction=False)
-    for reward in rewards:
-        pipe.hgetall(entry_key(settings.redis.key_prefix, reward))
-    book = {reward: {as_text(k): as_text(v) for k, v in raw.items()}
-            for reward, raw in zip(rewards, pipe.execute() if rewards else [], strict=True)}
+    book = dict(zip(rewards, read_entries_of(client, settings.redis.key_prefix, rewards), strict=True))
     shown = []
     for step in page.steps:
         item = {k: step[k] for k in ("at", "kind", "role", "campaign_id", "friend") if k in step}

@@ -139,7 +139,12 @@ class RewardBook:
 def read_entries(client: redis.Redis, prefix: str, secret: str, reward_ids: list[str]) -> list[Entry]:
     """The book's entries of ``reward_ids`` ({} for one it does not know), in one round trip (the gateway's and
     the read API's synchronous client)."""
+    return read_entries_of(client, prefix, [pseudonym(secret, reward_id) for reward_id in reward_ids])
+
+
+def read_entries_of(client: redis.Redis, prefix: str, reward_pseudonyms: list[str]) -> list[Entry]:
+    """``read_entries`` by the pseudonyms of the reward ids (what a story step names a reward by)."""
     pipe = client.pipeline(transaction=False)
-    for reward_id in reward_ids:
-        pipe.hgetall(book_key(prefix, secret, reward_id))
-    return [_text(raw) for raw in pipe.execute()] if reward_ids else []
+    for reward in reward_pseudonyms:
+        pipe.hgetall(entry_key(prefix, reward))
+    return [_text(raw) for raw in pipe.execute()] if reward_pseudonyms else []
