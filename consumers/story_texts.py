@@ -87,6 +87,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "reason.unknown_code": "The code belongs to no referrer.",
         "reason.campaign_inactive": "The referral came on {day}, outside the campaign's dates.",
         "reason.late_event": "An event that arrived later showed that this reward would never have existed.",
+        "reason.claim_unconfirmed": "Only the app said that the friend signed up with this code; the shop has "
+                                    "not confirmed the signup, so it does not count (yet).",
         # the shop's word
         "fulfilment.fulfilled": "The shop paid out this reward on {day}.",
         "fulfilment.failed": "The shop could not pay out this reward (noted on {day}).",
@@ -157,6 +159,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "reason.campaign_inactive": "Die Empfehlung kam am {day}, außerhalb der Laufzeit der Aktion.",
         "reason.late_event": "Ein später eingetroffenes Ereignis hat gezeigt, dass es diese Prämie nie hätte "
                              "geben dürfen.",
+        "reason.claim_unconfirmed": "Nur die App hat gemeldet, dass sich die geworbene Person mit diesem Code "
+                                    "registriert hat; der Shop hat die Registrierung nicht bestätigt, daher zählt "
+                                    "sie (noch) nicht.",
         "fulfilment.fulfilled": "Der Shop hat diese Prämie am {day} ausgezahlt.",
         "fulfilment.failed": "Der Shop konnte diese Prämie nicht auszahlen (vermerkt am {day}).",
         "fulfilment.take_back": "Die Prämie wurde zurückgenommen, nachdem der Shop sie ausgezahlt hatte: der Shop "

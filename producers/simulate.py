@@ -50,7 +50,8 @@ class SimulationError(RuntimeError):
 
 
 class GatewayTarget:
-    """POSTs batches to /v1/events with a key allowed to send each event type."""
+    """POSTs batches to /v1/events with a secret key allowed to send each event type (the simulator plays the
+    app and the shop's server at once; a publishable key would need a customer token per customer)."""
 
     def __init__(self, settings: Settings, url: str, max_wait_s: float = 120.0):
         self.url = url.rstrip("/") + "/v1/events"
@@ -58,9 +59,9 @@ class GatewayTarget:
         self.max_wait_s = max_wait_s
         self.keys: dict[str, str] = {}
         for kind in ("share", "click", "signup", "order", "refund"):
-            key = next((k for k in settings.gateway.api_keys if kind in k.types), None)
+            key = next((k for k in settings.gateway.api_keys if kind in k.types and not k.publishable), None)
             if key is None:
-                raise SimulationError(f"no API key in REFERRALS_GATEWAY__API_KEYS may send {kind} events")
+                raise SimulationError(f"no secret API key in REFERRALS_GATEWAY__API_KEYS may send {kind} events")
             self.keys[kind] = key.key.get_secret_value()
 
     def send(self, events: list[dict[str, Any]], summary: Summary) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from referrals.settings import ApiKey, WebhookSecret
 
@@ -21,6 +21,9 @@ class Principal:
     types: frozenset[str]  # event types it may send
     read: bool = False  # may use the read API
     fulfil: bool = False  # may confirm rewards' fulfilment
+    publishable: bool = False  # inside an app or a page: customer tokens, origins (``referrals.customer_tokens``)
+    token_secret: str | None = field(default=None, repr=False)
+    origins: frozenset[str] = frozenset()
 
 
 def _digest(value: str | bytes) -> bytes:
@@ -29,8 +32,9 @@ def _digest(value: str | bytes) -> bytes:
 
 class KeyRing:
     def __init__(self, keys: list[ApiKey]):
-        self._keys = [(_digest(k.key.get_secret_value()), Principal(k.name, frozenset(k.types), k.read, k.fulfil))
-                      for k in keys]
+        self._keys = [(_digest(k.key.get_secret_value()), Principal(
+            k.name, frozenset(k.types), k.read, k.fulfil, k.publishable,
+            k.token_secret.get_secret_value() if k.token_secret else None, frozenset(k.origins))) for k in keys]
 
     def authenticate(self, authorization: str | None) -> Principal | None:
         if not authorization or not authorization.startswith("Bearer "):

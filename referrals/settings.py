@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import ssl
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -119,6 +120,8 @@ class RedisSettings(BaseModel):
 
 
 EventType = Literal["share", "click", "signup", "order", "refund"]
+PUBLISHABLE_TYPES = frozenset({"share", "click", "signup"})  # what a key inside an app or a page may send
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")  # a web origin as browsers send it
 
 
 class ApiKey(BaseModel):
@@ -132,12 +135,33 @@ class ApiKey(BaseModel):
     types: frozenset[EventType] = Field(default_factory=frozenset, description="event types it may send")
     read: bool = Field(False, description="may read referrers, funnels and leaderboards (GET /v1/...)")
     fulfil: bool = Field(False, description="may confirm rewards' fulfilment (POST /v1/rewards/{id}/fulfilment)")
+    publishable: bool = Field(False, description="compiled into an app or a web page, so public: it may send "
+                              "share, click and signup events only, shares and signups with a customer token "
+                              "(docs/security.md); a signup it sends is a claim the shop's server confirms")
+    token_secret: SecretStr | None = Field(None, min_length=32, description="a publishable key's: the secret the "
+                                           "shop's backend issues customer tokens with; never in the app")
+    origins: list[str] = Field(default_factory=list, description="a publishable key's: the web origins "
+                               "(scheme://host[:port]) pages may use it from; none: apps only, no browser")
 
     @model_validator(mode="after")
     def _may_do_something(self) -> ApiKey:
         if not self.types and not self.read and not self.fulfil:
             raise ValueError(f"API key {self.name!r} may do nothing: give it event types, read: true, fulfil: true, "
                              "or several")
+        if not self.publishable:
+            if self.token_secret is not None or self.origins:
+                raise ValueError(f"API key {self.name!r}: token_secret and origins are for publishable keys only")
+            return self
+        if self.read or self.fulfil or not self.types <= PUBLISHABLE_TYPES:
+            raise ValueError(f"publishable key {self.name!r} may send share, click and signup events only; "
+                             "reading and fulfilment need a secret key")
+        if self.token_secret is None:
+            raise ValueError(f"publishable key {self.name!r} needs a token_secret (the shop's backend issues "
+                             "customer tokens with it)")
+        for origin in self.origins:
+            if not ORIGIN.fullmatch(origin):
+                raise ValueError(f"publishable key {self.name!r}: {origin!r} is not an origin like "
+                                 "https://shop.example.com (scheme, host, port; no path, no trailing slash)")
         return self
 
 
@@ -160,7 +184,8 @@ class GatewaySettings(BaseModel):
     port: int = Field(8080, ge=1, le=65535, description="its port")
     public_url: str = Field("http://127.0.0.1:8080", description="base of share URLs (…/r/<code>)")
     api_keys: list[ApiKey] = Field(default_factory=list, description="the gateway's clients, a JSON list of "
-                                   '{"name", "key", "types", "read", "fulfil"} (docs/events.md, the gateway)')
+                                   '{"name", "key", "types", "read", "fulfil"}, publishable ones with "publishable", '
+                                   '"token_secret", "origins" (docs/security.md)')
     webhook_secrets: list[WebhookSecret] = Field(
         default_factory=list, description='shops that sign their webhooks, a JSON list of {"name", "secret", '
         '"types"} (docs/events.md, the gateway)')
@@ -188,10 +213,20 @@ class GatewaySettings(BaseModel):
         description="how many processes `referrals api` serves with (default: the machine's cores); with more "
         "than one, /metrics adds up every process's figures and the rate limits are shared through Redis",
     )
+    token_rate_limit_per_s: float = Field(1.0, gt=0, description="sustained requests per second per customer "
+                                          "token (publishable keys), across every gateway process")
+    token_rate_limit_burst: int = Field(20, ge=1, description="requests one customer token may send at once")
+    token_max_ttl_s: int = Field(86400, ge=60, description="a customer token expiring further ahead than this "
+                                 "is refused (a leaked token is useful for at most this long)")
     rate_limit_timeout_s: float = Field(
         0.25, gt=0, description="longest wait for Redis to take a rate limit's tokens; then this process limits "
         "by itself (its share of the rate) for a second",
     )
+
+    @property
+    def browser_origins(self) -> frozenset[str]:
+        """The web origins browsers may call the gateway from (CORS): every publishable key's."""
+        return frozenset(o for k in self.api_keys if k.publishable for o in k.origins)
 
 
 class StreamSettings(BaseModel):

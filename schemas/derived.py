@@ -58,6 +58,7 @@ class ReasonCode(StrEnum):
     UNKNOWN_CODE = "unknown_code"  # the referral code resolves to no referrer
     CAMPAIGN_INACTIVE = "campaign_inactive"  # outside the campaign's start/end
     LATE_EVENT = "late_event"  # a late event voided a reward that, in time order, would never have existed
+    CLAIM_UNCONFIRMED = "claim_unconfirmed"  # an app's claimed signup the shop's server has not confirmed
 
 
 class _Derived(BaseModel):

@@ -62,6 +62,11 @@ class SignupEvent(InboundEventBase):
         None, description="a hash of the normalised e-mail address, never the address itself"
     )
     device_id: Identifier | None = None
+    claim: bool | None = Field(
+        None, description="true: an app's or a web page's word that the customer signed up (the gateway sets it "
+        "on every signup sent with a publishable key); it counts once the shop's server confirms the customer "
+        "with a signup of its own (docs/rules.md, claims)"
+    )
 
 
 class _MoneyEvent(InboundEventBase):

@@ -46,6 +46,9 @@ class Campaign(BaseModel):
         1, ge=1, description="more of one referrer's referees than this signed up on one device_id: review")
     attribution_policy: Literal["last_click", "first_click"] = "last_click"
     lateness_minutes: int = Field(60, ge=0, description="how late an event may arrive and still count in order")
+    claim_window_minutes: int = Field(
+        1440, ge=1, description="an app's claimed signup counts with the shop's own signup of the customer within "
+        "this many minutes of it (docs/rules.md, claims)")
 
     @field_validator("starts_at", "ends_at")
     @classmethod
@@ -96,6 +99,10 @@ class Campaign(BaseModel):
     @property
     def lateness(self) -> timedelta:
         return timedelta(minutes=self.lateness_minutes)
+
+    @property
+    def claim_window(self) -> timedelta:
+        return timedelta(minutes=self.claim_window_minutes)
 
     def active(self, at: datetime) -> bool:
         return self.starts_at <= at and (self.ends_at is None or at < self.ends_at)

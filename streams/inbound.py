@@ -32,7 +32,7 @@ def to_fact(event: InboundEventBase, resolve: Resolve) -> tuple[str, Fact]:
         owner = resolve(event.referral_code) if event.referral_code else None
         return event.customer_id, referee_ledger.Signup(
             event.event_id, event.occurred_at, event.referral_code, owner, event.visitor_id, event.email_hash,
-            event.device_id)
+            event.device_id, bool(event.claim))
     if isinstance(event, OrderEvent):
         owner = resolve(event.referral_code) if event.referral_code else None
         return event.customer_id, referee_ledger.Order(

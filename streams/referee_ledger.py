@@ -14,6 +14,12 @@ The rules:
   neither is attributed by the first order carrying a ``referral_code`` (``order_code``,
   coupon-code attribution). Any other code or click for the same customer is a
   ``duplicate_attribution`` rejection, listed but never rewarded.
+- **Claims**: a signup sent from an app or a web page (a publishable key: ``Signup.claim``) is the app's
+  word only. Attribution needs a *confirmed* signup (one the shop's server sent): the first confirmed signup
+  decides as above; when it carries neither code nor click, the earliest claimed signup within its campaign's
+  ``claim_window`` of it lends its code or click. A customer with claimed signups and no confirmed signup
+  that attributes is listed with the earliest claim, ``rejected`` (``claim_unconfirmed``), and attributed
+  as soon as the confirmation arrives (the shop's signup, in any order).
 - A code that resolves to no referrer does not attribute (``unknown_code``); a code of
   the customer themself is a ``self_referral`` rejection; a code used outside its
   campaign's start/end is ``campaign_inactive``.
@@ -47,7 +53,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -66,6 +72,7 @@ class Signup:
     visitor_id: str | None
     email_hash: str | None
     device_id: str | None
+    claim: bool = False  # an app's word only (a publishable key's signup): counts once the shop's confirms it
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,27 +269,49 @@ class _Claim:
     owner: CodeOwner | None
     method: str
     channel: str | None = None
+    app: bool = False  # made by a claimed signup (``Signup.claim``): an app's word
 
 
-def _claims(state: CustomerState) -> tuple[_Claim | None, list[_Claim]]:
-    """The claim that attributes the customer, and every other claim. Unknown codes claim nothing."""
+DEFAULT_CLAIM_WINDOW = timedelta(days=1)  # a claim naming an unknown campaign (it is rejected as inactive anyway)
+
+
+def _signup_claim(state: CustomerState, s: Signup) -> _Claim | None:
+    if s.referral_code and s.owner is not None:
+        return _Claim(s.at, s.event_id, s.referral_code, s.owner, "signup_code", app=s.claim)
+    if not s.referral_code and s.event_id in state.candidates:
+        c = state.candidates[s.event_id]
+        return _Claim(s.at, s.event_id, c.code, CodeOwner(c.referrer_id, c.campaign_id), c.method, c.channel,
+                      app=s.claim)
+    return None
+
+
+def _confirms(first: Signup, claim: _Claim, campaigns: CampaignBook) -> bool:
+    """Whether the shop's signup ``first`` confirms an app's ``claim``: within its campaign's claim window."""
+    assert claim.owner is not None
+    campaign = campaigns.get(claim.owner.campaign_id)
+    return abs(claim.at - first.at) <= (campaign.claim_window if campaign is not None else DEFAULT_CLAIM_WINDOW)
+
+
+def _claims(state: CustomerState, campaigns: CampaignBook) -> tuple[_Claim | None, list[_Claim]]:
+    """The claim that attributes the customer, and every other claim. Unknown codes claim nothing.
+
+    The customer's first *confirmed* signup (by time: one the shop's server sent, not an app's claimed one)
+    decides: its code or its visitor's click; without either, the earliest claimed signup it confirms (the
+    app's code or click within the claim window), else a code at checkout. Without a confirmed signup, only a
+    code at checkout attributes: a claimed signup alone never does (``_decide``: ``claim_unconfirmed``)."""
     signups = sorted(state.signups.values(), key=lambda s: (s.at, s.event_id))
-    claims: list[_Claim] = []
-    for s in signups:
-        if s.referral_code and s.owner is not None:
-            claims.append(_Claim(s.at, s.event_id, s.referral_code, s.owner, "signup_code"))
-        elif not s.referral_code and s.event_id in state.candidates:
-            c = state.candidates[s.event_id]
-            claims.append(_Claim(s.at, s.event_id, c.code, CodeOwner(c.referrer_id, c.campaign_id), c.method,
-                                 c.channel))
+    claims = [c for s in signups if (c := _signup_claim(state, s)) is not None]
     order_claims = [_Claim(o.at, o.event_id, o.referral_code or "", o.owner, "order_code")
                     for o in sorted(state.orders.values(), key=lambda o: (o.at, o.event_id))
                     if o.referral_code and o.owner is not None]
+    first = next((s for s in signups if not s.claim), None)
     primary: _Claim | None = None
-    if signups:
-        primary = next((c for c in claims if c.source_event_id == signups[0].event_id), None)
-        if primary is None and not signups[0].referral_code and order_claims:
-            primary = order_claims[0]  # signed up without a code: a code at checkout attributes
+    if first is not None:
+        primary = next((c for c in claims if c.source_event_id == first.event_id), None)
+        if primary is None and not first.referral_code:
+            primary = next((c for c in claims if c.app and _confirms(first, c, campaigns)), None)
+            if primary is None and order_claims:
+                primary = order_claims[0]  # signed up without a code: a code at checkout attributes
     elif order_claims:
         primary = order_claims[0]
     others = [c for c in claims + order_claims if c is not primary]
@@ -291,15 +320,20 @@ def _claims(state: CustomerState) -> tuple[_Claim | None, list[_Claim]]:
 
 def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> dict[str, Referral | Profile]:
     out: dict[str, Referral | Profile] = {}
-    signups = sorted(state.signups.values(), key=lambda s: (s.at, s.event_id))
-    if signups:
+    signups = [s for s in sorted(state.signups.values(), key=lambda s: (s.at, s.event_id)) if not s.claim]
+    if signups:  # the confirmed ones: an app's claim says nothing about the customer as a referrer
         first = signups[0]
         out["profile"] = Profile(customer_id, first.email_hash, first.device_id)
-    primary, others = _claims(state)
+    primary, others = _claims(state, campaigns)
+    unconfirmed = primary is None and next((c for c in others if c.app), None)
+    if unconfirmed:  # only an app says the customer signed up with a referrer: listed, never rewarded
+        primary, others = unconfirmed, [c for c in others if c is not unconfirmed]
     if primary is None:
         return out
-    referee_email = signups[0].email_hash if signups else None
-    referee_device = signups[0].device_id if signups else None
+    # the customer as the shop saw them at signup; what only the app said of them where the shop said nothing
+    claimed = state.signups[primary.source_event_id] if primary.app else None
+    referee_email = (signups[0].email_hash if signups else None) or (claimed.email_hash if claimed else None)
+    referee_device = (signups[0].device_id if signups else None) or (claimed.device_id if claimed else None)
 
     def rejected(claim: _Claim, reason: ReasonCode, *, key: str) -> None:
         owner = claim.owner
@@ -317,6 +351,9 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
     for claim in others:
         if claim.owner != primary.owner:  # another referrer (or campaign) claims an attributed customer
             rejected(claim, ReasonCode.DUPLICATE_ATTRIBUTION, key=f"dup:{claim.source_event_id}")
+    if unconfirmed:
+        rejected(primary, ReasonCode.CLAIM_UNCONFIRMED, key="referral")
+        return out
     owner = primary.owner
     assert owner is not None
     campaign = campaigns.get(owner.campaign_id)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from schemas.derived import Attribution, AttributionMethod, RewardChange
+from schemas.derived import Attribution, AttributionMethod, ReasonCode, RewardChange
 from schemas.topics import ATTRIBUTIONS, CUSTOMER_FACTS, REFERRER_FACTS, REWARDS, VISITOR_FACTS
 from streams import counters, referee_ledger, referrer_rewards, visitor_attribution
 from streams.campaigns import CampaignBook
@@ -477,7 +477,9 @@ def _advance(record: ReferrerRecord, rewards: Iterable[Reward] = (), referrals: 
             record.withheld.setdefault((w.referral_id, w.reason.value), w.campaign_id)
     referrals = list(referrals)
     for r in referrals:
-        if r.status == "rejected" and r.reason is not None:
+        # a claim waiting for the shop's confirmation is not a decision: its reason shows while it lasts (the
+        # referral's own), it is not counted among the reasons ever withheld (most claims are confirmed at once)
+        if r.status == "rejected" and r.reason is not None and r.reason is not ReasonCode.CLAIM_UNCONFIRMED:
             record.withheld.setdefault((r.referral_id, r.reason.value), r.campaign_id)
     return record
 

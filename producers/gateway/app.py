@@ -29,10 +29,12 @@ from pydantic.json_schema import models_json_schema
 from starlette.requests import ClientDisconnect
 
 from producers.gateway import metrics
+from producers.gateway.browsers import BrowserRoutes, BrowserRules, token_bucket, vouched_events
 from producers.gateway.intake import BODY, IntakeRejected, read_events
 from producers.gateway.kafka_sink import KafkaSink, SinkUnavailable
 from producers.gateway.links import COOKIE_MAX_AGE_S, valid_visitor_id, with_ref
 from producers.gateway.rate_limit import SharedRateLimiter, redis_take
+from referrals import customer_tokens
 from referrals.code_registry import CodeRegistry
 from referrals.http_auth import KeyRing, Principal, SignatureProblem, WebhookVerifier
 from referrals.http_body import BodyTooLarge, read_body
@@ -116,6 +118,9 @@ def create_app(
     deduper = ClickDeduper(redis_connection, settings.redis.key_prefix, cfg.click_dedup_window_s)
     prefix = settings.kafka.topic_prefix
     retry_503 = {"Retry-After": str(cfg.retry_after_s)}
+    token_limiter = SharedRateLimiter(redis_take(limits_redis, settings.redis.key_prefix), cfg.token_rate_limit_per_s,
+                                      cfg.token_rate_limit_burst, cfg.processes)
+    browser_rules = BrowserRules(cfg.browser_origins, _errors)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -152,11 +157,15 @@ def create_app(
                 "bearer": {"type": "http", "scheme": "bearer", "description": "an API key from configuration"},
                 "signature": {"type": "apiKey", "in": "header", "name": "X-Signature",
                               "description": "t=<unix>,v1=<hex HMAC-SHA256 of '<t>.<raw body>'>"},
+                "customerToken": {"type": "apiKey", "in": "header", "name": "X-Customer-Token",
+                                  "description": "with a publishable key: v1.<expiry>.<customer>.<mac>, issued by "
+                                  "the shop's backend (docs/security.md)"},
             }
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BrowserRoutes, origins=browser_rules.origins)
     app.add_middleware(metrics.MetricsMiddleware)
 
     def _error_response(description: str) -> dict[str, Any]:
@@ -172,15 +181,16 @@ def create_app(
         status_code=202,
         summary="Send one event or a batch",
         openapi_extra={
-            "security": [{"bearer": []}, {"signature": []}],
+            "security": [{"bearer": []}, {"bearer": [], "customerToken": []}, {"signature": []}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                 one_event, {"type": "array", "items": one_event, "minItems": 1, "maxItems": cfg.max_batch}]}}}},
             "responses": {
                 "202": {"description": "every event is on Kafka", "content": {"application/json": {"schema": {
                     "type": "object", "properties": {"accepted": {"type": "integer"}}}}}},
                 "400": _error_response("not UTF-8 JSON"),
-                "401": _error_response("no valid key or signature"),
-                "403": _error_response("the key may not send this event type"),
+                "401": _error_response("no valid key, signature or customer token"),
+                "403": _error_response("the key may not send this event type, from this origin or for this "
+                                       "customer"),
                 "413": _error_response("body over the size limit"),
                 "422": _error_response("invalid events; nothing of the request was produced"),
                 "429": _error_response("rate limit; see Retry-After"),
@@ -210,6 +220,23 @@ def create_app(
                            {"WWW-Authenticate": "Bearer"})
         if principal is not None and (limited := await rate_limited(principal)):  # before reading the body
             return limited
+        customer: str | None = None  # the customer a publishable key's token vouches for
+        origin = request.headers.get("origin")
+        if principal is not None and (refused := browser_rules.refuse(principal, origin)):
+            return refused
+        if principal is not None and principal.publishable:
+            token = request.headers.get("x-customer-token")
+            if token is not None:
+                try:
+                    customer = customer_tokens.verify(token, secret=principal.token_secret or "",
+                                                      key_name=principal.name, now=clock(),
+                                                      max_ttl_s=cfg.token_max_ttl_s)
+                except customer_tokens.TokenProblem as problem:
+                    return _errors(401, [error(None, "X-Customer-Token", problem.rule, problem.message)])
+                allowed, wait = await token_limiter.allow(token_bucket(principal.name, customer))
+                if not allowed:
+                    return _errors(429, [error(None, BODY, "rate_limited", "too many requests for this customer "
+                                               "token")], {"Retry-After": str(wait)})
         try:
             body = await read_body(request, cfg.max_body_bytes)
         except BodyTooLarge:
@@ -229,12 +256,18 @@ def create_app(
                                  now=datetime.fromtimestamp(clock(), UTC), max_batch=cfg.max_batch)
         except IntakeRejected as rejected:
             return _errors(rejected.status, rejected.errors)
-        records = [inbound_record(e, f"gateway/{principal.name}", prefix) for e in intake.events]
+        events = intake.events
+        if principal.publishable:
+            try:
+                events = vouched_events(events, customer, batch=intake.batch)
+            except IntakeRejected as rejected:
+                return _errors(rejected.status, rejected.errors)
+        records = [inbound_record(e, f"gateway/{principal.name}", prefix) for e in events]
         try:
             accepted = await sink.send(records)
         except SinkUnavailable as exc:
             return _errors(503, [error(None, BODY, "kafka_unavailable", str(exc))], retry_503)
-        for kind, count in Counter(event.type for event in intake.events).items():
+        for kind, count in Counter(event.type for event in events).items():
             metrics.EVENTS.labels(kind).inc(count)
         return JSONResponse({"accepted": accepted}, status_code=202)
 
@@ -245,6 +278,10 @@ def create_app(
     async def referral_link(code: str, request: Request, c: str | None = None) -> RedirectResponse:
         """Any path below /r/ redirects: an unknown, malformed or empty code goes to the default landing page."""
         now = clock()
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in browser_rules.origins:  # a page elsewhere fetching the link
+            return _errors(403, [error(None, "Origin", "origin_not_allowed",  # type: ignore[return-value]
+                                       "this origin may not call the gateway")])
         visitor = request.cookies.get(cfg.visitor_cookie)
         new_visitor = not valid_visitor_id(visitor)
         if new_visitor:

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schemas": ("referrals.cli.schemas", "app"),
     "validate": ("referrals.cli.schemas", "validate_app"),
     "codes": ("referrals.cli.codes", "app"),
+    "tokens": ("referrals.cli.tokens", "app"),
     "api": ("referrals.cli.api", "app"),
     "simulate": ("referrals.cli.simulate", "app"),
     "worker": ("referrals.cli.worker", "app"),

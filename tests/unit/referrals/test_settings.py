@@ -117,3 +117,31 @@ def test_sasl_without_credentials_is_refused_and_options_follow_the_protocol():
                                       "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "u",
                                       "sasl_plain_password": "pass-7f3a"}
     assert "pass-7f3a" not in repr(scram) and "pass-7f3a" not in str(scram.model_dump())
+
+
+PUBLISHABLE = {"name": "web", "key": "pk_live_a1b2c3d4e5f6g7h8", "publishable": True,
+               "types": ["share", "click", "signup"], "token_secret": "ts_9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+               "origins": ["https://shop.example.com", "http://127.0.0.1:8000"]}
+
+
+def test_a_publishable_key_and_its_origins_are_the_browser_origins():
+    s = Settings(gateway={"api_keys": [PUBLISHABLE, {"name": "shop", "key": "sk_live_0123456789abcdef",
+                                                     "types": ["order"]}]})
+    assert s.gateway.browser_origins == {"https://shop.example.com", "http://127.0.0.1:8000"}
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"types": ["share", "order"]}, "share, click and signup events only"),
+    ({"read": True}, "share, click and signup events only"),
+    ({"fulfil": True}, "share, click and signup events only"),
+    ({"token_secret": None}, "needs a token_secret"),
+    ({"token_secret": "short"}, "token_secret\n  Value should have at least 32"),
+    ({"origins": ["https://shop.example.com/"]}, "is not an origin"),
+    ({"origins": ["shop.example.com"]}, "is not an origin"),
+    ({"origins": ["*"]}, "is not an origin"),
+    ({"publishable": False}, "for publishable keys only"),
+])
+def test_a_publishable_key_that_could_do_more_than_an_app_should_is_refused(change, words):
+    with pytest.raises(ValidationError) as info:
+        Settings(gateway={"api_keys": [{**PUBLISHABLE, **change}]})
+    assert words in str(info.value)

@@ -24,7 +24,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "share": {"campaign_id": "spring"},
     "click": {"channel": "sms", "campaign_id": "spring"},
     "signup": {"referral_code": "ANNA7K2Q", "visitor_id": "v-1", "email_hash": "9f86d081884c7d65",
-               "device_id": "dev-1"},
+               "device_id": "dev-1", "claim": True},
     "order": {"referral_code": "ANNA7K2Q"},
     "refund": {},
 }

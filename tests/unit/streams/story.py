@@ -58,8 +58,11 @@ class Story:
         self.events.append(self.events[index])
 
     def signup(self, customer: str, code: str | None = None, visitor: str | None = None, minutes: float = 0,
-               days: float = 0, email: str | None = None, device: str | None = None):
+               days: float = 0, email: str | None = None, device: str | None = None, claim: bool = False):
+        """``claim``: sent with a publishable key (an app's word; the gateway marks it)."""
         data = {"type": "signup", "occurred_at": at(minutes, days), "customer_id": customer}
+        if claim:
+            data["claim"] = True
         for key, value in (("referral_code", code), ("visitor_id", visitor), ("email_hash", email),
                            ("device_id", device)):
             if value:

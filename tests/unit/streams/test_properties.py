@@ -35,7 +35,7 @@ def stories(draw) -> Story:
             s.signup(customer, code=draw(st.none() | st.sampled_from(CODES)),
                      visitor=draw(st.none() | st.sampled_from(["v0", "v1", "v2"])), minutes=m,
                      email=draw(st.none() | st.sampled_from(["h-anna", "h-x"])),
-                     device=draw(st.none() | st.sampled_from(["d-anna", "d-y"])))
+                     device=draw(st.none() | st.sampled_from(["d-anna", "d-y"])), claim=draw(st.booleans()))
         elif kind == "order":
             order_id = f"o{len(orders)}"
             s.order(customer, draw(st.sampled_from(["9.99", "20.00", "35.50", "120.00"])), minutes=m,
