@@ -11,7 +11,9 @@ the lease spent while it asks wait for that answer instead of each taking a leas
 shared bucket at every lease's end and refuse requests well under the limit). A refusal is remembered for
 the time the next token takes (at most a second), so a client over its limit costs no round trip per
 request either. Tokens are only ever taken from the shared bucket: together the processes never allow
-more than the configured rate and burst.
+more than the configured rate and burst. A process's leases and refusals lapse within a second; the lapsed
+ones are dropped now and then (``_Pruned``), so its memory holds about the names of the last second, not
+every name it ever saw (a customer token's bucket is one name per customer: ``producers.gateway.browsers``).
 
 While Redis is unreachable each process limits by itself, at its share of the rate and burst (rate and
 burst divided by the number of processes), and asks Redis again after ``RETRY_REDIS_S``.
@@ -61,16 +63,43 @@ class _Bucket:
     at: float
 
 
+PRUNE_AT = 4096  # a map of names is pruned when it holds this many (or twice as many as after the last pruning)
+
+
+class _Pruned:
+    """When to prune a map of names (a key's, or a customer token's: one per customer) so that it holds about
+    the names seen recently, not every name ever seen: at ``PRUNE_AT`` entries, then at twice what the last
+    pruning kept. Pruning costs one pass, and at least as many entries were added since: amortised O(1)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = PRUNE_AT
+
+    def due(self, size: int) -> bool:
+        return size >= self.at
+
+    def done(self, kept: int) -> None:
+        self.at = max(PRUNE_AT, 2 * kept)
+
+
 class RateLimiter:
-    """A token bucket per client name, in this process."""
+    """A token bucket per client name, in this process. A bucket full again is the same as none, so the ones
+    that refilled are dropped now and then: it holds the names that sent within the last ``burst / rate``
+    seconds (about), whatever the number of names."""
 
     def __init__(self, rate_per_s: float, burst: int):
         self.rate = rate_per_s
         self.burst = burst
         self._buckets: dict[str, _Bucket] = {}
+        self._pruned = _Pruned()
 
     def allow(self, name: str, now: float) -> tuple[bool, int]:
         """(allowed, seconds to wait before retrying)."""
+        if self._pruned.due(len(self._buckets)):
+            full_after = self.burst / self.rate
+            self._buckets = {k: b for k, b in self._buckets.items() if now - b.at < full_after}
+            self._pruned.done(len(self._buckets))
         bucket = self._buckets.get(name)
         if bucket is None:
             bucket = self._buckets[name] = _Bucket(float(self.burst), now)
@@ -119,9 +148,18 @@ class SharedRateLimiter:
         self._refused: dict[str, tuple[float, int]] = {}  # name -> (until, wait): no token before it anywhere
         self._redis_down_until = 0.0
         self._refills: dict[str, asyncio.Future[None]] = {}  # name -> its lease being taken now
+        self._pruned = _Pruned()
+
+    def _prune(self, now: float) -> None:
+        """Drop the lapsed leases and refusals: what is left is about the names of the last second."""
+        self._leases = {k: held for k, held in self._leases.items() if now < held.until}
+        self._refused = {k: refused for k, refused in self._refused.items() if now < refused[0]}
+        self._pruned.done(len(self._leases) + len(self._refused))
 
     async def allow(self, name: str) -> tuple[bool, int]:
         """(allowed, seconds to wait before retrying)."""
+        if self._pruned.due(len(self._leases) + len(self._refused)):
+            self._prune(self.clock())
         while True:
             now = self.clock()
             held = self._leases.get(name)

@@ -154,3 +154,35 @@ def test_a_waiting_request_cancelled_does_not_cancel_the_refill_the_others_wait_
 
     assert asyncio.run(run()) == [(True, 0), (True, 0)]
     assert bucket.calls == 1
+
+
+def test_200_000_names_once_each_leave_a_process_with_about_the_names_of_the_last_second():
+    """One bucket per customer token: the process forgets the lapsed ones, and the limits hold as before."""
+    clock = Clock()
+    bucket = Bucket(clock)
+    limiter = SharedRateLimiter(bucket.take, 1, 3, processes=2, clock=clock)
+    largest = 0
+
+    async def run() -> None:
+        nonlocal largest
+        for i in range(200_000):
+            if i % 1000 == 0:
+                clock.now += 0.5  # 2,000 new names a second
+            assert await limiter.allow(f"token-{i}") == (True, 0)
+            largest = max(largest, len(limiter._leases) + len(limiter._refused))
+        for _ in range(3):
+            await limiter.allow("token-199999")
+        assert (await limiter.allow("token-199999"))[0] is False  # a name still limited after every pruning
+
+    asyncio.run(run())
+    assert largest <= 2 * 4096 + 2000
+
+
+def test_while_redis_is_down_the_local_buckets_forget_the_refilled_names():
+    limiter = RateLimiter(10, 20)
+    for i in range(100_000):
+        assert limiter.allow(f"token-{i}", now=i / 1000)[0]  # 1,000 names a second; full again after 2 s
+    assert len(limiter._buckets) <= 2 * 4096
+    for _ in range(20):
+        limiter.allow("token-99999", now=100)
+    assert limiter.allow("token-99999", now=100) == (False, 1)
