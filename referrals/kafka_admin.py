@@ -55,8 +55,10 @@ def admin_client(settings: Settings, client_id: str = "referrals-admin") -> Kafk
 
 def ensure_topics(settings: Settings, names: Iterable[str], partitions: int | None = None,
                   configs: dict[str, str] | None = None) -> list[TopicState]:
-    """Create the topics that do not exist (with ``configs``); check that every one has the right partition count."""
+    """Create the topics that do not exist (with ``configs``, replicated ``kafka.replicas`` times, with
+    ``kafka.min_isr`` in-sync replicas for a write); check that every one has the right partition count."""
     want = partitions or settings.kafka.partitions
+    configs = {"min.insync.replicas": str(settings.kafka.min_isr), **(configs or {})}
     names = list(dict.fromkeys(names))
     admin = admin_client(settings)
     try:
@@ -64,8 +66,8 @@ def ensure_topics(settings: Settings, names: Iterable[str], partitions: int | No
         missing = [n for n in names if n not in existing]
         if missing:
             try:
-                admin.create_topics([NewTopic(n, want, 1, topic_configs=configs or {}) for n in missing],
-                                    timeout_ms=30000)
+                admin.create_topics([NewTopic(n, want, settings.kafka.replicas, topic_configs=configs)
+                                     for n in missing], timeout_ms=30000)
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another process: checked below like any existing topic
         counts = partition_counts(admin, names)

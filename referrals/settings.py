@@ -36,6 +36,14 @@ class KafkaSettings(BaseModel):
         None, description="what clients connect to; defaults to host:port of the local broker"
     )
     heap: str = Field("512m", pattern=r"^\d+[kmg]$", description="broker JVM heap (-Xms and -Xmx)")
+    brokers: int = Field(1, ge=1, le=5, description="nodes of the local stack, each a KRaft broker and controller "
+                         "(`stack up --brokers 3`): node n listens on port + 2(n - 1) and controller_port + 2(n - 1); "
+                         "clients bootstrap from every node (docs/reliability.md, three brokers)")
+    replication_factor: int | None = Field(None, ge=1, description="replicas of every topic the project and the "
+                                           "worker create; default: 3 with three brokers or more, else 1")
+    min_insync_replicas: int | None = Field(None, ge=1, description="min.insync.replicas of those topics (and the "
+                                            "local brokers' default); default: the replication factor - 1, at "
+                                            "least 1")
     partitions: int = Field(6, ge=1, le=1000, description="partitions of every topic the project creates")
     start_timeout_s: float = Field(120.0, gt=0, description="how long `stack up` waits for the broker")
     extra_properties: dict[str, str] = Field(
@@ -47,7 +55,7 @@ class KafkaSettings(BaseModel):
     )
     security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
         "PLAINTEXT", description="how clients reach Kafka: SASL_SSL (SCRAM over TLS) in production; the local "
-        "stack runs PLAINTEXT or SASL_PLAINTEXT",
+        "stack runs PLAINTEXT, SASL_PLAINTEXT or SSL (with a CA of its own: docs/configuration.md, TLS)",
     )
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
         "SCRAM-SHA-512", description="with SASL_*: how the Kafka user authenticates")
@@ -65,9 +73,37 @@ class KafkaSettings(BaseModel):
             raise ValueError("ssl_certfile and ssl_keyfile go together")
         return self
 
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> KafkaSettings:
+        if self.min_isr > self.replicas:
+            raise ValueError(f"min_insync_replicas {self.min_isr} is more than the replication factor {self.replicas}")
+        if self.bootstrap_servers is None and self.replicas > self.brokers:
+            raise ValueError(f"replication_factor {self.replicas} needs as many brokers; the local stack has "
+                             f"{self.brokers} (kafka.brokers)")
+        ports = [p for n in range(1, self.brokers + 1) for p in self.node_ports(n)]
+        if self.brokers > 1 and len(set(ports)) != len(ports):
+            raise ValueError(f"the nodes' ports overlap ({sorted(ports)}): node n uses port + 2(n - 1) and "
+                             "controller_port + 2(n - 1); pick ports further apart")
+        return self
+
+    @property
+    def replicas(self) -> int:
+        """The replication factor of the topics the project creates."""
+        return self.replication_factor or (3 if self.brokers >= 3 else 1)
+
+    @property
+    def min_isr(self) -> int:
+        """Their min.insync.replicas: a write is acknowledged once this many replicas have it (acks=all)."""
+        return self.min_insync_replicas or max(1, self.replicas - 1)
+
+    def node_ports(self, node: int) -> tuple[int, int]:
+        """(client port, controller port) of the local stack's node ``node`` (1-based)."""
+        return self.port + 2 * (node - 1), self.controller_port + 2 * (node - 1)
+
     @property
     def bootstrap(self) -> str:
-        return self.bootstrap_servers or f"{self.host}:{self.port}"
+        return self.bootstrap_servers or ",".join(
+            f"{self.host}:{self.node_ports(n)[0]}" for n in range(1, self.brokers + 1))
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """With SSL or SASL_SSL: the TLS context of the asyncio clients (aiokafka: the worker, the gateway)."""

@@ -248,8 +248,9 @@ def build_app(settings: Settings, campaigns: CampaignBook) -> faust.App:
     source = f"referrals-worker/{cfg.app_id}"
 
     app = faust.App(
-        cfg.app_id, broker=f"kafka://{settings.kafka.bootstrap}", store="memory://",
-        processing_guarantee="at_least_once", topic_partitions=partitions, topic_replication_factor=1,
+        cfg.app_id, broker=[f"kafka://{server}" for server in settings.kafka.bootstrap.split(",")],
+        store="memory://", processing_guarantee="at_least_once", topic_partitions=partitions,
+        topic_replication_factor=settings.kafka.replicas,
         web_enabled=False, producer_acks=-1, datadir=str(settings.state_dir / "faust" / cfg.app_id),
         topic_allow_declare=True, consumer_auto_offset_reset="earliest", broker_commit_every=cfg.batch_size,
         broker_commit_interval=cfg.commit_interval_s, broker_session_timeout=cfg.session_timeout_s,

@@ -1,18 +1,24 @@
-"""A single-node Apache Kafka broker in KRaft mode, from Maven-resolved jars.
+"""Apache Kafka in KRaft mode from Maven-resolved jars: one node, or a cluster of ``kafka.brokers`` nodes (each a
+broker and a controller, a static quorum of all of them), over PLAINTEXT, SASL_PLAINTEXT (SCRAM) or SSL.
 
-Layout under ``<state>/kafka/``: ``libs/`` (the jars of ``deploy/local/kafka/pom.xml``),
-``data/`` (log.dirs and KRaft metadata), ``logs/server.log`` (the broker's log4j log),
-``logs/kafka.out`` (JVM stdout/stderr), ``server.properties``, ``log4j2.properties``,
-``kafka.pid``.
+Layout: ``<state>/kafka/`` holds ``libs/`` (the jars of ``deploy/local/kafka/pom.xml``), ``cluster.id`` (a
+cluster's, shared by its nodes), ``tls/`` (with SSL: the CA the stack makes, ``ca.pem``, what clients trust, and
+the brokers' key and certificate) and node 1's files: ``data/`` (log.dirs and KRaft metadata),
+``logs/server.log`` (its log4j log), ``logs/kafka.out`` (JVM stdout/stderr), ``server.properties``,
+``log4j2.properties``, ``kafka.pid``. Node n > 1 has the same files under ``<state>/kafka-<n>/``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import ipaddress
 import logging
+import os
 import re
 import shutil
+import signal
 import subprocess
 import uuid
 import xml.etree.ElementTree as ET
@@ -52,14 +58,72 @@ def new_cluster_id() -> str:
             return cid
 
 
-class KafkaBroker:
-    name = "kafka"
+def _host_name(host: str) -> str:
+    """The subjectAltName entry of ``host``: an IP address or a DNS name."""
+    try:
+        ipaddress.ip_address(host)
+        return f"IP:{host}"
+    except ValueError:
+        return f"DNS:{host}"
 
-    def __init__(self, settings: Settings):
+
+class LocalCA:
+    """The stack's own certificate authority (openssl): ``ca.pem`` for clients to trust, and one key and
+    certificate for the brokers (subjectAltName: the stack's host, and localhost), signed by it. Made once."""
+
+    def __init__(self, directory: Path, host: str):
+        self.dir, self.host = directory, host
+        self.ca = directory / "ca.pem"
+        self.ca_key = directory / "ca.key"
+        self.broker = directory / "broker.pem"  # the PKCS#8 key, then the certificate chain (Kafka's PEM keystore)
+
+    def ready(self) -> bool:
+        return self.ca.exists() and self.broker.exists()
+
+    def make(self) -> None:
+        if self.ready():
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+        names = ",".join(dict.fromkeys([_host_name(self.host), "DNS:localhost", "IP:127.0.0.1"]))
+        key, csr, cert, ext = (self.dir / n for n in ("broker.key", "broker.csr", "broker.crt", "broker.ext"))
+        ext.write_text(f"subjectAltName={names}\nbasicConstraints=CA:FALSE\n"
+                       "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n")
+        steps = [
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.ca_key), "-out",
+             str(self.ca), "-days", "3650", "-subj", "/CN=referral-pipeline local stack CA",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+             "-subj", f"/CN={self.host}"],
+            ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(self.ca_key),
+             "-CAcreateserial", "-out", str(cert), "-days", "825", "-extfile", str(ext)],
+        ]
+        for argv in steps:
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise StackError(f"making the stack's TLS certificates failed ({' '.join(argv[:3])}):\n"
+                                 f"{(done.stdout + done.stderr)[-2000:]}")
+        self.broker.write_text(key.read_text() + cert.read_text())
+        for path in (self.ca_key, self.broker, key):
+            path.chmod(0o600)
+        for path in (csr, ext, cert, key):
+            path.unlink()
+
+
+class KafkaBroker:
+    """One node of the local stack (``node`` 1 to ``kafka.brokers``)."""
+
+    def __init__(self, settings: Settings, node: int = 1):
         self.settings = settings
         self.cfg = settings.kafka
-        self.home = settings.state_dir / "kafka"
-        self.libs = self.home / "libs"
+        self.node = node
+        self.name = "kafka" if node == 1 else f"kafka-{node}"
+        self.port, self.controller_port = self.cfg.node_ports(node)
+        self.base = settings.state_dir / "kafka"
+        self.home = settings.state_dir / self.name
+        self.libs = self.base / "libs"
+        self.cluster_id_file = self.base / "cluster.id"
+        self.tls = LocalCA(self.base / "tls", self.cfg.host)
         self.data = self.home / "data"
         self.logs = self.home / "logs"
         self.server_log = self.logs / "server.log"
@@ -104,11 +168,11 @@ class KafkaBroker:
         ]
 
     def server_properties(self) -> dict[str, str]:
-        host, port, cport = self.cfg.host, self.cfg.port, self.cfg.controller_port
+        host, port, cport = self.cfg.host, self.port, self.controller_port
+        replicas, min_isr = str(self.cfg.replicas), str(self.cfg.min_isr)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"{host}:{cport}",
+            "node.id": str(self.node),
             "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
             "advertised.listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
             "controller.listener.names": "CONTROLLER",
@@ -117,14 +181,33 @@ class KafkaBroker:
             "log.dirs": str(self.data),
             "num.partitions": str(self.cfg.partitions),
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.hours": "168",
         }
+        if self.cfg.brokers == 1:
+            props["controller.quorum.bootstrap.servers"] = f"{host}:{cport}"
+        else:  # a static quorum: every node is a voter
+            props["controller.quorum.voters"] = ",".join(
+                f"{n}@{host}:{self.cfg.node_ports(n)[1]}" for n in range(1, self.cfg.brokers + 1))
+        if self.cfg.security_protocol == "SSL":  # clients and the brokers among themselves over TLS
+            props.update({
+                "listeners": f"SSL://{host}:{port},CONTROLLER://{host}:{cport}",
+                "advertised.listeners": f"SSL://{host}:{port},CONTROLLER://{host}:{cport}",
+                "inter.broker.listener.name": "SSL",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SSL:SSL",
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(self.tls.broker),
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": str(self.tls.ca),
+                "ssl.client.auth": "requested" if self.cfg.ssl_certfile else "none",
+            })
         if self.cfg.security_protocol == "SASL_PLAINTEXT":  # SCRAM: the user is created when storage is formatted
             mechanism = self.cfg.sasl_mechanism
             props.update({
@@ -142,14 +225,15 @@ class KafkaBroker:
         return props
 
     def check_security(self) -> None:
-        """The local broker speaks PLAINTEXT, or SASL_PLAINTEXT with a SCRAM user; TLS is for real clusters."""
+        """The local broker speaks PLAINTEXT, SASL_PLAINTEXT with a SCRAM user, or SSL with the stack's own CA."""
         cfg = self.cfg
-        if cfg.security_protocol not in ("PLAINTEXT", "SASL_PLAINTEXT") or (
+        if cfg.security_protocol not in ("PLAINTEXT", "SASL_PLAINTEXT", "SSL") or (
                 cfg.security_protocol == "SASL_PLAINTEXT" and not cfg.sasl_mechanism.startswith("SCRAM-")):
             raise StackError(
-                f"the local stack runs Kafka with PLAINTEXT or SASL_PLAINTEXT (SCRAM), not {cfg.security_protocol} "
-                f"{cfg.sasl_mechanism if cfg.security_protocol.startswith('SASL') else ''}; for TLS, point "
-                "REFERRALS_KAFKA__BOOTSTRAP_SERVERS at a cluster that has it and do not run `stack up` for Kafka")
+                f"the local stack runs Kafka with PLAINTEXT, SASL_PLAINTEXT (SCRAM) or SSL, not "
+                f"{cfg.security_protocol} {cfg.sasl_mechanism if cfg.security_protocol.startswith('SASL') else ''}; "
+                "for SASL_SSL, point REFERRALS_KAFKA__BOOTSTRAP_SERVERS at a cluster that has it and do not run "
+                "`stack up` for Kafka")
 
     def _write_config(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -184,19 +268,37 @@ class KafkaBroker:
         if self.cfg.security_protocol == "SASL_PLAINTEXT":
             scram = ["--add-scram", f"{self.cfg.sasl_mechanism}=[name={self.cfg.sasl_username},"
                                     f"password={self.cfg.sasl_password.get_secret_value()}]"]
+        if self.cfg.brokers == 1:
+            quorum, cluster_id = ["--standalone"], new_cluster_id()
+        else:  # the voters are in server.properties; every node formats with the cluster's one id
+            quorum, cluster_id = [], self._cluster_id()
         done = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "--standalone",
-                       "-t", new_cluster_id(), "-c", str(self.properties), *scram),
+            self._java("kafka.tools.StorageTool", "format", *quorum,
+                       "-t", cluster_id, "-c", str(self.properties), *scram),
             capture_output=True, text=True,
         )
         if done.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{(done.stdout + done.stderr)[-4000:]}")
 
+    def _cluster_id(self) -> str:
+        """The cluster's id, made by the first node that formats its storage (a cluster's nodes share it)."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        if not self.cluster_id_file.exists():
+            self.cluster_id_file.write_text(new_cluster_id())
+        return self.cluster_id_file.read_text().strip()
+
     # -- running -------------------------------------------------------------------------------
 
+    def client_settings(self):
+        """How a client reaches this node alone (with SSL: trusting the stack's CA unless another is set)."""
+        own = changed(self.cfg, bootstrap_servers=f"{self.cfg.host}:{self.port}")
+        if self.cfg.security_protocol == "SSL" and self.cfg.ssl_cafile is None:
+            own = changed(own, ssl_cafile=self.tls.ca)
+        return own
+
     def answers(self, timeout_s: float = 3.0) -> bool:
-        """True when the broker answers a metadata request."""
-        if not port_open(self.cfg.host, self.cfg.port):
+        """True when the node answers a metadata request."""
+        if not port_open(self.cfg.host, self.port):
             return False
         from referrals.kafka_admin import broker_answers
 
@@ -204,36 +306,62 @@ class KafkaBroker:
         level = quiet.level
         quiet.setLevel(logging.CRITICAL)
         try:
-            return broker_answers(changed(self.cfg, bootstrap_servers=None), client_id="referrals-stack",
-                                  timeout_s=timeout_s)
+            return broker_answers(self.client_settings(), client_id="referrals-stack", timeout_s=timeout_s)
         finally:
             quiet.setLevel(level)
 
-    def up(self, echo=print) -> bool:
-        """Start the broker unless ours already runs. True if it was started now."""
-        owned = running(self.pidfile)
-        if owned is not None:
-            if self.answers():
-                return False
-            if not wait_until(self.answers, timeout_s=self.cfg.start_timeout_s, alive=owned.alive):
-                raise StackError(self._failure("our broker (pid %d) runs but does not answer" % owned.pid))
+    def start(self, echo=print) -> bool:
+        """Start the node unless ours already runs (without waiting for it: a cluster's nodes answer only once a
+        majority of them runs). True if it was started now."""
+        if running(self.pidfile) is not None:
             return False
-        ensure_port_free(self.cfg.host, self.cfg.port, "Kafka", "REFERRALS_KAFKA__PORT")
-        ensure_port_free(self.cfg.host, self.cfg.controller_port, "Kafka controller", "REFERRALS_KAFKA__CONTROLLER_PORT")
+        suffix = "" if self.node == 1 else f"_{self.node}"
+        ensure_port_free(self.cfg.host, self.port, f"Kafka {self.name}", "REFERRALS_KAFKA__PORT" + suffix)
+        ensure_port_free(self.cfg.host, self.controller_port, f"Kafka {self.name} controller",
+                         "REFERRALS_KAFKA__CONTROLLER_PORT" + suffix)
         self.check_security()
         self.resolve_jars(echo=echo)
+        if self.cfg.security_protocol == "SSL":
+            self.tls.make()
         self._write_config()
         self._format_storage()
-        echo(f"starting Apache Kafka {pinned_kafka_version()} (KRaft) on {self.cfg.host}:{self.cfg.port} ...")
-        spawn(self._java("kafka.Kafka", str(self.properties)), pidfile=self.pidfile, output=self.stdout_log, cwd=self.home)
+        echo(f"starting Apache Kafka {pinned_kafka_version()} (KRaft) node {self.node} on "
+             f"{self.cfg.host}:{self.port} ...")
+        spawn(self._java("kafka.Kafka", str(self.properties)), pidfile=self.pidfile, output=self.stdout_log,
+              cwd=self.home)
+        return True
+
+    def wait_ready(self, started: bool) -> None:
+        """Wait until the node answers; stop it (if ``started`` now) and say why when it does not."""
         owned = running(self.pidfile)
         alive = owned.alive if owned is not None else (lambda: False)
-        if not wait_until(self.answers, timeout_s=self.cfg.start_timeout_s, interval_s=0.5, alive=alive):
-            reason = "the broker exited" if not alive() else f"no answer within {self.cfg.start_timeout_s:.0f} s"
-            message = self._failure(f"Kafka did not start: {reason}")
+        if wait_until(self.answers, timeout_s=self.cfg.start_timeout_s, interval_s=0.5, alive=alive):
+            if started:
+                self.version_file.write_text(self._logged_version() or "")
+            return
+        if not started and alive():
+            raise StackError(self._failure(f"our broker {self.name} (pid {owned.pid}) runs but does not answer"))
+        reason = "the broker exited" if not alive() else f"no answer within {self.cfg.start_timeout_s:.0f} s"
+        message = self._failure(f"Kafka {self.name} did not start: {reason}")
+        if started:
             stop(self.pidfile, timeout_s=10)
-            raise StackError(message)
-        self.version_file.write_text(self._logged_version() or "")
+        raise StackError(message)
+
+    def up(self, echo=print) -> bool:
+        """Start the node unless ours already runs, and wait until it answers. True if it was started now."""
+        started = self.start(echo=echo)
+        self.wait_ready(started)
+        return started
+
+    def kill(self) -> bool:
+        """SIGKILL the node (a crash, for fault tests). True if it was running."""
+        owned = running(self.pidfile)
+        if owned is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(owned.pid, signal.SIGKILL)
+        wait_until(lambda: not owned.alive(), timeout_s=30)
+        self.pidfile.unlink(missing_ok=True)
         return True
 
     def _failure(self, headline: str) -> str:
@@ -267,7 +395,7 @@ class KafkaBroker:
             name=self.name,
             running=owned is not None,
             pid=owned.pid if owned else None,
-            address=f"{self.cfg.host}:{self.cfg.port}",
+            address=f"{self.cfg.host}:{self.port}",
             version=(self.running_version() if owned else None) or pinned_kafka_version(),
             answers=self.answers() if owned else False,
             data=str(self.data),

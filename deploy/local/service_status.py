@@ -22,4 +22,4 @@ class ServiceStatus:
     def line(self) -> str:
         state = "running" if self.running and self.answers else ("not answering" if self.running else "stopped")
         pid = f"pid {self.pid}" if self.pid else "-"
-        return f"{self.name:<6} {state:<13} {self.address:<16} {pid:<11} {self.version or '-':<8} log {self.log}"
+        return f"{self.name:<7} {state:<13} {self.address:<16} {pid:<11} {self.version or '-':<8} log {self.log}"

@@ -14,7 +14,8 @@ from referrals.settings import Settings
 class LocalStack:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.kafka = KafkaBroker(settings)
+        self.nodes = [KafkaBroker(settings, n) for n in range(1, settings.kafka.brokers + 1)]
+        self.kafka = self.nodes[0]
         self.redis = RedisServer(settings)
 
     def prepare(self, *, test_tools: bool = False, echo=print) -> None:
@@ -31,8 +32,15 @@ class LocalStack:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         started = {"redis": self.redis.up(echo=echo)}
         try:
-            started["kafka"] = self.kafka.up(echo=echo)
+            # every node first, then wait for each: a cluster's nodes answer once a majority of them runs
+            for node in self.nodes:
+                started[node.name] = node.start(echo=echo)
+            for node in self.nodes:
+                node.wait_ready(started[node.name])
         except Exception:
+            for node in self.nodes:
+                if started.get(node.name):
+                    node.down()
             if started["redis"]:
                 self.redis.down()
             raise
@@ -40,13 +48,18 @@ class LocalStack:
 
     def down(self) -> dict[str, bool]:
         """Stop what `up` started, and nothing else. Returns which services were stopped."""
-        return {"kafka": self.kafka.down(), "redis": self.redis.down()}
+        return {**{node.name: node.down() for node in reversed(self.nodes)}, "redis": self.redis.down()}
 
     def status(self) -> list[ServiceStatus]:
-        return [self.kafka.status(), self.redis.status()]
+        return [node.status() for node in self.nodes] + [self.redis.status()]
 
     def reset(self) -> None:
-        """Stop everything and delete all local state (topics, offsets, Redis data); keeps the jars."""
+        """Stop everything and delete all local state (topics, offsets, Redis data, the cluster's id and its
+        TLS certificates); keeps the jars."""
         self.down()
-        for sub in ("kafka/data", "kafka/logs", "redis"):
-            shutil.rmtree(self.settings.state_dir / sub, ignore_errors=True)
+        for node in self.nodes:
+            shutil.rmtree(node.data, ignore_errors=True)
+            shutil.rmtree(node.logs, ignore_errors=True)
+        for path in (self.kafka.tls.dir, self.settings.state_dir / "redis"):
+            shutil.rmtree(path, ignore_errors=True)
+        self.kafka.cluster_id_file.unlink(missing_ok=True)

@@ -10,13 +10,14 @@ from deploy.local.processes import StackError
 from deploy.local.service_status import ServiceStatus
 from deploy.local.stack import LocalStack
 from referrals.cli.common import echo, fail, settings
+from referrals.settings import changed
 
 app = typer.Typer(help="The local stack: a real Kafka 4 broker (KRaft) and Redis.",
                   no_args_is_help=True, add_completion=False)
 
 
 def print_status(statuses: list[ServiceStatus]) -> None:
-    typer.echo(f"{'service':<6} {'state':<13} {'address':<16} {'pid':<11} {'version':<8} logs")
+    typer.echo(f"{'service':<7} {'state':<13} {'address':<16} {'pid':<11} {'version':<8} logs")
     for status in statuses:
         typer.echo(status.line())
 
@@ -44,9 +45,21 @@ def prepare(
 
 
 @app.command("up")
-def stack_up() -> None:
+def stack_up(
+    brokers: int | None = typer.Option(None, "--brokers", min=1, max=5, help="Kafka nodes (default: kafka.brokers, "
+                                       "1); clients need REFERRALS_KAFKA__BROKERS set to the same"),
+) -> None:
     """Start Kafka and Redis unless they already run (a second `up` changes nothing)."""
-    up(LocalStack(settings()))
+    own = settings()
+    if brokers is not None and brokers != own.kafka.brokers:
+        try:
+            own = changed(own, kafka={"brokers": brokers})
+        except ValueError as exc:
+            fail(str(exc))
+        echo(f"{brokers} brokers: export REFERRALS_KAFKA__BROKERS={brokers} for every client and `stack status` "
+             f"(bootstrap {own.kafka.bootstrap}; topics replicated {own.kafka.replicas} times, min.insync.replicas "
+             f"{own.kafka.min_isr})")
+    up(LocalStack(own))
 
 
 @app.command("down")
