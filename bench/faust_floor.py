@@ -24,12 +24,14 @@ def main(topic: str, records: int, out: str) -> None:
 
     mode.loop.use(os.environ.get("BENCH_LOOP") or "uvloop")
     from referrals.settings import Settings
+    from streams.app import broker_credentials
 
     settings = Settings()
     cfg = settings.streams
     name = f"bench-floor-{uuid.uuid4().hex[:8]}"
     app = faust.App(
-        name, broker=f"kafka://{settings.kafka.bootstrap}", store="memory://",
+        name, broker=[f"kafka://{server}" for server in settings.kafka.bootstrap.split(",")], store="memory://",
+        broker_credentials=broker_credentials(settings.kafka),
         datadir=os.path.join(os.path.dirname(os.path.abspath(out)), f"{name}-data"),  # not the working directory
         processing_guarantee="at_least_once", web_enabled=False, consumer_auto_offset_reset="earliest",
         broker_commit_every=cfg.batch_size, broker_commit_interval=cfg.commit_interval_s,

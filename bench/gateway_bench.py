@@ -30,7 +30,7 @@ import httpx
 from bench.workload import BenchRun
 from deploy.local.service_process import GatewayProcess
 from referrals.kafka_admin import ensure_topics
-from referrals.settings import Settings
+from referrals.settings import Settings, worker_environment
 from schemas.topics import INBOUND
 
 BENCH_KEY = "bench-key-0123456789abcdef"
@@ -68,6 +68,7 @@ class Gateway(GatewayProcess):
     def __init__(self, settings: Settings, port: int, log: Path):
         s = settings
         super().__init__(port, log, env={
+            **worker_environment(s, ("kafka", "redis")),  # reaches Kafka and Redis as ``settings`` say (TLS too)
             "REFERRALS_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix, "REFERRALS_REDIS__KEY_PREFIX": s.redis.key_prefix,
             "REFERRALS_GATEWAY__API_KEYS": json.dumps([{"name": "bench", "key": BENCH_KEY,
                                                        "types": ["share", "click", "signup", "order", "refund"]}]),

@@ -28,7 +28,7 @@ from kafka import KafkaProducer
 
 from deploy.local.processes import StackError
 from referrals.redis_client import redis_client
-from referrals.settings import PROJECT_ROOT, Settings
+from referrals.settings import PROJECT_ROOT, Settings, worker_environment
 
 RECORD_BYTES = 200
 TOOLS_POM = PROJECT_ROOT / "bench" / "kafka-tools" / "pom.xml"
@@ -76,7 +76,8 @@ def kafka_tool_produce(settings: Settings, topic: str, records: int) -> float:
     libs = tools_dir(settings)
     argv = ["java", "-Xmx512m", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance",
             "--topic", topic, "--num-records", str(records), "--record-size", str(RECORD_BYTES),
-            "--throughput", "-1", "--command-property", f"bootstrap.servers={settings.kafka.bootstrap}", "acks=all"]
+            "--throughput", "-1", "--command-property", f"bootstrap.servers={settings.kafka.bootstrap}", "acks=all",
+            *settings.kafka.java_client_properties()]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     summary = [m for m in _PERF_LINE.finditer(done.stdout)]
     if done.returncode != 0 or not summary or int(summary[-1].group(1)) != records:
@@ -103,14 +104,13 @@ def kafka_python_produce(settings: Settings, topic: str, records: int) -> float:
 
 
 # -- aiokafka ------------------------------------------------------------------------------------------
-# (bootstrap only: these bare clients take no credentials, so this section needs a PLAINTEXT listener)
 
 def aiokafka_produce(settings: Settings, topic: str, records: int) -> float:
     """records/s of a bare aiokafka producer (acks=all, linger 5 ms; the client Faust produces with)."""
     values = [payload(i) for i in range(records)]
 
     async def run() -> float:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all", linger_ms=5,
+        producer = AIOKafkaProducer(**settings.kafka.aiokafka_options(), acks="all", linger_ms=5,
                                     max_batch_size=64 * 1024)
         await producer.start()
         try:
@@ -129,7 +129,7 @@ def aiokafka_consume(settings: Settings, topic: str, records: int) -> float:
     """records/s of an aiokafka consumer reading ``records`` from the start of ``topic`` and decoding each."""
 
     async def run() -> float:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka.bootstrap, group_id=None,
+        consumer = AIOKafkaConsumer(topic, **settings.kafka.aiokafka_options(), group_id=None,
                                     auto_offset_reset="earliest", enable_auto_commit=False)
         await consumer.start()
         try:
@@ -183,7 +183,8 @@ def faust_empty_agent(settings: Settings, topic: str, records: int, work_dir: Pa
     with log.open("wb") as sink:
         done = subprocess.run([sys.executable, "-m", "bench.faust_floor", topic, str(records), str(out)],
                               stdout=sink, stderr=subprocess.STDOUT, timeout=900, cwd=PROJECT_ROOT,
-                              env={**os.environ, "BENCH_CYTHON": "1" if cython else "0"})
+                              env={**os.environ, **worker_environment(settings, ("kafka", "redis", "streams")),
+                                   "BENCH_CYTHON": "1" if cython else "0"})
     if done.returncode != 0 or not out.exists():
         raise StackError(f"the empty Faust agent failed (exit {done.returncode}):\n{log.read_text()[-3000:]}")
     return float(json.loads(out.read_text())["records_per_s"])

@@ -123,6 +123,19 @@ class KafkaSettings(BaseModel):
                            sasl_plain_password=self.sasl_password.get_secret_value())
         return options
 
+    def java_client_properties(self) -> list[str]:
+        """The same connection settings as ``key=value`` properties of a Java client (Kafka's own tools)."""
+        props = [f"security.protocol={self.security_protocol}"]
+        if self.security_protocol.endswith("SSL") and self.ssl_cafile is not None:
+            props += ["ssl.truststore.type=PEM", f"ssl.truststore.location={self.ssl_cafile}"]
+        if self.security_protocol.startswith("SASL_"):
+            module = ("scram.ScramLoginModule" if self.sasl_mechanism.startswith("SCRAM-")
+                      else "plain.PlainLoginModule")
+            props += [f"sasl.mechanism={self.sasl_mechanism}",
+                      f"sasl.jaas.config=org.apache.kafka.common.security.{module} required "
+                      f'username="{self.sasl_username}" password="{self.sasl_password.get_secret_value()}";']
+        return props
+
     def client_options(self) -> dict[str, object]:
         """kafka-python's connection arguments (every producer, consumer and admin client of the project)."""
         options: dict[str, object] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}

@@ -145,3 +145,16 @@ def test_a_publishable_key_that_could_do_more_than_an_app_should_is_refused(chan
     with pytest.raises(ValidationError) as info:
         Settings(gateway={"api_keys": [{**PUBLISHABLE, **change}]})
     assert words in str(info.value)
+
+
+def test_javas_client_properties_say_what_the_python_clients_are_told(tmp_path):
+    plain = Settings().kafka
+    assert plain.java_client_properties() == ["security.protocol=PLAINTEXT"]
+    tls = Settings(kafka={"security_protocol": "SSL", "ssl_cafile": str(tmp_path / "ca.pem")}).kafka
+    assert tls.java_client_properties() == ["security.protocol=SSL", "ssl.truststore.type=PEM",
+                                            f"ssl.truststore.location={tmp_path / 'ca.pem'}"]
+    scram = Settings(kafka={"security_protocol": "SASL_SSL", "sasl_username": "pipeline",
+                            "sasl_password": "pw-0123"}).kafka.java_client_properties()
+    assert scram[:2] == ["security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512"]
+    assert scram[2] == ('sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required '
+                        'username="pipeline" password="pw-0123";')
