@@ -427,6 +427,29 @@ def build_app(settings: Settings, campaigns: CampaignBook) -> faust.App:
         offsets.forget(mine)
         offsets.start(await committed_offsets(mine))
 
+    @app.on_rebalance_complete.connect
+    async def seek_before_streams_resume(app, **kwargs) -> None:
+        """Once the tables are recovered, before Faust resumes the input partitions: the consumer's flow stopped
+        and each input partition at its committed offset, so that nothing is fetched until Faust has sought.
+
+        faust-streaming (0.15) resumes the input partitions while the consumer's flow is still on from the
+        tables' recovery, and only then seeks them to their committed offsets (one round trip per partition:
+        0.2-0.5 s here). Records fetched in between were processed, then the seek moved the consumer's read
+        offset back, Faust took the rest of what it had fetched for a gap in offsets and acknowledged it, and
+        dropped the records it fetched again as already read: after a SIGKILL, most restarts of the worker
+        stopped on the ``OffsetGuard`` (and without it, records would be committed unprocessed). aiokafka's
+        ``seek_to_committed`` besides leaves a partition without a committed offset (or at 0) where it is.
+        Faust resumes the flow itself after its seek (docs/worker.md, point 6). Stopping the flow here drops a
+        standby changelog record Faust may be delivering: the tables are in memory and every recovery reads the
+        changelog from its start, so a standby's content is never used (Faust stops the flow at every rebalance
+        in the same way)."""
+        consumer = app.consumer
+        consumer.stop_flow()
+        mine = {tp for tp in consumer.assignment() if tp.topic in inputs}
+        if mine:
+            committed = await committed_offsets({(tp.topic, tp.partition) for tp in mine})
+            await consumer.seek_wait({tp: committed[(tp.topic, tp.partition)] for tp in mine})
+
     after_full_gc = (gc_policy.FullCollections(freeze=cfg.gc_freeze_survivors, trim=cfg.trim_after_gc)
                     if cfg.gc_freeze_survivors or cfg.trim_after_gc else None)
 

@@ -357,6 +357,12 @@ def supervise(worker: WorkerProcess, check: Callable[[], tuple[bool, Any]], *, f
         time.sleep(0.5)
 
 
+def self_stops(worker: WorkerProcess) -> int:
+    """How often the worker stopped itself (its guards, or an error: exit 70) over its log; each stop is one
+    restart more than the faults a test injected."""
+    return worker.log.read_text(errors="replace").count("the worker stops without committing")
+
+
 def wait_for(check: Callable[[], tuple[bool, Any]], timeout_s: float, interval_s: float = 1.0) -> Any:
     """Poll ``check`` (returns (done, detail)) until done; fail with the last detail on time-out."""
     deadline = time.monotonic() + timeout_s
