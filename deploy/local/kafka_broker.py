@@ -289,6 +289,11 @@ class KafkaBroker:
 
     # -- running -------------------------------------------------------------------------------
 
+    @property
+    def _which(self) -> str:
+        """`` kafka-2`` in messages about a node of a cluster; nothing for the single broker."""
+        return f" {self.name}" if self.cfg.brokers > 1 else ""
+
     def client_settings(self):
         """How a client reaches this node alone (with SSL: trusting the stack's CA unless another is set)."""
         own = changed(self.cfg, bootstrap_servers=f"{self.cfg.host}:{self.port}")
@@ -315,10 +320,10 @@ class KafkaBroker:
         majority of them runs). True if it was started now."""
         if running(self.pidfile) is not None:
             return False
-        suffix = "" if self.node == 1 else f"_{self.node}"
-        ensure_port_free(self.cfg.host, self.port, f"Kafka {self.name}", "REFERRALS_KAFKA__PORT" + suffix)
-        ensure_port_free(self.cfg.host, self.controller_port, f"Kafka {self.name} controller",
-                         "REFERRALS_KAFKA__CONTROLLER_PORT" + suffix)
+        plus = "" if self.node == 1 else f" (the configured port + {2 * (self.node - 1)})"
+        ensure_port_free(self.cfg.host, self.port, f"Kafka{self._which}{plus}", "REFERRALS_KAFKA__PORT")
+        ensure_port_free(self.cfg.host, self.controller_port, f"Kafka{self._which} controller{plus}",
+                         "REFERRALS_KAFKA__CONTROLLER_PORT")
         self.check_security()
         self.resolve_jars(echo=echo)
         if self.cfg.security_protocol == "SSL":
@@ -340,9 +345,9 @@ class KafkaBroker:
                 self.version_file.write_text(self._logged_version() or "")
             return
         if not started and alive():
-            raise StackError(self._failure(f"our broker {self.name} (pid {owned.pid}) runs but does not answer"))
+            raise StackError(self._failure(f"our broker{self._which} (pid {owned.pid}) runs but does not answer"))
         reason = "the broker exited" if not alive() else f"no answer within {self.cfg.start_timeout_s:.0f} s"
-        message = self._failure(f"Kafka {self.name} did not start: {reason}")
+        message = self._failure(f"Kafka{self._which} did not start: {reason}")
         if started:
             stop(self.pidfile, timeout_s=10)
         raise StackError(message)

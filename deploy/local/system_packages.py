@@ -22,6 +22,7 @@ STACK_PACKAGES: dict[str, str] = {
     "java": "openjdk-17-jre-headless",
     "mvn": "maven",
     "redis-server": "redis-server",
+    "openssl": "openssl",  # the CA and broker certificate of a stack with security_protocol SSL
 }
 TEST_PACKAGES: dict[str, str] = {
     "docker-compose": "docker-compose",
