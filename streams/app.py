@@ -595,10 +595,11 @@ class OffsetGuard:
     """Every record of a partition processed, none skipped: offsets go on one by one from the commit.
 
     faust-streaming counts a jump in offsets as acknowledged (compacted topics have such gaps), and
-    after a restart its fetcher can, rarely, jump ahead (faust-streaming/faust#216, #221; seen here
-    under repeated SIGKILLs as committed events without effect). The worker's input topics are
+    after a restart it could jump ahead (faust-streaming/faust#216, #221; seen here under repeated
+    SIGKILLs as committed events without effect): it resumed the input partitions before it sought
+    them, which ``seek_before_streams_resume`` now prevents (#23). The worker's input topics are
     written without transactions, so their offsets have no gaps: a jump means records would be
-    committed unprocessed, and the worker stops (exit 70) instead.
+    committed unprocessed, and the worker stops (exit 70) instead: the safety net.
     """
 
     def __init__(self) -> None:
