@@ -419,18 +419,17 @@ def build_app(settings: Settings, campaigns: CampaignBook) -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def restart_positions(app, assigned, **kwargs) -> None:
-        """On every assignment, before anything is fetched: each partition goes on from its committed offset
-        (read now, so that a gap Faust commits later cannot move the starting point); the tick index is read
-        again (the tables may have changed under another owner)."""
+        """On every assignment: the guard forgets where the assigned partitions were (it learns their committed
+        offsets before they are resumed: ``seek_before_streams_resume``); the tick index is read again (the
+        tables may have changed under another owner)."""
         runner.reassigned()
-        mine = {(tp.topic, tp.partition) for tp in assigned if tp.topic in inputs}
-        offsets.forget(mine)
-        offsets.start(await committed_offsets(mine))
+        offsets.forget({(tp.topic, tp.partition) for tp in assigned if tp.topic in inputs})
 
     @app.on_rebalance_complete.connect
     async def seek_before_streams_resume(app, **kwargs) -> None:
-        """Once the tables are recovered, before Faust resumes the input partitions: the consumer's flow stopped
-        and each input partition at its committed offset, so that nothing is fetched until Faust has sought.
+        """Once the tables are recovered, before Faust resumes the input partitions: the consumer's flow stopped,
+        the committed offsets read once, and each input partition sought there and the guard told to go on from
+        there (read before anything is fetched, so that a gap Faust commits later cannot move the starting point).
 
         faust-streaming (0.15) resumes the input partitions while the consumer's flow is still on from the
         tables' recovery, and only then seeks them to their committed offsets (one round trip per partition:
@@ -448,6 +447,7 @@ def build_app(settings: Settings, campaigns: CampaignBook) -> faust.App:
         mine = {tp for tp in consumer.assignment() if tp.topic in inputs}
         if mine:
             committed = await committed_offsets({(tp.topic, tp.partition) for tp in mine})
+            offsets.start(committed)
             await consumer.seek_wait({tp: committed[(tp.topic, tp.partition)] for tp in mine})
 
     after_full_gc = (gc_policy.FullCollections(freeze=cfg.gc_freeze_survivors, trim=cfg.trim_after_gc)

@@ -325,9 +325,10 @@ def _decide(state: CustomerState, customer_id: str, campaigns: CampaignBook) -> 
         first = signups[0]
         out["profile"] = Profile(customer_id, first.email_hash, first.device_id)
     primary, others = _claims(state, campaigns)
-    unconfirmed = primary is None and next((c for c in others if c.app), None)
-    if unconfirmed:  # only an app says the customer signed up with a referrer: listed, never rewarded
-        primary, others = unconfirmed, [c for c in others if c is not unconfirmed]
+    unconfirmed = primary is None  # then only an app may say the customer signed up with a referrer: listed
+    if unconfirmed:
+        primary = next((c for c in others if c.app), None)
+        others = [c for c in others if c is not primary]
     if primary is None:
         return out
     # the customer as the shop saw them at signup; what only the app said of them where the shop said nothing
